@@ -1,0 +1,287 @@
+"""Start, stop and inspect one local Kafka broker (KRaft, broker+controller in one JVM).
+
+Everything the broker owns lives in one directory: ``server.properties``, the
+log dirs, ``broker.log`` and ``broker.json`` (pid, ports). ``stop`` signals only
+the pid recorded there, after checking that it is still our java process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from streams.broker.resolve import (
+    DEFAULT_KAFKA_VERSION,
+    BrokerSetupError,
+    require_java,
+    resolve_jars,
+)
+
+_PROPERTIES = """# written by capflow kafka start
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@{host}:{controller_port}
+listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}
+advertised.listeners=PLAINTEXT://{host}:{port}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs={log_dirs}
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=5
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+log.retention.hours=168
+"""
+
+_LOG4J2 = """status = warn
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRefs = stdout
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.state.name = state.change.logger
+logger.state.level = WARN
+"""
+
+
+@dataclass(frozen=True)
+class BrokerInfo:
+    """What ``broker.json`` records about a started broker."""
+
+    pid: int
+    host: str
+    port: int
+    controller_port: int
+    version: str
+    log: str
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); treat it as gone.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return True
+    return state != "Z"
+
+
+def _is_our_broker(pid: int, properties: Path) -> bool:
+    """True when pid is a live kafka.Kafka JVM started with our properties file."""
+    if not _pid_alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # no /proc: trust the pid file
+    return b"kafka.Kafka" in cmdline and str(properties).encode() in cmdline
+
+
+async def metadata_ready(bootstrap: str, timeout: float = 3.0) -> bool:
+    """True when the broker answers a metadata request."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        await asyncio.wait_for(admin.list_topics(), timeout)
+        return True
+    except Exception:
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+class LocalKafka:
+    """One broker whose files all live under ``root``."""
+
+    def __init__(
+        self,
+        root: Path,
+        port: int = 19092,
+        host: str = "127.0.0.1",
+        version: str = DEFAULT_KAFKA_VERSION,
+        heap: str = "512m",
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.host = host
+        self.port = port
+        self.version = version
+        self.heap = heap
+
+    @property
+    def properties(self) -> Path:
+        return self.root / "server.properties"
+
+    @property
+    def info_file(self) -> Path:
+        return self.root / "broker.json"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "broker.log"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def info(self) -> BrokerInfo | None:
+        """The recorded broker, if its process is still ours and alive."""
+        try:
+            data = json.loads(self.info_file.read_text())
+            info = BrokerInfo(**data)
+        except (OSError, ValueError, TypeError):
+            return None
+        return info if _is_our_broker(info.pid, self.properties) else None
+
+    def _write_config(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.properties.write_text(
+            _PROPERTIES.format(
+                host=self.host,
+                port=self.port,
+                controller_port=self.port + 1,
+                log_dirs=self.root / "data",
+            )
+        )
+        (self.root / "log4j2.properties").write_text(_LOG4J2)
+
+    def _java_cmd(self, main: str, *args: str) -> list[str]:
+        libs = resolve_jars(self.version)
+        classpath = os.pathsep.join(str(p) for p in sorted(libs.glob("*.jar")))
+        return [
+            "java",
+            f"-Xmx{self.heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.root / 'log4j2.properties'}",
+            "-cp",
+            classpath,
+            main,
+            *args,
+        ]
+
+    def _format_storage(self) -> None:
+        if (self.root / "data" / "meta.properties").exists():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cmd = self._java_cmd(
+            "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties)
+        )
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise BrokerSetupError(f"formatting Kafka storage failed:\n{proc.stdout}{proc.stderr}")
+
+    def start(self, wait: float = 90.0, progress: bool = True) -> BrokerInfo:
+        """Start the broker (or return the running one) and wait until it serves metadata."""
+        running = self.info()
+        if running is not None:
+            return running
+        require_java(17)
+        for port in (self.port, self.port + 1):
+            if port_open(self.host, port):
+                raise BrokerSetupError(
+                    f"port {self.host}:{port} is already in use by another process; "
+                    "choose another with --port or CAPFLOW_KAFKA_PORT"
+                )
+        self._write_config()
+        self._format_storage()
+        with open(self.log_file, "ab") as log:
+            proc = subprocess.Popen(
+                self._java_cmd("kafka.Kafka", str(self.properties)),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        info = BrokerInfo(
+            pid=proc.pid,
+            host=self.host,
+            port=self.port,
+            controller_port=self.port + 1,
+            version=self.version,
+            log=str(self.log_file),
+        )
+        self.info_file.write_text(json.dumps(asdict(info), indent=2) + "\n")
+        deadline = time.monotonic() + wait
+        last_note = 0.0
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = "\n".join(self.log_file.read_text(errors="replace").splitlines()[-20:])
+                raise BrokerSetupError(f"Kafka exited with code {proc.returncode}:\n{tail}")
+            if port_open(self.host, self.port) and asyncio.run(metadata_ready(self.bootstrap)):
+                return info
+            if progress and time.monotonic() - last_note > 5:
+                print(f"capflow: waiting for Kafka on {self.bootstrap} ...", flush=True)
+                last_note = time.monotonic()
+            time.sleep(0.3)
+        self.stop()
+        raise BrokerSetupError(f"Kafka did not answer within {wait:.0f}s; see {self.log_file}")
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop our broker; True if one was running. Leaves data for the next start."""
+        info = self.info()
+        if info is None:
+            self.info_file.unlink(missing_ok=True)
+            return False
+        os.kill(info.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _pid_alive(info.pid):
+            time.sleep(0.2)
+        if _pid_alive(info.pid):
+            os.kill(info.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(info.pid, os.WNOHANG)
+        self.info_file.unlink(missing_ok=True)
+        return True
+
+    def kill(self) -> None:
+        """SIGKILL the broker: for fault tests of an abrupt broker loss."""
+        info = self.info()
+        if info is not None:
+            os.kill(info.pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(info.pid, 0)

@@ -1,0 +1,47 @@
+"""The ``capflow`` command line: one subcommand per module in ``streams.commands``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from streams import __version__
+from streams.config import describe_environment
+
+# Each module in streams/commands/ exposes ``register(subparsers)``, which adds
+# its parser and sets ``func`` (args -> exit code).
+COMMANDS: tuple[str, ...] = (
+    "kafka",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="capflow",
+        description="OpenD capital distribution -> Kafka -> rolling flows and reversal alerts.",
+        epilog=describe_environment(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"capflow {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"streams.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Settings shared by every command: each one a CAPFLOW_* variable and a flag.
+
+One table (``OPTIONS``) is the single source of names, defaults and help, so the
+environment, the flags and ``capflow --help`` cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: flag name, env variable, type, default and help text."""
+
+    name: str  # attribute name, e.g. "kafka_bootstrap"
+    default: Any
+    help: str
+    type: Callable[[str], Any] = str
+    group: str = "general"
+
+    @property
+    def env(self) -> str:
+        return "CAPFLOW_" + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+OPTIONS: tuple[Option, ...] = (
+    # Kafka
+    Option("kafka_bootstrap", DEFAULT_BOOTSTRAP, "Kafka bootstrap servers", group="kafka"),
+    Option("topic_distribution", "capflow.distribution.v1", "snapshot topic", group="kafka"),
+    Option("topic_flow", "capflow.flow.v1", "rolling flow topic", group="kafka"),
+    Option("topic_alerts", "capflow.alerts.v1", "reversal alert topic", group="kafka"),
+    Option("topic_deadletter", "capflow.deadletter.v1", "dead-letter topic", group="kafka"),
+    Option("topic_partitions", 3, "partitions for topics capflow creates", int, group="kafka"),
+    Option(
+        "kafka_security_protocol",
+        "PLAINTEXT",
+        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+        group="kafka",
+    ),
+    Option("kafka_sasl_mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", group="kafka"),
+    Option("kafka_sasl_username", "", "SASL user name", group="kafka"),
+    Option("kafka_sasl_password", "", "SASL password", group="kafka"),
+    Option("kafka_ssl_cafile", "", "CA bundle for SSL", group="kafka"),
+    # OpenD
+    Option("opend_host", "127.0.0.1", "OpenD host", group="opend"),
+    Option("opend_port", 11111, "OpenD port", int, group="opend"),
+    Option("opend_timeout", 10.0, "seconds to wait for one OpenD reply", float, group="opend"),
+    # Poller
+    Option(
+        "watchlist",
+        ["HK.00700"],
+        "comma-separated securities, e.g. HK.00700,US.AAPL",
+        _csv,
+        group="poller",
+    ),
+    Option("rate_limit_requests", 30, "OpenD requests allowed per window", int, group="poller"),
+    Option("rate_limit_window", 30.0, "rate limit window in seconds", float, group="poller"),
+    Option(
+        "ignore_market_hours",
+        False,
+        "poll even when a market is closed (simulator)",
+        lambda v: v.lower() in ("1", "true", "yes", "on"),
+        group="poller",
+    ),
+    # Flow + detector
+    Option("window", 300.0, "rolling window W in seconds of event time", float, group="flow"),
+    Option("theta_abs", 0.0, "absolute threshold on R_W", float, group="flow"),
+    Option("theta_rel", 0.10, "threshold relative to turnover change in W", float, group="flow"),
+    Option("confirm", 2, "snapshots the new side must hold before alerting", int, group="flow"),
+    Option(
+        "cooldown", 600.0, "seconds of event time between alerts per security", float, group="flow"
+    ),
+    Option(
+        "thresholds_file",
+        "",
+        "JSON file with per-market / per-security overrides of theta_abs, theta_rel, "
+        "confirm, cooldown",
+        group="flow",
+    ),
+    # Worker
+    Option("app_id", "capflow", "Faust application id (consumer group)", group="worker"),
+    Option("store", "memory://", "Faust table store: memory:// or rocksdb://", group="worker"),
+    Option(
+        "data_dir", ".capflow", "directory for local state, logs and broker data", group="worker"
+    ),
+    Option("web_port", 6066, "Faust web / metrics port", int, group="worker"),
+)
+
+_BY_NAME = {opt.name: opt for opt in OPTIONS}
+
+
+def option(name: str) -> Option:
+    return _BY_NAME[name]
+
+
+def env_default(opt: Option, environ: dict[str, str] | None = None) -> Any:
+    """The default for ``opt``: its environment variable if set, else the built-in one."""
+    env = os.environ if environ is None else environ
+    raw = env.get(opt.env)
+    if raw is None:
+        return opt.default
+    try:
+        return opt.type(raw)
+    except ValueError as exc:
+        raise SystemExit(f"capflow: {opt.env}={raw!r} is not valid: {exc}") from exc
+
+
+def add_options(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
+    """Add the named settings as flags whose defaults come from CAPFLOW_* variables."""
+    for name in names:
+        opt = _BY_NAME[name]
+        kwargs: dict[str, Any] = {
+            "dest": opt.name,
+            "default": env_default(opt),
+            "help": f"{opt.help} (env {opt.env}, default %(default)s)",
+        }
+        if isinstance(opt.default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = opt.type
+        parser.add_argument(opt.flag, **kwargs)
+
+
+def group_names(*groups: str) -> list[str]:
+    return [opt.name for opt in OPTIONS if opt.group in groups]
+
+
+def kafka_client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """aiokafka connection kwargs, including SASL/SSL pass-through for managed clusters."""
+    kwargs: dict[str, Any] = {"bootstrap_servers": args.kafka_bootstrap}
+    protocol = getattr(args, "kafka_security_protocol", "PLAINTEXT")
+    if protocol != "PLAINTEXT":
+        kwargs["security_protocol"] = protocol
+    if "SSL" in protocol:
+        import ssl
+
+        from aiokafka.helpers import create_ssl_context
+
+        cafile = getattr(args, "kafka_ssl_cafile", "") or None
+        ctx: ssl.SSLContext = create_ssl_context(cafile=cafile)
+        kwargs["ssl_context"] = ctx
+    if protocol.startswith("SASL"):
+        kwargs["sasl_mechanism"] = args.kafka_sasl_mechanism or "PLAIN"
+        kwargs["sasl_plain_username"] = args.kafka_sasl_username
+        kwargs["sasl_plain_password"] = args.kafka_sasl_password
+    return kwargs
+
+
+def describe_environment() -> str:
+    """Text for ``capflow --help``: every CAPFLOW_* variable with its default."""
+    lines = ["environment (each also a flag of the commands that use it):"]
+    for opt in OPTIONS:
+        default = ",".join(opt.default) if isinstance(opt.default, list) else opt.default
+        lines.append(f"  {opt.env:<34} {opt.help} [{default}]")
+    return "\n".join(lines)

@@ -1,0 +1,51 @@
+"""Shared fixtures: one real Kafka broker per test session.
+
+The broker is started through the same code as ``capflow kafka start`` unless
+CAPFLOW_KAFKA_BOOTSTRAP names an existing one (e.g. docker compose).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.broker.local import LocalKafka, free_port, port_open
+
+
+def _free_port_pair() -> int:
+    for _ in range(50):
+        port = free_port()
+        if not port_open("127.0.0.1", port + 1):
+            return port
+    raise RuntimeError("no free pair of ports for the test broker")
+
+
+@pytest.fixture(scope="session")
+def local_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka | None]:
+    """The broker this session started, or None when CAPFLOW_KAFKA_BOOTSTRAP is given."""
+    if os.environ.get("CAPFLOW_KAFKA_BOOTSTRAP"):
+        yield None
+        return
+    broker = LocalKafka(Path(tmp_path_factory.mktemp("kafka")), port=_free_port_pair())
+    broker.start(progress=False)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(local_kafka: LocalKafka | None) -> str:
+    if local_kafka is None:
+        return os.environ["CAPFLOW_KAFKA_BOOTSTRAP"]
+    return local_kafka.bootstrap
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A unique prefix so tests sharing the broker never see each other's records."""
+    return f"t{uuid.uuid4().hex[:10]}"

@@ -1,0 +1,84 @@
+"""Sliding-window limiter on a hand-driven clock."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streams.ratelimit import SlidingWindowLimiter
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_admits_limit_then_refuses_until_oldest_leaves() -> None:
+    clock = FakeClock()
+    lim = SlidingWindowLimiter(30, 30.0, clock)
+    for _ in range(30):
+        assert lim.try_acquire()
+    assert not lim.try_acquire()
+    assert lim.delay() == 30.0
+    clock.now = 29.999
+    assert not lim.try_acquire()
+    clock.now = 30.0
+    assert lim.try_acquire()
+    assert lim.used() == 1
+
+
+def test_boundary_burst_is_refused() -> None:
+    """A fixed bucket would allow 30 at t=29 and 30 more at t=30; a sliding window must not."""
+    clock = FakeClock()
+    lim = SlidingWindowLimiter(30, 30.0, clock)
+    clock.now = 29.0
+    assert sum(lim.try_acquire() for _ in range(30)) == 30
+    clock.now = 30.5
+    assert sum(lim.try_acquire() for _ in range(30)) == 0
+    clock.now = 59.0
+    assert sum(lim.try_acquire() for _ in range(30)) == 30
+
+
+def test_penalize_fills_the_window() -> None:
+    clock = FakeClock()
+    lim = SlidingWindowLimiter(5, 10.0, clock)
+    lim.penalize()
+    assert not lim.try_acquire()
+    clock.now = 10.0
+    assert lim.try_acquire()
+
+
+@given(
+    limit=st.integers(1, 10),
+    window=st.floats(0.5, 20.0),
+    gaps=st.lists(st.floats(0.0, 5.0), min_size=1, max_size=200),
+)
+def test_no_window_ever_holds_more_than_limit(limit: int, window: float, gaps: list[float]) -> None:
+    clock = FakeClock()
+    lim = SlidingWindowLimiter(limit, window, clock)
+    admitted: list[float] = []
+    for gap in gaps:
+        clock.now += gap
+        if lim.try_acquire():
+            admitted.append(clock.now)
+    for i, start in enumerate(admitted):
+        inside = [t for t in admitted[i:] if t - start < window]
+        assert len(inside) <= limit
+
+
+async def test_acquire_waits_on_fake_sleep() -> None:
+    clock = FakeClock()
+    lim = SlidingWindowLimiter(2, 10.0, clock)
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.now += seconds
+
+    for _ in range(3):
+        await lim.acquire(sleep=fake_sleep)
+    assert slept == [10.0]
+    assert clock.now == 10.0
