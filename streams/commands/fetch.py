@@ -1,0 +1,95 @@
+"""``capflow fetch CODE...``: one capital-distribution request per code, printed (debugging)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import Any
+
+import orjson
+
+from streams.config import add_options
+from streams.opend.client import OpenDClient
+from streams.opend.errors import ConnectionLost, OpenDError, RequestTimeout
+from streams.opend.security import SecurityFormatError, parse_security
+from streams.opend.snapshot import AMOUNT_FIELDS, CapitalDistribution, snapshot_to_proto
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "fetch",
+        help="query OpenD capital distribution once per security and print it",
+        description="One Qot_GetCapitalDistribution request per security (counts against "
+        "OpenD's 30 per 30 s quota).",
+    )
+    parser.add_argument("codes", nargs="+", metavar="CODE", help="e.g. HK.00700 US.AAPL")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per line")
+    add_options(parser, ["opend_host", "opend_port", "opend_timeout"])
+    parser.set_defaults(func=run)
+
+
+def format_readable(dist: CapitalDistribution) -> str:
+    lines = [f"{dist.security}  updated {dist.update_time} ({dist.update_timestamp:.0f})"]
+    for cls in ("super", "big", "mid", "small"):
+        cin = getattr(dist, f"capital_in_{cls}")
+        cout = getattr(dist, f"capital_out_{cls}")
+        lines.append(f"  {cls:<6} in {cin:>18,.2f}  out {cout:>18,.2f}  net {cin - cout:>+18,.2f}")
+    return "\n".join(lines)
+
+
+def as_json(dist: CapitalDistribution, source: str, seq: int) -> bytes:
+    snap = snapshot_to_proto(dist, source, int(time.time() * 1000), seq)
+    record: dict[str, Any] = {
+        "security": snap.security,
+        "market": snap.market,
+        "qot_market": snap.qot_market,
+        "code": snap.code,
+        **{name: getattr(snap, name) for name in AMOUNT_FIELDS},
+        "update_time": snap.update_time,
+        "update_timestamp": snap.update_timestamp,
+        "trading_day": snap.trading_day,
+        "received_at_ms": snap.received_at_ms,
+        "source": snap.source,
+    }
+    return orjson.dumps(record)
+
+
+async def _fetch(args: argparse.Namespace) -> int:
+    status = 0
+    client = OpenDClient(args.opend_host, args.opend_port, timeout=args.opend_timeout)
+    try:
+        await client.connect()
+    except (OSError, TimeoutError, OpenDError) as exc:
+        print(f"capflow fetch: cannot connect to {client.source}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        for seq, code in enumerate(args.codes, 1):
+            try:
+                dist = await client.get_capital_distribution(code)
+            except (OpenDError, SecurityFormatError, RequestTimeout) as exc:
+                print(f"{code}: {exc}", file=sys.stderr)
+                status = 1
+                continue
+            except ConnectionLost as exc:
+                print(f"{code}: {exc}", file=sys.stderr)
+                return 1
+            if args.json:
+                sys.stdout.buffer.write(as_json(dist, client.source, seq) + b"\n")
+                sys.stdout.flush()
+            else:
+                print(format_readable(dist), flush=True)
+    finally:
+        await client.close()
+    return status
+
+
+def run(args: argparse.Namespace) -> int:
+    for code in args.codes:
+        try:
+            parse_security(code)
+        except SecurityFormatError as exc:
+            print(f"capflow fetch: {exc}", file=sys.stderr)
+            return 2
+    return asyncio.run(_fetch(args))

@@ -1,0 +1,106 @@
+"""``capflow opend-sim``: run the OpenD simulator (protocol-compatible with the futu SDK)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any
+
+from streams.config import add_options
+from streams.opend_sim.clock import SimClock
+from streams.opend_sim.market import MarketModel
+from streams.opend_sim.scenario import DEMO_PATH, Scenario, ScenarioError, load_scenario
+from streams.opend_sim.server import OpenDSimulator
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "opend-sim",
+        help="run the OpenD simulator",
+        description="OpenD simulator: InitConnect, KeepAlive, GetGlobalState and "
+        f"Qot_GetCapitalDistribution over the real wire protocol. Demo scenario: {DEMO_PATH}",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="listen address (default %(default)s)")
+    parser.add_argument("--port", type=int, default=11111, help="listen port (default %(default)s)")
+    parser.add_argument("--scenario", default="", help="scenario JSON file (default: random walk)")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="model seed (default: scenario's or 0)"
+    )
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=None,
+        help="simulated seconds per wall second; 0 freezes time (default: scenario's or 1)",
+    )
+    parser.add_argument(
+        "--start",
+        default="",
+        help="simulated start, ISO 8601 with offset (default: scenario's, else now)",
+    )
+    parser.add_argument("--keep-alive-interval", type=int, default=10, help="seconds (default 10)")
+    parser.add_argument(
+        "--rate-limit-scope",
+        choices=("account", "connection"),
+        default="account",
+        help="share the quota across connections like one OpenD account (default) or not",
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    add_options(parser, ["rate_limit_requests", "rate_limit_window"])
+    parser.set_defaults(func=run)
+
+
+def build_simulator(args: argparse.Namespace) -> OpenDSimulator:
+    """The simulator the flags describe (also used by other commands, e.g. demo)."""
+    scenario: Scenario | None = load_scenario(args.scenario) if args.scenario else None
+    if args.start:
+        start: float | None = datetime.fromisoformat(args.start).timestamp()
+    else:
+        start = scenario.start if scenario else None
+    speed = args.speed if args.speed is not None else (scenario.speed if scenario else None)
+    seed = args.seed if args.seed is not None else (scenario.seed if scenario else None)
+    return OpenDSimulator(
+        MarketModel(scenario, seed or 0),
+        SimClock(start, 1.0 if speed is None else speed),
+        host=args.host,
+        port=args.port,
+        rate_limit_requests=args.rate_limit_requests,
+        rate_limit_window=args.rate_limit_window,
+        rate_limit_scope=args.rate_limit_scope,
+        keep_alive_interval=args.keep_alive_interval,
+    )
+
+
+async def _serve(sim: OpenDSimulator) -> None:
+    await sim.start()
+    scenario = sim.market.scenario
+    start = datetime.fromtimestamp(sim.clock.now()).astimezone().isoformat(timespec="seconds")
+    print(
+        f"opend-sim listening on {sim.host}:{sim.port} "
+        f"(scenario={scenario.name if scenario and scenario.name else 'none'}, "
+        f"seed={sim.market.seed}, speed={sim.clock.speed:g}, simulated time={start}, "
+        f"limit={sim.rate_limit_requests}/{sim.rate_limit_window:g}s)",
+        flush=True,
+    )
+    try:
+        await sim.serve_forever()
+    finally:
+        await sim.stop()
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        sim = build_simulator(args)
+    except (ScenarioError, ValueError) as exc:
+        print(f"capflow opend-sim: {exc}")
+        return 2
+    try:
+        asyncio.run(_serve(sim))
+    except OSError as exc:
+        print(f"capflow opend-sim: cannot listen on {args.host}:{args.port}: {exc}")
+        return 1
+    return 0

@@ -1,0 +1,167 @@
+"""``capflow plot SEC``: draw one security's day from the flow and alerts topics (or files)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from streams.config import add_options, group_names, kafka_client_kwargs
+
+
+def read_json_lines(path: str | Path) -> list[dict[str, Any]]:
+    """Objects from a JSON-lines file (blank lines skipped, bad lines reported and skipped)."""
+    out: list[dict[str, Any]] = []
+    with open(path, "rb") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                print(f"capflow plot: {path}:{lineno}: not JSON ({exc}); skipped", file=sys.stderr)
+                continue
+            if isinstance(obj, dict):
+                out.append(obj)
+    return out
+
+
+async def read_topic(
+    kafka: dict[str, Any], topic: str, timeout: float = 60.0
+) -> list[dict[str, Any]]:
+    """Every decodable JSON object in ``topic``, from the beginning to the end offsets now.
+
+    Reads without a consumer group (nothing committed) and stops once each partition
+    has reached the end offset it had when reading started.
+    """
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        group_id=None, enable_auto_commit=False, auto_offset_reset="earliest", **kafka
+    )
+    await consumer.start()
+    out: list[dict[str, Any]] = []
+    try:
+        # Check first: asking for an unknown topic's metadata may auto-create it.
+        if topic not in await consumer.topics():
+            print(f"capflow plot: topic {topic} does not exist", file=sys.stderr)
+            return out
+        deadline = time.monotonic() + timeout
+        consumer.subscribe([topic])  # without a group: every partition is assigned to us
+        while not consumer.assignment():
+            if time.monotonic() > deadline:
+                print(f"capflow plot: no partitions of {topic} assigned", file=sys.stderr)
+                return out
+            await asyncio.sleep(0.05)
+        tps = sorted(consumer.assignment())
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        pending = {tp for tp in tps if ends[tp] > 0}
+        for tp in list(pending):
+            if await consumer.position(tp) >= ends[tp]:
+                pending.discard(tp)
+        bad = 0
+        while pending:
+            if time.monotonic() > deadline:
+                print(f"capflow plot: gave up reading {topic} after {timeout:g}s", file=sys.stderr)
+                break
+            batches = await consumer.getmany(*pending, timeout_ms=1000)
+            for tp, records in batches.items():
+                for record in records:
+                    if record.offset >= ends[tp]:
+                        continue
+                    try:
+                        obj = orjson.loads(record.value or b"")
+                    except orjson.JSONDecodeError:
+                        bad += 1
+                        continue
+                    if isinstance(obj, dict):
+                        out.append(obj)
+            for tp in list(pending):
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+        if bad:
+            print(f"capflow plot: skipped {bad} undecodable record(s) in {topic}", file=sys.stderr)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def _load(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    if args.flows_file:
+        flows = read_json_lines(args.flows_file)
+    else:
+        flows = await read_topic(kafka_client_kwargs(args), args.topic_flow, args.read_timeout)
+    if args.alerts_file:
+        alerts = read_json_lines(args.alerts_file)
+    elif args.flows_file:
+        alerts = []  # offline mode: do not reach for Kafka just for the markers
+    else:
+        alerts = await read_topic(kafka_client_kwargs(args), args.topic_alerts, args.read_timeout)
+    return flows, alerts
+
+
+def run(args: argparse.Namespace) -> int:
+    from streams.plotting import PlotDataError, render_day, select_day
+
+    flows, alerts = asyncio.run(_load(args))
+    try:
+        day_flows, day_alerts, day = select_day(flows, alerts, args.security, args.day)
+        out = args.output or f"{args.security}_{day}.png"
+        path = render_day(day_flows, day_alerts, out)
+    except PlotDataError as exc:
+        print(f"capflow plot: {exc}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:
+        print(f"capflow plot: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"{path}: {args.security} {day}, {len(day_flows)} flow records, {len(day_alerts)} alert(s)"
+    )
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``capflow plot``."""
+    parser = subparsers.add_parser(
+        "plot",
+        help="PNG of one security's day: large net, R_W, threshold band, alerts",
+        description="Read capflow.flow.v1 and capflow.alerts.v1 from the beginning (or "
+        "JSON-lines files) and draw one security's trading day.",
+    )
+    parser.add_argument("security", help="security, e.g. HK.00700")
+    parser.add_argument(
+        "--day",
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="trading day (default: the latest day seen)",
+    )
+    parser.add_argument(
+        "-o", "--output", default=None, metavar="PNG", help="output file (default: SEC_DAY.png)"
+    )
+    parser.add_argument(
+        "--flows-file",
+        default=None,
+        metavar="JSONL",
+        help="read flow records from this JSON-lines file instead of Kafka",
+    )
+    parser.add_argument(
+        "--alerts-file",
+        default=None,
+        metavar="JSONL",
+        help="read alerts from this JSON-lines file instead of Kafka",
+    )
+    parser.add_argument(
+        "--read-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="give up reading a topic after S seconds",
+    )
+    add_options(parser, [*group_names("kafka")])
+    parser.set_defaults(func=run)

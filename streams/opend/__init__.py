@@ -1,0 +1,1 @@
+"""Futu OpenD protocol: framing, security codes, errors, an asyncio client."""

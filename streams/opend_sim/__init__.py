@@ -1,0 +1,1 @@
+"""OpenD simulator: a TCP server speaking the OpenD protocol over a deterministic market."""

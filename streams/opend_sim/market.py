@@ -1,0 +1,198 @@
+"""The simulator's market: cumulative capital distribution as a pure function of time.
+
+``MarketModel.distribution(security, t)`` depends only on (scenario, seed, security,
+t), so every poll at the same simulated second sees the same numbers, whichever
+connection asks and in whatever order. Amounts are integrals of non-negative
+per-class rates over the regular trading hours of the security's market-local day:
+0 before the open, frozen during lunch and after the close, back to 0 the next day
+(weekends are closed all day). Rates are piecewise constant per simulated minute,
+with deterministic noise from a hash of (seed, security, minute).
+
+Securities in the scenario follow its scripted large net rate; any other known
+security gets a plausible random walk of the large-order net share.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import struct
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from streams.opend.hours import SESSIONS, trading_sessions
+from streams.opend.security import MARKET_TZ, SecurityFormatError, parse_security
+from streams.opend.snapshot import CapitalDistribution
+from streams.opend_sim.scenario import CLASSES, Scenario, SecurityScript
+
+BUCKET = 60.0  # seconds of simulated time with constant rates
+SUPER_SHARE = 0.4  # share of the scripted large net rate given to super (rest to big)
+
+# Codes that look valid but name nothing, for tests of the error path.
+NONEXISTENT: frozenset[str] = frozenset({"HK.99999", "US.ZZZZZ", "SH.699999", "SZ.009999"})
+_FORMATS: dict[str, re.Pattern[str]] = {
+    "HK": re.compile(r"^\d{5,6}$"),
+    "US": re.compile(r"^\.?[A-Z]{1,5}(\.[A-Z])?$"),
+    "SH": re.compile(r"^\d{6}$"),
+    "SZ": re.compile(r"^\d{6}$"),
+}
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether the simulator serves a security, and why not."""
+
+    status: str  # "ok", "unknown" or "unsupported"
+    reason: str = ""
+
+
+def availability(security: str, scenario: Scenario | None = None) -> Availability:
+    """Simple rule: indices are unsupported, malformed or NONEXISTENT codes unknown.
+
+    Index codes: HK six-digit codes starting with 8 (HK.800000), SH codes starting
+    000 (SH.000001), SZ codes starting 399 (SZ.399001), US codes starting with a dot
+    (US..IXIC). Only HK, US, SH and SZ are modelled. Scenario securities are always ok.
+    """
+    try:
+        sec = parse_security(security)
+    except SecurityFormatError as exc:
+        return Availability("unknown", str(exc))
+    name = str(sec)
+    if scenario is not None and name in scenario.securities:
+        return Availability("ok")
+    if sec.market not in SESSIONS:
+        return Availability("unsupported", f"market {sec.market} is not supported")
+    code = sec.code
+    if not _FORMATS[sec.market].match(code) or name in NONEXISTENT:
+        return Availability("unknown", f"unknown stock {name}")
+    is_index = (
+        (sec.market == "HK" and len(code) == 6 and code.startswith("8"))
+        or (sec.market == "SH" and code.startswith("000"))
+        or (sec.market == "SZ" and code.startswith("399"))
+        or (sec.market == "US" and code.startswith("."))
+    )
+    if is_index:
+        return Availability("unsupported", f"{name} is an index; only stocks, warrants and funds")
+    if sec.market == "HK" and len(code) != 5:
+        return Availability("unknown", f"unknown stock {name}")
+    return Availability("ok")
+
+
+def _uniform(*parts: object, n: int = 8) -> tuple[float, ...]:
+    """n deterministic floats in [0, 1) from a hash of parts."""
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8 * n).digest()
+    return tuple(v / 2**64 for v in struct.unpack(f"<{n}Q", digest))
+
+
+class MarketModel:
+    """Deterministic cumulative capital distribution for any security at any time."""
+
+    def __init__(self, scenario: Scenario | None = None, seed: int = 0) -> None:
+        self.scenario = scenario
+        self.seed = seed
+
+    def availability(self, security: str) -> Availability:
+        return availability(security, self.scenario)
+
+    def script(self, security: str) -> SecurityScript | None:
+        return self.scenario.securities.get(security) if self.scenario else None
+
+    def distribution(self, security: str, t: float) -> CapitalDistribution:
+        """Amounts at simulated time t (quantised down to a whole second)."""
+        sec = parse_security(security)
+        name = str(sec)
+        t = float(int(t))
+        _day, sessions = trading_sessions(sec.market, t)
+        totals = self._integrate(name, sessions, t)
+        tz = ZoneInfo(MARKET_TZ[sec.market])
+        keys = [f"capital_{d}_{c}" for d in ("in", "out") for c in CLASSES]
+        return CapitalDistribution(
+            security=name,
+            market=sec.market,
+            qot_market=sec.qot_market,
+            code=sec.code,
+            **{k: round(v, 2) for k, v in zip(keys, totals, strict=True)},
+            update_time=datetime.fromtimestamp(t, tz).strftime("%Y-%m-%d %H:%M:%S"),
+            update_timestamp=t,
+        )
+
+    def large_net(self, security: str, t: float) -> float:
+        """L = (in - out) of super + big at t (for tests and demos)."""
+        d = self.distribution(security, t)
+        return d.capital_in_super + d.capital_in_big - d.capital_out_super - d.capital_out_big
+
+    # -- rates --------------------------------------------------------------------
+
+    def _integrate(self, name: str, sessions: list[tuple[float, float]], t: float) -> list[float]:
+        totals = [0.0] * 8
+        script = self.script(name)
+        cuts: list[float] = []
+        if script is not None and self.scenario is not None:
+            cuts = [self.scenario.start + at for at in script.boundaries()]
+        walk: float | None = None
+        last_bucket: int | None = None
+        for open_, close in sessions:
+            end = min(close, t)
+            a = open_
+            while a < end:
+                bucket = int(a // BUCKET)
+                b = min(end, (bucket + 1) * BUCKET)
+                for cut in cuts:
+                    if a < cut < b:
+                        b = cut
+                        break
+                if script is not None:
+                    rates = self._scripted_rates(script, bucket, a)
+                else:
+                    if bucket != last_bucket:
+                        walk = self._step_walk(name, bucket, walk)
+                        last_bucket = bucket
+                    assert walk is not None
+                    rates = self._default_rates(name, bucket, walk)
+                span = b - a
+                for i, rate in enumerate(rates):
+                    totals[i] += rate * span
+                a = b
+        return totals
+
+    def _scripted_rates(self, script: SecurityScript, bucket: int, at: float) -> list[float]:
+        assert self.scenario is not None
+        seg = script.segment_at(at - self.scenario.start)
+        u = _uniform(self.seed, script.security, bucket, n=6)
+        net = seg.large_net_rate
+        split = {"super": SUPER_SHARE * net, "big": (1 - SUPER_SHARE) * net}
+        ins: list[float] = []
+        outs: list[float] = []
+        for i, cls in enumerate(("super", "big")):
+            # One factor for both directions: noise changes turnover, never the scripted net.
+            base = seg.base[cls] * (1 + seg.noise * (2 * u[i] - 1))
+            ins.append(base + max(split[cls], 0.0))
+            outs.append(base + max(-split[cls], 0.0))
+        for j, cls in enumerate(("mid", "small")):
+            ins.append(seg.base[cls] * (1 + seg.noise * (2 * u[2 + 2 * j] - 1)))
+            outs.append(seg.base[cls] * (1 + seg.noise * (2 * u[3 + 2 * j] - 1)))
+        return ins + outs
+
+    def _params(self, name: str) -> tuple[float, tuple[float, float, float, float]]:
+        (u,) = _uniform(self.seed, name, "scale", n=1)
+        scale = 10 ** (4.0 + 1.5 * u)  # per second, per direction, all classes
+        return scale, (0.15, 0.25, 0.30, 0.30)
+
+    def _step_walk(self, name: str, bucket: int, walk: float | None) -> float:
+        (u,) = _uniform(self.seed, name, "walk", bucket, n=1)
+        if walk is None:
+            return 0.6 * (u - 0.5)
+        return max(-0.6, min(0.6, 0.95 * walk + 0.25 * (u - 0.5)))
+
+    def _default_rates(self, name: str, bucket: int, walk: float) -> list[float]:
+        scale, shares = self._params(name)
+        u = _uniform(self.seed, name, bucket, n=8)
+        ins: list[float] = []
+        outs: list[float] = []
+        for i, share in enumerate(shares):
+            base = scale * share
+            tilt = walk if i < 2 else 0.3 * walk
+            ins.append(base * (1 + tilt) * (0.7 + 0.6 * u[i]))
+            outs.append(base * (1 - tilt) * (0.7 + 0.6 * u[4 + i]))
+        return ins + outs

@@ -1,0 +1,1 @@
+"""Protobuf modules generated from proto/ (regenerate: python -m streams.pb.generate)."""

@@ -1,0 +1,104 @@
+"""The official futu SDK reads the same numbers from the simulator as our client does.
+
+The SDK registers the same protobuf symbols as streams.pb, so it never runs in this
+process: the simulator runs as ``capflow opend-sim`` in one subprocess and the SDK
+in another; our client runs here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.opend.client import OpenDClient
+from streams.opend.snapshot import AMOUNT_FIELDS
+from streams.opend_sim.scenario import DEMO_PATH
+
+pytestmark = pytest.mark.integration
+pytest.importorskip("grpc_tools")  # dev environment marker; futu is checked in the subprocess
+
+CODES = ["HK.00700", "HK.09988", "HK.00005", "US.AAPL"]
+START = "2024-06-03T10:05:17+08:00"
+
+SDK_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from futu import RET_OK, OpenQuoteContext, SysConfig, ProtoFMT
+    port, fmt, codes = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+    if fmt == "json":
+        SysConfig.set_proto_fmt(ProtoFMT.Json)
+    ctx = OpenQuoteContext(host="127.0.0.1", port=port)
+    out = {}
+    try:
+        for code in codes:
+            ret, data = ctx.get_capital_distribution(code)
+            out[code] = data.iloc[0].to_dict() if ret == RET_OK else {"error": str(data)}
+        ret, state = ctx.get_global_state()
+        out["_state"] = state if ret == RET_OK else {"error": str(state)}
+    finally:
+        ctx.close()
+    print("RESULT " + json.dumps(out, default=str))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def sim_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    cmd = [
+        sys.executable, "-m", "streams.cli", "opend-sim", "--port", "0",
+        "--scenario", str(DEMO_PATH), "--speed", "0", "--start", START,
+        "--rate-limit-requests", "1000",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"listening on [\d.]+:(\d+)", line)
+        assert match, f"simulator did not start: {line!r}"
+        yield int(match.group(1))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def run_sdk(port: int, fmt: str, home: Path) -> dict[str, dict[str, object]]:
+    env = {**os.environ, "HOME": str(home)}  # the SDK writes its logs under $HOME
+    done = subprocess.run(
+        [sys.executable, "-c", SDK_SCRIPT, str(port), fmt, *CODES, "HK.99999"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    if "No module named 'futu'" in done.stderr:
+        pytest.skip("futu-api not installed")
+    results = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert results, f"SDK failed: {done.stdout[-2000:]} {done.stderr[-2000:]}"
+    data: dict[str, dict[str, object]] = json.loads(results[-1][len("RESULT ") :])
+    return data
+
+
+async def test_sdk_and_client_read_the_same_numbers(sim_port: int, tmp_path: Path) -> None:
+    # Protobuf bodies: the SDK's JSON mode needs simplejson, which futu-api does not install.
+    # The simulator's JSON support is covered in test_sim_robustness.py.
+    sdk = run_sdk(sim_port, "protobuf", tmp_path)
+    async with OpenDClient("127.0.0.1", sim_port, timeout=5) as client:
+        for code in CODES:
+            ours = await client.get_capital_distribution(code)
+            theirs = sdk[code]
+            assert "error" not in theirs, theirs
+            assert {k: theirs[k] for k in AMOUNT_FIELDS} == ours.amounts()
+            assert theirs["update_time"] == ours.update_time
+            if code.startswith("HK."):
+                assert sum(ours.amounts().values()) > 0
+    assert "unknown stock" in str(sdk["HK.99999"]["error"])
+    assert sdk["_state"]["market_hk"] == "MORNING"
+    assert sdk["HK.00700"]["update_time"] == "2024-06-03 10:05:17"

@@ -1,0 +1,98 @@
+"""Console rendering of alert events: readable, stable, coloured only on a TTY."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import orjson
+
+from streams.sinks.console import format_alert, human_amount, json_line, use_colour
+
+
+def make_alert(**data: Any) -> dict[str, Any]:
+    payload = {
+        "security": "HK.00700",
+        "market": "HK",
+        "trading_day": "2026-11-25",
+        "direction": "inflow_to_outflow",
+        "event_ts": 1795570800.0,  # 2026-11-25T01:40:00Z
+        "r_w": -12_345_678.0,
+        "threshold": 4_200_000.0,
+        "window_s": 300.0,
+        "previous_regime": "INFLOW",
+        "previous_peak": 25_600_000.0,
+        "previous_regime_started_ts": 1795569000.0,
+        "regime_started_ts": 1795570740.0,
+        "large_net": 1_000_000.0,
+        "turnover": 9.9e8,
+        "confirm": 2,
+    }
+    payload.update(data)
+    return {
+        "specversion": "1.0",
+        "id": "0123456789abcdef0123456789abcdef",
+        "source": "capflow/reversal-detector",
+        "type": "capflow.alert.reversal.v1",
+        "subject": "HK.00700",
+        "time": "2026-11-25T01:40:00Z",
+        "datacontenttype": "application/json",
+        "data": payload,
+    }
+
+
+def test_human_amount_units() -> None:
+    assert human_amount(-12_345_678) == "-12.3M"
+    assert human_amount(4_200_000) == "+4.2M"
+    assert human_amount(1.5e9) == "+1.5B"
+    assert human_amount(999) == "+999"
+    assert human_amount(-2500) == "-2.5K"
+    assert human_amount(None) == "?"
+
+
+def test_format_alert_plain_line() -> None:
+    line = format_alert(make_alert(), colour=False)
+    assert "\n" not in line
+    assert "\033[" not in line
+    assert "2026-11-25 09:40:00 HKT (01:40:00Z)" in line
+    assert "HK.00700" in line
+    assert "IN\u2192OUT" in line
+    assert "R_300s=-12.3M" in line
+    assert "\u00b14.2M" in line
+    assert "peak +25.6M" in line
+    assert "id=0123456789ab" in line
+    assert "0123456789abc" not in line  # only a prefix of the id
+
+
+def test_format_alert_other_direction_and_market() -> None:
+    event = make_alert(direction="outflow_to_inflow", security="US.AAPL", market="US", r_w=3.2e6)
+    line = format_alert(event, colour=False)
+    assert "OUT\u2192IN" in line and "US.AAPL" in line and "+3.2M" in line
+    assert "EST" in line or "EDT" in line  # New York local time
+
+
+def test_format_alert_colour_only_when_asked() -> None:
+    coloured = format_alert(make_alert(), colour=True)
+    assert "\033[31m" in coloured and "\033[0m" in coloured
+    assert format_alert(make_alert(), colour=False).count("\033") == 0
+
+
+def test_use_colour_follows_tty() -> None:
+    class FakeTTY(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert use_colour(FakeTTY()) is True
+    assert use_colour(io.StringIO()) is False
+
+
+def test_format_alert_tolerates_missing_fields() -> None:
+    line = format_alert({"id": "abc", "data": {}}, colour=False)
+    assert "abc" in line and "?" in line
+
+
+def test_json_line_round_trips() -> None:
+    event = make_alert()
+    line = json_line(event)
+    assert "\n" not in line
+    assert orjson.loads(line) == event
