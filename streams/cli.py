@@ -14,6 +14,14 @@ from streams.config import describe_environment
 # its parser and sets ``func`` (args -> exit code).
 COMMANDS: tuple[str, ...] = (
     "kafka",
+    "alerts",
+    "plot",
+    "opend_sim",
+    "fetch",
+    "worker",
+    "replay",
+    "record",
+    "demo",
 )
 
 

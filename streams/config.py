@@ -77,6 +77,13 @@ OPTIONS: tuple[Option, ...] = (
         lambda v: v.lower() in ("1", "true", "yes", "on"),
         group="poller",
     ),
+    Option(
+        "leader_grace",
+        True,
+        "a new leader waits one rate-limit window before its first request",
+        lambda v: v.lower() in ("1", "true", "yes", "on"),
+        group="poller",
+    ),
     # Flow + detector
     Option("window", 300.0, "rolling window W in seconds of event time", float, group="flow"),
     Option("theta_abs", 0.0, "absolute threshold on R_W", float, group="flow"),

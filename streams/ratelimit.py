@@ -15,12 +15,17 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 Clock = Callable[[], float]
+_MIN_WAIT = 1e-6  # a positive wait even when the float difference rounds to zero
 
 
 class SlidingWindowLimiter:
     """Admits an event at time t only if fewer than ``limit`` events lie in (t - window, t]."""
 
-    def __init__(self, limit: int, window: float, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, limit: int, window: float, clock: Clock = time.monotonic, spacing: float = 0.0
+    ) -> None:
+        """``spacing`` > 0 also keeps events that far apart, spreading the budget evenly
+        instead of spending it in one burst at the start of each window."""
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         if window <= 0:
@@ -28,6 +33,7 @@ class SlidingWindowLimiter:
         self.limit = limit
         self.window = window
         self.clock = clock
+        self.spacing = spacing
         self._stamps: deque[float] = deque()
 
     def _expire(self, now: float) -> None:
@@ -44,9 +50,14 @@ class SlidingWindowLimiter:
         """Seconds until one more event would be admitted (0 if now)."""
         now = self.clock() if now is None else now
         self._expire(now)
-        if len(self._stamps) < self.limit:
-            return 0.0
-        return self._stamps[0] + self.window - now
+        # Compare the way _expire does (now - stamp < span), so rounding in
+        # "stamp + span - now" can never admit an event the window still holds.
+        wait = 0.0
+        if self._stamps and self.spacing and now - self._stamps[-1] < self.spacing:
+            wait = max(self._stamps[-1] + self.spacing - now, _MIN_WAIT)
+        if len(self._stamps) >= self.limit:
+            wait = max(wait, self._stamps[0] + self.window - now, _MIN_WAIT)
+        return wait
 
     def try_acquire(self, now: float | None = None) -> bool:
         """Record an event if the window has room; False (and nothing recorded) otherwise."""

@@ -39,6 +39,11 @@ def register(subparsers: Any) -> None:
         default="",
         help="simulated start, ISO 8601 with offset (default: scenario's, else now)",
     )
+    parser.add_argument(
+        "--hold",
+        action="store_true",
+        help="freeze simulated time until the first capital distribution request",
+    )
     parser.add_argument("--keep-alive-interval", type=int, default=10, help="seconds (default 10)")
     parser.add_argument(
         "--rate-limit-scope",
@@ -60,9 +65,10 @@ def build_simulator(args: argparse.Namespace) -> OpenDSimulator:
         start = scenario.start if scenario else None
     speed = args.speed if args.speed is not None else (scenario.speed if scenario else None)
     seed = args.seed if args.seed is not None else (scenario.seed if scenario else None)
-    return OpenDSimulator(
+    run_speed = 1.0 if speed is None else speed
+    sim = OpenDSimulator(
         MarketModel(scenario, seed or 0),
-        SimClock(start, 1.0 if speed is None else speed),
+        SimClock(start, 0.0 if getattr(args, "hold", False) else run_speed),
         host=args.host,
         port=args.port,
         rate_limit_requests=args.rate_limit_requests,
@@ -70,6 +76,9 @@ def build_simulator(args: argparse.Namespace) -> OpenDSimulator:
         rate_limit_scope=args.rate_limit_scope,
         keep_alive_interval=args.keep_alive_interval,
     )
+    if getattr(args, "hold", False):
+        sim.speed_on_first_request = run_speed
+    return sim
 
 
 async def _serve(sim: OpenDSimulator) -> None:

@@ -123,6 +123,9 @@ class OpenDSimulator:
         self.connections: dict[int, ConnectionStats] = {}
         self.frame_errors: list[str] = []
         self.silent_proto_ids: set[int] = set()  # never answered (client timeout tests)
+        # When set, simulated time stands still until the first capital distribution
+        # request and then runs at this speed: a demo's scenario starts when polling does.
+        self.speed_on_first_request: float | None = None
         self._conn_ids = itertools.count(1)
         self._writers: dict[int, asyncio.StreamWriter] = {}
         self._server: asyncio.Server | None = None
@@ -302,6 +305,9 @@ class OpenDSimulator:
         return limiter
 
     def _capital_distribution(self, conn: ConnectionStats, request: Any, s2c: Any) -> None:
+        if self.speed_on_first_request is not None:
+            self.clock.set(self.clock.now(), speed=self.speed_on_first_request)
+            self.speed_on_first_request = None
         if not self._limiter(conn).try_acquire():
             msg = RATE_LIMIT_MSG.format(
                 limit=self.rate_limit_requests, window=self.rate_limit_window

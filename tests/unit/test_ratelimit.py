@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -82,3 +84,27 @@ async def test_acquire_waits_on_fake_sleep() -> None:
         await lim.acquire(sleep=fake_sleep)
     assert slept == [10.0]
     assert clock.now == 10.0
+
+
+def test_spacing_spreads_the_budget_evenly() -> None:
+    clock = FakeClock()
+    lim = SlidingWindowLimiter(30, 30.0, clock, spacing=1.0)
+    assert lim.try_acquire()
+    assert not lim.try_acquire()
+    assert lim.delay() == 1.0
+    clock.now = 1.0
+    assert lim.try_acquire()
+
+
+@given(gaps=st.lists(st.floats(0.0, 3.0), min_size=1, max_size=100))
+def test_spacing_never_breaks_the_window(gaps: list[float]) -> None:
+    clock = FakeClock()
+    lim = SlidingWindowLimiter(5, 10.0, clock, spacing=1.5)
+    admitted: list[float] = []
+    for gap in gaps:
+        clock.now += gap
+        if lim.try_acquire():
+            admitted.append(clock.now)
+    assert all(b - a >= 1.5 for a, b in itertools.pairwise(admitted))
+    for i, start in enumerate(admitted):
+        assert len([t for t in admitted[i:] if t - start < 10.0]) <= 5

@@ -1,0 +1,199 @@
+"""``capflow demo``: broker + OpenD simulator + worker + alerts in the terminal, one command.
+
+It starts a local Kafka broker (unless one is already running there), the simulator
+with the demo scenario (reversals within a few minutes at the default speed), and a
+worker polling it; then it prints alerts as they arrive and a progress line now and
+then. Ctrl-C (or ``--duration``) stops everything it started, and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from streams.broker.local import LocalKafka, free_port
+from streams.broker.resolve import BrokerSetupError
+from streams.commands.alerts import FollowParams, follow_alerts
+from streams.opend_sim.scenario import DEMO_PATH, load_scenario
+from streams.sinks.console import format_alert
+
+
+def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def _stop(proc: subprocess.Popen[bytes], name: str) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    print(f"demo: stopped {name}", flush=True)
+
+
+def _metric(text: str, name: str, label: str = "") -> float:
+    pattern = rf"^{re.escape(name)}(?:\{{[^}}]*{re.escape(label)}[^}}]*\}})? ([0-9.e+-]+)$"
+    return sum(float(m) for m in re.findall(pattern, text, flags=re.M))
+
+
+def _progress(web_port: int, started: float, alerts: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/metrics/", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return f"demo: {time.monotonic() - started:4.0f}s  worker starting ..."
+    polled = _metric(text, "capflow_opend_requests_total", 'outcome="ok"')
+    flows = _metric(text, "capflow_snapshots_processed_total", 'result="flow"')
+    used = _metric(text, "capflow_opend_budget", 'kind="used"')
+    limit = _metric(text, "capflow_opend_budget", 'kind="limit"')
+    return (
+        f"demo: {time.monotonic() - started:4.0f}s  snapshots polled {polled:.0f}  "
+        f"flows {flows:.0f}  budget {used:.0f}/{limit:.0f}  alerts {alerts}"
+    )
+
+
+async def _follow(args: argparse.Namespace, bootstrap: str, topic: str, web_port: int) -> int:
+    count = 0
+    started = time.monotonic()
+
+    def on_event(event: dict[str, Any]) -> None:
+        nonlocal count
+        count += 1
+        print(format_alert(event), flush=True)
+
+    params = FollowParams(
+        kafka={"bootstrap_servers": bootstrap},
+        topic=topic,
+        from_beginning=True,
+        timeout=args.duration or None,
+    )
+    follower = asyncio.create_task(follow_alerts(params, on_event))
+    while not follower.done():
+        await asyncio.wait({follower}, timeout=args.progress)
+        if not follower.done():
+            print(_progress(web_port, started, count), flush=True)
+    return follower.result()
+
+
+def _run(args: argparse.Namespace) -> int:
+    data = Path(args.data_dir)
+    run_id = time.strftime("%Y%m%d-%H%M%S")
+    logs = data / "demo" / run_id
+    logs.mkdir(parents=True, exist_ok=True)
+    scenario = load_scenario(args.scenario)
+    watchlist = ",".join(scenario.securities)
+    prefix = f"capflow.demo-{run_id}"
+    topics = {
+        "--topic-distribution": f"{prefix}.distribution.v1",
+        "--topic-flow": f"{prefix}.flow.v1",
+        "--topic-alerts": f"{prefix}.alerts.v1",
+        "--topic-deadletter": f"{prefix}.deadletter.v1",
+    }
+    broker = LocalKafka(data / "kafka", port=args.port)
+    started_broker = broker.info() is None
+    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+    try:
+        print(f"demo: Kafka on {broker.bootstrap} ...", flush=True)
+        try:
+            broker.start()
+        except BrokerSetupError as exc:
+            print(f"demo: cannot start Kafka: {exc}", file=sys.stderr)
+            return 1
+        sim_port = free_port()
+        procs.append(("OpenD simulator", _spawn([
+            "opend-sim", "--port", str(sim_port), "--scenario", str(args.scenario),
+            "--speed", str(args.speed), "--hold",
+        ], logs / "opend-sim.log")))  # fmt: skip
+        web_port = free_port()
+        worker_args = [
+            "worker", "--kafka-bootstrap", broker.bootstrap, "--opend-port", str(sim_port),
+            "--watchlist", watchlist, "--app-id", f"capflow-demo-{run_id}",
+            "--ignore-market-hours", "--no-leader-grace", "--web-port", str(web_port),
+            "--data-dir", str(logs / "worker"),
+        ]  # fmt: skip
+        for flag, name in topics.items():
+            worker_args += [flag, name]
+        procs.append(("worker", _spawn(worker_args, logs / "worker.log")))
+        print(
+            f"demo: simulator on 127.0.0.1:{sim_port} (scenario {scenario.name or args.scenario}, "
+            f"speed {args.speed:g}x), worker polling {watchlist}\n"
+            f"demo: logs in {logs}; metrics http://127.0.0.1:{web_port}/metrics/\n"
+            f"demo: following {topics['--topic-alerts']} (Ctrl-C stops everything) ...",
+            flush=True,
+        )
+        count = asyncio.run(_follow(args, broker.bootstrap, topics["--topic-alerts"], web_port))
+        print(f"demo: {count} alerts", flush=True)
+        return 0
+    except KeyboardInterrupt:
+        print("\ndemo: stopping ...", flush=True)
+        return 0
+    finally:
+        for name, proc in reversed(procs):
+            with contextlib.suppress(Exception):
+                _stop(proc, name)
+        if started_broker and not args.keep_kafka:
+            broker.stop()
+            print("demo: stopped Kafka", flush=True)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "demo",
+        help="one command: broker, simulator, worker, alerts in the terminal",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--scenario", default=str(DEMO_PATH), help="scenario JSON file")
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=20.0,
+        help="simulated seconds per wall second (default %(default)s)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=0.0,
+        help="stop after this many seconds (default: until Ctrl-C)",
+    )
+    parser.add_argument(
+        "--progress",
+        type=float,
+        default=10.0,
+        help="seconds between progress lines (default %(default)s)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("CAPFLOW_KAFKA_PORT", "19092")),
+        help="local broker port (default %(default)s)",
+    )
+    parser.add_argument(
+        "--keep-kafka", action="store_true", help="leave the broker running when the demo ends"
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("CAPFLOW_DATA_DIR", ".capflow"),
+        help="broker data and demo logs (default %(default)s)",
+    )
+    parser.set_defaults(func=_run)

@@ -1,0 +1,54 @@
+"""``capflow worker``: a Faust worker running the poller (on the leader) and the processors."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from streams.config import add_options, group_names, kafka_client_kwargs
+
+
+def _run(args: argparse.Namespace) -> int:
+    import faust
+
+    from streams.pipeline.app import Pipeline
+    from streams.pipeline.topics import TopicMismatchError, ensure_topics
+
+    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    topics = [args.topic_distribution, args.topic_flow, args.topic_alerts, args.topic_deadletter]
+    try:
+        asyncio.run(ensure_topics(kafka_client_kwargs(args), topics, args.topic_partitions))
+    except (ConnectionError, TopicMismatchError) as exc:
+        print(f"capflow worker: {exc}")
+        return 1
+    pipeline = Pipeline(args)
+    print(
+        f"capflow worker: app {args.app_id}, Kafka {args.kafka_bootstrap}, "
+        f"OpenD {args.opend_host}:{args.opend_port}, watchlist {','.join(args.watchlist)}, "
+        f"web http://127.0.0.1:{args.web_port}/metrics/",
+        flush=True,
+    )
+    worker = faust.Worker(pipeline.app, loglevel=args.loglevel, quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "worker",
+        help="run the poller and the flow/alert processors (a Faust worker)",
+        description="Start a Faust worker. Every worker of the same --app-id shares the "
+        "snapshot partitions; only the group's leader polls OpenD, so starting more workers "
+        "never breaks the rate limit. Metrics at http://127.0.0.1:<web-port>/metrics/, "
+        "current state of one security at /flow/<SECURITY>/.",
+    )
+    add_options(parser, group_names("kafka", "opend", "poller", "flow", "worker"))
+    parser.add_argument("--no-poller", action="store_true", help="process only; never poll OpenD")
+    parser.add_argument(
+        "--loglevel",
+        default="info",
+        choices=["debug", "info", "warn", "error"],
+        help="log level (default %(default)s)",
+    )
+    parser.set_defaults(func=_run)

@@ -1,0 +1,84 @@
+"""Prometheus metrics of a worker: budget, staleness, throughput, alerts, dead letters, lag.
+
+Counters are process-wide (one registry per worker process). Values that are a
+function of "now" (staleness, budget in use, lag) are computed at scrape time by
+``StateCollector`` so they never go stale themselves.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+OPEND_REQUESTS = Counter(
+    "capflow_opend_requests",
+    "OpenD capital distribution requests by outcome",
+    ["outcome"],
+    registry=REGISTRY,
+)
+SNAPSHOTS_PROCESSED = Counter(
+    "capflow_snapshots_processed",
+    "snapshots read by the flow processor, by result (flow, duplicate, stale)",
+    ["result"],
+    registry=REGISTRY,
+)
+ALERTS = Counter("capflow_alerts", "reversal alerts published", ["direction"], registry=REGISTRY)
+DEAD_LETTERS = Counter(
+    "capflow_deadletters", "records sent to the dead-letter topic", ["stage"], registry=REGISTRY
+)
+
+
+class StateCollector(Collector):
+    """Gauges read from live objects at scrape time."""
+
+    def __init__(self) -> None:
+        self.budget: Callable[[], tuple[int, int]] | None = None  # (used, limit)
+        self.last_received: Callable[[], dict[str, float]] | None = None
+        self.lag: Callable[[], dict[str, int]] | None = None  # "topic/partition" -> records
+        self.clock: Callable[[], float] = time.time
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if self.budget is not None:
+            used, limit = self.budget()
+            g = GaugeMetricFamily(
+                "capflow_opend_budget",
+                "OpenD requests in the current window vs the limit",
+                labels=["kind"],
+            )
+            g.add_metric(["used"], used)
+            g.add_metric(["limit"], limit)
+            yield g
+        if self.last_received is not None:
+            now = self.clock()
+            g = GaugeMetricFamily(
+                "capflow_snapshot_staleness_seconds",
+                "seconds since the last snapshot of each security was received",
+                labels=["security"],
+            )
+            for security, ts in sorted(self.last_received().items()):
+                g.add_metric([security], max(0.0, now - ts))
+            yield g
+        if self.lag is not None:
+            g = GaugeMetricFamily(
+                "capflow_consumer_lag",
+                "records behind the end of each assigned partition",
+                labels=["partition"],
+            )
+            for tp, lag in sorted(self.lag().items()):
+                g.add_metric([tp], lag)
+            yield g
+
+
+STATE = StateCollector()
+REGISTRY.register(STATE)
+
+
+def exposition() -> bytes:
+    """The text format Prometheus scrapes."""
+    return generate_latest(REGISTRY)

@@ -1,0 +1,1 @@
+"""The Faust application: snapshots -> flow tables -> flows and reversal alerts."""

@@ -1,0 +1,224 @@
+"""The Faust application of a worker: topics, the state table, the agent, the poller task.
+
+One table, keyed by security and backed by a changelog topic, holds each security's
+flow history and detector regime. The agent reads snapshots, updates that state and
+publishes flows and alerts; the poller task runs only on the group's leader.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from streams.config import kafka_client_kwargs
+from streams.metrics import ALERTS, DEAD_LETTERS, SNAPSHOTS_PROCESSED, STATE, exposition
+from streams.opend.client import OpenDClient
+from streams.pipeline.deadletter import DeadLetter
+from streams.pipeline.processor import DecodeError, SecurityProcessor
+from streams.polling.poller import Poller, run_while_leader
+from streams.polling.publisher import SnapshotPublisher
+from streams.processing.thresholds import ThresholdConfig
+from streams.ratelimit import SlidingWindowLimiter
+
+log = logging.getLogger(__name__)
+
+STATE_TABLE = "security-state"
+LIMIT_MARGIN_S = 0.5
+
+
+def _raw_schema() -> faust.Schema:
+    return faust.Schema(
+        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+
+
+def _credentials(args: argparse.Namespace) -> Any:
+    """faust broker_credentials for SASL/SSL managed clusters (None for PLAINTEXT)."""
+    protocol = args.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    kwargs = kafka_client_kwargs(args)
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=args.kafka_sasl_username,
+            password=args.kafka_sasl_password,
+            mechanism=args.kafka_sasl_mechanism or "PLAIN",
+            ssl_context=kwargs.get("ssl_context"),
+        )
+    return faust.SSLCredentials(kwargs["ssl_context"])
+
+
+class Pipeline:
+    """Builds and holds everything a worker runs, from the parsed settings."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        partitions = args.topic_partitions
+        brokers = [f"kafka://{b.strip()}" for b in args.kafka_bootstrap.split(",")]
+        datadir = Path(args.data_dir) / f"worker-{args.web_port}"
+        datadir.mkdir(parents=True, exist_ok=True)
+        self.app = faust.App(
+            args.app_id,
+            broker=brokers,
+            broker_credentials=_credentials(args),
+            store=args.store,
+            datadir=str(datadir),
+            topic_partitions=partitions,
+            topic_replication_factor=1,
+            producer_acks=-1,
+            broker_commit_interval=1.0,
+            consumer_auto_offset_reset="earliest",
+            web_port=args.web_port,
+            web_bind="127.0.0.1",
+            web_host="127.0.0.1",
+        )
+        # One Schema per topic: Faust may rewrite the serializers of a schema it is given.
+        self.snapshots = self.app.topic(
+            args.topic_distribution, schema=_raw_schema(), partitions=partitions
+        )
+        self.flows = self.app.topic(args.topic_flow, schema=_raw_schema(), partitions=partitions)
+        self.alerts = self.app.topic(args.topic_alerts, schema=_raw_schema(), partitions=partitions)
+        self.deadletter = self.app.topic(
+            args.topic_deadletter, schema=_raw_schema(), partitions=partitions
+        )
+        # bytes key and value types make Faust pick the raw codec for the changelog.
+        self.state = self.app.Table(
+            STATE_TABLE, default=None, partitions=partitions, key_type=bytes, value_type=bytes
+        )
+        # CLI/env values, then the thresholds file's defaults, markets and securities.
+        self.processor = SecurityProcessor(ThresholdConfig.from_args(args))
+        self.poller: Poller | None = None
+        self._register()
+
+    # -- stream processing ----------------------------------------------------------
+
+    async def handle(self, event: faust.EventT) -> None:
+        """Process one snapshot record; anything it cannot process goes to dead letters."""
+        message = event.message
+        raw = message.value if isinstance(message.value, bytes) else event.value
+        try:
+            snap = self.processor.decode(message.key, raw)
+        except DecodeError as exc:
+            await self._dead_letter(message, "decode", str(exc))
+            return
+        key = snap.security.encode()
+        try:
+            outcome = self.processor.process(self.state.get(key), snap)
+        except Exception as exc:  # a bug must not stop the worker: keep the record
+            log.exception("processing %s failed", snap.security)
+            await self._dead_letter(message, "process", f"{type(exc).__name__}: {exc}")
+            return
+        SNAPSHOTS_PROCESSED.labels(outcome.result).inc()
+        if outcome.flow is not None:
+            await self.flows.send(key=key, value=outcome.flow)
+        if outcome.alert is not None:
+            # Wait for the broker before the state records the alert as sent: a crash in
+            # between re-emits it on restart under the same deterministic id.
+            fut = await self.alerts.send(key=key, value=outcome.alert)
+            await fut
+            ALERTS.labels(outcome.direction or "unknown").inc()
+            log.info("alert %s", outcome.alert.decode())
+        if outcome.state is not None:
+            self.state[key] = outcome.state
+
+    async def _dead_letter(self, message: Any, stage: str, error: str) -> None:
+        letter = DeadLetter(
+            key=message.key,
+            value=message.value,
+            stage=stage,
+            error=error,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+        )
+        log.warning(
+            "dead letter (%s) %s[%s]@%s: %s",
+            stage,
+            letter.topic,
+            letter.partition,
+            letter.offset,
+            error,
+        )
+        DEAD_LETTERS.labels(stage).inc()
+        fut = await self.deadletter.send(
+            key=letter.key, value=letter.value, headers=letter.headers()
+        )
+        await fut
+
+    # -- wiring ---------------------------------------------------------------------
+
+    def _register(self) -> None:
+        app = self.app
+
+        @app.agent(self.snapshots, name="flow-processor")
+        async def flow_processor(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                await self.handle(event)
+
+        if not self.args.no_poller:
+
+            @app.task
+            async def poll() -> None:
+                await self.run_poller()
+
+        @app.page("/metrics/")
+        class Metrics(View):
+            async def get(self, request: Request) -> Response:
+                return self.bytes(exposition(), content_type="text/plain; version=0.0.4")
+
+        table = self.state
+
+        @app.page("/flow/{security}/")
+        class FlowState(View):
+            @app.table_route(table=table, match_info="security")  # type: ignore[arg-type]
+            async def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+                security = str(kwargs["security"])
+                blob = table.get(security.encode())
+                if blob is None:
+                    return self.json({"security": security, "error": "no state"}, status=404)
+                return self.json({"security": security, **SecurityProcessor.describe(blob)})
+
+        STATE.lag = self._lag
+
+    def _lag(self) -> dict[str, int]:
+        consumer = self.app.consumer
+        out: dict[str, int] = {}
+        for tp in consumer.assignment():
+            if tp.topic != self.args.topic_distribution:
+                continue
+            high = consumer.highwater(tp)
+            committed = getattr(consumer, "_committed_offset", {}).get(tp)
+            if high is not None:
+                out[f"{tp.topic}/{tp.partition}"] = max(0, high - (committed or 0))
+        return out
+
+    async def run_poller(self) -> None:
+        args = self.args
+        client = OpenDClient(args.opend_host, args.opend_port, timeout=args.opend_timeout)
+        publisher = SnapshotPublisher(args.topic_distribution, kafka_client_kwargs(args))
+        await publisher.start()
+        # The margin absorbs network jitter: OpenD counts arrivals, we count departures.
+        window = args.rate_limit_window + LIMIT_MARGIN_S
+        limiter = SlidingWindowLimiter(
+            args.rate_limit_requests, window, spacing=window / args.rate_limit_requests
+        )
+        self.poller = poller = Poller(
+            client,
+            publisher.publish,
+            args.watchlist,
+            limiter,
+            ignore_market_hours=args.ignore_market_hours,
+        )
+        STATE.budget = lambda: (limiter.used(), limiter.limit)
+        STATE.last_received = lambda: dict(poller.stats.last_received)
+        try:
+            await run_while_leader(poller, self.app.is_leader, handover_grace=args.leader_grace)
+        finally:
+            await asyncio.shield(publisher.stop())
+            await client.close()

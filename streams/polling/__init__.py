@@ -1,0 +1,1 @@
+"""Polling OpenD on a rate-limited timer and publishing snapshots to Kafka."""

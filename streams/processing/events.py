@@ -1,0 +1,126 @@
+"""Payloads of capflow.flow.v1 and capflow.alerts.v1 (orjson bytes).
+
+The shapes are fixed by schemas/flow.v1.schema.json and schemas/alert.v1.schema.json.
+Alerts are CloudEvents 1.0 (structured JSON mode) so integrations can route them on
+``type`` / ``subject`` and deduplicate on ``id`` without knowing capflow.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from streams.processing.detector import Alert, Regime
+from streams.processing.flow import CLASSES, FlowPoint
+
+FLOW_SCHEMA = "capflow.flow.v1"
+ALERT_TYPE = "capflow.alert.reversal.v1"
+ALERT_SOURCE = "capflow/reversal-detector"
+_ALERT_ATTRIBUTES = ("specversion", "id", "source", "type", "subject", "time", "data")
+
+
+def rfc3339(ts: float) -> str:
+    """Epoch seconds -> '2026-11-25T01:30:00Z' (fraction only when there is one)."""
+    when = datetime.fromtimestamp(ts, tz=UTC)
+    if when.microsecond:
+        fraction = f"{when.microsecond:06d}".rstrip("0")
+        return f"{when:%Y-%m-%dT%H:%M:%S}.{fraction}Z"
+    return f"{when:%Y-%m-%dT%H:%M:%S}Z"
+
+
+def flow_record(point: FlowPoint, regime: Regime | str, threshold: float) -> dict[str, Any]:
+    """The capflow.flow.v1 value as a dict (``regime`` and ``threshold`` after this point)."""
+    return {
+        "schema": FLOW_SCHEMA,
+        "security": point.security,
+        "market": point.market,
+        "trading_day": point.trading_day,
+        "event_time": rfc3339(point.event_ts),
+        "event_ts": point.event_ts,
+        "window_s": point.window_s,
+        "net": point.net,
+        "large_net": point.large_net,
+        "turnover": point.turnover,
+        "change": point.change,
+        "threshold": float(threshold),
+        "regime": Regime(regime).value,
+        "snapshots_in_window": point.snapshots_in_window,
+    }
+
+
+def flow_payload(point: FlowPoint, regime: Regime | str, threshold: float) -> bytes:
+    """The capflow.flow.v1 value as orjson bytes."""
+    return orjson.dumps(flow_record(point, regime, threshold))
+
+
+def parse_flow(raw: bytes) -> dict[str, Any]:
+    """Decode a capflow.flow.v1 value; ValueError if it is not one."""
+    data = orjson.loads(raw)
+    if not isinstance(data, dict) or data.get("schema") != FLOW_SCHEMA:
+        raise ValueError(f"not a {FLOW_SCHEMA} record")
+    return data
+
+
+def flow_point_from_record(data: dict[str, Any]) -> FlowPoint:
+    """Rebuild the FlowPoint of a capflow.flow.v1 record (for consumers of that topic)."""
+    net, change = data["net"], data["change"]
+    kwargs: dict[str, Any] = {f"net_{c}": float(net[c]) for c in CLASSES}
+    kwargs.update({f"change_{c}": float(change[c]) for c in CLASSES})
+    return FlowPoint(
+        security=data["security"],
+        market=data["market"],
+        trading_day=data["trading_day"],
+        event_ts=float(data["event_ts"]),
+        window_s=float(data["window_s"]),
+        large_net=float(data["large_net"]),
+        turnover=float(data["turnover"]),
+        change_large=float(change["large"]),
+        change_turnover=float(change["turnover"]),
+        snapshots_in_window=int(data["snapshots_in_window"]),
+        **kwargs,
+    )
+
+
+def alert_event(alert: Alert, source: str = ALERT_SOURCE) -> dict[str, Any]:
+    """The alert as a CloudEvents 1.0 dict; ``id`` is the deterministic alert_id."""
+    data = alert.to_dict()
+    data["event_time"] = rfc3339(alert.event_ts)
+    data["previous_regime_started_time"] = rfc3339(alert.previous_regime_started_ts)
+    data["regime_started_time"] = rfc3339(alert.regime_started_ts)
+    return {
+        "specversion": "1.0",
+        "id": alert.alert_id,
+        "source": source,
+        "type": ALERT_TYPE,
+        "subject": alert.security,
+        "time": rfc3339(alert.event_ts),
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+
+
+def alert_payload(alert: Alert, source: str = ALERT_SOURCE) -> bytes:
+    """The capflow.alerts.v1 value as orjson bytes."""
+    return orjson.dumps(alert_event(alert, source))
+
+
+def parse_alert(raw: bytes) -> dict[str, Any]:
+    """Decode a capflow.alerts.v1 value into the CloudEvents dict; ValueError if malformed."""
+    try:
+        event = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"alert is not JSON: {exc}") from None
+    if not isinstance(event, dict):
+        raise ValueError("alert is not a JSON object")
+    missing = [key for key in _ALERT_ATTRIBUTES if key not in event]
+    if missing:
+        raise ValueError(f"alert lacks CloudEvents attribute(s): {', '.join(missing)}")
+    if event["specversion"] != "1.0" or event["type"] != ALERT_TYPE:
+        raise ValueError(
+            f"unexpected event specversion={event['specversion']!r} type={event['type']!r}"
+        )
+    if not isinstance(event["data"], dict):
+        raise ValueError("alert data is not an object")
+    return event

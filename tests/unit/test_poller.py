@@ -1,0 +1,158 @@
+"""Poller on a fake clock with a fake OpenD: budget, closed markets, rejections, rate limits."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from streams.opend.errors import RateLimitError, UnknownSecurityError
+from streams.opend.snapshot import CapitalDistribution
+from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
+from streams.polling.poller import Poller, run_while_leader
+from streams.ratelimit import SlidingWindowLimiter
+
+# Tuesday 2026-11-24 10:00 Hong Kong = 02:00 UTC (HK open, US closed).
+HK_OPEN = datetime(2026, 11, 24, 2, 0, tzinfo=UTC).timestamp()
+# Saturday: everything closed.
+WEEKEND = datetime(2026, 11, 28, 2, 0, tzinfo=UTC).timestamp()
+
+
+class Clock:
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeOpenD:
+    source = "opend://fake:1"
+
+    def __init__(self, clock: Clock, unknown: set[str] = frozenset(), limited: int = 0) -> None:
+        self.clock = clock
+        self.unknown = unknown
+        self.limited = limited  # answer the first N requests with a rate-limit error
+        self.request_times: list[float] = []
+
+    async def ensure_connected(self, max_attempts: int | None = None) -> None:
+        return None
+
+    async def get_capital_distribution(
+        self, security: str, timeout: float | None = None
+    ) -> CapitalDistribution:
+        self.request_times.append(self.clock.now)
+        if self.limited:
+            self.limited -= 1
+            raise RateLimitError(-1, 0, "frequency limit", 3212)
+        if security in self.unknown:
+            raise UnknownSecurityError(-1, 0, "unknown stock", 3212)
+        market, code = security.split(".")
+        return CapitalDistribution(
+            security=security, market=market, qot_market=1, code=code,
+            capital_in_super=1.0, capital_in_big=2.0, capital_in_mid=3.0, capital_in_small=4.0,
+            capital_out_super=0.5, capital_out_big=1.5, capital_out_mid=2.5, capital_out_small=3.5,
+            update_time="2026-11-24 10:00:00", update_timestamp=self.clock.now,
+        )  # fmt: skip
+
+
+def make(clock: Clock, opend: FakeOpenD, watchlist: list[str], **kw: bool) -> tuple[Poller, list]:
+    published: list[tuple[str, bytes]] = []
+
+    async def publish(key: str, value: bytes) -> None:
+        published.append((key, value))
+
+    limiter = SlidingWindowLimiter(30, 30.0, clock)
+    poller = Poller(opend, publish, watchlist, limiter, wall_clock=clock, sleep=clock.sleep, **kw)
+    return poller, published
+
+
+async def test_uses_the_full_budget_and_never_more() -> None:
+    clock = Clock(HK_OPEN)
+    opend = FakeOpenD(clock)
+    poller, published = make(clock, opend, ["HK.00700", "HK.09988", "HK.03690"])
+    while clock.now < HK_OPEN + 300:
+        await poller.step()
+    times = opend.request_times
+    # 300 s at 30 per 30 s: exactly 300 requests inside [0, 300).
+    assert sum(t < HK_OPEN + 300 for t in times) == 300
+    for i in range(len(times) - 30):
+        assert times[i + 30] - times[i] >= 30.0
+    keys = [k for k, _ in published]
+    assert keys[:6] == ["HK.00700", "HK.09988", "HK.03690"] * 2
+    record = DistributionSnapshot.FromString(published[0][1])
+    assert record.security == "HK.00700" and record.capital_in_big == 2.0
+    assert record.source == "opend://fake:1" and record.trading_day == "2026-11-24"
+
+
+async def test_closed_markets_spend_nothing() -> None:
+    clock = Clock(WEEKEND)
+    opend = FakeOpenD(clock)
+    poller, published = make(clock, opend, ["HK.00700", "US.AAPL"])
+    for _ in range(20):
+        await poller.step()
+    assert opend.request_times == [] and published == []
+    assert clock.now > WEEKEND + 600  # it slept instead
+
+
+async def test_only_open_market_is_polled() -> None:
+    clock = Clock(HK_OPEN)
+    opend = FakeOpenD(clock)
+    poller, published = make(clock, opend, ["US.AAPL", "HK.00700"])
+    for _ in range(5):
+        await poller.step()
+    assert {k for k, _ in published} == {"HK.00700"}
+
+
+async def test_unknown_security_is_skipped_and_reported() -> None:
+    clock = Clock(HK_OPEN)
+    opend = FakeOpenD(clock, unknown={"HK.99999"})
+    poller, published = make(clock, opend, ["HK.99999", "HK.00700"])
+    for _ in range(6):
+        await poller.step()
+    assert "HK.99999" in poller.stats.skipped
+    assert "unknown" in poller.stats.skipped["HK.99999"]
+    assert opend.request_times and len(published) == 5
+    assert {k for k, _ in published} == {"HK.00700"}
+
+
+async def test_rate_limit_reply_backs_off_a_full_window() -> None:
+    clock = Clock(HK_OPEN)
+    opend = FakeOpenD(clock, limited=1)
+    poller, published = make(clock, opend, ["HK.00700"])
+    await poller.step()
+    assert poller.stats.rate_limited == 1 and published == []
+    await poller.step()
+    assert opend.request_times[1] - opend.request_times[0] == pytest.approx(30.0)
+    assert len(published) == 1
+
+
+async def test_empty_watchlist_is_a_clear_error() -> None:
+    clock = Clock(HK_OPEN)
+    with pytest.raises(ValueError, match="watchlist is empty"):
+        make(clock, FakeOpenD(clock), [])
+
+
+async def test_only_the_leader_polls_and_a_new_leader_waits_a_window() -> None:
+    clock = Clock(HK_OPEN)
+    opend = FakeOpenD(clock)
+    poller, _ = make(clock, opend, ["HK.00700"])
+    leader = {"now": False}
+    ticks = {"n": 0}
+
+    def is_leader() -> bool:
+        ticks["n"] += 1
+        if ticks["n"] == 10:
+            leader["now"] = True
+        if ticks["n"] > 50:
+            raise StopAsyncIteration
+        return leader["now"]
+
+    with pytest.raises(StopAsyncIteration):
+        await run_while_leader(poller, is_leader, sleep=clock.sleep)
+    assert opend.request_times, "the leader polled"
+    became_leader_at = HK_OPEN + 9 * 0.5
+    assert opend.request_times[0] >= became_leader_at + 30.0
