@@ -38,6 +38,16 @@ def _csv(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+def _bool(value: str) -> bool:
+    """1/true/yes/on or 0/false/no/off (any case); anything else is an error, not False."""
+    word = value.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected one of 1, true, yes, on, 0, false, no, off")
+
+
 OPTIONS: tuple[Option, ...] = (
     # Kafka
     Option("kafka_bootstrap", DEFAULT_BOOTSTRAP, "Kafka bootstrap servers", group="kafka"),
@@ -74,14 +84,14 @@ OPTIONS: tuple[Option, ...] = (
         "ignore_market_hours",
         False,
         "poll even when a market is closed (simulator)",
-        lambda v: v.lower() in ("1", "true", "yes", "on"),
+        _bool,
         group="poller",
     ),
     Option(
         "leader_grace",
         True,
         "a new leader waits one rate-limit window before its first request",
-        lambda v: v.lower() in ("1", "true", "yes", "on"),
+        _bool,
         group="poller",
     ),
     # Flow + detector
@@ -106,9 +116,26 @@ OPTIONS: tuple[Option, ...] = (
         "data_dir", ".capflow", "directory for local state, logs and broker data", group="worker"
     ),
     Option("web_port", 6066, "Faust web / metrics port", int, group="worker"),
+    Option(
+        "session_timeout",
+        30.0,
+        "seconds before the group gives a silent worker's partitions (and leadership) away",
+        float,
+        group="worker",
+    ),
 )
 
 _BY_NAME = {opt.name: opt for opt in OPTIONS}
+
+# Variables read by one command only (not OPTIONS: they are not shared settings),
+# listed by ``capflow --help`` too: (name, help, default).
+EXTRA_ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
+    ("CAPFLOW_WEBHOOK_URL", "capflow alerts: POST each alert to this URL", ""),
+    ("CAPFLOW_WEBHOOK_SECRET", "capflow alerts: HMAC secret of X-Capflow-Signature", ""),
+    ("CAPFLOW_KAFKA_PORT", "capflow kafka/demo: local broker port (controller +1)", "19092"),
+    ("CAPFLOW_KAFKA_VERSION", "capflow kafka: broker version fetched from Maven", "see --help"),
+    ("CAPFLOW_CACHE_DIR", "capflow kafka: where broker jars are cached", "~/.cache/capflow"),
+)
 
 
 def option(name: str) -> Option:
@@ -174,4 +201,7 @@ def describe_environment() -> str:
     for opt in OPTIONS:
         default = ",".join(opt.default) if isinstance(opt.default, list) else opt.default
         lines.append(f"  {opt.env:<34} {opt.help} [{default}]")
+    lines.append("environment of single commands:")
+    for env, help_text, default in EXTRA_ENVIRONMENT:
+        lines.append(f"  {env:<34} {help_text} [{default}]")
     return "\n".join(lines)

@@ -82,3 +82,11 @@ REGISTRY.register(STATE)
 def exposition() -> bytes:
     """The text format Prometheus scrapes."""
     return generate_latest(REGISTRY)
+
+
+def sample_sum(text: str, name: str, label: str = "") -> float:
+    """Sum of the samples of ``name`` (whose labels contain ``label``) in exposition text."""
+    import re
+
+    pattern = rf"^{re.escape(name)}(?:\{{[^}}]*{re.escape(label)}[^}}]*\}})? ([0-9.e+-]+)$"
+    return sum(float(v) for v in re.findall(pattern, text, flags=re.M))

@@ -31,7 +31,7 @@ def to_json_line(msg: DistributionSnapshot) -> bytes:
 def from_json_line(line: bytes | str, where: str = "") -> DistributionSnapshot:
     try:
         return json_format.Parse(line, DistributionSnapshot())
-    except json_format.ParseError as exc:
+    except (json_format.ParseError, UnicodeDecodeError) as exc:
         raise RecordingError(f"{where}: not a DistributionSnapshot: {exc}") from exc
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -135,6 +136,16 @@ async def metadata_ready(bootstrap: str, timeout: float = 3.0) -> bool:
             await admin.close()
 
 
+def metadata_ready_sync(bootstrap: str) -> bool:
+    """``metadata_ready`` from synchronous code, also when an event loop is running."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(metadata_ready(bootstrap))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, metadata_ready(bootstrap)).result()
+
+
 class LocalKafka:
     """One broker whose files all live under ``root``."""
 
@@ -252,7 +263,7 @@ class LocalKafka:
             if proc.poll() is not None:
                 tail = "\n".join(self.log_file.read_text(errors="replace").splitlines()[-20:])
                 raise BrokerSetupError(f"Kafka exited with code {proc.returncode}:\n{tail}")
-            if port_open(self.host, self.port) and asyncio.run(metadata_ready(self.bootstrap)):
+            if port_open(self.host, self.port) and metadata_ready_sync(self.bootstrap):
                 return info
             if progress and time.monotonic() - last_note > 5:
                 print(f"capflow: waiting for Kafka on {self.bootstrap} ...", flush=True)

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from typing import Any
 from streams.broker.local import LocalKafka, free_port
 from streams.broker.resolve import BrokerSetupError
 from streams.commands.alerts import FollowParams, follow_alerts
+from streams.metrics import sample_sum
 from streams.opend_sim.scenario import DEMO_PATH, load_scenario
 from streams.sinks.console import format_alert
 
@@ -51,21 +51,16 @@ def _stop(proc: subprocess.Popen[bytes], name: str) -> None:
     print(f"demo: stopped {name}", flush=True)
 
 
-def _metric(text: str, name: str, label: str = "") -> float:
-    pattern = rf"^{re.escape(name)}(?:\{{[^}}]*{re.escape(label)}[^}}]*\}})? ([0-9.e+-]+)$"
-    return sum(float(m) for m in re.findall(pattern, text, flags=re.M))
-
-
 def _progress(web_port: int, started: float, alerts: int) -> str:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/metrics/", timeout=2) as r:
             text = r.read().decode()
     except OSError:
         return f"demo: {time.monotonic() - started:4.0f}s  worker starting ..."
-    polled = _metric(text, "capflow_opend_requests_total", 'outcome="ok"')
-    flows = _metric(text, "capflow_snapshots_processed_total", 'result="flow"')
-    used = _metric(text, "capflow_opend_budget", 'kind="used"')
-    limit = _metric(text, "capflow_opend_budget", 'kind="limit"')
+    polled = sample_sum(text, "capflow_opend_requests_total", 'outcome="ok"')
+    flows = sample_sum(text, "capflow_snapshots_processed_total", 'result="flow"')
+    used = sample_sum(text, "capflow_opend_budget", 'kind="used"')
+    limit = sample_sum(text, "capflow_opend_budget", 'kind="limit"')
     return (
         f"demo: {time.monotonic() - started:4.0f}s  snapshots polled {polled:.0f}  "
         f"flows {flows:.0f}  budget {used:.0f}/{limit:.0f}  alerts {alerts}"

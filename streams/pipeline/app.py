@@ -73,6 +73,8 @@ class Pipeline:
             topic_replication_factor=1,
             producer_acks=-1,
             broker_commit_interval=1.0,
+            broker_session_timeout=args.session_timeout,
+            broker_heartbeat_interval=max(args.session_timeout / 10, 0.5),
             consumer_auto_offset_reset="earliest",
             web_port=args.web_port,
             web_bind="127.0.0.1",

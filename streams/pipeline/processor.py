@@ -71,7 +71,10 @@ class SecurityProcessor:
             raise DecodeError(f"key {key!r} does not match security {msg.security!r}")
         if msg.update_timestamp <= 0:
             raise DecodeError(f"snapshot of {msg.security} without updateTimestamp")
-        return snapshot_from_record(msg)
+        try:
+            return snapshot_from_record(msg)
+        except ValueError as exc:  # malformed trading_day, NaN/inf amounts or timestamp
+            raise DecodeError(f"snapshot of {msg.security} is not usable: {exc}") from exc
 
     def _load(self, blob: bytes | None, security: str) -> tuple[FlowState, DetectorState]:
         params = self.thresholds.params_for(security)

@@ -103,8 +103,12 @@ class Poller:
         self._cursor = (self._cursor + 1) % max(len(due), 1)
         return security
 
-    async def step(self) -> str | None:
-        """One poll (or one wait when nothing is due); returns the security polled."""
+    async def step(self, still_leader: Callable[[], bool] | None = None) -> str | None:
+        """One poll (or one wait when nothing is due); returns the security polled.
+
+        ``still_leader`` is asked again after waiting for the budget: leadership can move
+        to another worker during that wait, and then this one must not send.
+        """
         now = self.wall_clock()
         due = self.due(now)
         if not due:
@@ -120,6 +124,8 @@ class Poller:
         security = self._next(due)
         await self.client.ensure_connected()
         await self.limiter.acquire(self.sleep)
+        if still_leader is not None and not still_leader():
+            return None
         self.stats.requests += 1
         try:
             dist = await self.client.get_capital_distribution(security)
@@ -185,4 +191,4 @@ async def run_while_leader(
             if handover_grace:
                 poller.limiter.penalize()
             log.info("leader: polling %d securities", len(poller.active()))
-        await poller.step()
+        await poller.step(is_leader)

@@ -18,6 +18,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from streams.broker.local import free_port
+from streams.metrics import sample_sum
 from streams.opend_sim.scenario import Reversal, Scenario, reversal_times
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -150,3 +151,43 @@ async def wait_for(predicate: Any, timeout: float, what: str, poll: float = 0.2)
             return
         await asyncio.sleep(poll)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class RequestLog:
+    """Wall times of every capital distribution request the simulator answered or refused."""
+
+    def __init__(self, sim: Any) -> None:
+        self.times: list[float] = []
+        self.refused = 0
+        original = sim._capital_distribution
+
+        def recording(conn: Any, request: Any, s2c: Any) -> None:
+            self.times.append(time.monotonic())
+            try:
+                original(conn, request, s2c)
+            except Exception:
+                self.refused += 1
+                raise
+
+        sim._capital_distribution = recording
+
+    def max_in_window(self, window: float) -> int:
+        """The most requests any interval of ``window`` seconds holds."""
+        best = 0
+        j = 0
+        for i, t in enumerate(self.times):
+            while t - self.times[j] >= window:
+                j += 1
+            best = max(best, i - j + 1)
+        return best
+
+
+def metric(web_port: int, name: str, label: str = "") -> float:
+    """Sum of a Prometheus sample from a worker (0 when absent or unreachable)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/metrics/", timeout=2) as r:
+            return sample_sum(r.read().decode(), name, label)
+    except OSError:
+        return 0.0

@@ -156,3 +156,13 @@ async def test_only_the_leader_polls_and_a_new_leader_waits_a_window() -> None:
     assert opend.request_times, "the leader polled"
     became_leader_at = HK_OPEN + 9 * 0.5
     assert opend.request_times[0] >= became_leader_at + 30.0
+
+
+async def test_leadership_lost_while_waiting_for_budget_sends_nothing() -> None:
+    clock = Clock(HK_OPEN)
+    opend = FakeOpenD(clock)
+    poller, published = make(clock, opend, ["HK.00700"])
+    poller.limiter.penalize()  # the next request has to wait a full window
+    assert await poller.step(still_leader=lambda: False) is None
+    assert opend.request_times == [] and published == []
+    assert clock.now == HK_OPEN + 30.0

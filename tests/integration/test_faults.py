@@ -1,0 +1,192 @@
+"""Faults mid-stream: a second worker and the leader's death, kill -9 and restart, broker
+restart, OpenD drop. Each shows every scripted reversal alerted, none lost, none renamed,
+and the OpenD budget never exceeded."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.broker.local import LocalKafka, free_port
+from streams.opend_sim.clock import SimClock
+from streams.opend_sim.market import MarketModel
+from streams.opend_sim.scenario import Scenario, load_scenario
+from streams.opend_sim.server import OpenDSimulator
+from streams.pipeline.topics import ensure_topics
+from tests.integration.harness import (
+    DATA,
+    RequestLog,
+    Topics,
+    Worker,
+    alerts_of,
+    expected_reversals,
+    metric,
+    read_topic,
+    start_worker,
+    wait_for,
+    workers_stopped,
+)
+
+pytestmark = pytest.mark.integration
+
+WATCHLIST = ["HK.00700", "HK.09988"]
+FAST = ["--rate-limit-requests", "100", "--rate-limit-window", "10", "--no-leader-grace"]
+OK = 'outcome="ok"'
+
+
+async def _sim(speed: float, **limits: Any) -> tuple[OpenDSimulator, Scenario, RequestLog]:
+    scenario = load_scenario(DATA / "failover.json")
+    sim = OpenDSimulator(
+        MarketModel(scenario, seed=5), SimClock(start=scenario.start, speed=0.0), **limits
+    )
+    sim.speed_on_first_request = speed  # the scenario starts with the first poll
+    log = RequestLog(sim)
+    await sim.start()
+    return sim, scenario, log
+
+
+def _assert_each_reversal_alerted_once(alerts: list[dict[str, Any]], scenario: Scenario) -> None:
+    ids: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for a in alerts:
+        ids[(a["subject"], a["data"]["direction"])].add(a["id"])
+    expected = expected_reversals(scenario)
+    assert sorted(ids) == sorted((r.security, r.direction) for r in expected), alerts
+    # A record may be re-sent after a crash, but always under the same id.
+    assert all(len(v) == 1 for v in ids.values()), ids
+    for r in expected:
+        times = [a["data"]["event_ts"] for a in alerts if a["subject"] == r.security]
+        assert all(t > r.epoch for t in times), (r, times)
+
+
+def _two_alerts(records: list[Any]) -> bool:
+    return len({(a["subject"], a["data"]["direction"]) for a in alerts_of(records)}) >= 2
+
+
+async def _first_alert(bootstrap: str, topics: Topics, *workers: Worker) -> None:
+    got = await read_topic(
+        bootstrap, topics.names["alerts"], until=lambda r: len(r) >= 1, timeout=180
+    )
+    assert got, "no alert before the fault:\n" + "\n".join(w.tail() for w in workers)
+
+
+async def test_second_worker_and_leader_death_keep_budget_and_alerts(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Two workers, the real 30/30 s budget: only the leader polls; kill -9 it and the
+    other takes over after a one-window grace without a single over-limit request."""
+    sim, scenario, requests = await _sim(speed=20.0)  # default limit: 30 per 30 s
+    topics = Topics(topic_prefix)
+    await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(topics.names.values()), 3)
+    app_id = f"capflow-{uuid.uuid4().hex[:8]}"
+    common = ["--session-timeout", "10"]
+    w1 = start_worker(kafka_bootstrap, sim.port, topics, WATCHLIST, tmp_path, app_id=app_id,
+                      name="w1", extra=common)  # fmt: skip
+    w2 = start_worker(kafka_bootstrap, sim.port, topics, WATCHLIST, tmp_path, app_id=app_id,
+                      name="w2", extra=common)  # fmt: skip
+    with workers_stopped(w1, w2):
+        await _first_alert(kafka_bootstrap, topics, w1, w2)
+        polled = {w.log: metric(w.web_port, "capflow_opend_requests_total", OK) for w in (w1, w2)}
+        assert sorted(v > 0 for v in polled.values()) == [False, True], polled
+        leader, survivor = (w1, w2) if polled[w1.log] > 0 else (w2, w1)
+        steady = [t for t in requests.times if t > requests.times[0] + 30]
+        leader.kill()
+        killed_at = time.monotonic()
+        await wait_for(
+            lambda: metric(survivor.web_port, "capflow_opend_requests_total", OK) > 0,
+            120,
+            "the surviving worker to take over polling",
+        )
+        takeover = time.monotonic() - killed_at
+        records = await read_topic(
+            kafka_bootstrap, topics.names["alerts"], until=_two_alerts, timeout=180, settle=3
+        )
+        assert survivor.proc.poll() is None, survivor.tail()
+    await sim.stop()
+
+    _assert_each_reversal_alerted_once(alerts_of(records), scenario)
+    assert requests.refused == 0
+    assert requests.max_in_window(30.0) <= 30
+    # While one leader polled undisturbed, it used the budget (~1 request per second).
+    span = steady[-1] - steady[0] if len(steady) > 1 else 0
+    assert span > 5 and len(steady) / span > 0.9, (len(steady), span)
+    # The new leader waits one window (OpenD counts per account, not per worker).
+    assert takeover >= 30.0
+
+
+async def test_worker_kill9_and_restart_resume_state(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    sim, scenario, _ = await _sim(speed=40.0, rate_limit_requests=100, rate_limit_window=10)
+    topics = Topics(topic_prefix)
+    await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(topics.names.values()), 3)
+    app_id = f"capflow-{uuid.uuid4().hex[:8]}"
+    extra = [*FAST, "--session-timeout", "10"]
+    w1 = start_worker(kafka_bootstrap, sim.port, topics, WATCHLIST, tmp_path, app_id=app_id,
+                      name="w1", extra=extra)  # fmt: skip
+    with workers_stopped(w1):
+        await _first_alert(kafka_bootstrap, topics, w1)
+        w1.kill()
+    w2 = start_worker(kafka_bootstrap, sim.port, topics, WATCHLIST, tmp_path, app_id=app_id,
+                      name="w2", extra=extra)  # fmt: skip
+    with workers_stopped(w2):
+        records = await read_topic(
+            kafka_bootstrap, topics.names["alerts"], until=_two_alerts, timeout=180, settle=3
+        )
+        assert w2.proc.poll() is None, w2.tail()
+    await sim.stop()
+    _assert_each_reversal_alerted_once(alerts_of(records), scenario)
+
+
+async def test_broker_restart_mid_stream(topic_prefix: str, tmp_path: Path) -> None:
+    """A broker of its own, stopped and started again under a running worker."""
+    broker = LocalKafka(tmp_path / "kafka", port=free_port())
+    broker.start(progress=False)
+    try:
+        sim, scenario, _ = await _sim(speed=40.0, rate_limit_requests=100, rate_limit_window=10)
+        topics = Topics(topic_prefix)
+        await ensure_topics({"bootstrap_servers": broker.bootstrap}, list(topics.names.values()), 3)
+        w = start_worker(broker.bootstrap, sim.port, topics, WATCHLIST, tmp_path,
+                         app_id=f"capflow-{uuid.uuid4().hex[:8]}", extra=FAST)  # fmt: skip
+        with workers_stopped(w):
+            await _first_alert(broker.bootstrap, topics, w)
+            await asyncio.to_thread(broker.stop)
+            await asyncio.sleep(5)
+            await asyncio.to_thread(broker.start, progress=False)
+            records = await read_topic(
+                broker.bootstrap, topics.names["alerts"], until=_two_alerts, timeout=180, settle=3
+            )
+            assert w.proc.poll() is None, w.tail()
+        await sim.stop()
+    finally:
+        broker.stop()
+    _assert_each_reversal_alerted_once(alerts_of(records), scenario)
+
+
+async def test_opend_drop_and_return(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    sim, scenario, requests = await _sim(speed=40.0, rate_limit_requests=100, rate_limit_window=10)
+    topics = Topics(topic_prefix)
+    await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(topics.names.values()), 3)
+    w = start_worker(kafka_bootstrap, sim.port, topics, WATCHLIST, tmp_path,
+                     app_id=f"capflow-{uuid.uuid4().hex[:8]}", extra=FAST)  # fmt: skip
+    with workers_stopped(w):
+        await _first_alert(kafka_bootstrap, topics, w)
+        await sim.stop()
+        before = len(requests.times)
+        await asyncio.sleep(3)
+        await sim.start()  # same port
+        await wait_for(lambda: len(requests.times) > before, 60, "polling to resume")
+        records = await read_topic(
+            kafka_bootstrap, topics.names["alerts"], until=_two_alerts, timeout=180, settle=3
+        )
+        assert w.proc.poll() is None, w.tail()
+    await sim.stop()
+    _assert_each_reversal_alerted_once(alerts_of(records), scenario)
+    assert "connected to opend://" in w.log.read_text()
