@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from streams.broker.resolve import BrokerSetupError
 from streams.commands.alerts import FollowParams, follow_alerts
 from streams.metrics import sample_sum
 from streams.opend_sim.scenario import DEMO_PATH, load_scenario
+from streams.pipeline.topics import ensure_topics
 from streams.sinks.console import format_alert
 
 
@@ -67,7 +69,17 @@ def _progress(web_port: int, started: float, alerts: int) -> str:
     )
 
 
-async def _follow(args: argparse.Namespace, bootstrap: str, topic: str, web_port: int) -> int:
+class DemoFailed(RuntimeError):
+    """A process the demo started has exited."""
+
+
+async def _follow(
+    args: argparse.Namespace,
+    bootstrap: str,
+    topic: str,
+    web_port: int,
+    procs: list[tuple[str, subprocess.Popen[bytes], Path]],
+) -> int:
     count = 0
     started = time.monotonic()
 
@@ -83,14 +95,23 @@ async def _follow(args: argparse.Namespace, bootstrap: str, topic: str, web_port
         timeout=args.duration or None,
     )
     follower = asyncio.create_task(follow_alerts(params, on_event))
+    last = time.monotonic()
     while not follower.done():
-        await asyncio.wait({follower}, timeout=args.progress)
-        if not follower.done():
+        await asyncio.wait({follower}, timeout=1.0)
+        for name, proc, log in procs:
+            if proc.poll() is not None:
+                follower.cancel()
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+                raise DemoFailed(f"the {name} exited with code {proc.returncode}:\n{tail}")
+        if not follower.done() and time.monotonic() - last >= args.progress:
+            last = time.monotonic()
             print(_progress(web_port, started, count), flush=True)
     return follower.result()
 
 
 def _run(args: argparse.Namespace) -> int:
+    # Transient client warnings (leader elections on fresh topics) are noise here.
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
     data = Path(args.data_dir)
     run_id = time.strftime("%Y%m%d-%H%M%S")
     logs = data / "demo" / run_id
@@ -104,9 +125,10 @@ def _run(args: argparse.Namespace) -> int:
         "--topic-alerts": f"{prefix}.alerts.v1",
         "--topic-deadletter": f"{prefix}.deadletter.v1",
     }
+    topic_names = list(topics.values())
     broker = LocalKafka(data / "kafka", port=args.port)
     started_broker = broker.info() is None
-    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+    procs: list[tuple[str, subprocess.Popen[bytes], Path]] = []
     try:
         print(f"demo: Kafka on {broker.bootstrap} ...", flush=True)
         try:
@@ -114,11 +136,15 @@ def _run(args: argparse.Namespace) -> int:
         except BrokerSetupError as exc:
             print(f"demo: cannot start Kafka: {exc}", file=sys.stderr)
             return 1
+        # Topics first, with the partitions the worker expects: a consumer that subscribes
+        # before they exist would let the broker auto-create them with one partition.
+        asyncio.run(ensure_topics({"bootstrap_servers": broker.bootstrap}, topic_names, 3))
         sim_port = free_port()
+        sim_log = logs / "opend-sim.log"
         procs.append(("OpenD simulator", _spawn([
             "opend-sim", "--port", str(sim_port), "--scenario", str(args.scenario),
             "--speed", str(args.speed), "--hold",
-        ], logs / "opend-sim.log")))  # fmt: skip
+        ], sim_log), sim_log))  # fmt: skip
         web_port = free_port()
         worker_args = [
             "worker", "--kafka-bootstrap", broker.bootstrap, "--opend-port", str(sim_port),
@@ -128,7 +154,8 @@ def _run(args: argparse.Namespace) -> int:
         ]  # fmt: skip
         for flag, name in topics.items():
             worker_args += [flag, name]
-        procs.append(("worker", _spawn(worker_args, logs / "worker.log")))
+        worker_log = logs / "worker.log"
+        procs.append(("worker", _spawn(worker_args, worker_log), worker_log))
         print(
             f"demo: simulator on 127.0.0.1:{sim_port} (scenario {scenario.name or args.scenario}, "
             f"speed {args.speed:g}x), worker polling {watchlist}\n"
@@ -136,14 +163,19 @@ def _run(args: argparse.Namespace) -> int:
             f"demo: following {topics['--topic-alerts']} (Ctrl-C stops everything) ...",
             flush=True,
         )
-        count = asyncio.run(_follow(args, broker.bootstrap, topics["--topic-alerts"], web_port))
+        count = asyncio.run(
+            _follow(args, broker.bootstrap, topics["--topic-alerts"], web_port, procs)
+        )
         print(f"demo: {count} alerts", flush=True)
         return 0
+    except DemoFailed as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ndemo: stopping ...", flush=True)
         return 0
     finally:
-        for name, proc in reversed(procs):
+        for name, proc, _log in reversed(procs):
             with contextlib.suppress(Exception):
                 _stop(proc, name)
         if started_broker and not args.keep_kafka:
