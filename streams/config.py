@@ -38,6 +38,30 @@ def _csv(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"must be >= 1, got {number}")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0 or number == float("inf"):
+        raise ValueError(f"must be a finite number > 0, got {value}")
+    return number
+
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+
+
+def _protocol(value: str) -> str:
+    name = value.strip().upper()
+    if name not in SECURITY_PROTOCOLS:
+        raise ValueError(f"expected one of {', '.join(SECURITY_PROTOCOLS)}")
+    return name
+
+
 def _bool(value: str) -> bool:
     """1/true/yes/on or 0/false/no/off (any case); anything else is an error, not False."""
     word = value.strip().lower()
@@ -55,11 +79,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("topic_flow", "capflow.flow.v1", "rolling flow topic", group="kafka"),
     Option("topic_alerts", "capflow.alerts.v1", "reversal alert topic", group="kafka"),
     Option("topic_deadletter", "capflow.deadletter.v1", "dead-letter topic", group="kafka"),
-    Option("topic_partitions", 3, "partitions for topics capflow creates", int, group="kafka"),
+    Option(
+        "topic_partitions", 3, "partitions for topics capflow creates", _positive_int, group="kafka"
+    ),
     Option(
         "kafka_security_protocol",
         "PLAINTEXT",
         "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
+        _protocol,
         group="kafka",
     ),
     Option("kafka_sasl_mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", group="kafka"),
@@ -78,8 +105,16 @@ OPTIONS: tuple[Option, ...] = (
         _csv,
         group="poller",
     ),
-    Option("rate_limit_requests", 30, "OpenD requests allowed per window", int, group="poller"),
-    Option("rate_limit_window", 30.0, "rate limit window in seconds", float, group="poller"),
+    Option(
+        "rate_limit_requests",
+        30,
+        "OpenD requests allowed per window",
+        _positive_int,
+        group="poller",
+    ),
+    Option(
+        "rate_limit_window", 30.0, "rate limit window in seconds", _positive_float, group="poller"
+    ),
     Option(
         "ignore_market_hours",
         False,
@@ -95,10 +130,18 @@ OPTIONS: tuple[Option, ...] = (
         group="poller",
     ),
     # Flow + detector
-    Option("window", 300.0, "rolling window W in seconds of event time", float, group="flow"),
+    Option(
+        "window", 300.0, "rolling window W in seconds of event time", _positive_float, group="flow"
+    ),
     Option("theta_abs", 0.0, "absolute threshold on R_W", float, group="flow"),
     Option("theta_rel", 0.10, "threshold relative to turnover change in W", float, group="flow"),
-    Option("confirm", 2, "snapshots the new side must hold before alerting", int, group="flow"),
+    Option(
+        "confirm",
+        2,
+        "snapshots the new side must hold before alerting",
+        _positive_int,
+        group="flow",
+    ),
     Option(
         "cooldown", 600.0, "seconds of event time between alerts per security", float, group="flow"
     ),
@@ -177,7 +220,7 @@ def group_names(*groups: str) -> list[str]:
 def kafka_client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """aiokafka connection kwargs, including SASL/SSL pass-through for managed clusters."""
     kwargs: dict[str, Any] = {"bootstrap_servers": args.kafka_bootstrap}
-    protocol = getattr(args, "kafka_security_protocol", "PLAINTEXT")
+    protocol = _protocol(str(getattr(args, "kafka_security_protocol", "PLAINTEXT")))
     if protocol != "PLAINTEXT":
         kwargs["security_protocol"] = protocol
     if "SSL" in protocol:

@@ -30,9 +30,12 @@ def to_json_line(msg: DistributionSnapshot) -> bytes:
 
 def from_json_line(line: bytes | str, where: str = "") -> DistributionSnapshot:
     try:
-        return json_format.Parse(line, DistributionSnapshot())
+        msg = json_format.Parse(line, DistributionSnapshot())
     except (json_format.ParseError, UnicodeDecodeError) as exc:
         raise RecordingError(f"{where}: not a DistributionSnapshot: {exc}") from exc
+    if not msg.security or not msg.trading_day or msg.update_timestamp <= 0:
+        raise RecordingError(f"{where}: snapshot needs security, trading_day and update_timestamp")
+    return msg
 
 
 def read_recording(path: Path) -> Iterator[DistributionSnapshot]:

@@ -25,7 +25,9 @@ async def record(args: argparse.Namespace) -> int:
     await consumer.start()
     written = skipped = 0
     try:
-        partitions = consumer.partitions_for_topic(args.topic_distribution)
+        # A consumer without a subscription has no metadata of the topic yet: ask for it.
+        cluster = await consumer._client.fetch_all_metadata()
+        partitions = cluster.partitions_for_topic(args.topic_distribution)
         if not partitions:
             print(
                 f"capflow record: topic {args.topic_distribution} does not exist", file=sys.stderr

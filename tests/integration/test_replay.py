@@ -1,0 +1,346 @@
+"""Replaying a recorded day yields the same flows and alerts as the live run.
+
+Live: simulator -> worker (poller + processors) -> flows and alerts. Then
+``capflow record`` writes the live snapshot topic to a file, ``capflow replay``
+publishes it into a fresh topic set, and a fresh worker (``--no-poller``, new app
+id) processes it. Everything runs on event time, so the outputs must be identical.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from streams.opend_sim.clock import SimClock
+from streams.opend_sim.market import MarketModel
+from streams.opend_sim.scenario import load_scenario
+from streams.opend_sim.server import OpenDSimulator
+from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
+from streams.pipeline.processor import SecurityProcessor
+from streams.pipeline.topics import ensure_topics
+from streams.processing.thresholds import ThresholdConfig
+from streams.recording import read_recording, to_json_line
+from tests.integration.harness import DATA, Topics, start_worker, wait_for, workers_stopped
+
+pytestmark = pytest.mark.integration
+
+SPEED = 100.0  # simulated seconds per wall second
+RUN_S = 2400.0  # simulated seconds of the scenario to run live: flips at 900, 1200, 2100
+WATCHLIST = ["HK.00700", "HK.09988", "HK.01810"]
+FAST_LIMIT = ["--rate-limit-requests", "100", "--rate-limit-window", "10", "--no-leader-grace"]
+
+
+async def read_to_end(bootstrap: str, topic: str) -> list[Any]:
+    """Every record of ``topic`` up to its current end, partition by partition."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + 30
+        while any([await consumer.position(tp) < end[tp] for tp in tps]):
+            assert time.monotonic() < deadline, f"could not read {topic} to its end"
+            batch = await consumer.getmany(timeout_ms=500)
+            for recs in batch.values():
+                records.extend(recs)
+    finally:
+        await consumer.stop()
+    return records
+
+
+def flows_by_security(records: list[Any]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for rec in records:
+        flow = orjson.loads(rec.value)
+        assert rec.key == flow["security"].encode()
+        out[flow["security"]].append(flow)
+    return dict(out)
+
+
+def alert_keys(alerts: list[dict[str, Any]]) -> list[tuple[str, str, str, float]]:
+    return sorted(
+        (a["subject"], a["id"], a["data"]["direction"], a["data"]["event_ts"]) for a in alerts
+    )
+
+
+def offline(snapshots: list[DistributionSnapshot]) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """Flow counts per security and alerts of the snapshots, without Kafka (default params)."""
+    proc = SecurityProcessor(ThresholdConfig())
+    state: dict[str, bytes | None] = {}
+    counts: dict[str, int] = defaultdict(int)
+    alerts = []
+    for msg in snapshots:
+        snap = proc.decode(msg.security.encode(), msg.SerializeToString())
+        out = proc.process(state.get(msg.security), snap)
+        state[msg.security] = out.state
+        if out.flow is not None:
+            counts[msg.security] += 1
+        if out.alert is not None:
+            alerts.append(orjson.loads(out.alert))
+    return dict(counts), alerts
+
+
+def snapshots_of(records: list[Any]) -> list[DistributionSnapshot]:
+    return [DistributionSnapshot.FromString(r.value) for r in records]
+
+
+async def run_cli(*argv: str, timeout: float = 60.0) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streams.cli", *argv,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_replay_of_a_recorded_day_matches_the_live_run(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    scenario = load_scenario(DATA / "reversals.json")
+    clock = SimClock(start=scenario.start, speed=0.0)  # frozen until the worker polls
+    sim = OpenDSimulator(
+        MarketModel(scenario, seed=11), clock, rate_limit_requests=100, rate_limit_window=10
+    )
+    await sim.start()
+    live, again = Topics(f"{topic_prefix}live"), Topics(f"{topic_prefix}replay")
+    await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(live.names.values()), 3)
+
+    # -- the live run ---------------------------------------------------------------
+    worker = start_worker(
+        kafka_bootstrap, sim.port, live, WATCHLIST, tmp_path,
+        app_id=f"capflow-{uuid.uuid4().hex[:8]}", name="live", extra=FAST_LIMIT,
+    )  # fmt: skip
+    try:
+        with workers_stopped(worker):
+            try:
+                await wait_for(lambda: sim.counts[3212] > 0, 120, "the worker's first request")
+            except AssertionError:
+                raise AssertionError(worker.tail()) from None
+            clock.set(scenario.start, speed=SPEED)
+            await wait_for(
+                lambda: clock.now() >= scenario.start + RUN_S, RUN_S / SPEED + 30, "the run"
+            )
+            # Freeze the market: every later poll is a duplicate, which changes nothing.
+            clock.set(clock.now(), speed=0.0)
+            frozen_at = float(int(clock.now()))
+
+            # Wait until the worker has turned every snapshot into its flow.
+            live_snaps: list[DistributionSnapshot] = []
+            expected: dict[str, int] = {}
+            live_flow_records: list[Any] = []
+            deadline = time.monotonic() + 60
+            while True:
+                live_snaps = snapshots_of(
+                    await read_to_end(kafka_bootstrap, live.names["distribution"])
+                )
+                last = {s.security: s.update_timestamp for s in live_snaps}
+                expected, _ = offline(live_snaps)
+                live_flow_records = await read_to_end(kafka_bootstrap, live.names["flow"])
+                got = {s: len(f) for s, f in flows_by_security(live_flow_records).items()}
+                if all(last.get(s) == frozen_at for s in WATCHLIST) and got == expected:
+                    break
+                assert time.monotonic() < deadline, (got, expected, last, worker.tail())
+                await asyncio.sleep(1.0)
+            assert worker.proc.poll() is None, "the live worker died:\n" + worker.tail()
+    finally:
+        await sim.stop()
+
+    live_alerts = [
+        orjson.loads(r.value) for r in await read_to_end(kafka_bootstrap, live.names["alerts"])
+    ]
+    live_flows = flows_by_security(live_flow_records)
+    # A meaningful comparison needs reversals: HK.00700 at 900 s and HK.09988 at 1200 s.
+    assert {a["subject"] for a in live_alerts} >= {"HK.00700", "HK.09988"}, live_alerts
+    assert all(len(live_flows[s]) >= 20 for s in WATCHLIST), {
+        s: len(f) for s, f in live_flows.items()
+    }
+    # The poller kept publishing until the worker stopped: those last snapshots are
+    # duplicates of the frozen market, which change nothing.
+    before = len(live_snaps)
+    live_snaps = snapshots_of(await read_to_end(kafka_bootstrap, live.names["distribution"]))
+    assert len(live_snaps) >= before
+    # The live worker computed exactly what the processor computes from its input.
+    counts, offline_alerts = offline(live_snaps)
+    assert counts == expected
+    assert alert_keys(offline_alerts) == alert_keys(live_alerts)
+
+    # -- record -----------------------------------------------------------------------
+    recording = tmp_path / "day.jsonl"
+    code, out, err = await run_cli(
+        "record", str(recording),
+        "--kafka-bootstrap", kafka_bootstrap, "--topic-distribution", live.names["distribution"],
+    )  # fmt: skip
+    assert code == 0, err
+    assert out.strip() == f"recorded {len(live_snaps)} snapshots to {recording}"
+    recorded = list(read_recording(recording))
+    assert len(recorded) == len(live_snaps)
+    # Per security, the recording keeps the topic's order (and every field).
+    for sec in WATCHLIST:
+        assert [m for m in recorded if m.security == sec] == [
+            m for m in live_snaps if m.security == sec
+        ]
+
+    # -- replay into a fresh topic set, processed by a fresh worker ----------------------
+    code, out, err = await run_cli(
+        "replay", str(recording),
+        "--kafka-bootstrap", kafka_bootstrap, "--topic-distribution", again.names["distribution"],
+    )  # fmt: skip
+    assert code == 0, err
+    n = len(recorded)
+    assert re.fullmatch(
+        rf"replayed {n} snapshots from {re.escape(str(recording))} to "
+        rf"{re.escape(again.names['distribution'])} in \d+\.\ds",
+        out.strip(),
+    ), out
+    assert f"replayed {n}/{n} (100%)" in err, err
+    replayed = snapshots_of(await read_to_end(kafka_bootstrap, again.names["distribution"]))
+    assert len(replayed) == n
+    for sec in WATCHLIST:
+        assert [m for m in replayed if m.security == sec] == [
+            m for m in recorded if m.security == sec
+        ]
+
+    replayer = start_worker(
+        kafka_bootstrap, sim.port, again, WATCHLIST, tmp_path,
+        app_id=f"capflow-replay-{uuid.uuid4().hex[:8]}", name="replay",
+        extra=["--no-poller", "--no-leader-grace"],
+    )  # fmt: skip
+    with workers_stopped(replayer):
+        total = sum(len(f) for f in live_flows.values())
+        flow_records: list[Any] = []
+        deadline = time.monotonic() + 90
+        while len(flow_records) < total:
+            assert replayer.proc.poll() is None, "the replay worker died:\n" + replayer.tail()
+            assert time.monotonic() < deadline, (len(flow_records), total, replayer.tail())
+            await asyncio.sleep(1.0)
+            flow_records = await read_to_end(kafka_bootstrap, again.names["flow"])
+        # Alerts are awaited before the state moves on; give stragglers a moment anyway.
+        alert_records: list[Any] = []
+        deadline = time.monotonic() + 15
+        while len(alert_records) < len(live_alerts) and time.monotonic() < deadline:
+            alert_records = await read_to_end(kafka_bootstrap, again.names["alerts"])
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(1.0)  # extras, if any, would be right behind
+        alert_records = await read_to_end(kafka_bootstrap, again.names["alerts"])
+        flow_records = await read_to_end(kafka_bootstrap, again.names["flow"])
+        assert replayer.proc.poll() is None, "the replay worker died:\n" + replayer.tail()
+
+    replay_alerts = [orjson.loads(r.value) for r in alert_records]
+    assert alert_keys(replay_alerts) == alert_keys(live_alerts)
+    by_id = {a["id"]: a for a in live_alerts}
+    for alert in replay_alerts:
+        assert alert == by_id[alert["id"]]
+    assert flows_by_security(flow_records) == live_flows
+    log = replayer.log.read_text(errors="replace")
+    assert "leader: polling" not in log  # --no-poller: only the processors ran
+
+
+# -- errors of the replay command ----------------------------------------------------------
+
+
+async def topic_exists(bootstrap: str, topic: str) -> bool:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return topic in set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
+def good_line(i: int) -> bytes:
+    msg = DistributionSnapshot(
+        security="HK.00700", market="HK", qot_market=1, code="00700",
+        capital_in_big=1000.0 * i, update_timestamp=1_717_378_200.0 + 60 * i,
+        update_time="2024-06-03 09:30:00", trading_day="2024-06-03",
+    )  # fmt: skip
+    return to_json_line(msg)
+
+
+async def test_replay_missing_file_fails_clearly(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    missing = tmp_path / "nope.jsonl"
+    code, out, err = await run_cli(
+        "replay", str(missing),
+        "--kafka-bootstrap", kafka_bootstrap, "--topic-distribution", f"{topic_prefix}.d",
+    )  # fmt: skip
+    assert code == 1
+    assert err.strip() == f"capflow replay: {missing} does not exist"
+    assert "Traceback" not in err and out == ""
+
+
+@pytest.mark.parametrize(
+    ("bad", "detail"),
+    [
+        (b'{"security": "HK.00700", "capital_in_bgi": 1.0}\n', "capital_in_bgi"),
+        (b"HK.00700,2024-06-03,1000\n", "Failed to load JSON"),
+        (b'{"security": "HK.\xff00700"}\n', "utf-8"),
+    ],
+)
+async def test_replay_malformed_line_fails_clearly_and_publishes_nothing(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, bad: bytes, detail: str
+) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(good_line(0) + good_line(1) + bad + good_line(2))
+    topic = f"{topic_prefix}.distribution"
+    code, out, err = await run_cli(
+        "replay", str(path), "--kafka-bootstrap", kafka_bootstrap, "--topic-distribution", topic
+    )
+    assert code == 1, (out, err)
+    assert err.startswith(f"capflow replay: {path}:3: not a DistributionSnapshot"), err
+    assert detail in err
+    assert "Traceback" not in err
+    # The file is checked before anything is published: no half-replayed day.
+    assert not await topic_exists(kafka_bootstrap, topic)
+
+
+async def test_replay_empty_file_and_bad_speed(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(b"\n\n")
+    args = ["--kafka-bootstrap", kafka_bootstrap, "--topic-distribution", f"{topic_prefix}.d"]
+    code, _, err = await run_cli("replay", str(path), *args)
+    assert code == 1 and "holds no snapshots" in err
+    path.write_bytes(good_line(0))
+    code, _, err = await run_cli("replay", str(path), "--realtime", "--speed", "0", *args)
+    assert code == 2 and "--speed must be > 0" in err
+
+
+async def test_record_of_missing_topic_fails(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    out_file = tmp_path / "never.jsonl"
+    code, _, err = await run_cli(
+        "record", str(out_file),
+        "--kafka-bootstrap", kafka_bootstrap, "--topic-distribution", f"{topic_prefix}.none",
+    )  # fmt: skip
+    assert code == 1
+    assert f"topic {topic_prefix}.none does not exist" in err
+    assert not out_file.exists()
