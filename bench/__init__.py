@@ -1,0 +1,1 @@
+"""Benchmarks of capflow (run from the repository root: python -m bench.<name>)."""
