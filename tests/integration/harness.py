@@ -19,7 +19,10 @@ from aiokafka import AIOKafkaConsumer
 
 from streams.broker.local import free_port
 from streams.metrics import sample_sum
-from streams.opend_sim.scenario import Reversal, Scenario, reversal_times
+from streams.opend_sim.clock import SimClock
+from streams.opend_sim.market import MarketModel
+from streams.opend_sim.scenario import Reversal, Scenario, load_scenario, reversal_times
+from streams.opend_sim.server import OpenDSimulator
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 QUIET = {"HK.01810"}  # its large net rate is far below theta: any alert there is a false one
@@ -191,3 +194,33 @@ def metric(web_port: int, name: str, label: str = "") -> float:
             return sample_sum(r.read().decode(), name, label)
     except OSError:
         return 0.0
+
+
+async def start_scenario_sim(
+    name: str = "reversals.json", seed: int = 11, requests: int = 100, window: float = 10
+) -> tuple[OpenDSimulator, Scenario]:
+    """A started simulator on a free port, its clock frozen at the scenario start."""
+    scenario = load_scenario(DATA / name)
+    clock = SimClock(start=scenario.start, speed=0.0)
+    sim = OpenDSimulator(
+        MarketModel(scenario, seed=seed), clock, rate_limit_requests=requests,
+        rate_limit_window=window,
+    )  # fmt: skip
+    await sim.start()
+    return sim, scenario
+
+
+async def run_cli(*argv: str, timeout: float = 60.0) -> tuple[int, str, str]:
+    """``capflow ARGV`` in a subprocess: (exit code, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streams.cli", *argv,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from streams.pipeline.topics import ensure_topics
 from streams.processing.detector import INFLOW_TO_OUTFLOW, OUTFLOW_TO_INFLOW, Alert
 from streams.processing.events import alert_event, alert_payload
 from streams.sinks.webhook import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify_signature
+from tests.integration.harness import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -169,21 +169,6 @@ async def test_latest_skips_history_and_sees_new_alerts(alerts_topic: Topic) -> 
 
 
 # -- the command line ------------------------------------------------------------------
-
-
-async def run_cli(*argv: str, timeout: float = 60.0) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "streams.cli", *argv,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_cli_json_prints_n_lines(alerts_topic: Topic) -> None:

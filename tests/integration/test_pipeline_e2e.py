@@ -10,18 +10,14 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streams.opend_sim.clock import SimClock
-from streams.opend_sim.market import MarketModel
-from streams.opend_sim.scenario import load_scenario
-from streams.opend_sim.server import OpenDSimulator
 from streams.pipeline.deadletter import HEADER_ERROR, HEADER_STAGE
 from streams.pipeline.topics import ensure_topics
 from tests.integration.harness import (
-    DATA,
     Topics,
     alerts_of,
     expected_reversals,
     read_topic,
+    start_scenario_sim,
     start_worker,
     wait_for,
     workers_stopped,
@@ -38,12 +34,8 @@ FAST_LIMIT = ["--rate-limit-requests", "100", "--rate-limit-window", "10", "--no
 async def test_scripted_reversals_are_alerted_exactly(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
-    scenario = load_scenario(DATA / "reversals.json")
-    clock = SimClock(start=scenario.start, speed=0.0)  # frozen until the worker polls
-    sim = OpenDSimulator(
-        MarketModel(scenario, seed=11), clock, rate_limit_requests=100, rate_limit_window=10
-    )
-    await sim.start()
+    sim, scenario = await start_scenario_sim()
+    clock = sim.clock  # frozen until the worker polls
     topics = Topics(topic_prefix)
     names = topics.names
     await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(names.values()), 3)

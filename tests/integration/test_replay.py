@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sys
 import time
 import uuid
 from collections import defaultdict
@@ -22,16 +21,19 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.opend_sim.clock import SimClock
-from streams.opend_sim.market import MarketModel
-from streams.opend_sim.scenario import load_scenario
-from streams.opend_sim.server import OpenDSimulator
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.pipeline.processor import SecurityProcessor
 from streams.pipeline.topics import ensure_topics
 from streams.processing.thresholds import ThresholdConfig
 from streams.recording import read_recording, to_json_line
-from tests.integration.harness import DATA, Topics, start_worker, wait_for, workers_stopped
+from tests.integration.harness import (
+    Topics,
+    run_cli,
+    start_scenario_sim,
+    start_worker,
+    wait_for,
+    workers_stopped,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -104,30 +106,11 @@ def snapshots_of(records: list[Any]) -> list[DistributionSnapshot]:
     return [DistributionSnapshot.FromString(r.value) for r in records]
 
 
-async def run_cli(*argv: str, timeout: float = 60.0) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "streams.cli", *argv,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 async def test_replay_of_a_recorded_day_matches_the_live_run(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
-    scenario = load_scenario(DATA / "reversals.json")
-    clock = SimClock(start=scenario.start, speed=0.0)  # frozen until the worker polls
-    sim = OpenDSimulator(
-        MarketModel(scenario, seed=11), clock, rate_limit_requests=100, rate_limit_window=10
-    )
-    await sim.start()
+    sim, scenario = await start_scenario_sim()
+    clock = sim.clock  # frozen until the worker polls
     live, again = Topics(f"{topic_prefix}live"), Topics(f"{topic_prefix}replay")
     await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(live.names.values()), 3)
 

@@ -14,15 +14,11 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.opend_sim.clock import SimClock
-from streams.opend_sim.market import MarketModel
-from streams.opend_sim.scenario import load_scenario
-from streams.opend_sim.server import OpenDSimulator
 from streams.pipeline.topics import ensure_topics
 from tests.integration.harness import (
-    DATA,
     Topics,
     read_topic,
+    start_scenario_sim,
     start_worker,
     wait_for,
     workers_stopped,
@@ -61,12 +57,8 @@ async def get(session: aiohttp.ClientSession, url: str) -> tuple[int, bytes]:
 async def test_metrics_state_view_and_unknown_security(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
-    scenario = load_scenario(DATA / "reversals.json")
-    clock = SimClock(start=scenario.start, speed=0.0)
-    sim = OpenDSimulator(
-        MarketModel(scenario, seed=11), clock, rate_limit_requests=100, rate_limit_window=10
-    )
-    await sim.start()
+    sim, scenario = await start_scenario_sim()
+    clock = sim.clock  # frozen until the worker polls
     topics = Topics(topic_prefix)
     names = topics.names
     await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(names.values()), 3)
