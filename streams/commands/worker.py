@@ -30,6 +30,9 @@ def _run(args: argparse.Namespace) -> int:
         flush=True,
     )
     worker = faust.Worker(pipeline.app, loglevel=args.loglevel, quiet=True)
+    # Faust's progress spinner lowers the root logger to DEBUG at --loglevel warn/error,
+    # which makes every debug call in the hot path build a log record.
+    worker.spinner = None
     worker.execute_from_commandline()
     return 0
 
