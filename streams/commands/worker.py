@@ -7,6 +7,7 @@ import asyncio
 import logging
 
 from streams.config import add_options, group_names, kafka_client_kwargs
+from streams.opend.security import SecurityFormatError, parse_security
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -15,6 +16,18 @@ def _run(args: argparse.Namespace) -> int:
     from streams.pipeline.app import Pipeline
     from streams.pipeline.topics import TopicMismatchError, ensure_topics
 
+    bad = []
+    for security in args.watchlist:
+        try:
+            parse_security(security)
+        except SecurityFormatError as exc:
+            bad.append(str(exc))
+    if bad:
+        print(
+            "capflow worker: bad watchlist (CAPFLOW_WATCHLIST / --watchlist):\n  "
+            + "\n  ".join(bad)
+        )
+        return 2
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
     topics = [args.topic_distribution, args.topic_flow, args.topic_alerts, args.topic_deadletter]
     try:

@@ -26,6 +26,7 @@ from streams.opend.errors import (
     UnknownSecurityError,
     UnsupportedSecurityError,
 )
+from streams.opend.security import SecurityFormatError
 from streams.opend.snapshot import CapitalDistribution, snapshot_to_proto
 from streams.ratelimit import SlidingWindowLimiter
 
@@ -136,7 +137,7 @@ class Poller:
             self.limiter.penalize()
             log.warning("rate limited by OpenD (%s); waiting a full window", exc)
             return security
-        except (UnknownSecurityError, UnsupportedSecurityError) as exc:
+        except (UnknownSecurityError, UnsupportedSecurityError, SecurityFormatError) as exc:
             self.stats.skipped[security] = str(exc)
             OPEND_REQUESTS.labels("rejected").inc()
             log.error("skipping %s from now on: %s", security, exc)

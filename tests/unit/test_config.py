@@ -330,3 +330,10 @@ def test_non_positive_limits_are_refused(
     monkeypatch.setenv(name, value)
     with pytest.raises(SystemExit, match=name):
         build_parser()
+
+
+def test_worker_refuses_a_malformed_watchlist(capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["worker", "--watchlist", "HK.00700,00700,XX.1"])
+    out = capsys.readouterr().out
+    assert code == 2
+    assert "'00700'" in out and "unknown market 'XX'" in out
