@@ -91,14 +91,19 @@ async def test_second_worker_and_leader_death_keep_budget_and_alerts(
                       name="w2", extra=common)  # fmt: skip
     with workers_stopped(w1, w2):
         await _first_alert(kafka_bootstrap, topics, w1, w2)
-        polled = {w.log: metric(w.web_port, "capflow_opend_requests_total", OK) for w in (w1, w2)}
-        assert sorted(v > 0 for v in polled.values()) == [False, True], polled
-        leader, survivor = (w1, w2) if polled[w1.log] > 0 else (w2, w1)
+        # Exactly one worker is polling now: the leader.
+        before = [metric(w.web_port, "capflow_opend_requests_total", OK) for w in (w1, w2)]
+        await asyncio.sleep(4)
+        after = [metric(w.web_port, "capflow_opend_requests_total", OK) for w in (w1, w2)]
+        polling = [b > a for a, b in zip(before, after, strict=True)]
+        assert sorted(polling) == [False, True], (before, after)
+        leader, survivor = (w1, w2) if polling[0] else (w2, w1)
         steady = [t for t in requests.times if t > requests.times[0] + 30]
         leader.kill()
         killed_at = time.monotonic()
+        survivor_before = metric(survivor.web_port, "capflow_opend_requests_total", OK)
         await wait_for(
-            lambda: metric(survivor.web_port, "capflow_opend_requests_total", OK) > 0,
+            lambda: metric(survivor.web_port, "capflow_opend_requests_total", OK) > survivor_before,
             120,
             "the surviving worker to take over polling",
         )
