@@ -7,6 +7,7 @@ function of "now" (staleness, budget in use, lag) are computed at scrape time by
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 
@@ -86,7 +87,5 @@ def exposition() -> bytes:
 
 def sample_sum(text: str, name: str, label: str = "") -> float:
     """Sum of the samples of ``name`` (whose labels contain ``label``) in exposition text."""
-    import re
-
     pattern = rf"^{re.escape(name)}(?:\{{[^}}]*{re.escape(label)}[^}}]*\}})? ([0-9.e+-]+)$"
     return sum(float(v) for v in re.findall(pattern, text, flags=re.M))

@@ -95,7 +95,6 @@ class Pipeline:
         )
         # CLI/env values, then the thresholds file's defaults, markets and securities.
         self.processor = SecurityProcessor(ThresholdConfig.from_args(args))
-        self.poller: Poller | None = None
         self._register()
 
     # -- stream processing ----------------------------------------------------------
@@ -103,9 +102,8 @@ class Pipeline:
     async def handle(self, event: faust.EventT) -> None:
         """Process one snapshot record; anything it cannot process goes to dead letters."""
         message = event.message
-        raw = message.value if isinstance(message.value, bytes) else event.value
         try:
-            snap = self.processor.decode(message.key, raw)
+            snap = self.processor.decode(message.key, message.value)
         except DecodeError as exc:
             await self._dead_letter(message, "decode", str(exc))
             return
@@ -210,7 +208,7 @@ class Pipeline:
         limiter = SlidingWindowLimiter(
             args.rate_limit_requests, window, spacing=window / args.rate_limit_requests
         )
-        self.poller = poller = Poller(
+        poller = Poller(
             client,
             publisher.publish,
             args.watchlist,

@@ -76,30 +76,27 @@ class SecurityProcessor:
         except ValueError as exc:  # malformed trading_day, NaN/inf amounts or timestamp
             raise DecodeError(f"snapshot of {msg.security} is not usable: {exc}") from exc
 
-    def _load(self, blob: bytes | None, security: str) -> tuple[FlowState, DetectorState]:
-        params = self.thresholds.params_for(security)
+    @staticmethod
+    def _load(blob: bytes | None, window: float) -> tuple[FlowState, DetectorState]:
         if blob is None:
-            return FlowState(window=params.window), DetectorState()
+            return FlowState(window=window), DetectorState()
         data = orjson.loads(blob)
         return FlowState.from_dict(data["flow"]), DetectorState.from_dict(data["detector"])
 
     def process(self, blob: bytes | None, snap: Snapshot) -> Outcome:
-        flow, detector = self._load(blob, snap.security)
+        params = self.thresholds.for_security(snap.security)
+        flow, detector = self._load(blob, params.window)
         point = flow.update(snap)
         if point is None:
             # Duplicate or stale: the state may have counted it, nothing is published.
             return Outcome("duplicate", self._dump(flow, detector))
-        params = self.thresholds.params_for(snap.security)
         alert = detector.step(point, params)
-        flow_bytes = flow_payload(point, detector.regime, detector.threshold)
-        if alert is None:
-            return Outcome("flow", self._dump(flow, detector), flow=flow_bytes)
         return Outcome(
             "flow",
             self._dump(flow, detector),
-            flow=flow_bytes,
-            alert=alert_payload(alert),
-            direction=alert.direction,
+            flow=flow_payload(point, detector.regime, detector.threshold),
+            alert=alert_payload(alert) if alert is not None else None,
+            direction=alert.direction if alert is not None else None,
         )
 
     @staticmethod

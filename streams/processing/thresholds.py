@@ -179,11 +179,6 @@ class ThresholdConfig:
         return cls.from_mapping(data, defaults, where=str(path))
 
     @classmethod
-    def from_file(cls, path: str | Path, defaults: DetectorParams | None = None) -> ThresholdConfig:
-        """Alias of :meth:`load`."""
-        return cls.load(path, defaults)
-
-    @classmethod
     def from_args(cls, args: object) -> ThresholdConfig:
         """From parsed ``capflow`` options: window, theta_abs, theta_rel, confirm, cooldown
         (any missing one keeps its built-in default) as defaults, then ``thresholds_file``
@@ -215,5 +210,3 @@ class ThresholdConfig:
             params = self._resolve(security, market_of(security))
             self._cache[security] = params
         return params
-
-    params_for = for_security

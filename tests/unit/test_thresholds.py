@@ -44,7 +44,7 @@ def test_layering(tmp_path: Path) -> None:
     assert config.for_security("US.BRK.B") == DetectorParams(
         window=120.0, theta_abs=0.0, theta_rel=0.2, confirm=2, cooldown=300.0
     )
-    assert config.params_for("US.AAPL").window == 600.0
+    assert config.for_security("US.AAPL").window == 600.0
 
 
 @pytest.mark.parametrize(
@@ -97,4 +97,4 @@ def test_from_args_layers_file_over_options(tmp_path: Path) -> None:
     config = ThresholdConfig.from_args(args)
     assert config.for_security("HK.00700") == DetectorParams(120.0, 1.0, 0.05, 4, 60.0)
     assert config.for_security("US.AAPL").confirm == 2
-    assert ThresholdConfig.from_file(args.thresholds_file).for_security("HK.1").confirm == 4
+    assert ThresholdConfig.load(args.thresholds_file).for_security("HK.1").confirm == 4
