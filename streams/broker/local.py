@@ -80,6 +80,18 @@ class BrokerInfo:
         return f"{self.host}:{self.port}"
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id as Kafka makes one: urlsafe base64 of a random UUID, 22 chars.
+
+    Like Kafka's own ``Uuid.randomUuid`` it never starts with '-' (one UUID in 64
+    would), so the id is also safe for tools that take it as a separate argument.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
@@ -215,12 +227,17 @@ class LocalKafka:
             *args,
         ]
 
-    def _format_storage(self) -> None:
+    def _format_storage(self, cluster_id: str | None = None) -> None:
         if (self.root / "data" / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        # "--cluster-id=ID" in one argument: an id that starts with '-' cannot be read
+        # as a flag by the storage tool's parser.
         cmd = self._java_cmd(
-            "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties)
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={cluster_id or new_cluster_id()}",
+            "--config",
+            str(self.properties),
         )
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:

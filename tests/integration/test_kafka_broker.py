@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from streams.broker.local import LocalKafka, free_port, new_cluster_id
 
 pytestmark = pytest.mark.integration
 
@@ -46,3 +50,21 @@ async def test_create_produce_consume(kafka_bootstrap: str, topic_prefix: str) -
         await consumer.stop()
     # One key -> one partition -> produce order is kept.
     assert got == [f"v{i}".encode() for i in range(10)]
+
+
+def test_new_cluster_id_is_never_read_as_a_flag() -> None:
+    ids = [new_cluster_id() for _ in range(2000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+    # urlsafe base64 of 16 random bytes: '_' and digits do appear in first position.
+    assert len({i[0] for i in ids}) > 32
+
+
+@pytest.mark.parametrize("cluster_id", ["-Q7hAlyRSnWk4a0rT2Zx3g", "_Q7hAlyRSnWk4a0rT2Zx3g"])
+def test_storage_formats_with_ids_starting_with_dash_or_underscore(
+    tmp_path: Path, cluster_id: str
+) -> None:
+    broker = LocalKafka(tmp_path / "kafka", port=free_port())
+    broker._write_config()
+    broker._format_storage(cluster_id)
+    meta = (tmp_path / "kafka" / "data" / "meta.properties").read_text()
+    assert f"cluster.id={cluster_id}" in meta
