@@ -1,0 +1,58 @@
+"""Which security the next OpenD request is spent on.
+
+The poller asks its scheduler once per request, among the securities that are due
+(active, market open, owned by this gateway). A scheduler is pure logic on an
+injected clock value: it never sleeps, never does I/O, so it is unit-tested with a
+fake clock. Two policies:
+
+- :class:`RoundRobin`: the baseline, every due security in turn.
+- adaptive (``streams.polling.adaptive``): spends requests where a poll most
+  advances an alert, reading the flow state back from ``capflow.flow.v1``, with a
+  ``max_staleness`` floor for every security.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+
+class Scheduler(Protocol):
+    """The poller's policy: pick the next security, learn from replies and flows."""
+
+    def next(self, due: Sequence[str], now: float) -> str | None:
+        """The security to poll now among ``due`` (non-empty, watchlist order); None to skip."""
+        ...
+
+    def polled(self, security: str, now: float) -> None:
+        """A reply (a snapshot) for ``security`` arrived at ``now``."""
+        ...
+
+    def observe_flow(self, security: str, flow: Mapping[str, Any]) -> None:
+        """A ``capflow.flow.v1`` record of ``security`` was read back from Kafka."""
+        ...
+
+
+class RoundRobin:
+    """Every due security in turn; the order of ``due`` is kept across calls."""
+
+    def __init__(self) -> None:
+        self._last: str | None = None
+
+    def next(self, due: Sequence[str], now: float) -> str | None:
+        if not due:
+            return None
+        if self._last is None or self._last not in due:
+            # The last one is no longer due (market closed, moved to another gateway):
+            # start again at the front.
+            choice = due[0]
+        else:
+            choice = due[(due.index(self._last) + 1) % len(due)]
+        self._last = choice
+        return choice
+
+    def polled(self, security: str, now: float) -> None:
+        return None
+
+    def observe_flow(self, security: str, flow: Mapping[str, Any]) -> None:
+        return None
