@@ -19,7 +19,8 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 OPEND_REQUESTS = Counter(
     "capflow_opend_requests",
-    "OpenD capital distribution requests by outcome",
+    "OpenD capital distribution requests by outcome "
+    "(ok, rate_limited, rejected, error, invalid, unexpected)",
     ["outcome"],
     registry=REGISTRY,
 )

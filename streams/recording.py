@@ -3,6 +3,10 @@
 ``capflow record`` writes a topic to such a file and ``capflow replay`` publishes it
 back, so a recorded day can be re-run through the pipeline (same event times, same
 flows, same alert ids).
+
+Every field is written, zeros included. The two super amounts are optional (OpenD may
+not send them): an absent one is written as ``null`` and read back as absent, so a
+recording keeps "absent" distinct from 0.
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ from google.protobuf import json_format
 
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 
+_OPTIONAL_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in DistributionSnapshot.DESCRIPTOR.fields if f.has_presence
+)
+
 
 class RecordingError(ValueError):
     """A line of a recording is not a snapshot."""
@@ -25,6 +33,8 @@ def to_json_line(msg: DistributionSnapshot) -> bytes:
     data = json_format.MessageToDict(
         msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
+    for name in _OPTIONAL_FIELDS:
+        data.setdefault(name, None)
     return orjson.dumps(data) + b"\n"
 
 

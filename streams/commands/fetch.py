@@ -1,4 +1,9 @@
-"""``capflow fetch CODE...``: one capital-distribution request per code, printed (debugging)."""
+"""``capflow fetch CODE...``: one capital-distribution request per code, printed (debugging).
+
+Every reply is validated like the poller's (streams.domain.validation): an invalid one
+is reported on stderr with the reason and makes the exit status 1; it is never printed
+as data. An absent super amount prints as "absent" (``null`` with --json).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,11 @@ from streams.config import add_options
 from streams.opend.client import OpenDClient
 from streams.opend.errors import ConnectionLost, OpenDError, RequestTimeout
 from streams.opend.security import SecurityFormatError, parse_security
-from streams.opend.snapshot import AMOUNT_FIELDS, CapitalDistribution, snapshot_to_proto
+from streams.opend.snapshot import (
+    CapitalDistribution,
+    InvalidSnapshot,
+    snapshot_to_proto,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -35,8 +44,15 @@ def format_readable(dist: CapitalDistribution) -> str:
     for cls in ("super", "big", "mid", "small"):
         cin = getattr(dist, f"capital_in_{cls}")
         cout = getattr(dist, f"capital_out_{cls}")
+        if cin is None or cout is None:
+            lines.append(f"  {cls:<6} in {_amount(cin)}  out {_amount(cout)}")
+            continue
         lines.append(f"  {cls:<6} in {cin:>18,.2f}  out {cout:>18,.2f}  net {cin - cout:>+18,.2f}")
     return "\n".join(lines)
+
+
+def _amount(value: float | None) -> str:
+    return f"{'absent':>18}" if value is None else f"{value:>18,.2f}"
 
 
 def as_json(dist: CapitalDistribution, source: str, seq: int) -> bytes:
@@ -46,7 +62,7 @@ def as_json(dist: CapitalDistribution, source: str, seq: int) -> bytes:
         "market": snap.market,
         "qot_market": snap.qot_market,
         "code": snap.code,
-        **{name: getattr(snap, name) for name in AMOUNT_FIELDS},
+        **dist.amounts(),  # None (null) for an absent super amount
         "update_time": snap.update_time,
         "update_timestamp": snap.update_timestamp,
         "trading_day": snap.trading_day,
@@ -70,6 +86,10 @@ async def _fetch(args: argparse.Namespace) -> int:
                 dist = await client.get_capital_distribution(code)
             except (OpenDError, SecurityFormatError, RequestTimeout) as exc:
                 print(f"{code}: {exc}", file=sys.stderr)
+                status = 1
+                continue
+            except InvalidSnapshot as exc:
+                print(f"{code}: invalid reply: {exc.detail}", file=sys.stderr)
                 status = 1
                 continue
             except ConnectionLost as exc:

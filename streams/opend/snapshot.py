@@ -8,26 +8,45 @@ the payload of ``capflow.distribution.v1``.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from streams.domain.validation import (
+    AMOUNT_FIELDS,
+    SUPER_AMOUNTS,
+    InvalidSnapshot,
+    check_timestamp,
+    validate_snapshot,
+)
 from streams.opend.security import MARKET_TZ, from_wire, parse_security
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.pb.opend import Qot_GetCapitalDistribution_pb2 as capdist_pb
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}")
+_UPDATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
-AMOUNT_FIELDS: tuple[str, ...] = (
-    "capital_in_super",
-    "capital_in_big",
-    "capital_in_mid",
-    "capital_in_small",
-    "capital_out_super",
-    "capital_out_big",
-    "capital_out_mid",
-    "capital_out_small",
+# Fields a reply must carry (proto2 "required", plus updateTime which capflow needs).
+_REQUIRED_WIRE: tuple[str, ...] = (
+    "capitalInBig",
+    "capitalInMid",
+    "capitalInSmall",
+    "capitalOutBig",
+    "capitalOutMid",
+    "capitalOutSmall",
+    "updateTime",
+    "updateTimestamp",
 )
+
+__all__ = [
+    "AMOUNT_FIELDS",
+    "SUPER_AMOUNTS",
+    "CapitalDistribution",
+    "InvalidSnapshot",
+    "snapshot_from_proto",
+    "snapshot_to_proto",
+]
 
 
 @dataclass(frozen=True)
@@ -38,11 +57,11 @@ class CapitalDistribution:
     market: str  # "HK"
     qot_market: int  # QotMarket number, 1 for HK
     code: str  # "00700"
-    capital_in_super: float
+    capital_in_super: float | None  # None: absent on the wire (kept distinct from 0)
     capital_in_big: float
     capital_in_mid: float
     capital_in_small: float
-    capital_out_super: float
+    capital_out_super: float | None
     capital_out_big: float
     capital_out_mid: float
     capital_out_small: float
@@ -50,37 +69,81 @@ class CapitalDistribution:
     update_timestamp: float  # epoch seconds
 
     @classmethod
-    def from_s2c(cls, qot_market: int, code: str, s2c: capdist_pb.S2C) -> CapitalDistribution:
-        """Build from the wire reply (super classes are optional on the wire: 0 if absent)."""
+    def from_s2c(
+        cls, qot_market: int, code: str, s2c: capdist_pb.S2C, now: float | None = None
+    ) -> CapitalDistribution:
+        """Build from the wire reply and validate it; raises :class:`InvalidSnapshot`.
+
+        A reply without the six classic amounts or updateTime is an error, never zeros;
+        super amounts are optional on the wire and stay None when absent. ``now`` is the
+        wall clock the timestamp is checked against (default: time.time()).
+        """
         security = from_wire(qot_market, code)
-        return cls(
+        present = {field.name for field, _ in s2c.ListFields()}
+        if not present:
+            raise InvalidSnapshot("missing", "reply without s2c", security)
+        missing = [name for name in _REQUIRED_WIRE if name not in present]
+        if missing:
+            raise InvalidSnapshot("missing", f"reply without {', '.join(missing)}", security)
+        now = time.time() if now is None else now
+        check_timestamp(s2c.updateTimestamp, now, security)
+        if not _UPDATE_TIME.match(s2c.updateTime):
+            raise InvalidSnapshot(
+                "timestamp",
+                f"updateTime must be 'yyyy-MM-dd HH:mm:ss', got {s2c.updateTime!r}",
+                security,
+            )
+        dist = cls(
             security=security,
             market=parse_security(security).market,
             qot_market=qot_market,
             code=code,
-            capital_in_super=s2c.capitalInSuper,
+            capital_in_super=s2c.capitalInSuper if "capitalInSuper" in present else None,
             capital_in_big=s2c.capitalInBig,
             capital_in_mid=s2c.capitalInMid,
             capital_in_small=s2c.capitalInSmall,
-            capital_out_super=s2c.capitalOutSuper,
+            capital_out_super=s2c.capitalOutSuper if "capitalOutSuper" in present else None,
             capital_out_big=s2c.capitalOutBig,
             capital_out_mid=s2c.capitalOutMid,
             capital_out_small=s2c.capitalOutSmall,
             update_time=s2c.updateTime,
             update_timestamp=s2c.updateTimestamp,
         )
+        dist.validate(now)
+        return dist
 
-    def amounts(self) -> dict[str, float]:
-        """The eight amounts by field name."""
-        return {name: float(getattr(self, name)) for name in AMOUNT_FIELDS}
+    def validate(self, now: float) -> None:
+        """Raise :class:`InvalidSnapshot` unless this reply is valid data (see validation)."""
+        validate_snapshot(
+            security=self.security,
+            market=self.market,
+            trading_day=self.trading_day,
+            update_timestamp=self.update_timestamp,
+            amounts=self.amounts(),
+            now=now,
+        )
+
+    def amounts(self) -> dict[str, float | None]:
+        """The eight amounts by field name; None for a super amount absent on the wire."""
+        out: dict[str, float | None] = {}
+        for name in AMOUNT_FIELDS:
+            value = getattr(self, name)
+            out[name] = None if value is None else float(value)
+        return out
 
     @property
     def trading_day(self) -> str:
-        """Market-local date of the update: updateTime's date, else from the timestamp."""
+        """Market-local date of the update: updateTime's date, else from the timestamp.
+
+        Empty when neither gives a date (validation then rejects the snapshot).
+        """
         if _DAY.match(self.update_time):
             return self.update_time[:10]
         tz = ZoneInfo(MARKET_TZ.get(self.market, "UTC"))
-        return datetime.fromtimestamp(self.update_timestamp, tz).strftime("%Y-%m-%d")
+        try:
+            return datetime.fromtimestamp(self.update_timestamp, tz).strftime("%Y-%m-%d")
+        except (ValueError, OverflowError, OSError):
+            return ""
 
 
 def snapshot_to_proto(
@@ -92,7 +155,7 @@ def snapshot_to_proto(
         market=dist.market,
         qot_market=dist.qot_market,
         code=dist.code,
-        **dist.amounts(),
+        **{name: value for name, value in dist.amounts().items() if value is not None},
         update_time=dist.update_time,
         update_timestamp=dist.update_timestamp,
         trading_day=dist.trading_day,
@@ -109,7 +172,19 @@ def snapshot_from_proto(msg: DistributionSnapshot) -> CapitalDistribution:
         market=msg.market,
         qot_market=msg.qot_market,
         code=msg.code,
-        **{name: getattr(msg, name) for name in AMOUNT_FIELDS},
+        capital_in_super=_present(msg, "capital_in_super"),
+        capital_in_big=msg.capital_in_big,
+        capital_in_mid=msg.capital_in_mid,
+        capital_in_small=msg.capital_in_small,
+        capital_out_super=_present(msg, "capital_out_super"),
+        capital_out_big=msg.capital_out_big,
+        capital_out_mid=msg.capital_out_mid,
+        capital_out_small=msg.capital_out_small,
         update_time=msg.update_time,
         update_timestamp=msg.update_timestamp,
     )
+
+
+def _present(msg: DistributionSnapshot, name: str) -> float | None:
+    """An optional amount of the record, None when it is unset."""
+    return float(getattr(msg, name)) if msg.HasField(name) else None

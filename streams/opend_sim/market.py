@@ -120,7 +120,12 @@ class MarketModel:
     def large_net(self, security: str, t: float) -> float:
         """L = (in - out) of super + big at t (for tests and demos)."""
         d = self.distribution(security, t)
-        return d.capital_in_super + d.capital_in_big - d.capital_out_super - d.capital_out_big
+        return (
+            (d.capital_in_super or 0.0)
+            + d.capital_in_big
+            - (d.capital_out_super or 0.0)
+            - d.capital_out_big
+        )
 
     # -- rates --------------------------------------------------------------------
 

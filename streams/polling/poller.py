@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from streams.metrics import OPEND_REQUESTS
 from streams.opend import hours
@@ -27,7 +27,7 @@ from streams.opend.errors import (
     UnsupportedSecurityError,
 )
 from streams.opend.security import SecurityFormatError
-from streams.opend.snapshot import CapitalDistribution, snapshot_to_proto
+from streams.opend.snapshot import CapitalDistribution, InvalidSnapshot, snapshot_to_proto
 from streams.ratelimit import SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class PollStats:
     ok: int = 0
     rate_limited: int = 0
     errors: int = 0
+    invalid: int = 0  # replies that failed snapshot validation
     published: int = 0
     skipped: dict[str, str] = field(default_factory=dict)  # security -> reason
     last_received: dict[str, float] = field(default_factory=dict)  # security -> epoch s
@@ -88,6 +89,7 @@ class Poller:
         self.stats = PollStats()
         self._seq = itertools.count(1)
         self._cursor = 0
+        self._logged: set[tuple[str, str]] = set()  # (security, reason) already logged
 
     def active(self) -> list[str]:
         return [s for s in self.watchlist if s not in self.stats.skipped]
@@ -147,6 +149,23 @@ class Poller:
             OPEND_REQUESTS.labels("error").inc()
             log.warning("request for %s failed: %s", security, exc)
             return security
+        except InvalidSnapshot as exc:
+            # Not data: never published; the next poll may well be fine.
+            self.stats.invalid += 1
+            OPEND_REQUESTS.labels("invalid").inc()
+            self._log_once(security, exc.rule, "invalid reply for %s: %s", security, exc.detail)
+            return security
+        except Exception as exc:  # one bad reply must not stop the poller
+            self.stats.errors += 1
+            OPEND_REQUESTS.labels("unexpected").inc()
+            self._log_once(
+                security,
+                type(exc).__name__,
+                "request for %s failed unexpectedly",
+                security,
+                exc_info=True,
+            )
+            return security
         self.stats.ok += 1
         OPEND_REQUESTS.labels("ok").inc()
         received = self.wall_clock()
@@ -155,6 +174,12 @@ class Poller:
         await self.publish(security, record.SerializeToString())
         self.stats.published += 1
         return security
+
+    def _log_once(self, security: str, reason: str, msg: str, *args: object, **kw: Any) -> None:
+        """Log a failure the first time it happens for this security and reason only."""
+        if (security, reason) not in self._logged:
+            self._logged.add((security, reason))
+            log.error(msg, *args, **kw)
 
 
 def _market(security: str) -> str:

@@ -131,3 +131,16 @@ def test_missing_file_is_an_os_error(tmp_path: Path) -> None:
 def test_empty_object_is_not_a_snapshot() -> None:
     with pytest.raises(RecordingError, match="needs security"):
         from_json_line(b"{}", "f.jsonl:3")
+
+
+def test_absent_super_amounts_are_null_and_stay_absent_while_zero_stays_zero() -> None:
+    msg = snapshot(0)
+    msg.ClearField("capital_in_super")
+    msg.capital_out_super = 0.0
+    line = to_json_line(msg)
+    data = orjson.loads(line)
+    assert data["capital_in_super"] is None and data["capital_out_super"] == 0.0
+    back = from_json_line(line)
+    assert not back.HasField("capital_in_super")
+    assert back.HasField("capital_out_super") and back.capital_out_super == 0.0
+    assert back == msg

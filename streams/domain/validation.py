@@ -1,0 +1,157 @@
+"""One validation of a capital-distribution snapshot, for every path that takes one in.
+
+The OpenD client checks each reply with it (an invalid reply is an error, never data),
+the flow processor checks each record (an invalid record is a dead letter with the
+reason), so nothing that fails it reaches a table. One bad value must not poison a
+security: a far-future timestamp accepted once would make every later snapshot
+"stale", a negative amount would look like a correction. The rules are the user
+documentation's "valid snapshots" (docs/definitions.md).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from streams.opend.security import MARKET_TZ, SecurityFormatError, parse_security
+
+# The eight amounts by their record field names; super is optional on the OpenD wire.
+SUPER_AMOUNTS: tuple[str, ...] = ("capital_in_super", "capital_out_super")
+CLASSIC_AMOUNTS: tuple[str, ...] = (
+    "capital_in_big",
+    "capital_in_mid",
+    "capital_in_small",
+    "capital_out_big",
+    "capital_out_mid",
+    "capital_out_small",
+)
+AMOUNT_FIELDS: tuple[str, ...] = (
+    "capital_in_super",
+    "capital_in_big",
+    "capital_in_mid",
+    "capital_in_small",
+    "capital_out_super",
+    "capital_out_big",
+    "capital_out_mid",
+    "capital_out_small",
+)
+
+EARLIEST_TIMESTAMP = 946_684_800.0  # 2000-01-01T00:00:00Z: nothing older is OpenD data
+MAX_AHEAD_S = 86_400.0  # a clock may be off, but not by more than a day
+
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class InvalidSnapshot(ValueError):
+    """A snapshot that breaks a validity rule; ``rule`` names the rule, ``detail`` says how.
+
+    ``rule`` is one of "missing", "security", "amount", "timestamp", "trading_day":
+    a short stable key, so callers can count and log a failure once per kind.
+    """
+
+    def __init__(self, rule: str, detail: str, security: str = "") -> None:
+        self.rule = rule
+        self.detail = detail
+        self.security = security
+        super().__init__(f"{security}: {detail}" if security else detail)
+
+
+def check_amounts(amounts: Mapping[str, float | None], security: str = "") -> None:
+    """The eight amounts: classic ones present, every present one a finite number >= 0."""
+    for name in AMOUNT_FIELDS:
+        value = amounts.get(name)
+        if value is None:
+            if name in SUPER_AMOUNTS:
+                continue  # absent on the wire: allowed, and kept distinct from 0
+            raise InvalidSnapshot("missing", f"{name} is missing", security)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidSnapshot("amount", f"{name} must be a number, got {value!r}", security)
+        if not math.isfinite(value):
+            raise InvalidSnapshot("amount", f"{name} must be finite, got {value!r}", security)
+        if value < 0:
+            raise InvalidSnapshot("amount", f"{name} must be >= 0, got {value!r}", security)
+    total = sum(float(amounts.get(name) or 0.0) for name in AMOUNT_FIELDS)
+    if not math.isfinite(total):  # turnover T is their sum
+        raise InvalidSnapshot("amount", "the sum of the amounts is not finite", security)
+
+
+def check_timestamp(update_timestamp: float, now: float, security: str = "") -> None:
+    """updateTimestamp in epoch seconds, after 2000 and at most a day ahead of ``now``."""
+    ts = update_timestamp
+    if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
+        raise InvalidSnapshot("timestamp", f"updateTimestamp is not a number: {ts!r}", security)
+    if ts <= EARLIEST_TIMESTAMP:
+        raise InvalidSnapshot(
+            "timestamp", f"updateTimestamp {ts!r} is not after 2000-01-01 (missing?)", security
+        )
+    if ts > now + MAX_AHEAD_S:
+        raise InvalidSnapshot(
+            "timestamp",
+            f"updateTimestamp {ts!r} is more than a day ahead of the clock ({now:.0f}); "
+            "milliseconds instead of seconds?",
+            security,
+        )
+
+
+def market_date(market: str, update_timestamp: float) -> date:
+    """The market-local date of a (plausible) timestamp."""
+    return datetime.fromtimestamp(update_timestamp, ZoneInfo(MARKET_TZ[market])).date()
+
+
+def check_trading_day(
+    trading_day: str, update_timestamp: float, market: str, security: str = ""
+) -> None:
+    """A real "yyyy-MM-dd" date equal to updateTimestamp's date in the market's time zone."""
+    if not isinstance(trading_day, str) or not _DAY.match(trading_day):
+        raise InvalidSnapshot(
+            "trading_day", f"trading_day must be yyyy-MM-dd, got {trading_day!r}", security
+        )
+    try:
+        day = date.fromisoformat(trading_day)
+    except ValueError:
+        raise InvalidSnapshot(
+            "trading_day", f"trading_day {trading_day!r} is not a real date", security
+        ) from None
+    local = market_date(market, update_timestamp)
+    if day != local:
+        raise InvalidSnapshot(
+            "trading_day",
+            f"trading_day {trading_day} does not match updateTimestamp {update_timestamp:.0f} "
+            f"({local.isoformat()} in {MARKET_TZ[market]})",
+            security,
+        )
+
+
+def check_security(security: str, market: str) -> None:
+    """A known "MARKET.CODE" whose market prefix is ``market``."""
+    try:
+        parsed = parse_security(security)
+    except SecurityFormatError as exc:
+        raise InvalidSnapshot("security", str(exc)) from None
+    if market != parsed.market:
+        raise InvalidSnapshot(
+            "security", f"market {market!r} does not match {parsed.market!r}", security
+        )
+
+
+def validate_snapshot(
+    *,
+    security: str,
+    market: str,
+    trading_day: str,
+    update_timestamp: float,
+    amounts: Mapping[str, float | None],
+    now: float,
+) -> None:
+    """Raise :class:`InvalidSnapshot` unless the snapshot satisfies every validity rule.
+
+    ``amounts`` maps the record field names (``capital_in_big`` ...) to values, None
+    for an amount absent on the wire; ``now`` is the wall clock (epoch seconds).
+    """
+    check_security(security, market)
+    check_amounts(amounts, security)
+    check_timestamp(update_timestamp, now, security)
+    check_trading_day(trading_day, update_timestamp, market, security)

@@ -1,0 +1,125 @@
+"""Poller: an invalid reply or any unexpected client error is counted, logged once, survived."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import pytest
+
+from streams.metrics import OPEND_REQUESTS
+from streams.opend.snapshot import CapitalDistribution
+from streams.pb.opend import Qot_GetCapitalDistribution_pb2 as capdist_pb
+from streams.polling.poller import Poller
+from streams.ratelimit import SlidingWindowLimiter
+
+HK_OPEN = datetime(2026, 11, 24, 2, 0, tzinfo=UTC).timestamp()  # 10:00 in Hong Kong
+
+
+class Clock:
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class ScriptedOpenD:
+    """Answers from a script: a wire S2C (read like the real client does) or an exception."""
+
+    source = "opend://scripted:1"
+
+    def __init__(self, clock: Clock, script: list[capdist_pb.S2C | Exception]) -> None:
+        self.clock = clock
+        self.script = script
+
+    async def ensure_connected(self, max_attempts: int | None = None) -> None:
+        return None
+
+    async def get_capital_distribution(
+        self, security: str, timeout: float | None = None
+    ) -> CapitalDistribution:
+        answer = self.script.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return CapitalDistribution.from_s2c(1, security.split(".")[1], answer, now=self.clock.now)
+
+
+def s2c(clock: Clock, **fields: object) -> capdist_pb.S2C:
+    values: dict[str, object] = {
+        "capitalInBig": 2.0,
+        "capitalInMid": 3.0,
+        "capitalInSmall": 4.0,
+        "capitalOutBig": 1.5,
+        "capitalOutMid": 2.5,
+        "capitalOutSmall": 3.5,
+        "updateTime": "2026-11-24 10:00:00",
+        "updateTimestamp": clock.now,
+    }
+    values.update(fields)
+    return capdist_pb.S2C(**values)  # type: ignore[arg-type]
+
+
+def poller_for(clock: Clock, opend: ScriptedOpenD) -> tuple[Poller, list[tuple[str, bytes]]]:
+    published: list[tuple[str, bytes]] = []
+
+    async def publish(key: str, value: bytes) -> None:
+        published.append((key, value))
+
+    limiter = SlidingWindowLimiter(30, 30.0, clock)
+    poller = Poller(opend, publish, ["HK.00700"], limiter, wall_clock=clock, sleep=clock.sleep)
+    return poller, published
+
+
+async def test_invalid_replies_are_counted_logged_once_and_polling_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock(HK_OPEN)
+    bad_ms = s2c(clock, updateTimestamp=clock.now * 1000, updateTime="")
+    opend = ScriptedOpenD(
+        clock,
+        [
+            bad_ms,
+            bad_ms,
+            s2c(clock, updateTimestamp=1e20),
+            s2c(clock, capitalInBig=float("nan")),
+            capdist_pb.S2C(),
+            s2c(clock),
+        ],
+    )
+    poller, published = poller_for(clock, opend)
+    before = OPEND_REQUESTS.labels("invalid")._value.get()
+    with caplog.at_level(logging.ERROR, logger="streams.polling.poller"):
+        for _ in range(6):
+            assert await poller.step() == "HK.00700"
+    assert poller.stats.invalid == 5 and poller.stats.ok == 1
+    assert OPEND_REQUESTS.labels("invalid")._value.get() - before == 5
+    assert [key for key, _ in published] == ["HK.00700"]  # only the good reply
+    assert poller.active() == ["HK.00700"]  # an invalid reply drops nothing
+    messages = [r.getMessage() for r in caplog.records]
+    # Once per security and rule: the millisecond and 1e20 timestamps give one line.
+    assert len(messages) == 3, messages
+    assert all("HK.00700" in m for m in messages)
+    assert any("updateTimestamp" in m and "ahead" in m for m in messages)
+    assert any("capital_in_big" in m for m in messages)
+    assert any("without s2c" in m for m in messages)
+
+
+async def test_any_unexpected_client_error_is_counted_and_survived(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock(HK_OPEN)
+    opend = ScriptedOpenD(
+        clock, [RuntimeError("boom"), RuntimeError("boom again"), KeyError("x"), s2c(clock)]
+    )
+    poller, published = poller_for(clock, opend)
+    with caplog.at_level(logging.ERROR, logger="streams.polling.poller"):
+        for _ in range(4):
+            await poller.step()
+    assert poller.stats.errors == 3 and poller.stats.ok == 1
+    assert len(published) == 1
+    assert len(caplog.records) == 2  # RuntimeError once, KeyError once
+    assert caplog.records[0].exc_info is not None
