@@ -30,6 +30,8 @@ SNAPSHOTS_PROCESSED = Counter(
     ["result"],
     registry=REGISTRY,
 )
+for _result in ("flow", "duplicate", "stale"):  # exported at 0 before the first one
+    SNAPSHOTS_PROCESSED.labels(_result)
 ALERTS = Counter("capflow_alerts", "reversal alerts published", ["direction"], registry=REGISTRY)
 DEAD_LETTERS = Counter(
     "capflow_deadletters", "records sent to the dead-letter topic", ["stage"], registry=REGISTRY

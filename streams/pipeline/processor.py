@@ -2,21 +2,27 @@
 
 The agent in ``app.py`` is a thin loop around ``SecurityProcessor``; keeping the
 step pure (state blob in, state blob and payloads out) lets unit tests and the
-replay benchmark run it without a broker.
+replay benchmark run it without a broker. Decoding validates every record
+(streams.domain.validation): an invalid one is a DecodeError, dead-lettered with the
+reason by the agent, and never reaches the table.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import orjson
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
+from streams.domain.validation import InvalidSnapshot, validate_snapshot
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.processing.detector import DetectorState
 from streams.processing.events import alert_payload, flow_payload
-from streams.processing.flow import FlowState, Snapshot
+from streams.processing.flow import AMOUNT_NAMES, FlowState, Skip, Snapshot
 from streams.processing.thresholds import ThresholdConfig
 
 
@@ -24,11 +30,19 @@ class DecodeError(ValueError):
     """A record on the snapshot topic is not a usable DistributionSnapshot."""
 
 
+class Result(StrEnum):
+    """What became of a snapshot (the ``result`` label of capflow_snapshots_processed)."""
+
+    FLOW = "flow"  # accepted: a flow record (and maybe an alert) is published
+    DUPLICATE = "duplicate"  # same event time and amounts as the last accepted one
+    STALE = "stale"  # older than the last accepted one (late): dropped
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What one snapshot produced: new state, and the flow/alert records to publish."""
 
-    result: str  # "flow", "duplicate" (or stale: nothing changes)
+    result: Result
     state: bytes | None
     flow: bytes | None = None
     alert: bytes | None = None
@@ -36,16 +50,17 @@ class Outcome:
 
 
 def snapshot_from_record(msg: DistributionSnapshot) -> Snapshot:
+    """The flow's view of a record; an unset super amount stays None (absent)."""
     return Snapshot(
         security=msg.security,
         market=msg.market,
         trading_day=msg.trading_day,
         event_ts=msg.update_timestamp,
-        in_super=msg.capital_in_super,
+        in_super=msg.capital_in_super if msg.HasField("capital_in_super") else None,
         in_big=msg.capital_in_big,
         in_mid=msg.capital_in_mid,
         in_small=msg.capital_in_small,
-        out_super=msg.capital_out_super,
+        out_super=msg.capital_out_super if msg.HasField("capital_out_super") else None,
         out_big=msg.capital_out_big,
         out_mid=msg.capital_out_mid,
         out_small=msg.capital_out_small,
@@ -55,10 +70,12 @@ def snapshot_from_record(msg: DistributionSnapshot) -> Snapshot:
 class SecurityProcessor:
     """Flow state + detector for one security at a time, parameterised per security."""
 
-    def __init__(self, thresholds: ThresholdConfig) -> None:
+    def __init__(self, thresholds: ThresholdConfig, clock: Callable[[], float] = time.time) -> None:
         self.thresholds = thresholds
+        self.clock = clock  # wall clock, for "no more than a day ahead"
 
     def decode(self, key: bytes | None, value: bytes | None) -> Snapshot:
+        """The snapshot of a valid record; DecodeError (with the reason) for anything else."""
         if not value:
             raise DecodeError("empty record value")
         try:
@@ -72,9 +89,22 @@ class SecurityProcessor:
         if msg.update_timestamp <= 0:
             raise DecodeError(f"snapshot of {msg.security} without updateTimestamp")
         try:
-            return snapshot_from_record(msg)
-        except ValueError as exc:  # malformed trading_day, NaN/inf amounts or timestamp
+            snap = snapshot_from_record(msg)  # malformed day, NaN/inf/negative amounts
+            validate_snapshot(
+                security=snap.security,
+                market=snap.market,
+                trading_day=snap.trading_day,
+                update_timestamp=snap.event_ts,
+                amounts={
+                    f"capital_{n}": v for n, v in zip(AMOUNT_NAMES, snap.amounts, strict=True)
+                },
+                now=self.clock(),
+            )
+        except InvalidSnapshot as exc:
+            raise DecodeError(f"invalid snapshot of {msg.security}: {exc.detail}") from exc
+        except ValueError as exc:
             raise DecodeError(f"snapshot of {msg.security} is not usable: {exc}") from exc
+        return snap
 
     @staticmethod
     def _load(blob: bytes | None, window: float) -> tuple[FlowState, DetectorState]:
@@ -86,13 +116,13 @@ class SecurityProcessor:
     def process(self, blob: bytes | None, snap: Snapshot) -> Outcome:
         params = self.thresholds.for_security(snap.security)
         flow, detector = self._load(blob, params.window)
-        point = flow.update(snap)
-        if point is None:
-            # Duplicate or stale: the state may have counted it, nothing is published.
-            return Outcome("duplicate", self._dump(flow, detector))
+        point = flow.fold(snap)
+        if isinstance(point, Skip):
+            # Duplicate or stale: the state counted it, nothing is published.
+            return Outcome(Result(point.value), self._dump(flow, detector))
         alert = detector.step(point, params)
         return Outcome(
-            "flow",
+            Result.FLOW,
             self._dump(flow, detector),
             flow=flow_payload(point, detector.regime, detector.threshold),
             alert=alert_payload(alert) if alert is not None else None,

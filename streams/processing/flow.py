@@ -3,25 +3,37 @@
 Pure logic, no Kafka. A Faust agent keeps one :class:`FlowState` per security in a
 plain table (stored through :meth:`FlowState.to_dict`) and feeds it snapshots in
 partition order; every number here is a function of event times and amounts only,
-so replaying a recorded day reproduces the live output.
+so replaying a recorded day reproduces the live output. The user documentation of
+these numbers is docs/definitions.md.
 
-Definitions (DESIGN.md): net_c = in_c - out_c, L = net_super + net_big, T = sum of
-the eight amounts, R_W(i) = X(i) - X(at t_i - W) for X in the four nets, L and T,
-where X(at t) is the last value at or before t on the same day, 0 when the day
-started inside the window.
+Definitions: net_c = in_c - out_c, L = net_super + net_big, T = sum of the eight
+amounts, R_W(i) = X(i) - X(at t_i - W) for X in the four nets, L and T, where X(at t)
+is the last value at or before t on the same day, 0 when the day started inside the
+window.
 
-Corrections. A snapshot in which any of the eight amounts is lower than in the
-previous snapshot of the day is a reset or correction. It becomes the new
-baseline: the step from the previous snapshot to it counts as zero change for
-every series, later steps count normally. Internally the rolling series are kept
-in "adjusted" form, adjusted = raw + offset, and a correction sets the offset so
-that adjusted(i) == adjusted(i - 1) (adjusted T is also kept non-decreasing against
-rounding of the offset). Every adjusted step is therefore either a
-genuine step between two consistent snapshots or zero, so R_W of L can never fall
-by more than the large out-amounts genuinely grew in the window, and T is
-non-decreasing (dT >= 0). Published ``net_*``, ``large_net`` and ``turnover`` are
-the raw values OpenD reported; only the changes use the adjusted series. Without
-corrections the offset is exactly zero and R_W equals the plain definition.
+Late and duplicate snapshots. One older than the last accepted snapshot of its
+security (or of an earlier trading day) is ``stale``; one with the same event time
+and amounts as the last accepted one is a ``duplicate``. Neither changes anything
+but its counter, and neither is published.
+
+Absent super amounts. OpenD may leave out the two super amounts (optional on its
+wire; capflow's record keeps them unset). An absent amount carries the last
+accepted value of that amount on the day, 0 at the day's start, so an absence never
+creates a step in any series.
+
+Corrections, per amount. An amount lower than in the previous accepted snapshot of
+the day is a reset or correction of that amount: it is re-based, so its step counts
+as zero and its later steps count normally; the other amounts of the same snapshot
+count their steps as usual, so genuine flow in the classes that were not corrected
+is kept. Internally each amount is kept "adjusted": adjusted = raw + offset, where
+an amount's offset changes only when that amount is corrected, and an adjusted
+amount never decreases. The rolling series are computed from the adjusted amounts,
+so T never decreases and R_W of L can never fall by more than the large
+out-amounts genuinely grew in the window. Published ``net_*``, ``large_net`` and
+``turnover`` are the raw values (with absent super amounts carried); only the
+changes use the adjusted series. Without corrections every offset is exactly zero
+and R_W equals the plain definition. Negative amounts never get here: they are
+invalid (streams.domain.validation), not corrections.
 """
 
 from __future__ import annotations
@@ -30,21 +42,35 @@ import math
 import re
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
+from typing import Any, NamedTuple
 
-CLASSES: tuple[str, ...] = ("super", "big", "mid", "small")
-AMOUNT_NAMES: tuple[str, ...] = tuple(f"in_{c}" for c in CLASSES) + tuple(
-    f"out_{c}" for c in CLASSES
-)
+from streams.domain.amounts import AMOUNT_NAMES, CLASSES, ZERO, Amounts
+from streams.domain.validation import check_amounts
+
+__all__ = [
+    "AMOUNT_NAMES",
+    "CLASSES",
+    "DEFAULT_WINDOW",
+    "FlowPoint",
+    "FlowState",
+    "Level",
+    "Skip",
+    "Snapshot",
+]
+
 DEFAULT_WINDOW = 300.0
 MAX_HISTORY = 4096
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
-# One history entry: (event_ts, net_super, net_big, net_mid, net_small, turnover), adjusted.
-_Entry = tuple[float, float, float, float, float, float]
-_ZERO: tuple[float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0)
+
+class Skip(StrEnum):
+    """Why a snapshot changed nothing downstream."""
+
+    DUPLICATE = "duplicate"
+    STALE = "stale"
 
 
 @dataclass(frozen=True)
@@ -52,18 +78,19 @@ class Snapshot:
     """The part of one capital-distribution snapshot the flow needs.
 
     Amounts are cumulative since the session opened; ``event_ts`` is OpenD's
-    updateTimestamp (epoch seconds), ``trading_day`` the market-local date.
+    updateTimestamp (epoch seconds), ``trading_day`` the market-local date. The
+    super amounts may be None: absent on the wire (see the module docstring).
     """
 
     security: str
     market: str
     trading_day: str
     event_ts: float
-    in_super: float
+    in_super: float | None
     in_big: float
     in_mid: float
     in_small: float
-    out_super: float
+    out_super: float | None
     out_big: float
     out_mid: float
     out_small: float
@@ -72,18 +99,35 @@ class Snapshot:
         # Reject what would poison the rolling state; the caller dead-letters the record.
         if not _DAY.match(self.trading_day):
             raise ValueError(f"trading_day must be yyyy-MM-dd, got {self.trading_day!r}")
-        for name in ("event_ts", *AMOUNT_NAMES):
+        ts = self.event_ts
+        if isinstance(ts, bool) or not isinstance(ts, int | float):
+            raise ValueError(f"event_ts must be a number, got {ts!r}")
+        if not math.isfinite(ts):
+            raise ValueError(f"event_ts must be finite, got {ts!r}")
+        object.__setattr__(self, "event_ts", float(ts))
+        check_amounts({f"capital_{name}": getattr(self, name) for name in AMOUNT_NAMES})
+        for name in AMOUNT_NAMES:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"{name} must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise ValueError(f"{name} must be finite, got {value!r}")
-            object.__setattr__(self, name, float(value))
+            if value is not None:
+                object.__setattr__(self, name, float(value))
 
     @property
-    def amounts(self) -> tuple[float, ...]:
+    def amounts(self) -> tuple[float | None, ...]:
         """The eight amounts: in_super, in_big, in_mid, in_small, out_super, ... out_small."""
         return tuple(getattr(self, name) for name in AMOUNT_NAMES)
+
+    def resolved(self, carry: Amounts) -> Amounts:
+        """The eight amounts, an absent super amount taking its value from ``carry``."""
+        return Amounts(
+            carry.in_super if self.in_super is None else self.in_super,
+            self.in_big,
+            self.in_mid,
+            self.in_small,
+            carry.out_super if self.out_super is None else self.out_super,
+            self.out_big,
+            self.out_mid,
+            self.out_small,
+        )
 
 
 @dataclass(frozen=True)
@@ -125,23 +169,33 @@ class FlowPoint:
         return self.change_large
 
 
-def _values(snap: Snapshot) -> tuple[float, float, float, float, float]:
-    """Raw (net_super, net_big, net_mid, net_small, turnover) of a snapshot."""
-    net_super = snap.in_super - snap.out_super
-    net_big = snap.in_big - snap.out_big
-    net_mid = snap.in_mid - snap.out_mid
-    net_small = snap.in_small - snap.out_small
-    turnover = (
-        snap.in_super
-        + snap.in_big
-        + snap.in_mid
-        + snap.in_small
-        + snap.out_super
-        + snap.out_big
-        + snap.out_mid
-        + snap.out_small
-    )
-    return (net_super, net_big, net_mid, net_small, turnover)
+class Level(NamedTuple):
+    """One history entry: the adjusted series (four nets and T) at one event time."""
+
+    ts: float
+    net_super: float
+    net_big: float
+    net_mid: float
+    net_small: float
+    turnover: float
+
+    @classmethod
+    def of(cls, ts: float, adjusted: Amounts) -> Level:
+        return cls(
+            ts,
+            adjusted.net("super"),
+            adjusted.net("big"),
+            adjusted.net("mid"),
+            adjusted.net("small"),
+            adjusted.turnover,
+        )
+
+    @property
+    def large(self) -> float:
+        return self.net_super + self.net_big
+
+
+_ORIGIN = Level(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # the baseline when the day began in the window
 
 
 class FlowState:
@@ -164,9 +218,10 @@ class FlowState:
         self.max_history = max_history
         self.trading_day: str | None = None
         self.last_ts: float | None = None
-        self.last_amounts: tuple[float, ...] | None = None
-        self.offset: tuple[float, float, float, float, float] = _ZERO
-        self.history: deque[_Entry] = deque()
+        self.last_amounts: Amounts | None = None  # raw, of the last accepted snapshot
+        self.adjusted: Amounts | None = None  # adjusted, of the last accepted snapshot
+        self.offset: Amounts = ZERO  # adjusted - raw, per amount, since its last correction
+        self.history: deque[Level] = deque()
         self.truncated = False
         # Counters, for metrics and tests; they survive day changes.
         self.stale = 0
@@ -177,97 +232,120 @@ class FlowState:
         self.trading_day = day
         self.last_ts = None
         self.last_amounts = None
-        self.offset = _ZERO
+        self.adjusted = None
+        self.offset = ZERO
         self.history.clear()
         self.truncated = False
 
     def update(self, snap: Snapshot) -> FlowPoint | None:
         """Fold one snapshot in; the point to publish, or None for duplicates and stale ones."""
-        if self.trading_day is None or snap.trading_day > self.trading_day:
-            self._start_day(snap.trading_day)
-        elif snap.trading_day < self.trading_day:
+        result = self.fold(snap)
+        return result if isinstance(result, FlowPoint) else None
+
+    def fold(self, snap: Snapshot) -> FlowPoint | Skip:
+        """Fold one snapshot in; the point to publish, or why nothing changed."""
+        skip = self._admit_day(snap.trading_day)
+        if skip is not None:
+            return skip
+        raw = snap.resolved(self.last_amounts or ZERO)
+        skip = self._admit_time(snap.event_ts, raw)
+        if skip is not None:
+            return skip
+        adjusted = self._correct(raw)
+        level = Level.of(snap.event_ts, adjusted)
+        self._record(level, raw, adjusted)
+        base, in_window = self._baseline(snap.event_ts)
+        return self._point(snap, raw, level, base, in_window)
+
+    def _admit_day(self, day: str) -> Skip | None:
+        """A later day starts the series again; an earlier one is stale."""
+        if self.trading_day is None or day > self.trading_day:
+            self._start_day(day)
+        elif day < self.trading_day:
             self.stale += 1
+            return Skip.STALE
+        return None
+
+    def _admit_time(self, t: float, raw: Amounts) -> Skip | None:
+        """Older than the last accepted snapshot: stale; same time and amounts: duplicate."""
+        if self.last_ts is None:
             return None
-        amounts = snap.amounts
-        t = snap.event_ts
-        if self.last_ts is not None:
-            if t < self.last_ts:
-                self.stale += 1
-                return None
-            if t == self.last_ts and amounts == self.last_amounts:
-                self.duplicates += 1
-                return None
+        if t < self.last_ts:
+            self.stale += 1
+            return Skip.STALE
+        if t == self.last_ts and raw == self.last_amounts:
+            self.duplicates += 1
+            return Skip.DUPLICATE
+        return None
 
-        raw = _values(snap)
-        prev = self.history[-1] if self.history else None
-        entry: _Entry
-        if prev is not None and any(
-            a < p for a, p in zip(amounts, self.last_amounts or (), strict=True)
-        ):
-            # Correction: rebase so this snapshot continues the adjusted series flat.
-            self.offset = (
-                prev[1] - raw[0],
-                prev[2] - raw[1],
-                prev[3] - raw[2],
-                prev[4] - raw[3],
-                prev[5] - raw[4],
-            )
+    def _correct(self, raw: Amounts) -> Amounts:
+        """The adjusted amounts of an admitted snapshot: each amount that went down is
+        re-based (its step is zero), the others step as usual."""
+        last_raw, last_adj = self.last_amounts, self.adjusted
+        if last_raw is None or last_adj is None:
+            return raw  # first of the day: offsets are zero
+        steps = tuple(zip(raw.values(), last_raw.values(), last_adj.values(), strict=True))
+        if self.offset == ZERO and all(r >= lr for r, lr, _ in steps):
+            return raw  # the common case, exact: adjusted == raw
+        offsets = list(self.offset.values())
+        adjusted: list[float] = []
+        for i, (r, lr, la) in enumerate(steps):
+            if r < lr:
+                offsets[i] = la - r
+                adjusted.append(la)
+            else:
+                adjusted.append(max(r + offsets[i], la))  # rounding never steps back
+        if any(r < lr for r, lr, _ in steps):
+            self.offset = Amounts.of(offsets)
             self.corrections += 1
-            entry = (t, prev[1], prev[2], prev[3], prev[4], prev[5])
-        else:
-            off = self.offset
-            turnover = raw[4] + off[4]
-            if prev is not None and turnover < prev[5]:
-                turnover = prev[5]  # rounding of the offset must not make T go down
-            entry = (
-                t,
-                raw[0] + off[0],
-                raw[1] + off[1],
-                raw[2] + off[2],
-                raw[3] + off[3],
-                turnover,
-            )
-        if self.history and self.history[-1][0] == t:
-            self.history[-1] = entry  # same event time: the later reading wins
-        else:
-            self.history.append(entry)
-        self.last_ts = t
-        self.last_amounts = amounts
+        return Amounts.of(adjusted)
 
-        cutoff = t - self.window
+    def _record(self, level: Level, raw: Amounts, adjusted: Amounts) -> None:
+        """Remember the accepted snapshot and drop history no future baseline needs."""
         history = self.history
-        while len(history) >= 2 and history[1][0] <= cutoff:
+        if history and history[-1].ts == level.ts:
+            history[-1] = level  # same event time: the later reading wins
+        else:
+            history.append(level)
+        self.last_ts = level.ts
+        self.last_amounts = raw
+        self.adjusted = adjusted
+        cutoff = level.ts - self.window
+        while len(history) >= 2 and history[1].ts <= cutoff:
             history.popleft()
         while len(history) > self.max_history:
             history.popleft()
             self.truncated = True
 
-        first = history[0]
-        if first[0] <= cutoff or self.truncated:
-            base = first[1:]
-            in_window = len(history) - 1
-        else:
-            base = _ZERO  # the day started inside the window
-            in_window = len(history)
+    def _baseline(self, t: float) -> tuple[Level, int]:
+        """The level at or before t - W (the origin if the day began inside the window)
+        and how many snapshots after it are in the window."""
+        first = self.history[0]
+        if first.ts <= t - self.window or self.truncated:
+            return first, len(self.history) - 1
+        return _ORIGIN, len(self.history)
 
+    def _point(
+        self, snap: Snapshot, raw: Amounts, level: Level, base: Level, in_window: int
+    ) -> FlowPoint:
         return FlowPoint(
             security=snap.security,
             market=snap.market,
             trading_day=snap.trading_day,
-            event_ts=t,
+            event_ts=level.ts,
             window_s=self.window,
-            net_super=raw[0],
-            net_big=raw[1],
-            net_mid=raw[2],
-            net_small=raw[3],
-            large_net=raw[0] + raw[1],
-            turnover=raw[4],
-            change_super=entry[1] - base[0],
-            change_big=entry[2] - base[1],
-            change_mid=entry[3] - base[2],
-            change_small=entry[4] - base[3],
-            change_large=(entry[1] + entry[2]) - (base[0] + base[1]),
-            change_turnover=entry[5] - base[4],
+            net_super=raw.net("super"),
+            net_big=raw.net("big"),
+            net_mid=raw.net("mid"),
+            net_small=raw.net("small"),
+            large_net=raw.large_net,
+            turnover=raw.turnover,
+            change_super=level.net_super - base.net_super,
+            change_big=level.net_big - base.net_big,
+            change_mid=level.net_mid - base.net_mid,
+            change_small=level.net_small - base.net_small,
+            change_large=level.large - base.large,
+            change_turnover=level.turnover - base.turnover,
             snapshots_in_window=in_window,
         )
 
@@ -279,9 +357,10 @@ class FlowState:
             "max_history": self.max_history,
             "trading_day": self.trading_day,
             "last_ts": self.last_ts,
-            "last_amounts": None if self.last_amounts is None else list(self.last_amounts),
-            "offset": list(self.offset),
-            "history": [list(e) for e in self.history],
+            "last_amounts": _list(self.last_amounts),
+            "adjusted": _list(self.adjusted),
+            "offset": list(self.offset.values()),
+            "history": [list(level) for level in self.history],
             "truncated": self.truncated,
             "stale": self.stale,
             "duplicates": self.duplicates,
@@ -290,21 +369,44 @@ class FlowState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FlowState:
-        """Restore what :meth:`to_dict` wrote; the result behaves identically."""
-        if data.get("v") != STATE_VERSION:
-            raise ValueError(f"unsupported FlowState version {data.get('v')!r}")
+        """Restore what :meth:`to_dict` wrote (or version 1 state); behaves identically."""
+        version = data.get("v")
+        if version not in (1, STATE_VERSION):
+            raise ValueError(f"unsupported FlowState version {version!r}")
         state = cls(window=data["window"], max_history=int(data["max_history"]))
         state.trading_day = data["trading_day"]
         state.last_ts = None if data["last_ts"] is None else float(data["last_ts"])
-        last = data["last_amounts"]
-        state.last_amounts = None if last is None else tuple(float(a) for a in last)
-        o = [float(x) for x in data["offset"]]
-        state.offset = (o[0], o[1], o[2], o[3], o[4])
-        for e in data["history"]:
-            f = [float(x) for x in e]
-            state.history.append((f[0], f[1], f[2], f[3], f[4], f[5]))
+        state.last_amounts = _amounts(data["last_amounts"])
+        if version == 1:
+            state.offset = _offsets_from_v1([float(x) for x in data["offset"]])
+            last = state.last_amounts
+            state.adjusted = None if last is None else last + state.offset
+        else:
+            state.offset = Amounts.of(data["offset"])
+            state.adjusted = _amounts(data["adjusted"])
+        state.history.extend(Level(*(float(x) for x in e)) for e in data["history"])
         state.truncated = bool(data["truncated"])
         state.stale = int(data["stale"])
         state.duplicates = int(data["duplicates"])
         state.corrections = int(data["corrections"])
         return state
+
+
+def _list(amounts: Amounts | None) -> list[float] | None:
+    return None if amounts is None else list(amounts.values())
+
+
+def _amounts(values: list[float] | None) -> Amounts | None:
+    return None if values is None else Amounts.of(values)
+
+
+def _offsets_from_v1(offset: list[float]) -> Amounts:
+    """Per-amount offsets equivalent to a version-1 state's offsets of the five series
+    (four nets and T), so a state stored before per-amount corrections continues its
+    adjusted series without a jump."""
+    ins = [max(o, 0.0) for o in offset[:4]]
+    outs = [max(-o, 0.0) for o in offset[:4]]
+    spare = (offset[4] - (sum(ins) + sum(outs))) / 2  # fix T, keep every net
+    ins[3] += spare
+    outs[3] += spare
+    return Amounts(*ins, *outs)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.processing.flow import FlowPoint, FlowState, Snapshot
+from streams.processing.flow import FlowPoint, FlowState, Skip, Snapshot
 
 DAY = "2026-11-25"
 T0 = 1_795_570_200.0  # 2026-11-25T01:30:00Z
@@ -17,11 +17,11 @@ T0 = 1_795_570_200.0  # 2026-11-25T01:30:00Z
 
 def snap(
     t: float,
-    in_super: float = 0.0,
+    in_super: float | None = 0.0,
     in_big: float = 0.0,
     in_mid: float = 0.0,
     in_small: float = 0.0,
-    out_super: float = 0.0,
+    out_super: float | None = 0.0,
     out_big: float = 0.0,
     out_mid: float = 0.0,
     out_small: float = 0.0,
@@ -159,16 +159,88 @@ def test_decreasing_amounts_are_a_new_baseline_not_a_spike() -> None:
     assert state.corrections == 1
 
 
-def test_partial_correction_of_one_amount_counts_zero_for_that_step() -> None:
+def test_partial_correction_rebases_only_the_corrected_amount() -> None:
     state = FlowState(window=300)
     run(state, [big(T0, 1000, 500)])  # L=500
-    # out_big corrected down by 100 while in_big grew by 10: the step is a rebase.
+    # out_big corrected down by 100 while in_big grew by 10: out_big's step is zero,
+    # in_big's genuine +10 counts (the correction is per amount).
     p = state.update(big(T0 + 5, 1010, 400))
     assert p is not None
     assert p.large_net == 610
-    assert p.change_large == 500  # not 610: no spike from the correction
-    q = state.update(big(T0 + 10, 1020, 400))
-    assert q is not None and q.change_large == 510
+    assert p.change_large == 510  # not 610: no spike from the correction
+    assert p.change_turnover == 1510  # T's step is in_big's +10 only
+    assert state.corrections == 1
+    q = state.update(big(T0 + 10, 1020, 450))  # later steps of out_big count normally
+    assert q is not None and q.change_large == 510 + 10 - 50
+
+
+def test_genuine_flow_in_other_classes_is_kept_through_a_correction() -> None:
+    state = FlowState(window=300)
+    state.update(snap(T0, in_super=100, in_big=1000, in_mid=50, out_small=20))
+    # in_mid is corrected down; super, big and small keep their genuine steps.
+    p = state.update(snap(T0 + 10, in_super=400, in_big=1500, in_mid=10, out_small=70))
+    assert p is not None
+    assert p.change_super == 400 and p.change_big == 1500
+    assert p.change_mid == 50  # re-based: the drop from 50 to 10 counts as zero
+    assert p.change_small == -70
+    assert p.change_large == 1900
+    r = state.update(snap(T0 + 20, in_super=400, in_big=1500, in_mid=30, out_small=70))
+    assert r is not None and r.change_mid == 70  # +20 after the correction counts
+
+
+def test_fold_tells_stale_from_duplicate() -> None:
+    state = FlowState(window=300)
+    assert isinstance(state.fold(big(T0 + 100, 50)), FlowPoint)
+    assert state.fold(big(T0 + 100, 50)) is Skip.DUPLICATE
+    assert state.fold(big(T0 + 50, 50)) is Skip.STALE  # late, even with equal amounts
+    assert state.fold(big(T0 + 50, 10, day="2026-11-24")) is Skip.STALE  # an earlier day
+    assert (state.duplicates, state.stale) == (1, 2)
+
+
+def test_absent_super_amounts_carry_the_last_value_and_make_no_step() -> None:
+    state = FlowState(window=300)
+    first = state.update(snap(T0, in_super=None, out_super=None, in_big=10))
+    assert first is not None and first.net_super == 0 and first.change_super == 0
+    state.update(snap(T0 + 10, in_super=500, out_super=100, in_big=20))
+    p = state.update(snap(T0 + 20, in_super=None, out_super=None, in_big=30))
+    assert p is not None
+    assert p.net_super == 400  # carried, not 0
+    assert p.change_super == 400 and p.change_large == 430
+    assert state.corrections == 0  # an absence is not a drop to zero
+    q = state.update(snap(T0 + 30, in_super=600, out_super=100, in_big=30))
+    assert q is not None and q.change_super == 500
+    # A new day starts the carried value at 0 again.
+    r = state.update(snap(T0 + 86_400, in_super=None, out_super=None, day="2026-11-26"))
+    assert r is not None and r.net_super == 0 and r.change_super == 0
+
+
+def test_duplicate_check_uses_carried_super_amounts() -> None:
+    state = FlowState(window=300)
+    state.update(snap(T0, in_super=5, in_big=10))
+    assert state.fold(snap(T0, in_super=None, in_big=10)) is Skip.DUPLICATE
+
+
+def test_negative_amount_is_rejected_not_a_correction() -> None:
+    with pytest.raises(ValueError, match=">= 0"):
+        big(T0, -1.0)
+    with pytest.raises(ValueError, match=">= 0"):
+        snap(T0, out_super=-5.0)
+
+
+def test_version_1_state_continues_without_a_jump() -> None:
+    """A state stored before per-amount corrections (offsets of the five series)."""
+    v1 = {
+        "v": 1, "window": 300.0, "max_history": 4096, "trading_day": DAY,
+        "last_ts": T0 + 10, "last_amounts": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        # a reset to zero after L reached 900 and T 1300 (see the test above)
+        "offset": [0.0, 900.0, 0.0, 0.0, 1300.0],
+        "history": [[T0, 0.0, 800.0, 0.0, 0.0, 1200.0], [T0 + 10, 0.0, 900.0, 0.0, 0.0, 1300.0]],
+        "truncated": False, "stale": 0, "duplicates": 0, "corrections": 1,
+    }  # fmt: skip
+    state = FlowState.from_dict(v1)
+    p = state.update(big(T0 + 30, 50, 20))
+    assert p is not None and p.change_large == 930 and p.change_turnover == 1370
+    assert FlowState.from_dict(state.to_dict()).to_dict() == state.to_dict()
 
 
 def test_truncated_history_uses_oldest_entry() -> None:
@@ -284,9 +356,9 @@ def test_replay_from_restored_state_is_identical(snaps: list[Snapshot], cut: int
 def test_corrections_never_make_a_negative_spike(snaps: list[Snapshot], window: float) -> None:
     """R_W(L) >= -(genuine growth of out_super + out_big over the window's steps).
 
-    A step between two snapshots with no decreasing amount is genuine; its large
-    outflow is the growth of out_super + out_big. A step with a decrease is a
-    correction and is allowed no negative contribution at all.
+    Corrections are per amount: a step in which out_super or out_big grew counts that
+    growth as genuine large outflow; a step in which one of them fell is a correction
+    of that amount and is allowed no negative contribution from it.
     """
     state = FlowState(window=window)
     day_snaps: list[Snapshot] = []  # accepted, current day
@@ -306,7 +378,114 @@ def test_corrections_never_make_a_negative_spike(snaps: list[Snapshot], window: 
                 allowance += cur.out_super + cur.out_big
                 continue
             before = day_snaps[k - 1]
-            if all(a >= b for a, b in zip(cur.amounts, before.amounts, strict=True)):
-                allowance += (cur.out_super - before.out_super) + (cur.out_big - before.out_big)
+            for name in ("out_super", "out_big"):  # per amount: a drop contributes nothing
+                allowance += max(getattr(cur, name) - getattr(before, name), 0.0)
         assert p.change_large >= -allowance - 1e-6 * max(1.0, allowance)
         assert p.change_turnover >= 0
+
+
+@st.composite
+def corrected_days(draw: Any) -> list[Snapshot]:
+    """One day, time strictly forward; each amount on its own grows, stays, or is now
+    and then corrected down; the super amounts are sometimes absent (then unchanged)."""
+    n = draw(st.integers(min_value=1, max_value=30))
+    t = T0
+    amounts = [0.0] * 8
+    out: list[Snapshot] = []
+    for _ in range(n):
+        absent = draw(st.integers(0, 3)) == 0
+        for i in range(8):
+            if absent and i in (0, 4):
+                continue
+            kind = draw(st.sampled_from(["grow", "grow", "grow", "same", "down"]))
+            if kind == "grow":
+                amounts[i] += draw(AMOUNT)
+            elif kind == "down":
+                amounts[i] = float(int(amounts[i] * draw(st.sampled_from([0.0, 0.3, 0.9]))))
+        t += draw(st.sampled_from([1, 7, 60, 150, 299, 300, 301, 900]))
+        values: list[float | None] = list(amounts)
+        if absent:
+            values[0] = values[4] = None
+        out.append(Snapshot("HK.00700", "HK", DAY, t, *values))  # type: ignore[arg-type]
+    return out
+
+
+def plain_change(snaps: list[Snapshot], k: int, window: float, series: Any) -> float:
+    """R_W by the plain definition over accepted snapshots 0..k of one day."""
+    s = snaps[k]
+    base = [x for x in snaps[: k + 1] if x.event_ts <= s.event_ts - window]
+    return float(series(s) - (series(base[-1]) if base else 0.0))
+
+
+@settings(max_examples=300, deadline=None)
+@given(corrected_days(), st.sampled_from([30.0, 300.0]))
+def test_per_amount_corrections(snaps: list[Snapshot], window: float) -> None:
+    """T never decreases; a corrected amount's step is zero, every other amount's step
+    is its raw step; classes never corrected keep exactly their plain R_W."""
+    state = FlowState(window=window)
+    prev_raw = prev_adj = None
+    prev_t = 0.0
+    corrected: set[int] = set()
+    effective: list[Snapshot] = []  # with absent super amounts filled in, as the flow sees them
+    for s in snaps:
+        p = state.update(s)
+        assert p is not None  # time moves forward: nothing is stale or a duplicate here
+        raw, adj = state.last_amounts, state.adjusted
+        assert raw is not None and adj is not None
+        effective.append(Snapshot(s.security, s.market, s.trading_day, s.event_ts, *raw.values()))
+        if prev_raw is not None and prev_adj is not None:
+            assert state.history[-1].turnover >= prev_t
+            steps = zip(
+                raw.values(), prev_raw.values(), adj.values(), prev_adj.values(), strict=True
+            )
+            for i, (r, pr, a, pa) in enumerate(steps):
+                if r < pr:
+                    corrected.add(i)
+                    assert a == pa  # re-based: the step counts as zero
+                else:
+                    assert a >= pa
+                    assert a - pa == pytest.approx(r - pr, rel=1e-9, abs=1e-6 * max(1.0, a))
+        assert p.change_turnover >= 0
+        k = len(effective) - 1
+        for i_in, c in enumerate(("super", "big", "mid", "small")):
+            i_out = i_in + 4
+            if i_in not in corrected and i_out not in corrected:
+
+                def net(x: Snapshot, c: str = c) -> float:
+                    return float(getattr(x, f"in_{c}") - getattr(x, f"out_{c}"))
+
+                assert getattr(p, f"change_{c}") == plain_change(effective, k, window, net)
+        prev_raw, prev_adj, prev_t = raw, adj, state.history[-1].turnover
+
+
+@settings(max_examples=200, deadline=None)
+@given(sequences(), st.sampled_from([1.0, 60.0, 300.0]))
+def test_without_corrections_every_change_is_the_plain_definition(
+    snaps: list[Snapshot], window: float
+) -> None:
+    state = FlowState(window=window)
+    accepted: list[Snapshot] = []
+    for s in snaps:
+        p = state.update(s)
+        if p is None:
+            continue
+        if accepted and accepted[-1].event_ts == s.event_ts:
+            accepted[-1] = s  # the later reading at the same time replaces the earlier
+        else:
+            accepted.append(s)
+        k = len(accepted) - 1
+        for c in ("super", "big", "mid", "small"):
+
+            def net(x: Snapshot, c: str = c) -> float:
+                return float(getattr(x, f"in_{c}") - getattr(x, f"out_{c}"))
+
+            assert getattr(p, f"change_{c}") == plain_change(accepted, k, window, net)
+
+        def turnover(x: Snapshot) -> float:
+            total = 0.0
+            for a in x.amounts:
+                total += a or 0.0
+            return total
+
+        assert p.change_turnover == plain_change(accepted, k, window, turnover)
+    assert state.corrections == 0

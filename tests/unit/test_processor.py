@@ -83,7 +83,7 @@ def test_decode_good_record(proc: SecurityProcessor) -> None:
     assert snap == Snapshot(
         security=SEC, market="HK", trading_day=DAY, event_ts=T0,
         in_super=7.0, in_big=5.5, in_mid=0.0, in_small=0.0,
-        out_super=0.0, out_big=1.25, out_mid=0.0, out_small=3.0,
+        out_super=None, out_big=1.25, out_mid=0.0, out_small=3.0,  # unset: absent, not 0
     )  # fmt: skip
     # A record without a key is accepted (the key is only cross-checked when present).
     assert proc.decode(None, encode(msg)) == snap
@@ -143,6 +143,83 @@ def test_decode_rejects_unusable_values_as_decode_errors(
         proc.decode(SEC.encode(), encode(msg))
 
 
+@pytest.mark.parametrize(
+    ("fields", "detail"),
+    [
+        ({"update_timestamp": 4_102_444_800.0, "trading_day": "2100-01-01"}, "ahead of the clock"),
+        ({"trading_day": "2100-01-01"}, "does not match updateTimestamp"),
+        ({"trading_day": "9999-99-99"}, "not a real date"),
+        ({"update_timestamp": T0 * 1000}, "ahead of the clock"),
+        ({"update_timestamp": 1e20}, "ahead of the clock"),
+        ({"update_timestamp": 86_400.0, "trading_day": "1970-01-02"}, "not after 2000"),
+        ({"capital_out_big": -1.0}, "capital_out_big must be >= 0"),
+        ({"capital_in_super": -5e6}, "capital_in_super must be >= 0"),
+        ({"market": "US"}, "does not match"),
+    ],
+)
+def test_decode_rejects_invalid_snapshots(
+    proc: SecurityProcessor, fields: dict[str, Any], detail: str
+) -> None:
+    msg = record(T0, in_big=10.0)
+    for name, value in fields.items():
+        setattr(msg, name, value)
+    with pytest.raises(DecodeError, match=detail) as err:
+        proc.decode(SEC.encode(), encode(msg))
+    assert SEC in str(err.value)
+
+
+def test_decode_checks_the_future_against_the_injected_clock() -> None:
+    msg = encode(record(T0, in_big=10.0))
+    early = SecurityProcessor(ThresholdConfig(DetectorParams()), clock=lambda: T0 - 2 * 86_400)
+    with pytest.raises(DecodeError, match="ahead of the clock"):
+        early.decode(SEC.encode(), msg)
+    on_time = SecurityProcessor(ThresholdConfig(DetectorParams()), clock=lambda: T0 - 86_400)
+    assert on_time.decode(SEC.encode(), msg).event_ts == T0
+
+
+def test_a_far_future_record_cannot_poison_the_security(proc: SecurityProcessor) -> None:
+    msgs = reversal_script()
+    _, blob = run(proc, msgs[:3])
+    bad = record(4_102_444_800.0, in_big=1.0, trading_day="2100-01-01")
+    with pytest.raises(DecodeError):
+        proc.decode(SEC.encode(), encode(bad))  # dead-lettered by the agent
+    rest, _ = run(proc, msgs[3:], blob)
+    assert [o.result for o in rest] == ["flow"] * len(msgs[3:])
+    straight, _ = run(proc, msgs)
+    assert [o.flow for o in rest] == [o.flow for o in straight[3:]]
+
+
+def test_a_negative_amount_is_dead_lettered_and_gives_no_false_reversal(
+    proc: SecurityProcessor,
+) -> None:
+    """Issue: a negative in_big was taken as a correction, and the return to the normal
+    value counted as fresh inflow, a false outflow_to_inflow alert."""
+    msgs = [record(T0 + STEP * i, in_big=1000.0 * i, out_big=3000.0 * i) for i in range(12)]
+    bad = record(T0 + STEP * 12, in_big=-50_000_000.0, out_big=36_000.0)
+    tail = [record(T0 + STEP * i, in_big=1000.0 * i, out_big=3000.0 * i) for i in range(13, 20)]
+    with pytest.raises(DecodeError, match="capital_in_big must be >= 0"):
+        proc.decode(SEC.encode(), encode(bad))
+    outcomes, _ = run(proc, msgs + tail)
+    assert all(o.alert is None for o in outcomes)
+    assert all(parse_flow(o.flow or b"")["change"]["large"] <= 0 for o in outcomes)
+
+
+def test_snapshots_without_super_amounts_flow_like_zero_at_the_open(
+    proc: SecurityProcessor,
+) -> None:
+    msgs = reversal_script()
+    assert not msgs[0].HasField("capital_in_super")
+    with_zero = []
+    for m in msgs:
+        z = DistributionSnapshot()
+        z.CopyFrom(m)
+        z.capital_in_super = z.capital_out_super = 0.0
+        with_zero.append(z)
+    absent, _ = run(proc, msgs)
+    zero, _ = run(proc, with_zero)
+    assert [o.flow for o in absent] == [o.flow for o in zero]
+
+
 # -- process -----------------------------------------------------------------------
 
 
@@ -174,7 +251,7 @@ def test_duplicate_yields_no_flow_and_is_counted(proc: SecurityProcessor) -> Non
     assert orjson.loads(dup.state)["flow"]["duplicates"] == 1
     # An older snapshot changes nothing downstream either.
     stale = proc.process(dup.state, proc.decode(SEC.encode(), encode(msgs[0])))
-    assert stale.result == "duplicate" and stale.flow is None
+    assert stale.result == "stale" and stale.flow is None  # late: counted apart
     assert orjson.loads(stale.state or b"")["flow"]["stale"] == 1
     # The next genuine snapshot continues as if neither had arrived.
     nxt = reversal_script()[3]
