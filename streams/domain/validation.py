@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from streams.opend.security import MARKET_TZ, SecurityFormatError, parse_security
@@ -43,6 +45,7 @@ EARLIEST_TIMESTAMP = 946_684_800.0  # 2000-01-01T00:00:00Z: nothing older is Ope
 MAX_AHEAD_S = 86_400.0  # a clock may be off, but not by more than a day
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_MAX_FLOAT = sys.float_info.max
 
 
 class InvalidSnapshot(ValueError):
@@ -61,8 +64,12 @@ class InvalidSnapshot(ValueError):
 
 def check_amounts(amounts: Mapping[str, float | None], security: str = "") -> None:
     """The eight amounts: classic ones present, every present one a finite number >= 0."""
+    total = 0.0
     for name in AMOUNT_FIELDS:
         value = amounts.get(name)
+        if type(value) is float and 0.0 <= value <= _MAX_FLOAT:
+            total += value  # the common case, checked first (NaN fails the comparison)
+            continue
         if value is None:
             if name in SUPER_AMOUNTS:
                 continue  # absent on the wire: allowed, and kept distinct from 0
@@ -73,7 +80,7 @@ def check_amounts(amounts: Mapping[str, float | None], security: str = "") -> No
             raise InvalidSnapshot("amount", f"{name} must be finite, got {value!r}", security)
         if value < 0:
             raise InvalidSnapshot("amount", f"{name} must be >= 0, got {value!r}", security)
-    total = sum(float(amounts.get(name) or 0.0) for name in AMOUNT_FIELDS)
+        total += value
     if not math.isfinite(total):  # turnover T is their sum
         raise InvalidSnapshot("amount", "the sum of the amounts is not finite", security)
 
@@ -101,6 +108,19 @@ def market_date(market: str, update_timestamp: float) -> date:
     return datetime.fromtimestamp(update_timestamp, ZoneInfo(MARKET_TZ[market])).date()
 
 
+@lru_cache(maxsize=4096)
+def _local_day(market: str, trading_day: str) -> tuple[float, float]:
+    """[start, end) in epoch seconds of a market-local day; ValueError if it is no date.
+
+    Cached: every snapshot of a market on a day asks the same question.
+    """
+    day = date.fromisoformat(trading_day)
+    tz = ZoneInfo(MARKET_TZ[market])
+    start = datetime.combine(day, time(), tz).timestamp()
+    end = datetime.combine(day + timedelta(days=1), time(), tz).timestamp()
+    return start, end
+
+
 def check_trading_day(
     trading_day: str, update_timestamp: float, market: str, security: str = ""
 ) -> None:
@@ -110,13 +130,13 @@ def check_trading_day(
             "trading_day", f"trading_day must be yyyy-MM-dd, got {trading_day!r}", security
         )
     try:
-        day = date.fromisoformat(trading_day)
-    except ValueError:
+        start, end = _local_day(market, trading_day)
+    except (ValueError, OverflowError):
         raise InvalidSnapshot(
             "trading_day", f"trading_day {trading_day!r} is not a real date", security
         ) from None
-    local = market_date(market, update_timestamp)
-    if day != local:
+    if not start <= update_timestamp < end:
+        local = market_date(market, update_timestamp)
         raise InvalidSnapshot(
             "trading_day",
             f"trading_day {trading_day} does not match updateTimestamp {update_timestamp:.0f} "
@@ -125,16 +145,20 @@ def check_trading_day(
         )
 
 
+@lru_cache(maxsize=65536)
+def _market_of(security: str) -> str:
+    """The market prefix of a valid security (cached: the same few keys recur)."""
+    return parse_security(security).market
+
+
 def check_security(security: str, market: str) -> None:
     """A known "MARKET.CODE" whose market prefix is ``market``."""
     try:
-        parsed = parse_security(security)
+        parsed = _market_of(security)
     except SecurityFormatError as exc:
         raise InvalidSnapshot("security", str(exc)) from None
-    if market != parsed.market:
-        raise InvalidSnapshot(
-            "security", f"market {market!r} does not match {parsed.market!r}", security
-        )
+    if market != parsed:
+        raise InvalidSnapshot("security", f"market {market!r} does not match {parsed!r}", security)
 
 
 def validate_snapshot(

@@ -39,6 +39,7 @@ invalid (streams.domain.validation), not corrections.
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections import deque
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ MAX_HISTORY = 4096
 STATE_VERSION = 2
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_RECORD_FIELDS = tuple((name, f"capital_{name}") for name in AMOUNT_NAMES)  # for validation
 
 
 class Skip(StrEnum):
@@ -105,10 +107,10 @@ class Snapshot:
         if not math.isfinite(ts):
             raise ValueError(f"event_ts must be finite, got {ts!r}")
         object.__setattr__(self, "event_ts", float(ts))
-        check_amounts({f"capital_{name}": getattr(self, name) for name in AMOUNT_NAMES})
+        check_amounts({field: getattr(self, name) for name, field in _RECORD_FIELDS})
         for name in AMOUNT_NAMES:
             value = getattr(self, name)
-            if value is not None:
+            if value is not None and type(value) is not float:
                 object.__setattr__(self, name, float(value))
 
     @property
@@ -183,10 +185,10 @@ class Level(NamedTuple):
     def of(cls, ts: float, adjusted: Amounts) -> Level:
         return cls(
             ts,
-            adjusted.net("super"),
-            adjusted.net("big"),
-            adjusted.net("mid"),
-            adjusted.net("small"),
+            adjusted.net_super,
+            adjusted.net_big,
+            adjusted.net_mid,
+            adjusted.net_small,
             adjusted.turnover,
         )
 
@@ -284,18 +286,20 @@ class FlowState:
         last_raw, last_adj = self.last_amounts, self.adjusted
         if last_raw is None or last_adj is None:
             return raw  # first of the day: offsets are zero
-        steps = tuple(zip(raw.values(), last_raw.values(), last_adj.values(), strict=True))
-        if self.offset == ZERO and all(r >= lr for r, lr, _ in steps):
+        raws, lasts = raw.values(), last_raw.values()
+        if self.offset is ZERO and all(map(operator.ge, raws, lasts)):
             return raw  # the common case, exact: adjusted == raw
         offsets = list(self.offset.values())
         adjusted: list[float] = []
-        for i, (r, lr, la) in enumerate(steps):
+        corrected = False
+        for i, (r, lr, la) in enumerate(zip(raws, lasts, last_adj.values(), strict=True)):
             if r < lr:
                 offsets[i] = la - r
                 adjusted.append(la)
+                corrected = True
             else:
                 adjusted.append(max(r + offsets[i], la))  # rounding never steps back
-        if any(r < lr for r, lr, _ in steps):
+        if corrected:
             self.offset = Amounts.of(offsets)
             self.corrections += 1
         return Amounts.of(adjusted)
@@ -334,10 +338,10 @@ class FlowState:
             trading_day=snap.trading_day,
             event_ts=level.ts,
             window_s=self.window,
-            net_super=raw.net("super"),
-            net_big=raw.net("big"),
-            net_mid=raw.net("mid"),
-            net_small=raw.net("small"),
+            net_super=raw.net_super,
+            net_big=raw.net_big,
+            net_mid=raw.net_mid,
+            net_small=raw.net_small,
             large_net=raw.large_net,
             turnover=raw.turnover,
             change_super=level.net_super - base.net_super,
@@ -384,7 +388,9 @@ class FlowState:
         else:
             state.offset = Amounts.of(data["offset"])
             state.adjusted = _amounts(data["adjusted"])
-        state.history.extend(Level(*(float(x) for x in e)) for e in data["history"])
+        if state.offset == ZERO:
+            state.offset = ZERO  # by identity: the fast path of _correct
+        state.history.extend(Level(*e) for e in data["history"])
         state.truncated = bool(data["truncated"])
         state.stale = int(data["stale"])
         state.duplicates = int(data["duplicates"])
