@@ -16,14 +16,11 @@ from typing import Any
 import orjson
 
 from streams.config import add_options
+from streams.domain.snapshot_record import snapshot_to_proto
 from streams.opend.client import OpenDClient
 from streams.opend.errors import ConnectionLost, OpenDError, RequestTimeout
 from streams.opend.security import SecurityFormatError, parse_security
-from streams.opend.snapshot import (
-    CapitalDistribution,
-    InvalidSnapshot,
-    snapshot_to_proto,
-)
+from streams.opend.snapshot import CapitalDistribution, InvalidSnapshot
 
 
 def register(subparsers: Any) -> None:

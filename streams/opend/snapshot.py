@@ -1,8 +1,8 @@
-"""The typed result of Qot_GetCapitalDistribution and its conversion to our topic record.
+"""The typed result of Qot_GetCapitalDistribution, validated as it is read off the wire.
 
-:class:`CapitalDistribution` is what the client returns; ``snapshot_to_proto`` turns it
-into ``capflow.v1.DistributionSnapshot`` (adding trading day, receive time and source),
-the payload of ``capflow.distribution.v1``.
+:class:`CapitalDistribution` is what the client returns. The topic record it becomes
+(``capflow.v1.DistributionSnapshot``) has its codec in streams.domain.snapshot_record;
+``snapshot_to_proto`` is re-exported here for existing imports.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from streams.domain.snapshot_record import reading_fields, snapshot_to_proto
 from streams.domain.validation import (
     AMOUNT_FIELDS,
     SUPER_AMOUNTS,
@@ -146,45 +147,6 @@ class CapitalDistribution:
             return ""
 
 
-def snapshot_to_proto(
-    dist: CapitalDistribution, source: str, received_at_ms: int, poll_seq: int
-) -> DistributionSnapshot:
-    """The ``capflow.v1.DistributionSnapshot`` record for one reply."""
-    return DistributionSnapshot(
-        security=dist.security,
-        market=dist.market,
-        qot_market=dist.qot_market,
-        code=dist.code,
-        **{name: value for name, value in dist.amounts().items() if value is not None},
-        update_time=dist.update_time,
-        update_timestamp=dist.update_timestamp,
-        trading_day=dist.trading_day,
-        received_at_ms=received_at_ms,
-        source=source,
-        poll_seq=poll_seq,
-    )
-
-
 def snapshot_from_proto(msg: DistributionSnapshot) -> CapitalDistribution:
     """Back from the topic record (for consumers and tests)."""
-    return CapitalDistribution(
-        security=msg.security,
-        market=msg.market,
-        qot_market=msg.qot_market,
-        code=msg.code,
-        capital_in_super=_present(msg, "capital_in_super"),
-        capital_in_big=msg.capital_in_big,
-        capital_in_mid=msg.capital_in_mid,
-        capital_in_small=msg.capital_in_small,
-        capital_out_super=_present(msg, "capital_out_super"),
-        capital_out_big=msg.capital_out_big,
-        capital_out_mid=msg.capital_out_mid,
-        capital_out_small=msg.capital_out_small,
-        update_time=msg.update_time,
-        update_timestamp=msg.update_timestamp,
-    )
-
-
-def _present(msg: DistributionSnapshot, name: str) -> float | None:
-    """An optional amount of the record, None when it is unset."""
-    return float(getattr(msg, name)) if msg.HasField(name) else None
+    return CapitalDistribution(**reading_fields(msg))

@@ -10,7 +10,7 @@ reason by the agent, and never reaches the table.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -18,11 +18,12 @@ from typing import Any
 import orjson
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
-from streams.domain.validation import InvalidSnapshot, validate_snapshot
+from streams.domain.snapshot_record import record_amounts
+from streams.domain.validation import AMOUNT_FIELDS, InvalidSnapshot, validate_snapshot
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.processing.detector import DetectorState
 from streams.processing.events import alert_payload, flow_payload
-from streams.processing.flow import AMOUNT_NAMES, FlowState, Skip, Snapshot
+from streams.processing.flow import FlowState, Skip, Snapshot
 from streams.processing.thresholds import ThresholdConfig
 
 
@@ -49,22 +50,17 @@ class Outcome:
     direction: str | None = None
 
 
-def snapshot_from_record(msg: DistributionSnapshot) -> Snapshot:
-    """The flow's view of a record; an unset super amount stays None (absent)."""
-    return Snapshot(
-        security=msg.security,
-        market=msg.market,
-        trading_day=msg.trading_day,
-        event_ts=msg.update_timestamp,
-        in_super=msg.capital_in_super if msg.HasField("capital_in_super") else None,
-        in_big=msg.capital_in_big,
-        in_mid=msg.capital_in_mid,
-        in_small=msg.capital_in_small,
-        out_super=msg.capital_out_super if msg.HasField("capital_out_super") else None,
-        out_big=msg.capital_out_big,
-        out_mid=msg.capital_out_mid,
-        out_small=msg.capital_out_small,
-    )
+def snapshot_from_record(
+    msg: DistributionSnapshot, amounts: Mapping[str, float | None] | None = None
+) -> Snapshot:
+    """The flow's view of a record; an unset super amount stays None (absent).
+
+    ``amounts`` are the record's (streams.domain.snapshot_record.record_amounts), when
+    the caller already has them; Snapshot itself rejects NaN, inf and negative ones.
+    """
+    amounts = record_amounts(msg) if amounts is None else amounts
+    values: list[Any] = [amounts[name] for name in AMOUNT_FIELDS]
+    return Snapshot(msg.security, msg.market, msg.trading_day, msg.update_timestamp, *values)
 
 
 class SecurityProcessor:
@@ -88,16 +84,15 @@ class SecurityProcessor:
             raise DecodeError(f"key {key!r} does not match security {msg.security!r}")
         if msg.update_timestamp <= 0:
             raise DecodeError(f"snapshot of {msg.security} without updateTimestamp")
+        amounts = record_amounts(msg)
         try:
-            snap = snapshot_from_record(msg)  # malformed day, NaN/inf/negative amounts
+            snap = snapshot_from_record(msg, amounts)  # malformed day, NaN/inf/negative amounts
             validate_snapshot(
                 security=snap.security,
                 market=snap.market,
                 trading_day=snap.trading_day,
                 update_timestamp=snap.event_ts,
-                amounts={
-                    f"capital_{n}": v for n, v in zip(AMOUNT_NAMES, snap.amounts, strict=True)
-                },
+                amounts=amounts,
                 now=self.clock(),
             )
         except InvalidSnapshot as exc:
