@@ -29,6 +29,8 @@ _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _UPDATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
 # Fields a reply must carry (proto2 "required", plus updateTime which capflow needs).
+# updateTimestamp is optional in the protocol (the official SDK does not read it for
+# this query): when it is absent, it is taken from updateTime in the market's time zone.
 _REQUIRED_WIRE: tuple[str, ...] = (
     "capitalInBig",
     "capitalInMid",
@@ -37,7 +39,6 @@ _REQUIRED_WIRE: tuple[str, ...] = (
     "capitalOutMid",
     "capitalOutSmall",
     "updateTime",
-    "updateTimestamp",
 )
 
 __all__ = [
@@ -80,6 +81,7 @@ class CapitalDistribution:
         wall clock the timestamp is checked against (default: time.time()).
         """
         security = from_wire(qot_market, code)
+        market = parse_security(security).market
         present = {field.name for field, _ in s2c.ListFields()}
         if not present:
             raise InvalidSnapshot("missing", "reply without s2c", security)
@@ -87,16 +89,10 @@ class CapitalDistribution:
         if missing:
             raise InvalidSnapshot("missing", f"reply without {', '.join(missing)}", security)
         now = time.time() if now is None else now
-        check_timestamp(s2c.updateTimestamp, now, security)
-        if not _UPDATE_TIME.match(s2c.updateTime):
-            raise InvalidSnapshot(
-                "timestamp",
-                f"updateTime must be 'yyyy-MM-dd HH:mm:ss', got {s2c.updateTime!r}",
-                security,
-            )
+        timestamp = _update_timestamp(security, market, s2c, now)
         dist = cls(
             security=security,
-            market=parse_security(security).market,
+            market=market,
             qot_market=qot_market,
             code=code,
             capital_in_super=s2c.capitalInSuper if "capitalInSuper" in present else None,
@@ -108,7 +104,7 @@ class CapitalDistribution:
             capital_out_mid=s2c.capitalOutMid,
             capital_out_small=s2c.capitalOutSmall,
             update_time=s2c.updateTime,
-            update_timestamp=s2c.updateTimestamp,
+            update_timestamp=timestamp,
         )
         dist.validate(now)
         return dist
@@ -145,6 +141,30 @@ class CapitalDistribution:
             return datetime.fromtimestamp(self.update_timestamp, tz).strftime("%Y-%m-%d")
         except (ValueError, OverflowError, OSError):
             return ""
+
+
+def _update_timestamp(security: str, market: str, s2c: capdist_pb.S2C, now: float) -> float:
+    """updateTimestamp, checked, or from updateTime when OpenD left it out."""
+    has_timestamp = s2c.HasField("updateTimestamp")
+    if has_timestamp:
+        check_timestamp(s2c.updateTimestamp, now, security)
+    if not _UPDATE_TIME.match(s2c.updateTime):
+        raise InvalidSnapshot(
+            "timestamp",
+            f"updateTime must be 'yyyy-MM-dd HH:mm:ss', got {s2c.updateTime!r}",
+            security,
+        )
+    if has_timestamp:
+        return float(s2c.updateTimestamp)
+    try:
+        local = datetime.strptime(s2c.updateTime, "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        raise InvalidSnapshot(
+            "timestamp", f"updateTime {s2c.updateTime!r} is not a real time", security
+        ) from None
+    timestamp = local.replace(tzinfo=ZoneInfo(MARKET_TZ[market])).timestamp()
+    check_timestamp(timestamp, now, security)
+    return timestamp
 
 
 def snapshot_from_proto(msg: DistributionSnapshot) -> CapitalDistribution:

@@ -179,7 +179,6 @@ def test_an_empty_reply_is_an_error_not_zeros() -> None:
         "capitalOutMid",
         "capitalOutSmall",
         "updateTime",
-        "updateTimestamp",
     ],
 )
 def test_a_reply_without_a_required_field_is_an_error(name: str) -> None:
@@ -187,9 +186,22 @@ def test_a_reply_without_a_required_field_is_an_error(name: str) -> None:
         CapitalDistribution.from_s2c(1, "00700", reply(**{name: None}), now=NOW)
 
 
+def test_a_reply_without_update_timestamp_takes_it_from_update_time() -> None:
+    # Optional in the protocol; the official SDK reads only updateTime for this query.
+    dist = CapitalDistribution.from_s2c(1, "00700", reply(updateTimestamp=None), now=NOW)
+    assert dist.update_timestamp == T0 and dist.trading_day == "2024-06-03"
+    us = CapitalDistribution.from_s2c(
+        11, "AAPL", reply(updateTimestamp=None, updateTime="2024-06-03 10:00:00"), now=NOW
+    )
+    assert us.update_timestamp == 1_717_423_200.0  # 14:00 UTC, New York on summer time
+
+
 @pytest.mark.parametrize(
     "fields",
     [
+        {"updateTimestamp": None, "updateTime": "2024-02-30 09:30:00"},
+        {"updateTimestamp": None, "updateTime": "2100-01-01 09:30:00"},
+        {"updateTimestamp": None, "updateTime": "1999-12-31 09:30:00"},
         {"updateTimestamp": T0 * 1000, "updateTime": ""},  # ms: "year 58870 is out of range"
         {"updateTimestamp": 1e20, "updateTime": ""},  # OverflowError from datetime
         {"updateTimestamp": 1e20},
