@@ -1,0 +1,31 @@
+"""`capflow fetch` output of one reply: absent super amounts are shown as absent, not 0."""
+
+from __future__ import annotations
+
+import orjson
+
+from streams.commands.fetch import as_json, format_readable
+from streams.opend.snapshot import CapitalDistribution
+
+
+def reply(in_super: float | None, out_super: float | None) -> CapitalDistribution:
+    return CapitalDistribution(
+        security="HK.00700", market="HK", qot_market=1, code="00700",
+        capital_in_super=in_super, capital_in_big=2.0, capital_in_mid=3.0, capital_in_small=4.0,
+        capital_out_super=out_super, capital_out_big=1.5, capital_out_mid=2.5,
+        capital_out_small=3.5, update_time="2024-06-03 09:30:00", update_timestamp=1_717_378_200.0,
+    )  # fmt: skip
+
+
+def test_absent_super_amounts_print_as_absent_and_null() -> None:
+    text = format_readable(reply(None, None))
+    super_line = next(line for line in text.splitlines() if line.strip().startswith("super"))
+    assert super_line.count("absent") == 2 and "net" not in super_line
+    data = orjson.loads(as_json(reply(None, 0.0), "opend://t:1", 1))
+    assert data["capital_in_super"] is None and data["capital_out_super"] == 0.0
+    assert data["trading_day"] == "2024-06-03"
+
+
+def test_present_amounts_print_with_their_net() -> None:
+    text = format_readable(reply(7.0, 2.0))
+    assert "net" in text.splitlines()[1] and "+5.00" in text.splitlines()[1]
