@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.pipeline.processor import DecodeError, Outcome, SecurityProcessor
@@ -322,3 +324,53 @@ def test_per_security_thresholds_apply(proc: SecurityProcessor) -> None:
     wide = SecurityProcessor(ThresholdConfig(DetectorParams(window=900.0)))
     outcomes, _ = run(wide, reversal_script()[:2])
     assert parse_flow(outcomes[0].flow or b"")["window_s"] == 900.0
+
+
+INVALID_FIELDS = st.sampled_from(
+    [
+        {"update_timestamp": 4_102_444_800.0, "trading_day": "2100-01-01"},
+        {"update_timestamp": 253_402_300_799.0, "trading_day": "9999-12-31"},
+        {"trading_day": "9999-99-99"},
+        {"trading_day": "2024-06-04"},
+        {"update_timestamp": T0 * 1000},
+        {"update_timestamp": math.inf},
+        {"update_timestamp": -T0},
+        {"capital_in_big": -1.0},
+        {"capital_out_big": -1e12},
+        {"capital_in_super": math.nan},
+        {"capital_out_small": math.inf},
+        {"market": "US"},
+        {"security": "HK.09988"},
+    ]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 14), INVALID_FIELDS), max_size=4))
+def test_no_invalid_record_changes_what_valid_ones_produce(
+    inserts: list[tuple[int, dict[str, Any]]],
+) -> None:
+    """Whatever invalid records arrive in between, each is a DecodeError (a dead letter)
+    and the valid ones produce exactly the flows and alerts they produce alone."""
+    proc = SecurityProcessor(ThresholdConfig(DetectorParams()))
+    good = reversal_script()
+    straight, _ = run(proc, good)
+    stream = list(good)
+    for position, fields in sorted(inserts, key=lambda x: x[0], reverse=True):
+        bad = DistributionSnapshot()
+        bad.CopyFrom(good[position])
+        for name, value in fields.items():
+            setattr(bad, name, value)
+        stream.insert(position, bad)
+    blob: bytes | None = None
+    outcomes = []
+    for msg in stream:
+        try:
+            snap = proc.decode(SEC.encode(), encode(msg))
+        except DecodeError:
+            assert msg not in good
+            continue
+        out = proc.process(blob, snap)
+        outcomes.append(out)
+        blob = out.state
+    assert [(o.flow, o.alert) for o in outcomes] == [(o.flow, o.alert) for o in straight]
