@@ -1,0 +1,1 @@
+"""capflow's domain: markets and security codes, amounts, snapshot validation."""
