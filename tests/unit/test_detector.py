@@ -15,6 +15,7 @@ from streams.processing.detector import (
     Alert,
     DetectorState,
     Regime,
+    RegimeSpan,
     make_alert_id,
     side_of,
     threshold,
@@ -99,7 +100,7 @@ def test_hysteresis_band_keeps_regime() -> None:
     state = DetectorState()
     feed(state, [15, 5, 0, -9, 3])
     assert state.regime is Regime.INFLOW
-    assert state.peak == 15
+    assert state.current == RegimeSpan(Regime.INFLOW, T0, 15, 5)
 
 
 def test_reversal_confirmed_on_second_snapshot() -> None:
@@ -140,9 +141,8 @@ def test_pending_flip_cancelled_when_crossed_back() -> None:
     assert state.cancelled == 1
     assert state.regime is Regime.INFLOW
     # The inflow regime resumes as if the blip never happened.
-    assert state.started_ts == T0
-    assert state.peak == 40
-    assert not state.pending
+    assert state.current == RegimeSpan(Regime.INFLOW, T0, 40, 7)
+    assert not state.pending and state.flipped_from is None
     # A later genuine reversal reports the whole inflow regime.
     more = [state.step(point(T0 + 100 + 10 * i, r), FIXED) for i, r in enumerate([-20, -25])]
     assert more[0] is None and more[1] is not None
