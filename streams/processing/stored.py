@@ -41,7 +41,11 @@ def from_plain(cls: type[T], data: object, where: str = "") -> T:
             f"{where or cls.__name__}: missing {missing or 'nothing'}, unknown {unknown or 'none'}"
         )
     prefix = f"{where}." if where else ""
-    return cls(**{n: _value(hints[n], data[n], f"{prefix}{n}") for n in names})
+    values = {n: _value(hints[n], data[n], f"{prefix}{n}") for n in names}
+    try:
+        return cls(**values)
+    except ValueError as exc:  # the class's own checks (__post_init__)
+        raise ValueError(f"{where or cls.__name__}: {exc}") from None
 
 
 def _value(hint: Any, raw: object, where: str) -> Any:
