@@ -44,6 +44,7 @@ class DetectorParams:
     window: W in seconds of event time; theta_abs / theta_rel: theta(i) =
     max(theta_abs, theta_rel * dT); confirm: snapshots the new side must hold
     (the flip counts as one); cooldown: event-time seconds between two alerts.
+    Users read these definitions in docs/definitions.md.
     """
 
     window: float = 300.0
