@@ -103,7 +103,7 @@ def test_ints_are_read_as_floats_where_floats_are_declared() -> None:
                 "inner": {"colour": "green", "size": 1},
                 "when": None,
             },
-            r"^o\.inner\.colour: 'green' is not a Colour",
+            r"^o\.inner\.colour: 'green' is not a valid Colour",
         ),
         (
             {
