@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
@@ -158,16 +158,17 @@ class RegimeSpan:
 
     def extended(self, r_w: float) -> RegimeSpan:
         """The regime after one more point that keeps it (on its side or in the band)."""
-        return replace(self, peak=_extreme(self.side, self.peak, r_w), held=self.held + 1)
+        return RegimeSpan(
+            self.side, self.started_ts, _extreme(self.side, self.peak, r_w), self.held + 1
+        )
 
     def resumed(self, blip: RegimeSpan, r_w: float) -> RegimeSpan:
         """This regime again after a flip ``blip`` that returned at R_W r_w unconfirmed.
 
         It keeps its start time; the blip's points and the return count as held.
         """
-        return replace(
-            self, peak=_extreme(self.side, self.peak, r_w), held=self.held + blip.held + 1
-        )
+        peak = _extreme(self.side, self.peak, r_w)
+        return RegimeSpan(self.side, self.started_ts, peak, self.held + blip.held + 1)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import operator
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -34,19 +35,19 @@ class _Field(NamedTuple):
 def to_plain(value: Any) -> dict[str, Any]:
     """The fields of a dataclass instance as a dict of JSON types (in field order)."""
     klass: type = type(value)
-    return {
-        f.name: getattr(value, f.name) if f.dump is None else f.dump(getattr(value, f.name))
-        for f in _plan(klass)
-    }
+    names, dumps, get = _dumps(klass)
+    return {n: v if d is None else d(v) for n, v, d in zip(names, get(value), dumps, strict=True)}
 
 
 def from_plain(cls: type[T], data: object, where: str = "") -> T:
     """Build ``cls`` from what :func:`to_plain` wrote; ValueError naming the bad field."""
     klass: type = cls  # the caches key on the class
-    if not isinstance(data, Mapping) or data.keys() != _names(klass):
+    if not isinstance(data, dict) and not isinstance(data, Mapping):
+        raise ValueError(f"{where or cls.__name__}: expected an object, got {data!r}")
+    if data.keys() != _names(klass):
         raise ValueError(_shape_problem(klass, data, where or cls.__name__))
     try:
-        values = {f.name: f.load(data[f.name]) for f in _plan(klass)}
+        values = {name: load(data[name]) for name, load in _loads(klass)}
     except ValueError:
         raise ValueError(_field_problem(klass, data, where or cls.__name__)) from None
     try:
@@ -55,9 +56,7 @@ def from_plain(cls: type[T], data: object, where: str = "") -> T:
         raise ValueError(f"{where or cls.__name__}: {exc}") from None
 
 
-def _shape_problem(cls: type, data: object, where: str) -> str:
-    if not isinstance(data, Mapping):
-        return f"{where}: expected an object, got {data!r}"
+def _shape_problem(cls: type, data: Mapping[str, Any], where: str) -> str:
     missing = [f.name for f in _plan(cls) if f.name not in data]
     unknown = [k for k in data if k not in _names(cls)]
     return f"{where}: missing {missing or 'nothing'}, unknown {unknown or 'none'}"
@@ -83,6 +82,25 @@ def _names(cls: type) -> frozenset[str]:
 
 
 @functools.cache
+def _dumps(
+    cls: type,
+) -> tuple[tuple[str, ...], tuple[Callable[[Any], Any] | None, ...], Callable[[Any], Any]]:
+    """Field names, their converters, and one getter returning all their values."""
+    plan = _plan(cls)
+    names = tuple(f.name for f in plan)
+    if len(names) > 1:
+        get: Callable[[Any], Any] = operator.attrgetter(*names)
+    else:  # attrgetter of one name returns the value itself, of none it fails
+        get = lambda value: tuple(getattr(value, n) for n in names)  # noqa: E731
+    return names, tuple(f.dump for f in plan), get
+
+
+@functools.cache
+def _loads(cls: type) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    return tuple((f.name, f.load) for f in _plan(cls))
+
+
+@functools.cache
 def _plan(cls: type) -> tuple[_Field, ...]:
     """How to read and write each constructor field of ``cls``."""
     hints = typing.get_type_hints(cls)
@@ -105,7 +123,7 @@ def _field(name: str, hint: Any, owner: str) -> _Field:
     if nested is not None:
         load, dump = functools.partial(from_plain, nested), to_plain
     elif isinstance(hint, type) and issubclass(hint, Enum):
-        load, dump = hint, _enum_value
+        load, dump = _enum_loader(hint), _enum_value
     elif hint in (float, int, str, bool):
         load = _SCALARS[hint]
     else:
@@ -117,6 +135,18 @@ def _field(name: str, hint: Any, owner: str) -> _Field:
 
 def _or_none(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return lambda value: None if value is None else convert(value)
+
+
+def _enum_loader(kind: type[Enum]) -> Callable[[Any], Enum]:
+    members = kind._value2member_map_
+
+    def load(raw: Any) -> Enum:
+        try:
+            return members[raw]
+        except (KeyError, TypeError):  # not a value (or not hashable): the enum says why
+            return kind(raw)
+
+    return load
 
 
 def _enum_value(value: Any) -> Any:

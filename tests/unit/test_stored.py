@@ -133,3 +133,19 @@ def test_unsupported_annotations_are_a_programming_error() -> None:
 
     with pytest.raises(TypeError, match="unsupported annotation"):
         from_plain(Odd, {"items": [1]})
+
+
+@dataclass(frozen=True)
+class One:
+    only: Colour
+
+
+@dataclass(frozen=True)
+class Empty:
+    pass
+
+
+def test_one_and_no_fields() -> None:
+    assert to_plain(One(Colour.BLUE)) == {"only": "blue"}
+    assert from_plain(One, {"only": "blue"}) == One(Colour.BLUE)
+    assert to_plain(Empty()) == {} and from_plain(Empty, {}) == Empty()
