@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from streams.sinks.console import market_zone
+from streams.domain.market import market_zone
 
 
 class PlotDataError(ValueError):

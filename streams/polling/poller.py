@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from streams.domain.market import market_of, may_be_open
 from streams.metrics import OPEND_REQUESTS
 from streams.opend import hours
 from streams.opend.errors import (
@@ -182,13 +183,8 @@ class Poller:
             log.error(msg, *args, **kw)
 
 
-def _market(security: str) -> str:
-    return security.split(".", 1)[0].upper()
-
-
-def _market_open(security: str, now: float) -> bool:
-    market = _market(security)
-    return market not in hours.SESSIONS or hours.is_open(market, now)
+_market = market_of
+_market_open = may_be_open
 
 
 async def run_while_leader(

@@ -1,6 +1,7 @@
 """Payloads of capflow.flow.v1 and capflow.alerts.v1 (orjson bytes).
 
-The shapes are fixed by schemas/flow.v1.schema.json and schemas/alert.v1.schema.json.
+The shapes are fixed by schemas/flow.v1.schema.json and schemas/alert.v1.schema.json;
+the numbers in them are defined for users in docs/definitions.md.
 Alerts are CloudEvents 1.0 (structured JSON mode) so integrations can route them on
 ``type`` / ``subject`` and deduplicate on ``id`` without knowing capflow.
 """

@@ -8,18 +8,22 @@ Resolution order, later wins: the built-in (or command-line) defaults, the file'
      "securities": {"HK.00700": {"theta_abs": 2e7, "confirm": 3}}}
 
 Unknown keys and bad values are errors naming the offending path, so a typo in a
-threshold file fails at start-up instead of silently using a default.
+threshold file fails at start-up instead of silently using a default. Market and
+security keys are read like the watchlist (:mod:`streams.domain.market`): "hk.00700"
+configures HK.00700, and a code the watchlist rejects is rejected here too.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from streams.domain.market import SecurityFormatError, SecurityId, parse_market, parse_security
 
 PARAM_KEYS: tuple[str, ...] = ("window", "theta_abs", "theta_rel", "confirm", "cooldown")
 _SECTIONS = ("defaults", "markets", "securities")
@@ -40,6 +44,7 @@ class DetectorParams:
     window: W in seconds of event time; theta_abs / theta_rel: theta(i) =
     max(theta_abs, theta_rel * dT); confirm: snapshots the new side must hold
     (the flip counts as one); cooldown: event-time seconds between two alerts.
+    Users read these definitions in docs/definitions.md.
     """
 
     window: float = 300.0
@@ -109,12 +114,35 @@ def _overrides(where: str, raw: object) -> dict[str, Any]:
     return out
 
 
-def market_of(security: str) -> str:
-    """'HK.00700' -> 'HK'."""
-    market, sep, code = security.partition(".")
-    if not sep or not market or not code:
-        raise ThresholdConfigError(f"security must look like MARKET.CODE, got {security!r}")
-    return market
+def _security_key(where: str, security: str) -> SecurityId:
+    """The parsed security of a threshold key: the same codes the watchlist accepts."""
+    try:
+        return parse_security(security)
+    except SecurityFormatError as exc:
+        raise ThresholdConfigError(f"{where}: {exc}") from None
+
+
+def _market_key(where: str, market: str) -> str:
+    """A known market prefix ('hk' -> 'HK'), as security codes spell it."""
+    try:
+        return parse_market(market)
+    except SecurityFormatError as exc:
+        raise ThresholdConfigError(f"{where}: {exc}") from None
+
+
+def _by_key(
+    section: str, blocks: Mapping[str, Mapping[str, Any]], canonical: Callable[[str, str], str]
+) -> dict[str, dict[str, Any]]:
+    """Validated override blocks under their canonical key; two spellings of one key clash."""
+    out: dict[str, dict[str, Any]] = {}
+    spelled: dict[str, str] = {}
+    for key, block in blocks.items():
+        name = canonical(section, key)
+        if name in out:
+            raise ThresholdConfigError(f"{section}: {spelled[name]!r} and {key!r} both name {name}")
+        spelled[name] = key
+        out[name] = _overrides(f"{section}.{key}", block)
+    return out
 
 
 class ThresholdConfig:
@@ -127,14 +155,10 @@ class ThresholdConfig:
         securities: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.defaults = defaults or DetectorParams()
-        self.markets = {m: _overrides(f"markets.{m}", v) for m, v in (markets or {}).items()}
-        self.securities: dict[str, dict[str, Any]] = {}
-        for sec, block in (securities or {}).items():
-            try:
-                market_of(sec)
-            except ThresholdConfigError as exc:
-                raise ThresholdConfigError(f"securities: {exc}") from None
-            self.securities[sec] = _overrides(f"securities.{sec}", block)
+        self.markets = _by_key("markets", markets or {}, _market_key)
+        self.securities = _by_key(
+            "securities", securities or {}, lambda where, key: str(_security_key(where, key))
+        )
         self._cache: dict[str, DetectorParams] = {}
         # Fail now, not on the first snapshot of a security, if a combination is invalid.
         for market in self.markets:
@@ -207,6 +231,7 @@ class ThresholdConfig:
         """Parameters for ``security`` ('HK.00700'): defaults < market < security."""
         params = self._cache.get(security)
         if params is None:
-            params = self._resolve(security, market_of(security))
+            sec = _security_key("security", security)
+            params = self._resolve(str(sec), sec.market)
             self._cache[security] = params
         return params

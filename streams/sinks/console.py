@@ -9,23 +9,10 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
-# Market prefix -> exchange time zone, for showing event time as traders see it.
-MARKET_TZ: dict[str, str] = {
-    "HK": "Asia/Hong_Kong",
-    "US": "America/New_York",
-    "SH": "Asia/Shanghai",
-    "SZ": "Asia/Shanghai",
-    "CN": "Asia/Shanghai",
-    "SG": "Asia/Singapore",
-    "JP": "Asia/Tokyo",
-    "AU": "Australia/Sydney",
-    "MY": "Asia/Kuala_Lumpur",
-    "CA": "America/Toronto",
-}
+from streams.domain.market import market_zone
 
 _ARROWS = {
     "inflow_to_outflow": ("\u2198", "IN\u2192OUT"),  # falling arrow
@@ -48,18 +35,6 @@ def human_amount(value: Any) -> str:
         if magnitude >= factor:
             return f"{sign}{magnitude / factor:.1f}{suffix}"
     return f"{sign}{magnitude:.0f}"
-
-
-def market_zone(market: str | None, security: str | None = None) -> ZoneInfo | None:
-    """Exchange time zone for a market code (or the prefix of ``security``), if known."""
-    key = (market or (security or "").partition(".")[0]).upper()
-    name = MARKET_TZ.get(key)
-    if not name:
-        return None
-    try:
-        return ZoneInfo(name)
-    except ZoneInfoNotFoundError:  # tzdata missing on a minimal system
-        return None
 
 
 def _event_datetime(event: dict[str, Any]) -> datetime | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +15,9 @@ from hypothesis import strategies as st
 from streams.processing.detector import (
     Alert,
     DetectorState,
+    Direction,
     Regime,
+    RegimeSpan,
     make_alert_id,
     side_of,
     threshold,
@@ -99,7 +102,7 @@ def test_hysteresis_band_keeps_regime() -> None:
     state = DetectorState()
     feed(state, [15, 5, 0, -9, 3])
     assert state.regime is Regime.INFLOW
-    assert state.peak == 15
+    assert state.current == RegimeSpan(Regime.INFLOW, T0, 15, 5)
 
 
 def test_reversal_confirmed_on_second_snapshot() -> None:
@@ -140,9 +143,8 @@ def test_pending_flip_cancelled_when_crossed_back() -> None:
     assert state.cancelled == 1
     assert state.regime is Regime.INFLOW
     # The inflow regime resumes as if the blip never happened.
-    assert state.started_ts == T0
-    assert state.peak == 40
-    assert not state.pending
+    assert state.current == RegimeSpan(Regime.INFLOW, T0, 40, 7)
+    assert not state.pending and state.flipped_from is None
     # A later genuine reversal reports the whole inflow regime.
     more = [state.step(point(T0 + 100 + 10 * i, r), FIXED) for i, r in enumerate([-20, -25])]
     assert more[0] is None and more[1] is not None
@@ -213,6 +215,79 @@ def test_state_round_trip() -> None:
     assert restored.step(p, FIXED) == state.step(p, FIXED)
     with pytest.raises(ValueError, match="version"):
         DetectorState.from_dict({**state.to_dict(), "v": 0})
+
+
+def test_state_dict_is_the_dataclass_fields() -> None:
+    state = DetectorState()
+    feed(state, [20, 35, -12])
+    data = state.to_dict()
+    assert data["v"] == 2 and data["regime"] == "OUTFLOW"
+    assert set(data) == {"v", "regime"} | {f.name for f in dataclasses.fields(DetectorState)}
+    assert data["current"] == {"side": "OUTFLOW", "started_ts": T0 + 20, "peak": -12, "held": 1}
+    assert data["flipped_from"] == {"side": "INFLOW", "started_ts": T0, "peak": 35, "held": 2}
+
+
+def test_state_load_rejects_damage() -> None:
+    state = DetectorState()
+    feed(state, [20, 35, -12])
+    good = state.to_dict()
+    with pytest.raises(ValueError, match="contradicts"):
+        DetectorState.from_dict({**good, "regime": "INFLOW"})
+    with pytest.raises(ValueError, match=r"detector\.current: a regime span is INFLOW or OUTFLOW"):
+        DetectorState.from_dict({**good, "current": {**good["current"], "side": "NEUTRAL"}})
+    with pytest.raises(ValueError, match=r"detector\.flipped_from\.held: expected int"):
+        DetectorState.from_dict({**good, "flipped_from": {**good["flipped_from"], "held": "2"}})
+    with pytest.raises(ValueError, match="missing"):
+        DetectorState.from_dict({k: v for k, v in good.items() if k != "alerts"})
+
+
+def v1_state(**changes: Any) -> dict[str, Any]:
+    """A state as version 1 stored it: an INFLOW regime flipped to OUTFLOW, pending."""
+    data: dict[str, Any] = {
+        "v": 1, "trading_day": DAY, "last_ts": T0 + 20, "last_alert_ts": None,
+        "threshold": 10.0, "regime": "OUTFLOW", "started_ts": T0 + 20, "peak": -12.0,
+        "held": 1, "pending": True, "prev_regime": "INFLOW", "prev_started_ts": T0,
+        "prev_peak": 35.0, "prev_held": 2, "alerts": 0, "suppressed": 0, "cancelled": 0,
+    }  # fmt: skip
+    data.update(changes)
+    return data
+
+
+def test_version_1_state_loads_and_behaves_the_same() -> None:
+    state = DetectorState.from_dict(v1_state())
+    assert state.current == RegimeSpan(Regime.OUTFLOW, T0 + 20, -12.0, 1)
+    assert state.flipped_from == RegimeSpan(Regime.INFLOW, T0, 35.0, 2)
+    fresh = DetectorState()
+    feed(fresh, [20, 35, -12])
+    assert state == fresh
+    alert = state.step(point(T0 + 30, -15), FIXED)
+    assert alert is not None and alert.previous_peak == 35.0
+    assert alert.previous_regime_started_ts == T0 and alert.regime_started_ts == T0 + 20
+
+
+def test_version_1_mirrors_without_a_pending_flip_are_dropped() -> None:
+    # After a confirmation version 1 left prev_* filled in; they meant nothing.
+    state = DetectorState.from_dict(v1_state(pending=False, held=3, alerts=1))
+    assert state.flipped_from is None and state.current is not None
+    assert state.current.held == 3 and state.alerts == 1
+    neutral = v1_state(regime="NEUTRAL", started_ts=None, peak=0.0, held=0, pending=False)
+    loaded = DetectorState.from_dict(neutral)
+    assert loaded.current is None and loaded.regime is Regime.NEUTRAL
+    with pytest.raises(ValueError, match="missing 'prev_peak'"):
+        DetectorState.from_dict({k: v for k, v in v1_state().items() if k != "prev_peak"})
+
+
+def test_direction_is_a_plain_string_in_payloads() -> None:
+    alert = alerts_of(feed(DetectorState(), [20, -20, -20]))[0][1]
+    assert alert.direction is Direction.INFLOW_TO_OUTFLOW
+    assert orjson.dumps(alert.to_dict()["direction"]) == b'"inflow_to_outflow"'
+    assert f"{alert.direction}" == "inflow_to_outflow"
+    # Strings from a payload become the enums; anything else is refused.
+    assert Alert.from_dict(alert.to_dict()).direction is Direction.INFLOW_TO_OUTFLOW
+    with pytest.raises(ValueError):
+        Alert.from_dict({**alert.to_dict(), "direction": "sideways"})
+    with pytest.raises(ValueError, match="NEUTRAL"):
+        Direction.leaving(Regime.NEUTRAL)
 
 
 # -- properties: snapshots -> flow -> detector, with restarts --------------------------

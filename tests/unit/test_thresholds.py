@@ -98,3 +98,41 @@ def test_from_args_layers_file_over_options(tmp_path: Path) -> None:
     assert config.for_security("HK.00700") == DetectorParams(120.0, 1.0, 0.05, 4, 60.0)
     assert config.for_security("US.AAPL").confirm == 2
     assert ThresholdConfig.load(args.thresholds_file).for_security("HK.1").confirm == 4
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"securities": {"XX.00700": {}}}, r"securities: 'XX.00700': unknown market 'XX'"),
+        ({"securities": {"HK.00 700": {}}}, r"securities: 'HK.00 700': invalid code"),
+        ({"securities": {"HK.": {}}}, r"securities: 'HK.': invalid code"),
+        ({"markets": {"XX": {"confirm": 3}}}, r"markets: unknown market 'XX'"),
+        ({"markets": {"CN": {}}}, r"markets: unknown market 'CN'"),
+        (
+            {"securities": {"HK.00700": {}, "hk.00700": {"confirm": 3}}},
+            r"'HK.00700' and 'hk.00700' both name HK.00700",
+        ),
+        ({"markets": {"HK": {}, "hk": {}}}, r"'HK' and 'hk' both name HK"),
+    ],
+)
+def test_file_rejects_what_the_watchlist_rejects(
+    tmp_path: Path, data: object, message: str
+) -> None:
+    path = write(tmp_path, data)
+    with pytest.raises(ThresholdConfigError, match=message):
+        ThresholdConfig.load(path)
+
+
+def test_keys_are_read_as_the_watchlist_spells_them(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, {"markets": {"us": {"confirm": 4}}, "securities": {"hk.00700": {"confirm": 3}}}
+    )
+    config = ThresholdConfig.load(path)
+    assert config.for_security("HK.00700").confirm == 3
+    assert config.for_security("US.AAPL").confirm == 4
+    assert config.for_security("HK.09988").confirm == 2
+
+
+def test_unusable_security_is_a_clear_error() -> None:
+    with pytest.raises(ThresholdConfigError, match="unknown market 'XX'"):
+        ThresholdConfig().for_security("XX.00700")

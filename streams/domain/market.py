@@ -1,0 +1,196 @@
+"""Markets in one table: security codes, OpenD market numbers, time zones, regular hours.
+
+Users and topic keys name a security "MARKET.CODE" (the futu SDK's form, "HK.00700");
+OpenD's wire carries ``Qot_Common.Security{market, code}`` with a QotMarket number.
+Only the split at the first dot matters, so US codes with dots ("US.BRK.B") keep them.
+Trading days and updateTime are market-local, so each market carries its exchange's
+time zone. Capital distribution only counts regular hours: the sessions let the
+simulator integrate flows and the poller skip closed markets. Weekends are closed;
+exchange holidays are not modelled; a market without sessions has unknown hours.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import NamedTuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+_H = 3600
+
+
+@dataclass(frozen=True)
+class Market:
+    """One market: its prefix, QotMarket number, exchange time zone and regular sessions.
+
+    ``sessions`` are (open, close) in seconds after local midnight; empty when unknown.
+    """
+
+    prefix: str
+    qot_market: int
+    tz: str
+    sessions: tuple[tuple[int, int], ...] = ()
+
+
+_CHINA_A = ((9 * _H + 1800, 11 * _H + 1800), (13 * _H, 15 * _H))
+
+MARKET_TABLE: dict[str, Market] = {
+    m.prefix: m
+    for m in (
+        Market("HK", 1, "Asia/Hong_Kong", ((9 * _H + 1800, 12 * _H), (13 * _H, 16 * _H))),
+        Market("US", 11, "America/New_York", ((9 * _H + 1800, 16 * _H),)),
+        Market("SH", 21, "Asia/Shanghai", _CHINA_A),
+        Market("SZ", 22, "Asia/Shanghai", _CHINA_A),
+        Market("SG", 31, "Asia/Singapore"),
+        Market("JP", 41, "Asia/Tokyo"),
+        Market("AU", 51, "Australia/Sydney"),
+        Market("MY", 61, "Asia/Kuala_Lumpur"),
+        Market("CA", 71, "America/Toronto"),
+    )
+}
+
+# Views of the table under the names the rest of capflow has always used.
+MARKETS: dict[str, int] = {p: m.qot_market for p, m in MARKET_TABLE.items()}
+MARKET_TZ: dict[str, str] = {p: m.tz for p, m in MARKET_TABLE.items()}
+SESSIONS: dict[str, tuple[tuple[int, int], ...]] = {
+    p: m.sessions for p, m in MARKET_TABLE.items() if m.sessions
+}
+
+_PREFIX_BY_NUMBER: dict[int, str] = {m.qot_market: p for p, m in MARKET_TABLE.items()}
+_PREFIX_BY_NUMBER[2] = "HK"  # QotMarket_HK_Future is deprecated and means HK
+
+_CODE = re.compile(r"^\.?[A-Za-z0-9][A-Za-z0-9.\-_]{0,31}$")
+
+
+class SecurityFormatError(ValueError):
+    """A security string or market number that does not name a security."""
+
+
+class SecurityId(NamedTuple):
+    """A parsed security: market prefix, QotMarket number and code."""
+
+    market: str
+    qot_market: int
+    code: str
+
+    def __str__(self) -> str:
+        return f"{self.market}.{self.code}"
+
+
+def parse_security(text: str) -> SecurityId:
+    """Parse "HK.00700" -> SecurityId("HK", 1, "00700"); raises SecurityFormatError."""
+    if not isinstance(text, str):
+        raise SecurityFormatError(f"security must be a string like 'HK.00700', got {text!r}")
+    prefix, dot, code = text.strip().partition(".")
+    if not dot:
+        raise SecurityFormatError(f"{text!r}: expected MARKET.CODE, e.g. 'HK.00700'")
+    market = prefix.upper()
+    if market not in MARKETS:
+        known = ", ".join(MARKETS)
+        raise SecurityFormatError(f"{text!r}: unknown market {prefix!r} (known: {known})")
+    if not _CODE.match(code):
+        raise SecurityFormatError(f"{text!r}: invalid code {code!r}")
+    return SecurityId(market, MARKETS[market], code)
+
+
+def market_of(security: str) -> str:
+    """'HK.00700' -> 'HK'; raises SecurityFormatError for what :func:`parse_security` rejects."""
+    return parse_security(security).market
+
+
+def parse_market(text: str) -> str:
+    """A market prefix ('hk' -> 'HK'); raises SecurityFormatError for unknown markets."""
+    market = text.strip().upper() if isinstance(text, str) else ""
+    if market not in MARKETS:
+        raise SecurityFormatError(f"unknown market {text!r} (known: {', '.join(MARKETS)})")
+    return market
+
+
+def to_wire(text: str) -> tuple[int, str]:
+    """Wire form: "HK.00700" -> (1, "00700")."""
+    sec = parse_security(text)
+    return sec.qot_market, sec.code
+
+
+def market_prefix(qot_market: int) -> str:
+    """QotMarket number -> "HK"; raises SecurityFormatError for unknown numbers."""
+    try:
+        return _PREFIX_BY_NUMBER[qot_market]
+    except KeyError:
+        raise SecurityFormatError(f"unknown QotMarket number {qot_market}") from None
+
+
+def from_wire(qot_market: int, code: str) -> str:
+    """String form: (1, "00700") -> "HK.00700"."""
+    if not code or not _CODE.match(code):
+        raise SecurityFormatError(f"invalid code {code!r}")
+    return f"{market_prefix(qot_market)}.{code}"
+
+
+def market_zone(market: str | None, security: str | None = None) -> ZoneInfo | None:
+    """Exchange time zone of ``market`` (or of ``security``'s market); None when unknown.
+
+    For readers of topics (console, plots): never raises, whatever the record holds.
+    """
+    key = (market or "").upper()
+    if not key and security:
+        try:
+            key = market_of(security)
+        except SecurityFormatError:
+            return None
+    name = MARKET_TZ.get(key)
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except ZoneInfoNotFoundError:  # tzdata missing on a minimal system
+        return None
+
+
+def trading_sessions(market: str, t: float) -> tuple[str, list[tuple[float, float]]]:
+    """Market-local date of t and that day's sessions as epoch intervals (none on weekends)."""
+    tz = ZoneInfo(MARKET_TZ[market])
+    local = datetime.fromtimestamp(t, tz)
+    day = local.strftime("%Y-%m-%d")
+    if local.weekday() >= 5:
+        return day, []
+    midnight = datetime(local.year, local.month, local.day, tzinfo=tz)
+    at = [
+        (
+            (midnight + timedelta(seconds=o)).timestamp(),
+            (midnight + timedelta(seconds=c)).timestamp(),
+        )
+        for o, c in SESSIONS[market]
+    ]
+    return day, at
+
+
+def is_open(market: str, t: float) -> bool:
+    """Whether epoch time t falls in a regular session of the market (False: hours unknown)."""
+    if market not in SESSIONS:
+        return False
+    return any(o <= t < c for o, c in trading_sessions(market, t)[1])
+
+
+def may_be_open(security: str, t: float) -> bool:
+    """Whether polling ``security`` at t can find its market open.
+
+    False only when the market's hours are known and closed; a code that does not
+    parse counts as open, so its request is made and OpenD's answer names the problem.
+    """
+    try:
+        market = market_of(security)
+    except SecurityFormatError:
+        return True
+    return market not in SESSIONS or is_open(market, t)
+
+
+def next_open(market: str, t: float) -> float:
+    """The next session start at or after t (searches up to two weeks ahead)."""
+    for days in range(15):
+        _day, sessions = trading_sessions(market, t + days * 86400)
+        for o, c in sessions:
+            if t < c:
+                return max(o, t)
+    raise ValueError(f"no session for {market} within two weeks of {t}")
