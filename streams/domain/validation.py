@@ -18,7 +18,7 @@ from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from streams.opend.security import MARKET_TZ, SecurityFormatError, parse_security
+from streams.domain.market import MARKET_TZ, SecurityFormatError, parse_security
 
 # The eight amounts by their record field names; super is optional on the OpenD wire.
 SUPER_AMOUNTS: tuple[str, ...] = ("capital_in_super", "capital_out_super")
