@@ -23,6 +23,12 @@ OPEND_REQUESTS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+OPEND_PUSHES = Counter(
+    "capflow_opend_pushes",
+    "frames OpenD pushed unasked (Notify 1003, Qot/Trd pushes), by protoID",
+    ["proto_id"],
+    registry=REGISTRY,
+)
 SNAPSHOTS_PROCESSED = Counter(
     "capflow_snapshots_processed",
     "snapshots read by the flow processor, by result (flow, duplicate, stale)",
