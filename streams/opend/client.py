@@ -314,7 +314,7 @@ class OpenDClient:
 
     async def _keep_alive_loop(self) -> None:
         while self.connected:
-            await asyncio.sleep(self.keep_alive_interval * KEEP_ALIVE_FACTOR)
+            await self._sleep(self.keep_alive_interval * KEEP_ALIVE_FACTOR)
             try:
                 await self.keep_alive()
             except (RequestTimeout, ConnectionLost, OpenDError) as exc:
