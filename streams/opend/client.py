@@ -14,6 +14,7 @@ so no caller waits forever.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import itertools
@@ -24,7 +25,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.protobuf.message import DecodeError, Message
@@ -414,3 +415,12 @@ class OpenDClient:
             framing.PROTO_QOT_GET_CAPITAL_DISTRIBUTION, req, capdist_pb.Response, timeout
         )
         return CapitalDistribution.from_s2c(market, code, reply.s2c)
+
+
+def client_from_args(args: argparse.Namespace, **kwargs: Any) -> OpenDClient:
+    """The client the OpenD flags describe (host, port, timeout, RSA key file)."""
+    key_file = str(getattr(args, "opend_rsa_key", "") or "")
+    key = crypto.load_rsa_key(key_file) if key_file else None
+    return OpenDClient(
+        args.opend_host, args.opend_port, timeout=args.opend_timeout, rsa_key=key, **kwargs
+    )

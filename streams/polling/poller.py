@@ -20,14 +20,18 @@ from streams.metrics import OPEND_REQUESTS
 from streams.opend import hours
 from streams.opend.errors import (
     ConnectionLost,
+    NoQuoteRightError,
     OpenDError,
     RateLimitError,
     RequestTimeout,
+    ServerTimeoutError,
     UnknownSecurityError,
     UnsupportedSecurityError,
 )
 from streams.opend.security import SecurityFormatError
 from streams.opend.snapshot import CapitalDistribution, snapshot_to_proto
+from streams.polling import rejections
+from streams.polling.market_state import MarketState
 from streams.ratelimit import SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
@@ -58,7 +62,6 @@ class PollStats:
     rate_limited: int = 0
     errors: int = 0
     published: int = 0
-    skipped: dict[str, str] = field(default_factory=dict)  # security -> reason
     last_received: dict[str, float] = field(default_factory=dict)  # security -> epoch s
 
 
@@ -75,7 +78,9 @@ class Poller:
         ignore_market_hours: bool = False,
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        market_state: MarketState | None = None,
     ) -> None:
+        """``market_state``: OpenD's own market states (static hours when None)."""
         if not watchlist:
             raise ValueError("the watchlist is empty: set CAPFLOW_WATCHLIST or --watchlist")
         self.client = client
@@ -86,18 +91,38 @@ class Poller:
         self.wall_clock = wall_clock
         self.sleep = sleep
         self.stats = PollStats()
+        self.rejections = rejections.RejectionTracker()  # refused securities, retried later
+        self.market_state = market_state
         self._seq = itertools.count(1)
         self._cursor = 0
 
-    def active(self) -> list[str]:
-        return [s for s in self.watchlist if s not in self.stats.skipped]
+    def active(self, now: float | None = None) -> list[str]:
+        """Securities not backed off after a refusal at ``now``."""
+        at = self.wall_clock() if now is None else now
+        return [s for s in self.watchlist if not self.rejections.blocked(s, at)]
 
     def due(self, now: float) -> list[str]:
         """Securities to poll now: active ones whose market is open (or has unknown hours)."""
-        active = self.active()
+        active = self.active(now)
         if self.ignore_market_hours:
             return active
-        return [s for s in active if _market_open(s, now)]
+        return [s for s in active if self._market_open(s, now)]
+
+    def status(self, now: float | None = None) -> dict[str, object]:
+        """For the worker's status view: refused securities and market states."""
+        at = self.wall_clock() if now is None else now
+        return {
+            "watchlist": list(self.watchlist),
+            "active": self.active(at),
+            "rejected": [entry.as_dict(at) for entry in self.rejections.entries()],
+            "markets": self.market_state.status(at) if self.market_state is not None else None,
+        }
+
+    def _market_open(self, security: str, now: float) -> bool:
+        market = _market(security)
+        if self.market_state is not None and market in hours.SESSIONS:
+            return self.market_state.is_open(market, now)
+        return _market_open(security, now)
 
     def _next(self, due: list[str]) -> str:
         security = due[self._cursor % len(due)]
@@ -111,14 +136,20 @@ class Poller:
         to another worker during that wait, and then this one must not send.
         """
         now = self.wall_clock()
+        if self.market_state is not None and not self.ignore_market_hours:
+            await self.market_state.refresh_if_due(now)
         due = self.due(now)
         if not due:
-            active = self.active()
+            active = self.active(now)
             if not active:
-                log.error("no security left to poll: all were rejected by OpenD")
-                await self.sleep(60.0)
+                retry = self.rejections.next_retry()
+                wait = 60.0 if retry is None else retry - now
+                log.warning("every security is backed off after refusals; retry in %.0fs", wait)
+                await self.sleep(min(max(wait, 1.0), 60.0))
                 return None
             wait = min(hours.next_open(_market(s), now) for s in active) - now
+            if self.market_state is not None:
+                wait = min(wait, self.market_state.next_attempt - now)
             log.info("all markets of the watchlist are closed; next open in %.0fs", wait)
             await self.sleep(min(max(wait, 1.0), 60.0))
             return None
@@ -137,16 +168,43 @@ class Poller:
             self.limiter.penalize()
             log.warning("rate limited by OpenD (%s); waiting a full window", exc)
             return security
-        except (UnknownSecurityError, UnsupportedSecurityError, SecurityFormatError) as exc:
-            self.stats.skipped[security] = str(exc)
+        except (
+            UnknownSecurityError,
+            UnsupportedSecurityError,
+            NoQuoteRightError,
+            SecurityFormatError,
+        ) as exc:
+            kind = _REJECTION_KIND.get(type(exc), rejections.UNKNOWN)
+            entry = self.rejections.reject(security, kind, str(exc), now)
             OPEND_REQUESTS.labels("rejected").inc()
-            log.error("skipping %s from now on: %s", security, exc)
+            log.error(
+                "skipping %s for %.0fs (%s, %d in a row): %s",
+                security,
+                entry.retry_at - now,
+                kind,
+                entry.count,
+                exc,
+            )
             return security
-        except (ConnectionLost, RequestTimeout, OSError, OpenDError) as exc:
+        except (ConnectionLost, RequestTimeout, ServerTimeoutError, OSError) as exc:
+            # The connection or OpenD failed, not this security: nothing to back off.
             self.stats.errors += 1
             OPEND_REQUESTS.labels("error").inc()
             log.warning("request for %s failed: %s", security, exc)
             return security
+        except OpenDError as exc:
+            self.stats.errors += 1
+            OPEND_REQUESTS.labels("error").inc()
+            entry = self.rejections.error(security, str(exc), now)
+            log.warning(
+                "request for %s failed (%d in a row): %s%s",
+                security,
+                entry.count,
+                exc,
+                f"; asking again in {entry.retry_at - now:.0f}s" if entry.retry_at > now else "",
+            )
+            return security
+        self.rejections.success(security)
         self.stats.ok += 1
         OPEND_REQUESTS.labels("ok").inc()
         received = self.wall_clock()
@@ -155,6 +213,14 @@ class Poller:
         await self.publish(security, record.SerializeToString())
         self.stats.published += 1
         return security
+
+
+_REJECTION_KIND: dict[type[Exception], str] = {
+    UnknownSecurityError: rejections.UNKNOWN,
+    SecurityFormatError: rejections.UNKNOWN,
+    UnsupportedSecurityError: rejections.UNSUPPORTED,
+    NoQuoteRightError: rejections.NO_QUOTE_RIGHT,
+}
 
 
 def _market(security: str) -> str:
