@@ -78,7 +78,11 @@ def rsa_encrypt(key: rsa.RSAPrivateKey, data: bytes) -> bytes:
 
 
 def rsa_decrypt(key: rsa.RSAPrivateKey, data: bytes) -> bytes:
-    """Inverse of :func:`rsa_encrypt`: one key-size block at a time."""
+    """Inverse of :func:`rsa_encrypt`: one key-size block at a time.
+
+    A different key usually yields other bytes rather than an error (PKCS#1 v1.5
+    implicit rejection); the frame header's SHA1 of the plain body catches that.
+    """
     size = key.key_size // 8
     if len(data) % size:
         raise CryptoError(f"RSA body of {len(data)} bytes is not a multiple of {size}")
@@ -88,7 +92,7 @@ def rsa_decrypt(key: rsa.RSAPrivateKey, data: bytes) -> bytes:
             for i in range(0, len(data), size)
         )
     except ValueError as exc:
-        raise CryptoError("RSA decryption failed (different key on the peer?)") from exc
+        raise CryptoError("RSA decryption failed (a different key on the peer?)") from exc
 
 
 class PacketCipher(Protocol):
