@@ -1,8 +1,10 @@
 """Regular trading hours per market, in market-local time.
 
 Capital distribution only counts regular hours; the simulator integrates flows over
-these sessions and a poller can use :func:`is_open` to avoid spending its OpenD
-quota on closed markets. Weekends are closed; exchange holidays are not modelled.
+these sessions (minus its scenario's holidays) and the poller falls back to
+:func:`is_open` when OpenD does not tell it the market state
+(``streams.polling.market_state``). Weekends are closed; exchange holidays and half
+days are not in this table: OpenD's own market state covers them.
 """
 
 from __future__ import annotations
