@@ -260,6 +260,8 @@ class OpenDSimulator:
                 await writer.drain()
         except framing.FrameError as exc:
             reason = f"{type(exc).__name__}: {exc}"
+            if self.rsa_key is not None and exc.proto_id == framing.PROTO_INIT_CONNECT:
+                reason += " (InitConnect not encrypted with this simulator's RSA key?)"
             self.frame_errors.append(reason)
             log.error("conn %d from %s: bad frame, closing: %s", conn.conn_id, peer, reason)
         except (ConnectionError, OSError) as exc:

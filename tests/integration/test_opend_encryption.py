@@ -30,6 +30,7 @@ from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
 from streams.opend_sim.scenario import DEMO_PATH, load_scenario
 from streams.opend_sim.server import OpenDSimulator
+from tests.integration.harness import run_cli
 
 pytestmark = pytest.mark.integration
 pytest.importorskip("grpc_tools")  # dev environment marker; futu is checked in the subprocess
@@ -194,10 +195,39 @@ async def test_plain_client_cannot_talk_to_an_encrypted_simulator(key_file: Path
         with pytest.raises((ConnectionLost, RequestTimeout)):
             async with OpenDClient("127.0.0.1", sim.port, timeout=2):
                 pass
-        assert sim.frame_errors  # the simulator says why it closed the connection
+        # The simulator says why it closed the connection.
+        assert "not encrypted with this simulator's RSA key" in sim.frame_errors[0]
         other = write_key(key_file.parent / "other.pem")
         with pytest.raises((ConnectionLost, RequestTimeout)):
             async with OpenDClient("127.0.0.1", sim.port, timeout=2, rsa_key=other):
                 pass
     finally:
         await sim.stop()
+
+
+async def test_fetch_and_worker_with_an_rsa_key(key_file: Path, tmp_path: Path) -> None:
+    scenario = load_scenario(DEMO_PATH)
+    sim = OpenDSimulator(
+        MarketModel(scenario), SimClock(scenario.start + 600, speed=0),
+        rsa_key=crypto.load_rsa_key(key_file),
+    )  # fmt: skip
+    await sim.start()
+    try:
+        code, out, err = await run_cli(
+            "fetch", "HK.00700", "--json", "--opend-port", str(sim.port),
+            "--opend-rsa-key", str(key_file),
+        )  # fmt: skip
+        assert code == 0, err
+        row = json.loads(out)
+        want = sim.market.distribution("HK.00700", scenario.start + 600)
+        assert row["capital_in_big"] == want.capital_in_big
+        (conn,) = sim.connections.values()
+        assert conn.encryption == "AesCbc"
+    finally:
+        await sim.stop()
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a key")
+    for argv in (("fetch", "HK.00700"), ("worker",), ("opend-sim", "--port", "0")):
+        code, _out, err = await run_cli(*argv, "--opend-rsa-key", str(junk))
+        assert code == 2, (argv, err)
+        assert "not a PEM RSA private key" in err
