@@ -297,7 +297,7 @@ class OpenDSimulator:
                 retMsg=f"unsupported protoID {frame.proto_id}",
                 errCode=errors.ERR_BAD_REQUEST,
             )
-            return self._encode(frame, body)
+            return self._encode(frame, body, self._sessions.get(conn.conn_id))
         request_type, response_type = types
         response = response_type()
         session = self._sessions.get(conn.conn_id)

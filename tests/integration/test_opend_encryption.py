@@ -22,14 +22,16 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from streams.opend import crypto
+from streams.opend import crypto, framing
 from streams.opend.client import OpenDClient
-from streams.opend.errors import ConnectionLost, RequestTimeout
+from streams.opend.errors import ConnectionLost, OpenDError, RequestTimeout
 from streams.opend.snapshot import AMOUNT_FIELDS
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
 from streams.opend_sim.scenario import DEMO_PATH, load_scenario
 from streams.opend_sim.server import OpenDSimulator
+from streams.pb.opend import KeepAlive_pb2 as keepalive_pb
+from streams.pb.opend import Notify_pb2
 from tests.integration.harness import run_cli
 
 pytestmark = pytest.mark.integration
@@ -231,3 +233,28 @@ async def test_fetch_and_worker_with_an_rsa_key(key_file: Path, tmp_path: Path) 
         code, _out, err = await run_cli(*argv, "--opend-rsa-key", str(junk))
         assert code == 2, (argv, err)
         assert "not a PEM RSA private key" in err
+
+
+@pytest.mark.parametrize("algo", [crypto.ENC_AES_CBC, crypto.ENC_FTAES_ECB])
+async def test_every_reply_and_push_is_encrypted(key_file: Path, algo: int) -> None:
+    key = crypto.load_rsa_key(key_file)
+    sim = OpenDSimulator(MarketModel(load_scenario(DEMO_PATH)), SimClock(0, speed=0), rsa_key=key)
+    await sim.start()
+    pushes: list[framing.Frame] = []
+    try:
+        async with OpenDClient(
+            "127.0.0.1", sim.port, timeout=2, rsa_key=key, packet_enc_algo=algo,
+            on_push=pushes.append,
+        ) as client:  # fmt: skip
+            with pytest.raises(OpenDError, match="unsupported protoID 9999"):
+                await client.request(
+                    9999, keepalive_pb.Request(c2s={"time": 1}), keepalive_pb.Response
+                )
+            assert sim.push_notify("hello") == 1
+            assert await client.keep_alive() > 0  # the push arrived before this reply
+            assert client.connected
+        assert [Notify_pb2.Response.FromString(p.body).s2c.event.desc for p in pushes] == ["hello"]
+        (conn,) = sim.connections.values()
+        assert conn.encryption == ("AesCbc" if algo == crypto.ENC_AES_CBC else "FtAesEcb")
+    finally:
+        await sim.stop()
