@@ -175,12 +175,13 @@ class Poller:
             SecurityFormatError,
         ) as exc:
             kind = _REJECTION_KIND.get(type(exc), rejections.UNKNOWN)
-            entry = self.rejections.reject(security, kind, str(exc), now)
+            at = self.wall_clock()
+            entry = self.rejections.reject(security, kind, str(exc), at)
             OPEND_REQUESTS.labels("rejected").inc()
             log.error(
                 "skipping %s for %.0fs (%s, %d in a row): %s",
                 security,
-                entry.retry_at - now,
+                entry.retry_at - at,
                 kind,
                 entry.count,
                 exc,
@@ -195,13 +196,14 @@ class Poller:
         except OpenDError as exc:
             self.stats.errors += 1
             OPEND_REQUESTS.labels("error").inc()
-            entry = self.rejections.error(security, str(exc), now)
+            at = self.wall_clock()
+            entry = self.rejections.error(security, str(exc), at)
             log.warning(
                 "request for %s failed (%d in a row): %s%s",
                 security,
                 entry.count,
                 exc,
-                f"; asking again in {entry.retry_at - now:.0f}s" if entry.retry_at > now else "",
+                f"; asking again in {entry.retry_at - at:.0f}s" if entry.retry_at > at else "",
             )
             return security
         self.rejections.success(security)
