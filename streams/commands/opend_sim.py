@@ -22,7 +22,9 @@ def register(subparsers: Any) -> None:
         "opend-sim",
         help="run the OpenD simulator",
         description="OpenD simulator: InitConnect, KeepAlive, GetGlobalState and "
-        f"Qot_GetCapitalDistribution over the real wire protocol. Demo scenario: {DEMO_PATH}",
+        "Qot_GetCapitalDistribution over the real wire protocol, Notify pushes at market "
+        "open and close, RSA + AES encryption with --opend-rsa-key, holidays and half days "
+        f"from the scenario. Demo scenario: {DEMO_PATH}",
     )
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default %(default)s)")
     parser.add_argument("--port", type=int, default=11111, help="listen port (default %(default)s)")
