@@ -93,6 +93,7 @@ class Poller:
         self.stats = PollStats()
         self.rejections = rejections.RejectionTracker()  # refused securities, retried later
         self.market_state = market_state
+        self._error_streak = 0  # unexplained OpenD errors in a row, any security
         self._seq = itertools.count(1)
         self._cursor = 0
 
@@ -198,6 +199,12 @@ class Poller:
             OPEND_REQUESTS.labels("error").inc()
             at = self.wall_clock()
             entry = self.rejections.error(security, str(exc), at)
+            self._error_streak += 1
+            if self._error_streak >= ERROR_STREAK_PAUSE:
+                # Unexplained failures across securities look like OpenD-wide trouble
+                # (a rate limit in words we do not know?): wait a full window.
+                self.limiter.penalize()
+                self._error_streak = 0
             log.warning(
                 "request for %s failed (%d in a row): %s%s",
                 security,
@@ -207,6 +214,7 @@ class Poller:
             )
             return security
         self.rejections.success(security)
+        self._error_streak = 0
         self.stats.ok += 1
         OPEND_REQUESTS.labels("ok").inc()
         received = self.wall_clock()
@@ -216,6 +224,8 @@ class Poller:
         self.stats.published += 1
         return security
 
+
+ERROR_STREAK_PAUSE = 3  # unexplained errors in a row before a full-window pause
 
 _REJECTION_KIND: dict[type[Exception], str] = {
     UnknownSecurityError: rejections.UNKNOWN,

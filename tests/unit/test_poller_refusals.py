@@ -150,3 +150,17 @@ async def test_opend_says_open_when_the_table_says_closed() -> None:
     for _ in range(5):
         await poller.step()
     assert published == ["HK.00700"] * 5
+
+
+async def test_unexplained_errors_across_securities_pause_a_full_window() -> None:
+    clock = Clock(HK_OPEN)
+    watchlist = [f"HK.0{n:04d}" for n in range(1, 11)]
+    # OpenD fails every request in words we do not know (a rate limit, maybe).
+    failing = {s: [classify(-1, 0, "系统繁忙 (system busy)", 3212)] * 1000 for s in watchlist}
+    opend = ScriptedOpenD(clock, failing)
+    poller, published = make(clock, opend, watchlist)
+    await run_until(poller, clock, HK_OPEN + 300)
+    assert published == []
+    # The budget allows 300 requests in 300 s. Per-security backoff alone still sends
+    # 60 here; pausing a full window after every 3 failures in a row about halves it.
+    assert len(opend.asked) <= 35, len(opend.asked)
