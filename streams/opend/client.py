@@ -75,7 +75,13 @@ def describe_push(frame: framing.Frame) -> str:
 
 
 class OpenDClient:
-    """One connection to OpenD (or the simulator). Not thread-safe; one event loop."""
+    """One connection to OpenD (or the simulator). Not thread-safe; one event loop.
+
+    ``timeout`` bounds every reply, InitConnect's included (``connect_timeout``
+    overrides it for connecting); ``sleep`` paces reconnect backoff and KeepAlive;
+    ``recv_notify`` asks OpenD for Notify pushes, which go to ``on_push`` (logged
+    when None); ``rsa_key`` turns on encryption with ``packet_enc_algo``.
+    """
 
     def __init__(
         self,
