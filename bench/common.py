@@ -164,7 +164,14 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
 
 # -- BENCHMARKS.md ----------------------------------------------------------------------
 
-ORDER = ("poll_budget-30", "poll_budget-300", "latency", "replay_throughput", "recovery")
+ORDER = (
+    "poll_budget-30",
+    "poll_budget-300",
+    "latency",
+    "replay_throughput",
+    "recovery",
+    "opend_encryption",
+)
 
 
 def update_section(name: str, lines: Sequence[str]) -> None:

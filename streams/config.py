@@ -97,6 +97,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("opend_host", "127.0.0.1", "OpenD host", group="opend"),
     Option("opend_port", 11111, "OpenD port", int, group="opend"),
     Option("opend_timeout", 10.0, "seconds to wait for one OpenD reply", float, group="opend"),
+    Option(
+        "opend_rsa_key",
+        "",
+        "RSA private key file (PEM) shared with OpenD: encrypts InitConnect with RSA and "
+        "every later packet with AES, as OpenD does when configured with a key; empty: none",
+        group="opend",
+    ),
     # Poller
     Option(
         "watchlist",

@@ -10,10 +10,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from streams.polling.rejections import Rejection
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -22,6 +26,12 @@ OPEND_REQUESTS = Counter(
     "OpenD capital distribution requests by outcome "
     "(ok, rate_limited, rejected, error, invalid, unexpected)",
     ["outcome"],
+    registry=REGISTRY,
+)
+OPEND_PUSHES = Counter(
+    "capflow_opend_pushes",
+    "frames OpenD pushed unasked (Notify 1003, Qot/Trd pushes), by protoID",
+    ["proto_id"],
     registry=REGISTRY,
 )
 SNAPSHOTS_PROCESSED = Counter(
@@ -45,6 +55,8 @@ class StateCollector(Collector):
         self.budget: Callable[[], tuple[int, int]] | None = None  # (used, limit)
         self.last_received: Callable[[], dict[str, float]] | None = None
         self.lag: Callable[[], dict[str, int]] | None = None  # "topic/partition" -> records
+        self.rejections: Callable[[], list[Rejection]] | None = None  # backed-off securities
+        self.markets: Callable[[], dict[str, dict[str, object]]] | None = None  # market state
         self.clock: Callable[[], float] = time.time
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -76,6 +88,33 @@ class StateCollector(Collector):
             )
             for tp, lag in sorted(self.lag().items()):
                 g.add_metric([tp], lag)
+            yield g
+        if self.rejections is not None:
+            now = self.clock()
+            entries = self.rejections()
+            count = GaugeMetricFamily(
+                "capflow_security_rejected",
+                "securities OpenD refused and that are backed off: refusals in a row, by kind",
+                labels=["security", "kind"],
+            )
+            retry = GaugeMetricFamily(
+                "capflow_security_retry_seconds",
+                "seconds until a refused security is asked again",
+                labels=["security", "kind"],
+            )
+            for entry in entries:
+                count.add_metric([entry.security, entry.kind], entry.count)
+                retry.add_metric([entry.security, entry.kind], max(0.0, entry.retry_at - now))
+            yield count
+            yield retry
+        if self.markets is not None:
+            g = GaugeMetricFamily(
+                "capflow_market_open",
+                "1 while a market is in regular trading, by who said so (opend or hours)",
+                labels=["market", "source"],
+            )
+            for market, info in sorted(self.markets().items()):
+                g.add_metric([market, str(info["source"])], 1.0 if info["open"] else 0.0)
             yield g
 
 

@@ -17,7 +17,8 @@ import orjson
 
 from streams.config import add_options
 from streams.domain.snapshot_record import snapshot_to_proto
-from streams.opend.client import OpenDClient
+from streams.opend.client import client_from_args
+from streams.opend.crypto import CryptoError
 from streams.opend.errors import ConnectionLost, OpenDError, RequestTimeout
 from streams.opend.security import SecurityFormatError, parse_security
 from streams.opend.snapshot import CapitalDistribution, InvalidSnapshot
@@ -32,7 +33,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("codes", nargs="+", metavar="CODE", help="e.g. HK.00700 US.AAPL")
     parser.add_argument("--json", action="store_true", help="print one JSON object per line")
-    add_options(parser, ["opend_host", "opend_port", "opend_timeout"])
+    add_options(parser, ["opend_host", "opend_port", "opend_timeout", "opend_rsa_key"])
     parser.set_defaults(func=run)
 
 
@@ -71,7 +72,11 @@ def as_json(dist: CapitalDistribution, source: str, seq: int) -> bytes:
 
 async def _fetch(args: argparse.Namespace) -> int:
     status = 0
-    client = OpenDClient(args.opend_host, args.opend_port, timeout=args.opend_timeout)
+    try:
+        client = client_from_args(args)
+    except CryptoError as exc:
+        print(f"capflow fetch: --opend-rsa-key: {exc}", file=sys.stderr)
+        return 2
     try:
         await client.connect()
     except (OSError, TimeoutError, OpenDError) as exc:

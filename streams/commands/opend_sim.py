@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 from datetime import datetime
 from typing import Any
 
 from streams.config import add_options
+from streams.opend.crypto import CryptoError, load_rsa_key
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
 from streams.opend_sim.scenario import DEMO_PATH, Scenario, ScenarioError, load_scenario
@@ -20,7 +22,9 @@ def register(subparsers: Any) -> None:
         "opend-sim",
         help="run the OpenD simulator",
         description="OpenD simulator: InitConnect, KeepAlive, GetGlobalState and "
-        f"Qot_GetCapitalDistribution over the real wire protocol. Demo scenario: {DEMO_PATH}",
+        "Qot_GetCapitalDistribution over the real wire protocol, Notify pushes at market "
+        "open and close, RSA + AES encryption with --opend-rsa-key, holidays and half days "
+        f"from the scenario. Demo scenario: {DEMO_PATH}",
     )
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default %(default)s)")
     parser.add_argument("--port", type=int, default=11111, help="listen port (default %(default)s)")
@@ -51,8 +55,19 @@ def register(subparsers: Any) -> None:
         default="account",
         help="share the quota across connections like one OpenD account (default) or not",
     )
+    parser.add_argument(
+        "--no-quote-right",
+        default="",
+        help="comma-separated markets the simulated account has no quote right for, e.g. US",
+    )
+    parser.add_argument(
+        "--keep-alive-misses",
+        type=int,
+        default=3,
+        help="close a connection silent (no KeepAlive) for this many intervals (default 3)",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
-    add_options(parser, ["rate_limit_requests", "rate_limit_window"])
+    add_options(parser, ["rate_limit_requests", "rate_limit_window", "opend_rsa_key"])
     parser.set_defaults(func=run)
 
 
@@ -75,6 +90,11 @@ def build_simulator(args: argparse.Namespace) -> OpenDSimulator:
         rate_limit_window=args.rate_limit_window,
         rate_limit_scope=args.rate_limit_scope,
         keep_alive_interval=args.keep_alive_interval,
+        keep_alive_misses=getattr(args, "keep_alive_misses", 3),
+        rsa_key=load_rsa_key(args.opend_rsa_key) if getattr(args, "opend_rsa_key", "") else None,
+        no_quote_right=frozenset(
+            m.strip().upper() for m in getattr(args, "no_quote_right", "").split(",") if m.strip()
+        ),
     )
     if getattr(args, "hold", False):
         sim.speed_on_first_request = run_speed
@@ -89,7 +109,8 @@ async def _serve(sim: OpenDSimulator) -> None:
         f"opend-sim listening on {sim.host}:{sim.port} "
         f"(scenario={scenario.name if scenario and scenario.name else 'none'}, "
         f"seed={sim.market.seed}, speed={sim.clock.speed:g}, simulated time={start}, "
-        f"limit={sim.rate_limit_requests}/{sim.rate_limit_window:g}s)",
+        f"limit={sim.rate_limit_requests}/{sim.rate_limit_window:g}s, "
+        f"encryption={'rsa+aes' if sim.rsa_key is not None else 'none'})",
         flush=True,
     )
     try:
@@ -104,12 +125,14 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         sim = build_simulator(args)
-    except (ScenarioError, ValueError) as exc:
-        print(f"capflow opend-sim: {exc}")
+    except (ScenarioError, CryptoError, ValueError) as exc:
+        print(f"capflow opend-sim: {exc}", file=sys.stderr)
         return 2
     try:
         asyncio.run(_serve(sim))
     except OSError as exc:
-        print(f"capflow opend-sim: cannot listen on {args.host}:{args.port}: {exc}")
+        print(
+            f"capflow opend-sim: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr
+        )
         return 1
     return 0

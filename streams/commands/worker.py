@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 
 from streams.config import add_options, group_names, kafka_client_kwargs
+from streams.opend.crypto import CryptoError, load_rsa_key
 from streams.opend.security import SecurityFormatError, parse_security
 
 
@@ -28,6 +30,12 @@ def _run(args: argparse.Namespace) -> int:
             + "\n  ".join(bad)
         )
         return 2
+    if args.opend_rsa_key:
+        try:
+            load_rsa_key(args.opend_rsa_key)
+        except CryptoError as exc:
+            print(f"capflow worker: --opend-rsa-key: {exc}", file=sys.stderr)
+            return 2
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
     topics = [args.topic_distribution, args.topic_flow, args.topic_alerts, args.topic_deadletter]
     try:

@@ -1,15 +1,20 @@
-"""Asyncio OpenD client: one TCP connection, requests matched to replies by serialNo.
+"""Asyncio OpenD client: one TCP connection, replies matched on (protoID, serialNo).
 
 Why our own client instead of the futu SDK: the SDK is thread-based and blocking, and
-registers the same protobuf symbols as ours. This client is small: InitConnect on
-connect, KeepAlive at the interval the server asks for, a future per pending
-serialNo, a timeout per request, and reconnect with exponential backoff through
-:meth:`OpenDClient.ensure_connected`. Closing (or losing) the connection fails every
-pending request with :class:`ConnectionLost`, so no caller waits forever.
+registers the same protobuf symbols as ours. This client does what the SDK does
+(``open_context_base``): InitConnect on connect with the fields the SDK fills,
+KeepAlive at 4/5 of the interval the server asks for, a future per pending
+(protoID, serialNo), pushes (Notify and the Qot/Trd push protoIDs) routed to a push
+handler and never taken as a reply, a timeout per request (InitConnect included),
+optional RSA/AES encryption (``streams.opend.crypto``), and reconnect with
+exponential backoff through :meth:`OpenDClient.ensure_connected`. Closing (or
+losing) the connection fails every pending request with :class:`ConnectionLost`,
+so no caller waits forever.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import itertools
@@ -20,17 +25,20 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from cryptography.hazmat.primitives.asymmetric import rsa
 from google.protobuf.message import DecodeError, Message
 
-from streams.opend import framing
+from streams.metrics import OPEND_PUSHES
+from streams.opend import crypto, framing
 from streams.opend.errors import ConnectionLost, OpenDError, RequestTimeout, classify
 from streams.opend.security import to_wire
 from streams.opend.snapshot import CapitalDistribution
 from streams.pb.opend import GetGlobalState_pb2 as global_state_pb
 from streams.pb.opend import InitConnect_pb2 as init_pb
 from streams.pb.opend import KeepAlive_pb2 as keepalive_pb
+from streams.pb.opend import Notify_pb2 as notify_pb
 from streams.pb.opend import Qot_GetCapitalDistribution_pb2 as capdist_pb
 
 log = logging.getLogger(__name__)
@@ -38,11 +46,42 @@ log = logging.getLogger(__name__)
 R = TypeVar("R", bound=Message)
 
 CLIENT_VER = 100  # "1.00" in OpenD's clientVer encoding (major * 100 + minor)
-PACKET_ENC_NONE = -1  # Common.PacketEncAlgo_None: we never encrypt
+PACKET_ENC_NONE = crypto.ENC_NONE
+KEEP_ALIVE_FACTOR = 0.8  # the SDK sends KeepAlive at 4/5 of the server's interval
+
+PushHandler = Callable[[framing.Frame], None]
+
+
+def describe_push(frame: framing.Frame) -> str:
+    """A one-line description of a push for logs (Notify decoded, others by protoID)."""
+    if frame.proto_id != framing.PROTO_NOTIFY or frame.fmt != framing.FMT_PROTOBUF:
+        return f"push protoID={frame.proto_id} ({len(frame.body)} bytes)"
+    note = notify_pb.Response()
+    try:
+        note.ParseFromString(frame.body)
+    except DecodeError:
+        return f"undecodable Notify ({len(frame.body)} bytes)"
+    s2c = note.s2c
+    detail = ""
+    if s2c.HasField("event"):
+        detail = f" event={s2c.event.eventType} {s2c.event.desc!r}"
+    elif s2c.HasField("programStatus"):
+        detail = f" programStatus={s2c.programStatus.programStatus.type}"
+    elif s2c.HasField("connectStatus"):
+        detail = (
+            f" qotLogined={s2c.connectStatus.qotLogined} trdLogined={s2c.connectStatus.trdLogined}"
+        )
+    return f"Notify type={s2c.type}{detail}"
 
 
 class OpenDClient:
-    """One connection to OpenD (or the simulator). Not thread-safe; one event loop."""
+    """One connection to OpenD (or the simulator). Not thread-safe; one event loop.
+
+    ``timeout`` bounds every reply, InitConnect's included (``connect_timeout``
+    overrides it for connecting); ``sleep`` paces reconnect backoff and KeepAlive;
+    ``recv_notify`` asks OpenD for Notify pushes, which go to ``on_push`` (logged
+    when None); ``rsa_key`` turns on encryption with ``packet_enc_algo``.
+    """
 
     def __init__(
         self,
@@ -50,25 +89,38 @@ class OpenDClient:
         port: int = 11111,
         *,
         timeout: float = 10.0,
-        connect_timeout: float = 5.0,
+        connect_timeout: float | None = None,
         client_id: str | None = None,
         max_body: int = framing.DEFAULT_MAX_BODY,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        recv_notify: bool = True,
+        rsa_key: rsa.RSAPrivateKey | None = None,
+        packet_enc_algo: int = crypto.ENC_AES_CBC,
+        on_push: PushHandler | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
-        self.connect_timeout = connect_timeout
+        # TCP connect and InitConnect both wait at most this long (the reply timeout
+        # unless told otherwise).
+        self.connect_timeout = timeout if connect_timeout is None else connect_timeout
         self.client_id = client_id or f"capflow-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.max_body = max_body
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self._sleep = sleep
+        self.recv_notify = recv_notify
+        self.rsa_key = rsa_key
+        # With a key, encrypt like the SDK (AES_CBC unless told otherwise); else never.
+        self.packet_enc_algo = packet_enc_algo if rsa_key is not None else crypto.ENC_NONE
+        self.on_push = on_push
+        self.pushes = 0  # pushes received, for tests and logs
+        self._session = crypto.Session()
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._pending: dict[int, asyncio.Future[framing.Frame]] = {}
+        self._pending: dict[tuple[int, int], asyncio.Future[framing.Frame]] = {}
         self._serials = itertools.count(random.randint(1, 1 << 20))
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = False
@@ -110,7 +162,14 @@ class OpenDClient:
             self._reader, self._writer = await asyncio.wait_for(
                 asyncio.open_connection(self.host, self.port), self.connect_timeout
             )
-            self._tasks = [asyncio.create_task(self._read_loop(), name="opend-read")]
+            encrypting = self.packet_enc_algo != crypto.ENC_NONE
+            # The SDK RSA-encrypts InitConnect whenever it has a key, and reads the
+            # reply as RSA only when it asked for encryption.
+            self._session = crypto.Session(
+                key=self.rsa_key, rsa_out=self.rsa_key is not None, rsa_in=encrypting
+            )
+            decoder = framing.FrameDecoder(self.max_body, decrypt=self._session.open)
+            self._tasks = [asyncio.create_task(self._read_loop(decoder), name="opend-read")]
             try:
                 reply = await self._call(
                     framing.PROTO_INIT_CONNECT,
@@ -118,15 +177,18 @@ class OpenDClient:
                         c2s=init_pb.C2S(
                             clientVer=CLIENT_VER,
                             clientID=self.client_id,
-                            recvNotify=False,
-                            packetEncAlgo=PACKET_ENC_NONE,
+                            recvNotify=self.recv_notify,
+                            packetEncAlgo=self.packet_enc_algo,
                             pushProtoFmt=framing.FMT_PROTOBUF,
                             programmingLanguage="Python",
+                            aiType=0,
                         )
                     ),
                     init_pb.Response,
                     self.connect_timeout,
                 )
+                if encrypting and self._session.cipher is None:
+                    raise OpenDError(-500, 0, "InitConnect reply gave no usable AES key", 1001)
             except BaseException:
                 await self._drop("InitConnect failed")
                 raise
@@ -138,10 +200,11 @@ class OpenDClient:
             if self.keep_alive_interval > 0:
                 self._tasks.append(asyncio.create_task(self._keep_alive_loop(), name="opend-ka"))
             log.info(
-                "connected to %s (connID=%s, keepAlive=%ss)",
+                "connected to %s (connID=%s, keepAlive=%ss, encryption=%s)",
                 self.source,
                 self.conn_id,
                 self.keep_alive_interval,
+                type(self._session.cipher).__name__ if self._session.cipher else "none",
             )
 
     async def ensure_connected(self, max_attempts: int | None = None) -> None:
@@ -193,26 +256,17 @@ class OpenDClient:
 
     # -- background tasks ---------------------------------------------------------
 
-    async def _read_loop(self) -> None:
+    async def _read_loop(self, decoder: framing.FrameDecoder) -> None:
         reader = self._reader
         assert reader is not None
-        decoder = framing.FrameDecoder(self.max_body)
         reason = "connection closed by peer"
         try:
             while True:
                 chunk = await reader.read(65536)
                 if not chunk:
                     break
-                for frame in decoder.feed(chunk):
-                    fut = self._pending.pop(frame.serial, None)
-                    if fut is None:
-                        log.debug(
-                            "dropping unmatched reply protoID=%s serialNo=%s",
-                            frame.proto_id,
-                            frame.serial,
-                        )
-                    elif not fut.done():
-                        fut.set_result(frame)
+                for frame in decoder.iter_feed(chunk):
+                    self._route(frame)
         except framing.FrameError as exc:
             reason = f"bad frame from server: {exc}"
             log.error("%s: %s", self.source, reason)
@@ -223,9 +277,51 @@ class OpenDClient:
         if self._writer is not None:
             self._writer.close()
 
+    def _route(self, frame: framing.Frame) -> None:
+        """A push goes to the push handler; a reply to the request with its protoID and serial."""
+        if framing.is_push(frame.proto_id):
+            self.pushes += 1
+            OPEND_PUSHES.labels(str(frame.proto_id)).inc()
+            if self.on_push is not None:
+                try:
+                    self.on_push(frame)
+                except Exception:
+                    log.exception("push handler failed for protoID %s", frame.proto_id)
+            else:
+                log.info("%s: %s", self.source, describe_push(frame))
+            return
+        if frame.proto_id == framing.PROTO_INIT_CONNECT:
+            # Install the AES cipher before the next frame of this very chunk is read.
+            self._install_cipher(frame)
+        fut = self._pending.pop((frame.proto_id, frame.serial), None)
+        if fut is None:
+            log.warning(
+                "%s: dropping a reply nobody waits for (protoID=%s serialNo=%s)",
+                self.source,
+                frame.proto_id,
+                frame.serial,
+            )
+        elif not fut.done():
+            fut.set_result(frame)
+
+    def _install_cipher(self, frame: framing.Frame) -> None:
+        if self.packet_enc_algo == crypto.ENC_NONE or self._session.cipher is not None:
+            return
+        reply = init_pb.Response()
+        try:
+            reply.ParseFromString(frame.body)
+            if reply.retType != 0:
+                return
+            iv = reply.s2c.aesCBCiv if reply.s2c.HasField("aesCBCiv") else None
+            self._session.cipher = crypto.make_cipher(
+                self.packet_enc_algo, reply.s2c.connAESKey, iv
+            )
+        except (DecodeError, crypto.CryptoError) as exc:
+            log.error("%s: InitConnect reply has no usable AES key: %s", self.source, exc)
+
     async def _keep_alive_loop(self) -> None:
         while self.connected:
-            await asyncio.sleep(self.keep_alive_interval)
+            await self._sleep(self.keep_alive_interval * KEEP_ALIVE_FACTOR)
             try:
                 await self.keep_alive()
             except (RequestTimeout, ConnectionLost, OpenDError) as exc:
@@ -248,19 +344,33 @@ class OpenDClient:
         if writer is None or writer.is_closing():
             raise ConnectionLost(f"{self.source}: not connected")
         serial = self._next_serial()
+        key = (proto_id, serial)
         fut: asyncio.Future[framing.Frame] = asyncio.get_running_loop().create_future()
-        self._pending[serial] = fut
+        self._pending[key] = fut
         wait = self.timeout if timeout is None else timeout
         try:
-            writer.write(framing.encode_frame(proto_id, serial, request.SerializeToString()))
-            await writer.drain()
-            frame = await asyncio.wait_for(fut, wait)
-        except TimeoutError:
-            raise RequestTimeout(proto_id, serial, wait) from None
-        except (OSError, RuntimeError) as exc:
-            raise ConnectionLost(f"{self.source}: send failed: {exc}") from exc
+            try:
+                writer.write(
+                    framing.encode_frame(
+                        proto_id,
+                        serial,
+                        request.SerializeToString(),
+                        encrypt=self._session.seal,
+                    )
+                )
+                await writer.drain()
+            except (OSError, RuntimeError) as exc:
+                raise ConnectionLost(f"{self.source}: send failed: {exc}") from exc
+            try:
+                frame = await asyncio.wait_for(fut, wait)
+            except TimeoutError:
+                raise RequestTimeout(proto_id, serial, wait) from None
+            except ConnectionLost:
+                raise  # already says why the connection went (closed, bad frame, ...)
+            except (OSError, RuntimeError) as exc:
+                raise ConnectionLost(f"{self.source}: receive failed: {exc}") from exc
         finally:
-            self._pending.pop(serial, None)
+            self._pending.pop(key, None)
         reply = response_type()
         try:
             reply.ParseFromString(frame.body)
@@ -311,3 +421,12 @@ class OpenDClient:
             framing.PROTO_QOT_GET_CAPITAL_DISTRIBUTION, req, capdist_pb.Response, timeout
         )
         return CapitalDistribution.from_s2c(market, code, reply.s2c)
+
+
+def client_from_args(args: argparse.Namespace, **kwargs: Any) -> OpenDClient:
+    """The client the OpenD flags describe (host, port, timeout, RSA key file)."""
+    key_file = str(getattr(args, "opend_rsa_key", "") or "")
+    key = crypto.load_rsa_key(key_file) if key_file else None
+    return OpenDClient(
+        args.opend_host, args.opend_port, timeout=args.opend_timeout, rsa_key=key, **kwargs
+    )

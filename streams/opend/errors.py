@@ -1,18 +1,27 @@
 """Errors of the OpenD client, classified so callers can react (back off, skip, retry).
 
 A reply with ``retType != 0`` becomes an :class:`OpenDError` subclass chosen from its
-``errCode`` and ``retMsg``. The simulator writes stable error codes (below); a real
-OpenD replies ``retType=-1`` with a localized message (Chinese or English) and codes
-we do not rely on, so the message text is matched as well.
+``retType`` and ``retMsg``, as the official SDK does: OpenD's protocol says clients
+judge a result by retType and retMsg, and that ``errCode`` is for logging only. A
+real OpenD answers ``retType=-1`` with a localized message (Chinese or English);
+the words below match those texts. ``errCode`` is kept on the error for logs.
 """
 
 from __future__ import annotations
 
-# errCode values the simulator writes (a real OpenD may use others; text decides then).
+# Common.RetType values other than success.
+RET_FAILED = -1
+RET_TIMEOUT = -100
+RET_DISCONNECT = -200
+RET_UNKNOWN = -400
+RET_INVALID = -500
+
+# errCode values the simulator writes (logged only; the text decides the class).
 ERR_RATE_LIMIT = 1001
 ERR_UNKNOWN_SECURITY = 1002
 ERR_UNSUPPORTED_SECURITY = 1003
 ERR_BAD_REQUEST = 1004
+ERR_NO_QUOTE_RIGHT = 1005
 
 _RATE_LIMIT_WORDS = (
     "频率",  # "...频率太高" / "请求频率..." in Chinese OpenD messages
@@ -21,6 +30,19 @@ _RATE_LIMIT_WORDS = (
     "too many request",
     "rate limit",
     "限频",
+)
+_NO_RIGHT_WORDS = (
+    "无权限",  # "无权限获取...行情" / "无行情权限"
+    "无行情权限",
+    "没有权限",
+    "没有行情权限",
+    "行情权限不足",
+    "no quote right",
+    "no right",
+    "no permission",
+    "permission denied",
+    "quote right",
+    "quotes right",
 )
 _UNKNOWN_WORDS = (
     "unknown stock",
@@ -59,6 +81,14 @@ class UnsupportedSecurityError(OpenDError):
     """The security exists but the request does not apply (e.g. an index)."""
 
 
+class NoQuoteRightError(OpenDError):
+    """The OpenD account has no quote right for this market or security (may be bought later)."""
+
+
+class ServerTimeoutError(OpenDError):
+    """OpenD itself timed out (retType -100): transient, not the security's fault."""
+
+
 class ConnectionLost(ConnectionError):
     """The connection closed (or was closed) while a request was pending."""
 
@@ -74,13 +104,17 @@ class RequestTimeout(TimeoutError):
 
 
 def classify(ret_type: int, err_code: int, ret_msg: str, proto_id: int) -> OpenDError:
-    """The most specific OpenDError for a failed reply."""
+    """The most specific OpenDError for a failed reply, from retType and retMsg only."""
     text = ret_msg.lower()
     cls: type[OpenDError] = OpenDError
-    if err_code == ERR_RATE_LIMIT or any(w in text for w in _RATE_LIMIT_WORDS):
+    if ret_type == RET_TIMEOUT:
+        cls = ServerTimeoutError
+    elif any(w in text for w in _RATE_LIMIT_WORDS):
         cls = RateLimitError
-    elif err_code == ERR_UNSUPPORTED_SECURITY or any(w in text for w in _UNSUPPORTED_WORDS):
+    elif any(w in text for w in _NO_RIGHT_WORDS):
+        cls = NoQuoteRightError
+    elif any(w in text for w in _UNSUPPORTED_WORDS):
         cls = UnsupportedSecurityError
-    elif err_code == ERR_UNKNOWN_SECURITY or any(w in text for w in _UNKNOWN_WORDS):
+    elif any(w in text for w in _UNKNOWN_WORDS):
         cls = UnknownSecurityError
     return cls(ret_type, err_code, ret_msg, proto_id)

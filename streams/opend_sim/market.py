@@ -5,8 +5,10 @@ t), so every poll at the same simulated second sees the same numbers, whichever
 connection asks and in whatever order. Amounts are integrals of non-negative
 per-class rates over the regular trading hours of the security's market-local day:
 0 before the open, frozen during lunch and after the close, back to 0 the next day
-(weekends are closed all day). Rates are piecewise constant per simulated minute,
-with deterministic noise from a hash of (seed, security, minute).
+(weekends and the scenario's holidays are closed all day). Like OpenD, updateTime
+stays at the last trade while the market is at lunch or closed. Rates are
+piecewise constant per simulated minute, with deterministic noise from a hash of
+(seed, security, minute).
 
 Securities in the scenario follow its scripted large net rate; any other known
 security gets a plausible random walk of the large-order net share.
@@ -21,9 +23,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from streams.opend.hours import SESSIONS, trading_sessions
+from streams.opend.hours import SESSIONS
 from streams.opend.security import MARKET_TZ, SecurityFormatError, parse_security
 from streams.opend.snapshot import CapitalDistribution
+from streams.opend_sim.calendar import Calendar
 from streams.opend_sim.scenario import CLASSES, Scenario, SecurityScript
 
 BUCKET = 60.0  # seconds of simulated time with constant rates
@@ -91,6 +94,7 @@ class MarketModel:
     def __init__(self, scenario: Scenario | None = None, seed: int = 0) -> None:
         self.scenario = scenario
         self.seed = seed
+        self.calendar = scenario.calendar if scenario is not None else Calendar()
 
     def availability(self, security: str) -> Availability:
         return availability(security, self.scenario)
@@ -103,8 +107,10 @@ class MarketModel:
         sec = parse_security(security)
         name = str(sec)
         t = float(int(t))
-        _day, sessions = trading_sessions(sec.market, t)
+        _day, sessions = self.calendar.sessions(sec.market, t)
         totals = self._integrate(name, sessions, t)
+        last = self.calendar.last_trade(sec.market, t)
+        at = t if last is None else float(int(last))
         tz = ZoneInfo(MARKET_TZ[sec.market])
         keys = [f"capital_{d}_{c}" for d in ("in", "out") for c in CLASSES]
         return CapitalDistribution(
@@ -113,8 +119,8 @@ class MarketModel:
             qot_market=sec.qot_market,
             code=sec.code,
             **{k: round(v, 2) for k, v in zip(keys, totals, strict=True)},
-            update_time=datetime.fromtimestamp(t, tz).strftime("%Y-%m-%d %H:%M:%S"),
-            update_timestamp=t,
+            update_time=datetime.fromtimestamp(at, tz).strftime("%Y-%m-%d %H:%M:%S"),
+            update_timestamp=at,
         )
 
     def large_net(self, security: str, t: float) -> float:

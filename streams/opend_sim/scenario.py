@@ -40,7 +40,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from streams.opend.hours import SESSIONS
 from streams.opend.security import parse_security
+from streams.opend_sim.calendar import Calendar
 
 CLASSES: tuple[str, ...] = ("super", "big", "mid", "small")
 DEFAULT_BASE: dict[str, float] = {
@@ -102,6 +104,50 @@ class Scenario:
     name: str = ""
     speed: float | None = None
     seed: int | None = None
+    calendar: Calendar = field(default_factory=Calendar)
+
+
+def _day(value: Any, where: str) -> str:
+    try:
+        return datetime.strptime(str(value), "%Y-%m-%d").strftime("%Y-%m-%d")
+    except ValueError as exc:
+        raise ScenarioError(f"{where}: expected a date YYYY-MM-DD, got {value!r}") from exc
+
+
+def _market(name: Any, where: str) -> str:
+    if name not in SESSIONS:
+        raise ScenarioError(f"{where}: unknown market {name!r}, expected one of {list(SESSIONS)}")
+    return str(name)
+
+
+def _calendar(data: dict[str, Any]) -> Calendar:
+    """Holidays and half days of a scenario (both optional)."""
+    holidays: dict[str, frozenset[str]] = {}
+    raw = data.get("holidays") or {}
+    if not isinstance(raw, dict):
+        raise ScenarioError("holidays: expected an object of market -> list of dates")
+    for market, days in raw.items():
+        where = f"holidays.{market}"
+        if not isinstance(days, list):
+            raise ScenarioError(f"{where}: expected a list of dates")
+        holidays[_market(market, where)] = frozenset(_day(d, where) for d in days)
+    half_days: dict[str, dict[str, int]] = {}
+    raw = data.get("half_days") or {}
+    if not isinstance(raw, dict):
+        raise ScenarioError("half_days: expected an object of market -> {date: close}")
+    for market, closes in raw.items():
+        where = f"half_days.{market}"
+        if not isinstance(closes, dict):
+            raise ScenarioError(f"{where}: expected an object of date -> 'HH:MM'")
+        cut: dict[str, int] = {}
+        for day, at in closes.items():
+            try:
+                hhmm = datetime.strptime(str(at), "%H:%M")
+            except ValueError as exc:
+                raise ScenarioError(f"{where}.{day}: expected HH:MM, got {at!r}") from exc
+            cut[_day(day, where)] = hhmm.hour * 3600 + hhmm.minute * 60
+        half_days[_market(market, where)] = cut
+    return Calendar(holidays, half_days)
 
 
 def _number(value: Any, where: str) -> float:
@@ -175,6 +221,7 @@ def parse_scenario(data: dict[str, Any]) -> Scenario:
         name=str(data.get("name", "")),
         speed=None if speed is None else _number(speed, "speed"),
         seed=None if seed is None else int(seed),
+        calendar=_calendar(data),
     )
 
 

@@ -1,10 +1,15 @@
 """Asyncio TCP server speaking the OpenD protocol, serving capital distribution.
 
 Wire-compatible with the official futu SDK (InitConnect, GetGlobalState, KeepAlive,
-Qot_GetCapitalDistribution; protobuf or JSON bodies, no encryption) and with our
-client. It enforces OpenD's 30-per-30-s quota with a sliding window (wall seconds)
-and answers over-limit, unknown and unsupported requests with error replies, never
-silence. A bad frame (magic, SHA1, oversize) closes only the offending connection.
+Qot_GetCapitalDistribution; protobuf or JSON bodies; RSA + AES encryption when
+started with an RSA key, like an OpenD configured with one) and with our client.
+It enforces OpenD's 30-per-30-s quota with a sliding window (wall seconds) and
+answers over-limit, unknown, unsupported and no-quote-right requests with error
+replies in OpenD's words (Chinese and English), never silence. A bad frame (magic,
+SHA1, oversize, undecryptable) closes only the offending connection; so do a peer
+that stops mid-frame for ``frame_timeout`` seconds and one that sends no KeepAlive
+for ``keep_alive_misses`` intervals. Connections that asked for notifications
+(InitConnect recvNotify) get a Notify push when a market opens or closes.
 
 In-process use (tests)::
 
@@ -13,6 +18,7 @@ In-process use (tests)::
     sim.clock.set(t)             # jump simulated time
     sim.counts[3212]             # requests per protoID, all connections
     sim.connections[conn_id].counts
+    sim.notifies                 # Notify pushes sent, all connections
     await sim.stop()
 """
 
@@ -27,18 +33,21 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import rsa
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from streams.opend import errors, framing
-from streams.opend.hours import SESSIONS, trading_sessions
+from streams.opend import crypto, errors, framing
+from streams.opend.hours import SESSIONS
 from streams.opend.security import SecurityFormatError, from_wire
+from streams.opend_sim import calendar
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
 from streams.pb.opend import Common_pb2 as common_pb
 from streams.pb.opend import GetGlobalState_pb2 as global_state_pb
 from streams.pb.opend import InitConnect_pb2 as init_pb
 from streams.pb.opend import KeepAlive_pb2 as keepalive_pb
+from streams.pb.opend import Notify_pb2 as notify_pb
 from streams.pb.opend import Qot_GetCapitalDistribution_pb2 as capdist_pb
 from streams.ratelimit import SlidingWindowLimiter
 
@@ -48,13 +57,16 @@ SERVER_VER = 904  # reported as "9.04"
 SERVER_BUILD = 4408
 LOGIN_USER_ID = 10000001
 RET_FAILED = common_pb.RetType_Failed
+# Error texts in OpenD's manner: Chinese first, English after. Clients classify by
+# these words (streams.opend.errors), never by the simulator's own errCodes.
 RATE_LIMIT_MSG = (
     "获取资金分布频率太高, 请求频率限制为每{window:g}秒最多{limit}次 "
     "(request frequency too high: at most {limit} requests per {window:g} seconds)"
 )
-
-# Qot_Common.QotMarketState values used by GetGlobalState.
-_STATE_MORNING, _STATE_REST, _STATE_AFTERNOON, _STATE_CLOSED, _STATE_WAITING = 3, 4, 5, 6, 2
+UNKNOWN_MSG = "未知股票 {security} (unknown stock {security})"
+UNSUPPORTED_MSG = "该品种不支持此功能: {security} (not supported for this security type)"
+NO_RIGHT_MSG = "无权限获取{market}市场行情 (no quote right for the {market} market)"
+MARKET_PUSH_MSG = "{market} market {what}"
 
 _REQUEST_TYPES: dict[int, tuple[type[Message], type[Message]]] = {
     framing.PROTO_INIT_CONNECT: (init_pb.Request, init_pb.Response),
@@ -86,6 +98,10 @@ class ConnectionStats:
     closed: bool = False
     close_reason: str = ""
     errors: Counter[str] = field(default_factory=Counter)
+    recv_notify: bool = False
+    push_fmt: int = framing.FMT_PROTOBUF
+    encryption: str = "none"  # "none", "FtAesEcb" or "AesCbc"
+    notifies: int = 0  # Notify pushes sent to this connection
 
 
 class OpenDSimulator:
@@ -102,8 +118,13 @@ class OpenDSimulator:
         rate_limit_window: float = 30.0,
         rate_limit_scope: str = "account",
         keep_alive_interval: int = 10,
+        keep_alive_misses: int = 3,
+        frame_timeout: float = 10.0,
         max_body: int = framing.DEFAULT_MAX_BODY,
         wall: Any = time.monotonic,
+        rsa_key: rsa.RSAPrivateKey | None = None,
+        no_quote_right: frozenset[str] = frozenset(),
+        market_watch_interval: float = 0.5,
     ) -> None:
         if rate_limit_scope not in ("account", "connection"):
             raise ValueError("rate_limit_scope must be 'account' or 'connection'")
@@ -115,6 +136,13 @@ class OpenDSimulator:
         self.rate_limit_window = rate_limit_window
         self.rate_limit_scope = rate_limit_scope
         self.keep_alive_interval = keep_alive_interval
+        # A connection silent (no KeepAlive) this long is closed, like OpenD does.
+        self.keep_alive_misses = keep_alive_misses
+        self.frame_timeout = frame_timeout  # a frame started must finish within this
+        self.rsa_key = rsa_key
+        self.no_quote_right = frozenset(m.upper() for m in no_quote_right)
+        self.market_watch_interval = market_watch_interval
+        self.notifies = 0
         self.max_body = max_body
         self._wall = wall
         self._account_limiter = SlidingWindowLimiter(rate_limit_requests, rate_limit_window, wall)
@@ -127,14 +155,18 @@ class OpenDSimulator:
         # request and then runs at this speed: a demo's scenario starts when polling does.
         self.speed_on_first_request: float | None = None
         self._conn_ids = itertools.count(1)
+        self._push_serials = itertools.count(1)
         self._writers: dict[int, asyncio.StreamWriter] = {}
+        self._sessions: dict[int, crypto.Session] = {}
         self._server: asyncio.Server | None = None
+        self._watch: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
+        self._watch = asyncio.create_task(self._watch_markets(), name="opend-sim-markets")
         log.info("OpenD simulator listening on %s:%s", self.host, self.port)
 
     async def serve_forever(self) -> None:
@@ -147,6 +179,11 @@ class OpenDSimulator:
         """Stop listening and close every connection."""
         if self._server is not None:
             self._server.close()
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
         await self.disconnect_all()
         if self._server is not None:
             with contextlib.suppress(Exception):
@@ -181,23 +218,50 @@ class OpenDSimulator:
         conn = ConnectionStats(next(self._conn_ids), peer)
         self.connections[conn.conn_id] = conn
         self._writers[conn.conn_id] = writer
-        decoder = framing.FrameDecoder(self.max_body)
+        session = crypto.Session(key=self.rsa_key, rsa_in=self.rsa_key is not None)
+        self._sessions[conn.conn_id] = session
+        decoder = framing.FrameDecoder(self.max_body, decrypt=session.open)
         log.info("conn %d from %s opened", conn.conn_id, peer)
         reason = "client closed the connection"
+        last_alive = last_data = time.monotonic()
         try:
             while True:
-                chunk = await reader.read(65536)
+                alive_limit = self.keep_alive_interval * self.keep_alive_misses
+                deadline = last_alive + alive_limit if alive_limit > 0 else None
+                if decoder.buffered:
+                    stall = last_data + self.frame_timeout
+                    deadline = stall if deadline is None else min(deadline, stall)
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    chunk = await asyncio.wait_for(reader.read(65536), wait)
+                except TimeoutError:
+                    now = time.monotonic()
+                    if decoder.buffered and now - last_data >= self.frame_timeout:
+                        reason = (
+                            f"client stopped mid-frame ({decoder.buffered} bytes pending "
+                            f"for {self.frame_timeout:g}s)"
+                        )
+                        break
+                    if alive_limit > 0 and now - last_alive >= alive_limit:
+                        reason = f"no KeepAlive for {alive_limit:g}s"
+                        break
+                    continue
                 if not chunk:
                     if decoder.buffered:
                         reason = f"client closed mid-frame ({decoder.buffered} bytes pending)"
                     break
-                for frame in decoder.feed(chunk):
+                last_data = time.monotonic()
+                for frame in decoder.iter_feed(chunk):
+                    if frame.proto_id in (framing.PROTO_INIT_CONNECT, framing.PROTO_KEEP_ALIVE):
+                        last_alive = time.monotonic()
                     reply = self._dispatch(conn, frame)
                     if reply is not None:
                         writer.write(reply)
                 await writer.drain()
         except framing.FrameError as exc:
             reason = f"{type(exc).__name__}: {exc}"
+            if self.rsa_key is not None and exc.proto_id == framing.PROTO_INIT_CONNECT:
+                reason += " (InitConnect not encrypted with this simulator's RSA key?)"
             self.frame_errors.append(reason)
             log.error("conn %d from %s: bad frame, closing: %s", conn.conn_id, peer, reason)
         except (ConnectionError, OSError) as exc:
@@ -206,6 +270,7 @@ class OpenDSimulator:
             conn.closed = True
             conn.close_reason = reason
             self._writers.pop(conn.conn_id, None)
+            self._sessions.pop(conn.conn_id, None)
             self._conn_limiters.pop(conn.conn_id, None)
             writer.close()
             with contextlib.suppress(Exception):
@@ -232,17 +297,24 @@ class OpenDSimulator:
                 retMsg=f"unsupported protoID {frame.proto_id}",
                 errCode=errors.ERR_BAD_REQUEST,
             )
-            return self._encode(frame, body)
+            return self._encode(frame, body, self._sessions.get(conn.conn_id))
         request_type, response_type = types
         response = response_type()
+        session = self._sessions.get(conn.conn_id)
+        cipher: crypto.PacketCipher | None = None
         try:
             request = self._decode(frame, request_type)
-            self._handle_request(conn, frame.proto_id, request, response)
+            cipher = self._handle_request(conn, frame.proto_id, request, response)
             response.retType = common_pb.RetType_Succeed  # type: ignore[attr-defined]
         except _Reply as err:
             conn.errors[str(err.err_code)] += 1
             response = response_type(retType=err.ret_type, retMsg=err.msg, errCode=err.err_code)
-        return self._encode(frame, response)
+        data = self._encode(frame, response, session)
+        if cipher is not None and session is not None:
+            # The InitConnect reply went out under RSA; everything after it under AES.
+            session.cipher = cipher
+            conn.encryption = type(cipher).__name__
+        return data
 
     @staticmethod
     def _decode(frame: framing.Frame, request_type: type[Message]) -> Message:
@@ -261,29 +333,24 @@ class OpenDSimulator:
         return request
 
     @staticmethod
-    def _encode(frame: framing.Frame, response: Message) -> bytes:
+    def _encode(
+        frame: framing.Frame, response: Message, session: crypto.Session | None = None
+    ) -> bytes:
         if frame.fmt == framing.FMT_JSON:
             body = json_format.MessageToJson(response).encode("utf-8")
         else:
             body = response.SerializeToString()
-        return framing.encode_frame(frame.proto_id, frame.serial, body, frame.fmt)
+        seal = session.seal if session is not None else None
+        return framing.encode_frame(frame.proto_id, frame.serial, body, frame.fmt, encrypt=seal)
 
     # -- handlers -------------------------------------------------------------------
 
     def _handle_request(
         self, conn: ConnectionStats, proto_id: int, request: Any, response: Any
-    ) -> None:
+    ) -> crypto.PacketCipher | None:
+        """Fill ``response``; returns the AES cipher an InitConnect just negotiated."""
         if proto_id == framing.PROTO_INIT_CONNECT:
-            conn.initialized = True
-            conn.client_id = request.c2s.clientID
-            s2c = response.s2c
-            s2c.serverVer = SERVER_VER
-            s2c.loginUserID = LOGIN_USER_ID
-            s2c.connID = conn.conn_id
-            s2c.connAESKey = "0" * 16  # encryption is never enabled
-            s2c.keepAliveInterval = self.keep_alive_interval
-            s2c.userAttribution = 1
-            return
+            return self._init_connect(conn, request.c2s, response.s2c)
         if not conn.initialized:
             raise _Reply(errors.ERR_BAD_REQUEST, "InitConnect must be the first request")
         if proto_id == framing.PROTO_KEEP_ALIVE:
@@ -292,6 +359,34 @@ class OpenDSimulator:
             self._global_state(conn, response.s2c)
         elif proto_id == framing.PROTO_QOT_GET_CAPITAL_DISTRIBUTION:
             self._capital_distribution(conn, request, response.s2c)
+        return None
+
+    def _init_connect(
+        self, conn: ConnectionStats, c2s: Any, s2c: Any
+    ) -> crypto.PacketCipher | None:
+        conn.initialized = True
+        conn.client_id = c2s.clientID
+        conn.recv_notify = bool(c2s.recvNotify)
+        if c2s.HasField("pushProtoFmt"):
+            conn.push_fmt = c2s.pushProtoFmt
+        s2c.serverVer = SERVER_VER
+        s2c.loginUserID = LOGIN_USER_ID
+        s2c.connID = conn.conn_id
+        s2c.keepAliveInterval = self.keep_alive_interval
+        s2c.userAttribution = 1
+        s2c.connAESKey = crypto.random_key()
+        # Like OpenD: without an RSA key nothing is encrypted; with one, the algorithm
+        # the client names (FTAES_ECB when it names none), unless it asks for None.
+        algo = c2s.packetEncAlgo if c2s.HasField("packetEncAlgo") else crypto.ENC_FTAES_ECB
+        session = self._sessions.get(conn.conn_id)
+        if self.rsa_key is None or session is None or algo == crypto.ENC_NONE:
+            return None
+        iv: str | None = None
+        if algo == crypto.ENC_AES_CBC:
+            iv = crypto.random_key()
+            s2c.aesCBCiv = iv
+        session.rsa_out = True
+        return crypto.make_cipher(algo, s2c.connAESKey, iv)
 
     def _limiter(self, conn: ConnectionStats) -> SlidingWindowLimiter:
         if self.rate_limit_scope == "account":
@@ -317,14 +412,16 @@ class OpenDSimulator:
         try:
             security = from_wire(sec.market, sec.code)
         except SecurityFormatError as exc:
-            raise _Reply(errors.ERR_UNKNOWN_SECURITY, f"unknown stock: {exc}") from exc
+            name = f"{sec.market}.{sec.code}"
+            raise _Reply(errors.ERR_UNKNOWN_SECURITY, UNKNOWN_MSG.format(security=name)) from exc
         status = self.market.availability(security)
         if status.status == "unknown":
-            raise _Reply(errors.ERR_UNKNOWN_SECURITY, f"unknown stock {security}: {status.reason}")
+            raise _Reply(errors.ERR_UNKNOWN_SECURITY, UNKNOWN_MSG.format(security=security))
         if status.status == "unsupported":
-            raise _Reply(
-                errors.ERR_UNSUPPORTED_SECURITY, f"not supported for {security}: {status.reason}"
-            )
+            raise _Reply(errors.ERR_UNSUPPORTED_SECURITY, UNSUPPORTED_MSG.format(security=security))
+        market = security.split(".", 1)[0]
+        if market in self.no_quote_right:
+            raise _Reply(errors.ERR_NO_QUOTE_RIGHT, NO_RIGHT_MSG.format(market=market))
         dist = self.market.distribution(security, self.clock.now())
         s2c.capitalInSuper = dist.capital_in_super
         s2c.capitalInBig = dist.capital_in_big
@@ -337,25 +434,14 @@ class OpenDSimulator:
         s2c.updateTime = dist.update_time
         s2c.updateTimestamp = dist.update_timestamp
 
-    def _market_state(self, market: str, t: float) -> int:
-        _day, sessions = trading_sessions(market, t)
-        if not sessions or t >= sessions[-1][1]:
-            return _STATE_CLOSED
-        if t < sessions[0][0]:
-            return _STATE_WAITING
-        for i, (open_, close) in enumerate(sessions):
-            if open_ <= t < close:
-                return _STATE_MORNING if i == 0 and len(sessions) > 1 else _STATE_AFTERNOON
-        return _STATE_REST
-
     def _global_state(self, conn: ConnectionStats, s2c: Any) -> None:
         now = self.clock.now()
-        states = {m: self._market_state(m, now) for m in SESSIONS}
+        states = {m: self.market.calendar.state(m, now) for m in SESSIONS}
         s2c.marketHK = states["HK"]
         s2c.marketUS = states["US"]
         s2c.marketSH = states["SH"]
         s2c.marketSZ = states["SZ"]
-        s2c.marketHKFuture = _STATE_CLOSED
+        s2c.marketHKFuture = calendar.STATE_CLOSED
         s2c.qotLogined = True
         s2c.trdLogined = False
         s2c.serverVer = SERVER_VER
@@ -364,3 +450,55 @@ class OpenDSimulator:
         s2c.localTime = now
         s2c.programStatus.type = common_pb.ProgramStatusType_Ready
         s2c.connID = conn.conn_id
+
+    # -- pushes ---------------------------------------------------------------------
+
+    def push_notify(self, desc: str, conn_id: int | None = None, serial: int | None = None) -> int:
+        """Push a Notify (a GtwEvent carrying ``desc``) to connections that asked for them.
+
+        ``conn_id`` limits it to one connection (even one that did not ask, for tests);
+        ``serial`` forces the header's serialNo. Returns how many connections got it.
+        """
+        note = notify_pb.Response(retType=common_pb.RetType_Succeed)
+        note.s2c.type = notify_pb.NotifyType_GtwEvent
+        note.s2c.event.eventType = 0  # GtwEventType_None: an informational event
+        note.s2c.event.desc = desc
+        sent = 0
+        for cid, writer in list(self._writers.items()):
+            conn = self.connections[cid]
+            wanted = cid == conn_id if conn_id is not None else conn.recv_notify
+            if not wanted or not conn.initialized or writer.is_closing():
+                continue
+            if conn.push_fmt == framing.FMT_JSON:
+                body = json_format.MessageToJson(note).encode("utf-8")
+            else:
+                body = note.SerializeToString()
+            session = self._sessions.get(cid)
+            writer.write(
+                framing.encode_frame(
+                    framing.PROTO_NOTIFY,
+                    next(self._push_serials) if serial is None else serial,
+                    body,
+                    conn.push_fmt,
+                    encrypt=session.seal if session is not None else None,
+                )
+            )
+            conn.notifies += 1
+            sent += 1
+        self.notifies += sent
+        return sent
+
+    async def _watch_markets(self) -> None:
+        """Push a Notify when a market opens or closes in simulated time."""
+        cal = self.market.calendar
+        was = {m: cal.is_open(m, self.clock.now()) for m in SESSIONS}
+        while True:
+            await asyncio.sleep(self.market_watch_interval)
+            now = self.clock.now()
+            for market in SESSIONS:
+                is_open = cal.is_open(market, now)
+                if is_open != was[market]:
+                    was[market] = is_open
+                    what = "open" if is_open else "closed"
+                    sent = self.push_notify(MARKET_PUSH_MSG.format(market=market, what=what))
+                    log.info("%s market %s: Notify pushed to %d connections", market, what, sent)

@@ -29,6 +29,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "InitConnect.proto",
             "KeepAlive.proto",
             "GetGlobalState.proto",
+            "Notify.proto",
             "Qot_GetCapitalDistribution.proto",
         ),
     ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,10 @@ from faust.web import Request, Response, View
 
 from streams.config import kafka_client_kwargs
 from streams.metrics import ALERTS, DEAD_LETTERS, SNAPSHOTS_PROCESSED, STATE, exposition
-from streams.opend.client import OpenDClient
+from streams.opend.client import client_from_args
 from streams.pipeline.deadletter import DeadLetter
 from streams.pipeline.processor import DecodeError, SecurityProcessor
+from streams.polling import market_state
 from streams.polling.poller import Poller, run_while_leader
 from streams.polling.publisher import SnapshotPublisher
 from streams.processing.thresholds import ThresholdConfig
@@ -95,6 +97,7 @@ class Pipeline:
         )
         # CLI/env values, then the thresholds file's defaults, markets and securities.
         self.processor = SecurityProcessor(ThresholdConfig.from_args(args))
+        self.poller: Poller | None = None  # set while this worker runs its poller
         self._register()
 
     # -- stream processing ----------------------------------------------------------
@@ -172,6 +175,16 @@ class Pipeline:
             async def get(self, request: Request) -> Response:
                 return self.bytes(exposition(), content_type="text/plain; version=0.0.4")
 
+        pipeline = self
+
+        @app.page("/polling/")
+        class Polling(View):
+            async def get(self, request: Request) -> Response:
+                poller = pipeline.poller
+                if poller is None:
+                    return self.json({"poller": False})
+                return self.json({"poller": True, **poller.status()})
+
         table = self.state
 
         @app.page("/flow/{security}/")
@@ -200,7 +213,8 @@ class Pipeline:
 
     async def run_poller(self) -> None:
         args = self.args
-        client = OpenDClient(args.opend_host, args.opend_port, timeout=args.opend_timeout)
+        client = client_from_args(args)
+        markets = market_state.for_client(client)  # OpenD's market state, hours as fallback
         publisher = SnapshotPublisher(args.topic_distribution, kafka_client_kwargs(args))
         await publisher.start()
         # The margin absorbs network jitter: OpenD counts arrivals, we count departures.
@@ -214,8 +228,12 @@ class Pipeline:
             args.watchlist,
             limiter,
             ignore_market_hours=args.ignore_market_hours,
+            market_state=markets,
         )
         STATE.budget = lambda: (limiter.used(), limiter.limit)
+        STATE.rejections = poller.rejections.entries
+        STATE.markets = lambda: markets.status(time.time())
+        self.poller = poller
         STATE.last_received = lambda: dict(poller.stats.last_received)
         try:
             await run_while_leader(poller, self.app.is_leader, handover_grace=args.leader_grace)

@@ -21,14 +21,18 @@ from streams.metrics import OPEND_REQUESTS
 from streams.opend import hours
 from streams.opend.errors import (
     ConnectionLost,
+    NoQuoteRightError,
     OpenDError,
     RateLimitError,
     RequestTimeout,
+    ServerTimeoutError,
     UnknownSecurityError,
     UnsupportedSecurityError,
 )
 from streams.opend.security import SecurityFormatError
 from streams.opend.snapshot import CapitalDistribution, InvalidSnapshot, snapshot_to_proto
+from streams.polling import rejections
+from streams.polling.market_state import MarketState
 from streams.ratelimit import SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
@@ -60,7 +64,6 @@ class PollStats:
     errors: int = 0
     invalid: int = 0  # replies that failed snapshot validation
     published: int = 0
-    skipped: dict[str, str] = field(default_factory=dict)  # security -> reason
     last_received: dict[str, float] = field(default_factory=dict)  # security -> epoch s
 
 
@@ -77,7 +80,9 @@ class Poller:
         ignore_market_hours: bool = False,
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        market_state: MarketState | None = None,
     ) -> None:
+        """``market_state``: OpenD's own market states (static hours when None)."""
         if not watchlist:
             raise ValueError("the watchlist is empty: set CAPFLOW_WATCHLIST or --watchlist")
         self.client = client
@@ -88,19 +93,40 @@ class Poller:
         self.wall_clock = wall_clock
         self.sleep = sleep
         self.stats = PollStats()
+        self.rejections = rejections.RejectionTracker()  # refused securities, retried later
+        self.market_state = market_state
+        self._error_streak = 0  # unexplained OpenD errors in a row, any security
         self._seq = itertools.count(1)
         self._cursor = 0
         self._logged: set[tuple[str, str]] = set()  # (security, reason) already logged
 
-    def active(self) -> list[str]:
-        return [s for s in self.watchlist if s not in self.stats.skipped]
+    def active(self, now: float | None = None) -> list[str]:
+        """Securities not backed off after a refusal at ``now``."""
+        at = self.wall_clock() if now is None else now
+        return [s for s in self.watchlist if not self.rejections.blocked(s, at)]
 
     def due(self, now: float) -> list[str]:
         """Securities to poll now: active ones whose market is open (or has unknown hours)."""
-        active = self.active()
+        active = self.active(now)
         if self.ignore_market_hours:
             return active
-        return [s for s in active if _market_open(s, now)]
+        return [s for s in active if self._market_open(s, now)]
+
+    def status(self, now: float | None = None) -> dict[str, object]:
+        """For the worker's status view: refused securities and market states."""
+        at = self.wall_clock() if now is None else now
+        return {
+            "watchlist": list(self.watchlist),
+            "active": self.active(at),
+            "rejected": [entry.as_dict(at) for entry in self.rejections.entries()],
+            "markets": self.market_state.status(at) if self.market_state is not None else None,
+        }
+
+    def _market_open(self, security: str, now: float) -> bool:
+        market = _market(security)
+        if self.market_state is not None and market in hours.SESSIONS:
+            return self.market_state.is_open(market, now)
+        return _market_open(security, now)
 
     def _next(self, due: list[str]) -> str:
         security = due[self._cursor % len(due)]
@@ -114,14 +140,20 @@ class Poller:
         to another worker during that wait, and then this one must not send.
         """
         now = self.wall_clock()
+        if self.market_state is not None and not self.ignore_market_hours:
+            await self.market_state.refresh_if_due(now)
         due = self.due(now)
         if not due:
-            active = self.active()
+            active = self.active(now)
             if not active:
-                log.error("no security left to poll: all were rejected by OpenD")
-                await self.sleep(60.0)
+                retry = self.rejections.next_retry()
+                wait = 60.0 if retry is None else retry - now
+                log.warning("every security is backed off after refusals; retry in %.0fs", wait)
+                await self.sleep(min(max(wait, 1.0), 60.0))
                 return None
             wait = min(hours.next_open(_market(s), now) for s in active) - now
+            if self.market_state is not None:
+                wait = min(wait, self.market_state.next_attempt - now)
             log.info("all markets of the watchlist are closed; next open in %.0fs", wait)
             await self.sleep(min(max(wait, 1.0), 60.0))
             return None
@@ -140,15 +172,49 @@ class Poller:
             self.limiter.penalize()
             log.warning("rate limited by OpenD (%s); waiting a full window", exc)
             return security
-        except (UnknownSecurityError, UnsupportedSecurityError, SecurityFormatError) as exc:
-            self.stats.skipped[security] = str(exc)
+        except (
+            UnknownSecurityError,
+            UnsupportedSecurityError,
+            NoQuoteRightError,
+            SecurityFormatError,
+        ) as exc:
+            kind = _REJECTION_KIND.get(type(exc), rejections.UNKNOWN)
+            at = self.wall_clock()
+            entry = self.rejections.reject(security, kind, str(exc), at)
             OPEND_REQUESTS.labels("rejected").inc()
-            log.error("skipping %s from now on: %s", security, exc)
+            log.error(
+                "skipping %s for %.0fs (%s, %d in a row): %s",
+                security,
+                entry.retry_at - at,
+                kind,
+                entry.count,
+                exc,
+            )
             return security
-        except (ConnectionLost, RequestTimeout, OSError, OpenDError) as exc:
+        except (ConnectionLost, RequestTimeout, ServerTimeoutError, OSError) as exc:
+            # The connection or OpenD failed, not this security: nothing to back off.
             self.stats.errors += 1
             OPEND_REQUESTS.labels("error").inc()
             log.warning("request for %s failed: %s", security, exc)
+            return security
+        except OpenDError as exc:
+            self.stats.errors += 1
+            OPEND_REQUESTS.labels("error").inc()
+            at = self.wall_clock()
+            entry = self.rejections.error(security, str(exc), at)
+            self._error_streak += 1
+            if self._error_streak >= ERROR_STREAK_PAUSE:
+                # Unexplained failures across securities look like OpenD-wide trouble
+                # (a rate limit in words we do not know?): wait a full window.
+                self.limiter.penalize()
+                self._error_streak = 0
+            log.warning(
+                "request for %s failed (%d in a row): %s%s",
+                security,
+                entry.count,
+                exc,
+                f"; asking again in {entry.retry_at - at:.0f}s" if entry.retry_at > at else "",
+            )
             return security
         except InvalidSnapshot as exc:
             # Not data: never published; the next poll may well be fine.
@@ -167,6 +233,8 @@ class Poller:
                 exc_info=True,
             )
             return security
+        self.rejections.success(security)
+        self._error_streak = 0
         self.stats.ok += 1
         OPEND_REQUESTS.labels("ok").inc()
         received = self.wall_clock()
@@ -181,6 +249,16 @@ class Poller:
         if (security, reason) not in self._logged:
             self._logged.add((security, reason))
             log.error(msg, *args, **kw)
+
+
+ERROR_STREAK_PAUSE = 3  # unexplained errors in a row before a full-window pause
+
+_REJECTION_KIND: dict[type[Exception], str] = {
+    UnknownSecurityError: rejections.UNKNOWN,
+    SecurityFormatError: rejections.UNKNOWN,
+    UnsupportedSecurityError: rejections.UNSUPPORTED,
+    NoQuoteRightError: rejections.NO_QUOTE_RIGHT,
+}
 
 
 _market = market_of

@@ -15,6 +15,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,7 @@ SDK_SCRIPT = textwrap.dedent(
     """
     import json, sys
     from futu import RET_OK, OpenQuoteContext, SysConfig, ProtoFMT
-    port, fmt, codes = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+    result, port, fmt, codes = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
     if fmt == "json":
         SysConfig.set_proto_fmt(ProtoFMT.Json)
     ctx = OpenQuoteContext(host="127.0.0.1", port=port)
@@ -45,7 +46,7 @@ SDK_SCRIPT = textwrap.dedent(
         out["_state"] = state if ret == RET_OK else {"error": str(state)}
     finally:
         ctx.close()
-    print("RESULT " + json.dumps(out, default=str))
+    open(result, "w").write(json.dumps(out, default=str))
     """
 )
 
@@ -69,10 +70,14 @@ def sim_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         proc.wait(10)
 
 
-def run_sdk(port: int, fmt: str, home: Path) -> dict[str, dict[str, object]]:
+def run_script(script: str, args: list[str], home: Path) -> Any:
+    """Run an SDK script; it writes its JSON result to a file, because the SDK's log
+    threads write to stdout too and can land inside a printed line."""
     env = {**os.environ, "HOME": str(home)}  # the SDK writes its logs under $HOME
+    result = home / "result.json"
+    result.unlink(missing_ok=True)
     done = subprocess.run(
-        [sys.executable, "-c", SDK_SCRIPT, str(port), fmt, *CODES, "HK.99999"],
+        [sys.executable, "-c", script, str(result), *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -80,9 +85,14 @@ def run_sdk(port: int, fmt: str, home: Path) -> dict[str, dict[str, object]]:
     )
     if "No module named 'futu'" in done.stderr:
         pytest.skip("futu-api not installed")
-    results = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert results, f"SDK failed: {done.stdout[-2000:]} {done.stderr[-2000:]}"
-    data: dict[str, dict[str, object]] = json.loads(results[-1][len("RESULT ") :])
+    assert result.exists(), f"SDK failed: {done.stdout[-2000:]} {done.stderr[-2000:]}"
+    return json.loads(result.read_text())
+
+
+def run_sdk(port: int, fmt: str, home: Path) -> dict[str, dict[str, object]]:
+    data: dict[str, dict[str, object]] = run_script(
+        SDK_SCRIPT, [str(port), fmt, *CODES, "HK.99999"], home
+    )
     return data
 
 
@@ -102,3 +112,50 @@ async def test_sdk_and_client_read_the_same_numbers(sim_port: int, tmp_path: Pat
     assert "unknown stock" in str(sdk["HK.99999"]["error"])
     assert sdk["_state"]["market_hk"] == "MORNING"
     assert sdk["HK.00700"]["update_time"] == "2024-06-03 10:05:17"
+
+
+SDK_NOTIFY_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, time
+    from futu import RET_OK, OpenQuoteContext, SysNotifyHandlerBase
+    result, port = sys.argv[1], int(sys.argv[2])
+    seen = []
+
+    class Notes(SysNotifyHandlerBase):
+        def on_recv_rsp(self, rsp_pb):
+            ret, content = super().on_recv_rsp(rsp_pb)
+            seen.append([ret, [str(c) for c in content]])
+            return ret, content
+
+    ctx = OpenQuoteContext(host="127.0.0.1", port=port)
+    ctx.set_handler(Notes())
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline and not any("HK market open" in str(s) for s in seen):
+            time.sleep(0.1)
+        ret, data = ctx.get_capital_distribution("HK.00700")
+        ok = ret == RET_OK
+    finally:
+        ctx.close()
+    open(result, "w").write(json.dumps({"seen": seen, "ok": ok}))
+    """
+)
+
+
+def test_sdk_reads_the_simulators_notify_at_the_open(tmp_path: Path) -> None:
+    cmd = [
+        sys.executable, "-m", "streams.cli", "opend-sim", "--port", "0",
+        "--scenario", str(DEMO_PATH), "--speed", "1", "--start", "2024-06-03T09:29:58+08:00",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        match = re.search(r"listening on [\d.]+:(\d+)", proc.stdout.readline())
+        assert match
+        data = run_script(SDK_NOTIFY_SCRIPT, [match.group(1)], tmp_path)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert data["ok"], data
+    texts = [" ".join(content) for ret, content in data["seen"] if ret == 0]
+    assert any("GTW_EVENT" in t and "HK market open" in t for t in texts), data["seen"]

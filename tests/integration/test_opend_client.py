@@ -11,6 +11,7 @@ from streams.opend import framing
 from streams.opend.client import OpenDClient
 from streams.opend.errors import (
     ConnectionLost,
+    NoQuoteRightError,
     RateLimitError,
     RequestTimeout,
     UnknownSecurityError,
@@ -92,6 +93,17 @@ async def test_unknown_and_unsupported(client: OpenDClient) -> None:
     with pytest.raises(UnsupportedSecurityError):
         await client.get_capital_distribution("HK.800000")
     assert (await client.get_capital_distribution("HK.00700")).code == "00700"
+
+
+async def test_no_quote_right_in_opends_words() -> None:
+    async with (
+        make_sim(no_quote_right=frozenset({"US"})) as sim,
+        OpenDClient("127.0.0.1", sim.port, timeout=2) as client,
+    ):
+        with pytest.raises(NoQuoteRightError) as caught:
+            await client.get_capital_distribution("US.AAPL")
+        assert "无权限" in caught.value.ret_msg and "no quote right" in caught.value.ret_msg
+        assert (await client.get_capital_distribution("HK.00700")).code == "00700"
 
 
 async def test_timeout_keeps_connection(sim: OpenDSimulator, client: OpenDClient) -> None:

@@ -13,8 +13,9 @@ from streams.opend.client import OpenDClient
 from streams.opend.errors import ConnectionLost
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
+from streams.opend_sim.scenario import parse_scenario
 from streams.opend_sim.server import OpenDSimulator
-from streams.pb.opend import InitConnect_pb2
+from streams.pb.opend import InitConnect_pb2, Notify_pb2
 
 pytestmark = pytest.mark.integration
 
@@ -141,3 +142,102 @@ async def test_client_reports_bad_frames_from_server() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def wait_closed(sim: OpenDSimulator, conn_id: int, seconds: float = 5.0) -> str:
+    for _ in range(int(seconds / 0.02)):
+        conn = sim.connections.get(conn_id)
+        if conn is not None and conn.closed:
+            return conn.close_reason
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"connection {conn_id} still open: {sim.connections.get(conn_id)}")
+
+
+async def test_connection_that_stops_mid_frame_is_closed() -> None:
+    server = OpenDSimulator(MarketModel(seed=1), SimClock(T0, speed=0), frame_timeout=0.3)
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(framing.encode_frame(framing.PROTO_INIT_CONNECT, 1, init_body())[:30])
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # the server hung up
+        writer.close()
+        (conn,) = server.connections.values()
+        assert "stopped mid-frame" in conn.close_reason and "30 bytes" in conn.close_reason
+        await still_serves(server)
+    finally:
+        await server.stop()
+
+
+async def test_connection_without_keep_alive_is_closed() -> None:
+    server = OpenDSimulator(
+        MarketModel(seed=1), SimClock(T0, speed=0), keep_alive_interval=1, keep_alive_misses=2
+    )
+    await server.start()
+    try:
+        _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(framing.encode_frame(framing.PROTO_INIT_CONNECT, 1, init_body()))
+        await writer.drain()
+        reason = await wait_closed(server, 1)
+        assert reason == "no KeepAlive for 2s"
+        writer.close()
+        # Our client sends KeepAlive (at 4/5 of the interval) and stays connected.
+        async with OpenDClient("127.0.0.1", server.port, timeout=2) as client:
+            await asyncio.sleep(2.5)
+            assert client.connected
+            assert not server.connections[2].closed
+    finally:
+        await server.stop()
+
+
+def push_texts(pushes: list[framing.Frame]) -> list[str]:
+    return [Notify_pb2.Response.FromString(p.body).s2c.event.desc for p in pushes]
+
+
+async def wait_for_push(pushes: list[framing.Frame], text: str) -> None:
+    for _ in range(250):
+        if text in push_texts(pushes):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no {text!r} push; got {push_texts(pushes)}")
+
+
+async def test_notify_pushed_at_open_and_close_to_connections_that_asked() -> None:
+    # 09:29:58 HKT, 100x: the market opens two simulated seconds later.
+    start = T0 - 1800 - 2
+    server = OpenDSimulator(
+        MarketModel(seed=1), SimClock(start, speed=100), market_watch_interval=0.02
+    )
+    await server.start()
+    pushes: list[framing.Frame] = []
+    try:
+        async with (
+            OpenDClient("127.0.0.1", server.port, timeout=2, on_push=pushes.append),
+            OpenDClient("127.0.0.1", server.port, timeout=2, recv_notify=False) as quiet,
+        ):
+            await wait_for_push(pushes, "HK market open")
+            assert quiet.pushes == 0  # it did not ask for notifications
+            assert {p.proto_id for p in pushes} == {framing.PROTO_NOTIFY}
+            note = Notify_pb2.Response.FromString(pushes[0].body)
+            assert note.s2c.type == Notify_pb2.NotifyType_GtwEvent
+            # At the lunch break HK closes: jump there and the next push says so.
+            server.clock.set(T0 + 2 * 3600 - 1, speed=100)  # 11:59:59 HKT
+            await wait_for_push(pushes, "HK market closed")
+    finally:
+        await server.stop()
+
+
+async def test_global_state_follows_the_scenario_calendar() -> None:
+    scenario = parse_scenario(
+        {"start": "2024-06-03T09:30:00+08:00", "holidays": {"HK": ["2024-06-03"]}}
+    )
+    server = OpenDSimulator(MarketModel(scenario), SimClock(T0, speed=0))
+    await server.start()
+    try:
+        async with OpenDClient("127.0.0.1", server.port, timeout=2) as client:
+            state = await client.get_global_state()
+            assert state.marketHK == 6  # closed: a holiday, though 10:00 on a Monday
+            server.clock.set(T0 + 86400)
+            assert (await client.get_global_state()).marketHK == 3  # Tuesday morning
+    finally:
+        await server.stop()

@@ -113,8 +113,8 @@ async def test_unknown_security_is_skipped_and_reported() -> None:
     poller, published = make(clock, opend, ["HK.99999", "HK.00700"])
     for _ in range(6):
         await poller.step()
-    assert "HK.99999" in poller.stats.skipped
-    assert "unknown" in poller.stats.skipped["HK.99999"]
+    entry = poller.rejections.get("HK.99999")
+    assert entry is not None and "unknown" in entry.reason
     assert opend.request_times and len(published) == 5
     assert {k for k, _ in published} == {"HK.00700"}
 
