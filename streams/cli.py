@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from streams import __version__
 from streams.config import describe_environment
+from streams.kafka_access import KafkaAccessError
 
 # Each module in streams/commands/ exposes ``register(subparsers)``, which adds
 # its parser and sets ``func`` (args -> exit code).
@@ -47,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except KafkaAccessError as exc:  # wrong password, untrusted certificate, no broker
+        print(f"capflow {args.command}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

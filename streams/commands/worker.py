@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 
 from streams.config import add_options, group_names, kafka_client_kwargs
+from streams.kafka_access import check_access_sync
 from streams.opend.security import SecurityFormatError, parse_security
 
 
@@ -25,15 +27,19 @@ def _run(args: argparse.Namespace) -> int:
     if bad:
         print(
             "capflow worker: bad watchlist (CAPFLOW_WATCHLIST / --watchlist):\n  "
-            + "\n  ".join(bad)
+            + "\n  ".join(bad),
+            file=sys.stderr,
         )
         return 2
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
     topics = [args.topic_distribution, args.topic_flow, args.topic_alerts, args.topic_deadletter]
+    kafka = kafka_client_kwargs(args)
+    # A wrong password or certificate ends here, in seconds, instead of in Faust's retries.
+    check_access_sync(kafka, topics=topics, timeout=args.kafka_connect_timeout)
     try:
-        asyncio.run(ensure_topics(kafka_client_kwargs(args), topics, args.topic_partitions))
+        asyncio.run(ensure_topics(kafka, topics, args.topic_partitions))
     except (ConnectionError, TopicMismatchError) as exc:
-        print(f"capflow worker: {exc}")
+        print(f"capflow worker: {exc}", file=sys.stderr)
         return 1
     pipeline = Pipeline(args)
     print(

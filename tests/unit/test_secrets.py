@@ -1,0 +1,59 @@
+"""Secrets (the SASL password, the webhook secret) never appear in help or error text."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams import cli
+from streams.config import Option, _positive_int, env_default
+
+PASSWORD = "pw-3f9a-never-show"
+WEBHOOK_SECRET = "hook-7c1e-never-show"
+
+
+@pytest.fixture
+def secrets_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAPFLOW_KAFKA_SASL_PASSWORD", PASSWORD)
+    monkeypatch.setenv("CAPFLOW_KAFKA_SASL_USERNAME", "alice")
+    monkeypatch.setenv("CAPFLOW_WEBHOOK_SECRET", WEBHOOK_SECRET)
+
+
+@pytest.mark.usefixtures("secrets_in_env")
+def test_no_command_help_shows_a_secret_from_the_environment(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = cli.build_parser()  # built after the environment is set: defaults come from it
+    texts = {"capflow": parser.format_help()}
+    for name in cli.COMMANDS:
+        command = name.replace("_", "-")
+        with pytest.raises(SystemExit):
+            parser.parse_args([command, "--help"])
+        texts[command] = capsys.readouterr().out
+    for command, text in texts.items():
+        assert PASSWORD not in text, f"capflow {command} --help shows the SASL password"
+        assert WEBHOOK_SECRET not in text, f"capflow {command} --help shows the webhook secret"
+    # The user name is not secret, and the help still says a password is configured.
+    assert "alice" in texts["worker"]
+    for command in ("worker", "replay", "record", "alerts", "plot"):
+        assert "CAPFLOW_KAFKA_SASL_PASSWORD, set; never shown" in " ".join(
+            texts[command].split()
+        ), command
+
+
+def test_help_says_when_no_password_is_set(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("CAPFLOW_KAFKA_SASL_PASSWORD", raising=False)
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["replay", "--help"])
+    assert "CAPFLOW_KAFKA_SASL_PASSWORD, not set; never shown" in " ".join(
+        capsys.readouterr().out.split()
+    )
+
+
+def test_an_invalid_secret_value_is_not_echoed() -> None:
+    opt = Option("some_token", 0, "a numeric secret", _positive_int, secret=True)
+    with pytest.raises(SystemExit) as err:
+        env_default(opt, {"CAPFLOW_SOME_TOKEN": "-12345-secret"})
+    assert "CAPFLOW_SOME_TOKEN" in str(err.value)
+    assert "12345-secret" not in str(err.value)
