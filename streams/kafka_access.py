@@ -48,6 +48,11 @@ def _who(kwargs: dict[str, Any]) -> str:
 
 
 def _auth_failed(kwargs: dict[str, Any], where: str, exc: Exception) -> KafkaAccessError:
+    if isinstance(exc, UnsupportedSaslMechanismError):
+        return KafkaAccessError(
+            f"SASL authentication failed for {_who(kwargs)} at {where}: the broker does not "
+            "offer that mechanism. Check CAPFLOW_KAFKA_SASL_MECHANISM."
+        )
     detail = str(exc).strip() or type(exc).__name__
     return KafkaAccessError(
         f"SASL authentication failed for {_who(kwargs)} at {where}: {detail}. "
@@ -105,7 +110,6 @@ async def _probe(
 
 async def check_access(
     kwargs: dict[str, Any],
-    *,
     topics: Iterable[str] = (),
     timeout: float = DEFAULT_CONNECT_TIMEOUT,
 ) -> None:
@@ -146,7 +150,8 @@ async def check_access(
             protocol = kwargs.get("security_protocol", "PLAINTEXT")
             raise KafkaAccessError(
                 f"no Kafka broker answers at {bootstrap} with {protocol} within {timeout:g}s "
-                f"(last error: {last_error}). {_HINT}"
+                f"(last error: {last_error}). {_HINT} If a broker listens there, check that "
+                "CAPFLOW_KAFKA_SECURITY_PROTOCOL matches its listener."
             )
         await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
