@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from aiokafka.errors import MessageSizeTooLargeError
+from faust.exceptions import ProducerSendError
 from faust.web import Request, Response, View
 
 from streams.config import kafka_client_kwargs
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 
 STATE_TABLE = "security-state"
 LIMIT_MARGIN_S = 0.5
+DEAD_LETTER_MARGIN = 1024  # bytes below the producer limit, for anything Faust adds
+DEAD_LETTER_FALLBACK_BYTES = 64 * 1024  # when the broker refuses even that
 
 
 def _raw_schema() -> faust.Schema:
@@ -146,9 +150,33 @@ class Pipeline:
             error,
         )
         DEAD_LETTERS.labels(stage).inc()
-        fut = await self.deadletter.send(
-            key=letter.key, value=letter.value, headers=letter.headers()
-        )
+        # What fits our producer's request limit; a broker or topic limit below it is
+        # answered by a smaller copy. Either way the record is kept, never dropped.
+        limit = int(self.app.conf.producer_max_request_size) - DEAD_LETTER_MARGIN
+        try:
+            await self._send_dead_letter(letter, limit)
+        except (ProducerSendError, MessageSizeTooLargeError) as exc:
+            log.warning(
+                "dead letter %s[%s]@%s refused (%s); storing its first bytes only",
+                letter.topic,
+                letter.partition,
+                letter.offset,
+                exc,
+            )
+            await self._send_dead_letter(letter, DEAD_LETTER_FALLBACK_BYTES)
+
+    async def _send_dead_letter(self, letter: DeadLetter, limit: int) -> None:
+        key, value, headers = letter.fitted(limit)
+        if value is not letter.value:
+            log.warning(
+                "dead letter %s[%s]@%s: value of %d bytes stored truncated to %d",
+                letter.topic,
+                letter.partition,
+                letter.offset,
+                len(letter.value or b""),
+                len(value or b""),
+            )
+        fut = await self.deadletter.send(key=key, value=value, headers=headers)
         await fut
 
     # -- wiring ---------------------------------------------------------------------
