@@ -189,6 +189,16 @@ EXTRA_ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
 )
 
 
+# Secrets of single commands (argument names), masked like the secret OPTIONS.
+SECRET_ARGUMENTS: tuple[str, ...] = ("webhook_secret",)
+
+
+def secret_values(args: argparse.Namespace) -> list[str]:
+    """The secret settings a command was given, so logs can mask them."""
+    names = [opt.name for opt in OPTIONS if opt.secret] + list(SECRET_ARGUMENTS)
+    return [str(value) for name in names if (value := getattr(args, name, None))]
+
+
 def option(name: str) -> Option:
     return _BY_NAME[name]
 

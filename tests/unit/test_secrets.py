@@ -1,11 +1,15 @@
-"""Secrets (the SASL password, the webhook secret) never appear in help or error text."""
+"""Secrets (the SASL password, the webhook secret) never appear in help, errors or logs."""
 
 from __future__ import annotations
 
-import pytest
+import logging
+from collections.abc import Iterator
 
-from streams import cli
-from streams.config import Option, _positive_int, env_default
+import pytest
+from aiokafka.protocol.admin import SaslAuthenticateRequest_v1
+
+from streams import cli, redact
+from streams.config import Option, _positive_int, env_default, secret_values
 
 PASSWORD = "pw-3f9a-never-show"
 WEBHOOK_SECRET = "hook-7c1e-never-show"
@@ -57,3 +61,54 @@ def test_an_invalid_secret_value_is_not_echoed() -> None:
         env_default(opt, {"CAPFLOW_SOME_TOKEN": "-12345-secret"})
     assert "CAPFLOW_SOME_TOKEN" in str(err.value)
     assert "12345-secret" not in str(err.value)
+
+
+# -- log lines ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_redaction(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A clean secret set, and the record factory restored afterwards."""
+    factory = logging.getLogRecordFactory()
+    monkeypatch.setattr(redact, "_secrets", set())
+    monkeypatch.setattr(redact, "_previous_factory", None)
+    try:
+        yield
+    finally:
+        logging.setLogRecordFactory(factory)
+
+
+@pytest.mark.usefixtures("fresh_redaction")
+def test_sasl_plain_login_logged_by_aiokafka_at_debug_shows_no_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    args = cli.build_parser().parse_args(
+        ["replay", "f.jsonl", "--kafka-sasl-username", "alice", "--kafka-sasl-password", PASSWORD]
+    )
+    redact.add_secrets(secret_values(args))
+    request = SaslAuthenticateRequest_v1(b"\0alice\0" + PASSWORD.encode())
+    with caplog.at_level(logging.DEBUG, logger="aiokafka.conn"):
+        # The very call aiokafka makes for every request it sends.
+        logging.getLogger("aiokafka.conn").debug(
+            "Request to %s:%d %d: %s", "127.0.0.1", 9092, 7, request
+        )
+    assert "Request to 127.0.0.1:9092 7: SaslAuthenticateRequest_v1" in caplog.text
+    assert PASSWORD not in caplog.text and "***" in caplog.text
+
+
+@pytest.mark.usefixtures("fresh_redaction")
+def test_tracebacks_in_logs_are_masked_too(caplog: pytest.LogCaptureFixture) -> None:
+    redact.add_secrets([WEBHOOK_SECRET])
+    try:
+        raise ValueError(f"bad signature key {WEBHOOK_SECRET}")
+    except ValueError:
+        logging.getLogger("capflow.test").exception("delivery failed")
+    assert "ValueError: bad signature key ***" in caplog.text
+    assert WEBHOOK_SECRET not in caplog.text
+
+
+def test_secret_values_come_from_the_secret_settings_only() -> None:
+    args = cli.build_parser().parse_args(
+        ["alerts", "--kafka-sasl-password", PASSWORD, "--webhook-secret", WEBHOOK_SECRET]
+    )
+    assert sorted(secret_values(args)) == sorted([PASSWORD, WEBHOOK_SECRET])
