@@ -24,10 +24,12 @@ from aiokafka.errors import (
     SaslAuthenticationFailed,
     UnsupportedSaslMechanismError,
 )
+from aiokafka.protocol.coordination import FindCoordinatorRequest
 from aiokafka.protocol.metadata import MetadataRequest
 
 DEFAULT_CONNECT_TIMEOUT = 30.0
 TOPIC_AUTHORIZATION_FAILED = 29
+GROUP_AUTHORIZATION_FAILED = 30
 _HINT = "Start one with `capflow kafka start` or set CAPFLOW_KAFKA_BOOTSTRAP."
 _AUTH_ERRORS = (
     SaslAuthenticationFailed,
@@ -84,9 +86,13 @@ def _denied_topics(metadata: Any) -> list[str]:
 
 
 async def _probe(
-    host: str, port: int, kwargs: dict[str, Any], topics: list[str], wait: float
-) -> Any:
-    """One connection (TLS, SASL) and one metadata request; returns the response."""
+    host: str, port: int, kwargs: dict[str, Any], topics: list[str], group: str, wait: float
+) -> tuple[Any, int]:
+    """One connection (TLS, SASL), a metadata request and, for a group, its coordinator.
+
+    Returns the metadata response and the coordinator lookup's error code (0 without
+    a group): the lookup is how Kafka tells a client it may not use a consumer group.
+    """
     conn = await asyncio.wait_for(
         create_conn(
             host,
@@ -103,7 +109,12 @@ async def _probe(
     )
     try:
         request = MetadataRequest(topics, allow_auto_topic_creation=False)
-        return await asyncio.wait_for(conn.send(request), wait)
+        metadata = await asyncio.wait_for(conn.send(request), wait)
+        group_error = 0
+        if group:
+            found = await asyncio.wait_for(conn.send(FindCoordinatorRequest(group, 0)), wait)
+            group_error = int(found.error_code)
+        return metadata, group_error
     finally:
         conn.close()
 
@@ -112,11 +123,13 @@ async def check_access(
     kwargs: dict[str, Any],
     topics: Iterable[str] = (),
     timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    *,
+    group: str | None = None,
 ) -> None:
     """Connect with the command's aiokafka ``kwargs``; raise KafkaAccessError if Kafka is unusable.
 
-    Authentication, TLS and topic authorization failures raise at once. A broker that
-    does not answer is retried (about once a second) for ``timeout`` seconds.
+    Authentication, TLS, topic and consumer-group authorization failures raise at once.
+    A broker that does not answer is retried (about once a second) for ``timeout`` s.
     """
     bootstrap = str(kwargs.get("bootstrap_servers", ""))
     hosts = [(host, port) for host, port, _ in collect_hosts(bootstrap)]
@@ -130,7 +143,7 @@ async def check_access(
             where = f"{host}:{port}"
             wait = max(1.0, min(10.0, deadline - time.monotonic()))
             try:
-                metadata = await _probe(host, port, kwargs, wanted, wait)
+                metadata, group_error = await _probe(host, port, kwargs, wanted, group or "", wait)
             except _AUTH_ERRORS as exc:
                 raise _auth_failed(kwargs, where, exc) from None
             except ssl.SSLError as exc:
@@ -138,12 +151,17 @@ async def check_access(
             except (OSError, KafkaError, TimeoutError) as exc:
                 last_error = f"{where}: {str(exc) or type(exc).__name__}"
                 continue
+            user = _who(kwargs) if kwargs.get("sasl_mechanism") else "this client"
             denied = _denied_topics(metadata)
             if denied:
-                user = _who(kwargs) if kwargs.get("sasl_mechanism") else "this client"
                 raise KafkaAccessError(
                     f"{user} is not authorized to use topic(s) {', '.join(denied)} "
                     f"at {where}. Ask the cluster's operator for ACLs on them."
+                )
+            if group_error == GROUP_AUTHORIZATION_FAILED:
+                raise KafkaAccessError(
+                    f"{user} is not authorized to use consumer group {group!r} at {where}. "
+                    "Ask the cluster's operator for an ACL on it."
                 )
             return
         if time.monotonic() >= deadline:
@@ -158,9 +176,10 @@ async def check_access(
 
 def check_access_sync(
     kwargs: dict[str, Any],
-    *,
     topics: Iterable[str] = (),
     timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    *,
+    group: str | None = None,
 ) -> None:
     """``check_access`` for commands that are not inside an event loop yet."""
-    asyncio.run(check_access(kwargs, topics=topics, timeout=timeout))
+    asyncio.run(check_access(kwargs, topics, timeout, group=group))

@@ -189,7 +189,10 @@ async def _run(args: argparse.Namespace) -> int:
 
     try:
         await check_access(
-            kafka_client_kwargs(args), [args.topic_alerts], args.kafka_connect_timeout
+            kafka_client_kwargs(args),
+            [args.topic_alerts],
+            args.kafka_connect_timeout,
+            group=args.group,
         )
         await follow_alerts(FollowParams.from_args(args), handle)
     finally:

@@ -35,7 +35,7 @@ def _run(args: argparse.Namespace) -> int:
     topics = [args.topic_distribution, args.topic_flow, args.topic_alerts, args.topic_deadletter]
     kafka = kafka_client_kwargs(args)
     # A wrong password or certificate ends here, in seconds, instead of in Faust's retries.
-    check_access_sync(kafka, topics=topics, timeout=args.kafka_connect_timeout)
+    check_access_sync(kafka, topics, args.kafka_connect_timeout, group=args.app_id)
     try:
         asyncio.run(ensure_topics(kafka, topics, args.topic_partitions))
     except (ConnectionError, TopicMismatchError) as exc:

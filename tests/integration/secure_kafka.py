@@ -13,6 +13,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiokafka.conn import create_conn
+from aiokafka.protocol.admin import CreateAclsRequest
+
 from streams.broker.local import Listener, LocalKafka, free_port, port_open
 
 STORE_PASSWORD = "capflow-test-store"
@@ -101,3 +104,20 @@ def secure_broker(root: Path) -> tuple[LocalKafka, Certificates]:
         },
     )
     return broker, certs
+
+
+async def allow_prefix(broker: LocalKafka, user: str, prefix: str) -> None:
+    """Grant ``user`` every operation on topics starting with ``prefix`` (CreateAcls).
+
+    Sent over the PLAINTEXT listener, whose ANONYMOUS principal is a super user.
+    """
+    conn = await create_conn(broker.host, broker.port)
+    try:
+        # TOPIC=2, PREFIXED=4, ALL=2, ALLOW=3
+        request = CreateAclsRequest(2, prefix, 4, f"User:{user}", "*", 2, 3)
+        response = await conn.send(request)
+    finally:
+        conn.close()
+    errors = [(code, msg) for code, msg in response.creation_responses if code]
+    if errors:
+        raise RuntimeError(f"CreateAcls failed: {errors}")

@@ -20,7 +20,7 @@ from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.pipeline.topics import ensure_topics
 from streams.recording import to_json_line
 from tests.integration.harness import Topics, run_cli, start_worker, workers_stopped
-from tests.integration.secure_kafka import ALICE, BOB, Certificates, secure_broker
+from tests.integration.secure_kafka import ALICE, BOB, Certificates, allow_prefix, secure_broker
 
 pytestmark = pytest.mark.integration
 
@@ -146,6 +146,26 @@ async def test_user_without_acls_is_told_which_topics(
         f"capflow replay: user 'bob' (mechanism SCRAM-SHA-256) is not authorized to use "
         f"topic(s) {topic} at {broker.listener_bootstrap('SASL_PLAINTEXT')}. "
         "Ask the cluster's operator for ACLs on them."
+    )
+
+
+async def test_user_without_a_group_acl_is_told_which_group(
+    secure: tuple[LocalKafka, Certificates], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker, certs = secure
+    prefix = f"bobs{uuid.uuid4().hex[:8]}"
+    await allow_prefix(broker, BOB[0], prefix)
+    monkeypatch.setenv("CAPFLOW_KAFKA_SASL_PASSWORD", BOB[1])
+    kafka = kafka_args(broker, certs, "SASL_PLAINTEXT", BOB[0])
+    topic = f"{prefix}.alerts"
+    code, out, err = await run_cli(
+        "alerts", "--max", "1", "--group", "not-bobs", "--topic-alerts", topic, *kafka, timeout=90
+    )
+    assert code == 1, (out, err)
+    assert err.strip() == (
+        "capflow alerts: user 'bob' (mechanism SCRAM-SHA-256) is not authorized to use "
+        f"consumer group 'not-bobs' at {broker.listener_bootstrap('SASL_PLAINTEXT')}. "
+        "Ask the cluster's operator for an ACL on it."
     )
 
 
