@@ -132,7 +132,7 @@ async def check_access(
     A broker that does not answer is retried (about once a second) for ``timeout`` s.
     """
     bootstrap = str(kwargs.get("bootstrap_servers", ""))
-    hosts = [(host, port) for host, port, _ in collect_hosts(bootstrap)]
+    hosts = [(host, port) for host, port, _ in collect_hosts(bootstrap) if host]
     if not hosts:
         raise KafkaAccessError(f"no Kafka bootstrap address given ({bootstrap!r}). {_HINT}")
     wanted = list(dict.fromkeys(topics))

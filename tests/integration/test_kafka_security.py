@@ -187,11 +187,16 @@ async def test_no_broker_is_one_clear_line(tmp_path: Path) -> None:
     port = free_port()
     assert not port_open("127.0.0.1", port)
     common = ["--kafka-bootstrap", f"127.0.0.1:{port}", "--kafka-connect-timeout", "2"]
-    results = await asyncio.gather(
-        run_cli("record", str(tmp_path / "out.jsonl"), *common, timeout=60),
-        run_cli("alerts", "--max", "1", *common, timeout=60),
-    )
-    for name, (code, out, err) in zip(("record", "alerts"), results, strict=True):
+    recording = reversal_recording(tmp_path / "day.jsonl")
+    commands = {
+        "record": ["record", str(tmp_path / "out.jsonl"), *common],
+        "alerts": ["alerts", "--max", "1", *common],
+        "replay": ["replay", str(recording), *common],
+        "worker": ["worker", "--no-poller", "--data-dir", str(tmp_path / "w"), *common],
+    }
+    # Before: record and alerts printed a traceback, replay and worker retried ~144 s.
+    results = await asyncio.gather(*(run_cli(*argv, timeout=60) for argv in commands.values()))
+    for name, (code, out, err) in zip(commands, results, strict=True):
         assert code == 1, (name, out, err)
         assert err.startswith(f"capflow {name}: no Kafka broker answers at 127.0.0.1:{port}")
         assert "Traceback" not in err and len(err.splitlines()) == 1, err
