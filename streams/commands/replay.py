@@ -32,10 +32,11 @@ class ReplayFailed(RuntimeError):
     """The broker stopped confirming writes; ``confirmed`` snapshots are known written."""
 
     def __init__(self, confirmed: int, total: int, cause: BaseException) -> None:
-        detail = str(cause) or type(cause).__name__
+        name, detail = type(cause).__name__, str(cause).strip()
+        reason = f"{name}: {detail}" if detail and detail != name else name
         super().__init__(
             f"Kafka failed after {confirmed} of {total} snapshots were confirmed written "
-            f"({type(cause).__name__}: {detail})"
+            f"({reason})"
         )
         self.confirmed = confirmed
 
