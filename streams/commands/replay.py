@@ -35,8 +35,7 @@ class ReplayFailed(RuntimeError):
         name, detail = type(cause).__name__, str(cause).strip()
         reason = f"{name}: {detail}" if detail and detail != name else name
         super().__init__(
-            f"Kafka failed after {confirmed} of {total} snapshots were confirmed written "
-            f"({reason})"
+            f"Kafka failed after {confirmed} of {total} snapshots were confirmed written ({reason})"
         )
         self.confirmed = confirmed
 
