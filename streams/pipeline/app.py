@@ -21,7 +21,7 @@ from faust.web import Request, Response, View
 from streams.config import kafka_client_kwargs
 from streams.metrics import ALERTS, DEAD_LETTERS, SNAPSHOTS_PROCESSED, STATE, exposition
 from streams.opend.client import OpenDClient
-from streams.pipeline.deadletter import DeadLetter
+from streams.pipeline.deadletter import DeadLetter, topic_message_limit
 from streams.pipeline.processor import DecodeError, SecurityProcessor
 from streams.polling.poller import Poller, run_while_leader
 from streams.polling.publisher import SnapshotPublisher
@@ -99,6 +99,7 @@ class Pipeline:
         )
         # CLI/env values, then the thresholds file's defaults, markets and securities.
         self.processor = SecurityProcessor(ThresholdConfig.from_args(args))
+        self._dead_letter_bytes: int | None = None
         self._register()
 
     # -- stream processing ----------------------------------------------------------
@@ -150,12 +151,10 @@ class Pipeline:
             error,
         )
         DEAD_LETTERS.labels(stage).inc()
-        # What fits our producer's request limit; a broker or topic limit below it is
-        # answered by a smaller copy. Either way the record is kept, never dropped.
-        limit = int(self.app.conf.producer_max_request_size) - DEAD_LETTER_MARGIN
         try:
-            await self._send_dead_letter(letter, limit)
+            await self._send_dead_letter(letter, await self._dead_letter_limit())
         except (ProducerSendError, MessageSizeTooLargeError) as exc:
+            # The topic's limit was lowered since we asked: keep the first bytes at least.
             log.warning(
                 "dead letter %s[%s]@%s refused (%s); storing its first bytes only",
                 letter.topic,
@@ -164,6 +163,22 @@ class Pipeline:
                 exc,
             )
             await self._send_dead_letter(letter, DEAD_LETTER_FALLBACK_BYTES)
+
+    async def _dead_letter_limit(self) -> int:
+        """Largest dead-letter copy that our producer and the topic both accept (asked once)."""
+        if self._dead_letter_bytes is None:
+            limit = int(self.app.conf.producer_max_request_size)
+            try:
+                topic_limit = await topic_message_limit(
+                    kafka_client_kwargs(self.args), self.args.topic_deadletter
+                )
+            except Exception as exc:  # the producer's limit still holds
+                log.warning("max.message.bytes of %s unknown: %r", self.args.topic_deadletter, exc)
+                topic_limit = None
+            if topic_limit is not None:
+                limit = min(limit, topic_limit)
+            self._dead_letter_bytes = limit - DEAD_LETTER_MARGIN
+        return self._dead_letter_bytes
 
     async def _send_dead_letter(self, letter: DeadLetter, limit: int) -> None:
         key, value, headers = letter.fitted(limit)
@@ -176,7 +191,10 @@ class Pipeline:
                 len(letter.value or b""),
                 len(value or b""),
             )
-        fut = await self.deadletter.send(key=key, value=value, headers=headers)
+        # Through the producer itself: a refusal then raises here, once, instead of also
+        # failing a Faust message future that nobody awaits.
+        producer = self.app.producer
+        fut = await producer.send(self.args.topic_deadletter, key, value, None, None, headers)
         await fut
 
     # -- wiring ---------------------------------------------------------------------

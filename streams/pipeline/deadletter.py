@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 HEADER_ERROR = "capflow-error"
@@ -32,6 +35,25 @@ Headers = list[tuple[str, bytes]]
 def record_size(key: bytes | None, value: bytes | None, headers: Headers) -> int:
     """The size the producer checks against its request limit (aiokafka's own estimate)."""
     return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, list(headers)))
+
+
+async def topic_message_limit(client_kwargs: dict[str, Any], topic: str) -> int | None:
+    """The topic's effective ``max.message.bytes`` (None when the broker does not say)."""
+    admin = AIOKafkaAdminClient(**client_kwargs)
+    await admin.start()
+    try:
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": None})
+        responses = await admin.describe_configs([resource])
+    finally:
+        await admin.close()
+    for response in responses:
+        for error_code, _msg, _type, name, entries, *_ in response.resources:
+            if error_code or name != topic:
+                continue
+            for entry in entries:
+                if entry[0] == "max.message.bytes" and str(entry[1]).isdigit():
+                    return int(entry[1])
+    return None
 
 
 @dataclass(frozen=True)
