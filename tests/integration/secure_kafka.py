@@ -28,7 +28,8 @@ def free_ports(count: int) -> list[int]:
     ports: list[int] = []
     while len(ports) < count:
         port = free_port()
-        if port not in ports and port + 1 not in ports and not port_open("127.0.0.1", port + 1):
+        taken = {p + d for p in ports for d in (-1, 0, 1)}  # each port and its controller
+        if port not in taken and not port_open("127.0.0.1", port + 1):
             ports.append(port)
     return ports
 

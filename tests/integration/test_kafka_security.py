@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from streams.broker.local import LocalKafka, free_port, port_open
+from streams.broker.resolve import BrokerSetupError
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.pipeline.topics import ensure_topics
 from streams.recording import to_json_line
@@ -30,8 +31,15 @@ WRONG_PASSWORD = "not-alices-pw-71c4"
 
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalKafka, Certificates]]:
-    broker, certs = secure_broker(tmp_path_factory.mktemp("secure-kafka"))
-    broker.start(progress=False)
+    for attempt in (1, 2):  # a port taken between choosing and binding: choose again
+        broker, certs = secure_broker(tmp_path_factory.mktemp("secure-kafka"))
+        try:
+            broker.start(progress=False)
+            break
+        except BrokerSetupError:
+            broker.stop()
+            if attempt == 2:
+                raise
     try:
         yield broker, certs
     finally:
