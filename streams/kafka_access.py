@@ -82,7 +82,7 @@ def _denied_topics(metadata: Any) -> list[str]:
         error_code, topic = entry[0], entry[1]
         if error_code == TOPIC_AUTHORIZATION_FAILED:
             denied.append(str(topic))
-    return denied
+    return sorted(denied)
 
 
 async def _probe(

@@ -15,7 +15,7 @@ from streams.opend.security import SecurityFormatError, parse_security
 def _run(args: argparse.Namespace) -> int:
     import faust
 
-    from streams.pipeline.app import Pipeline
+    from streams.pipeline.app import STATE_TABLE, Pipeline
     from streams.pipeline.topics import TopicMismatchError, ensure_topics
 
     bad = []
@@ -31,11 +31,13 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
     topics = [args.topic_distribution, args.topic_flow, args.topic_alerts, args.topic_deadletter]
     kafka = kafka_client_kwargs(args)
-    # A wrong password or certificate ends here, in seconds, instead of in Faust's retries.
-    check_access_sync(kafka, topics, args.kafka_connect_timeout, group=args.app_id)
+    # A wrong password, certificate or missing ACL ends here, in seconds, instead of in
+    # Faust's retries; Faust's own topics (state changelog, leader election) count too.
+    faust_topics = [f"{args.app_id}-{STATE_TABLE}-changelog", f"{args.app_id}-__assignor-__leader"]
+    check_access_sync(kafka, topics + faust_topics, args.kafka_connect_timeout, group=args.app_id)
+    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
     try:
         asyncio.run(ensure_topics(kafka, topics, args.topic_partitions))
     except (ConnectionError, TopicMismatchError) as exc:

@@ -177,6 +177,27 @@ async def test_user_without_a_group_acl_is_told_which_group(
     )
 
 
+async def test_worker_checks_faust_topics_too(
+    secure: tuple[LocalKafka, Certificates], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ACLs on capflow's four topics only: the state changelog is refused, and named."""
+    broker, certs = secure
+    prefix = f"bobw{uuid.uuid4().hex[:8]}"
+    await allow_prefix(broker, BOB[0], prefix)
+    monkeypatch.setenv("CAPFLOW_KAFKA_SASL_PASSWORD", BOB[1])
+    kafka = kafka_args(broker, certs, "SASL_PLAINTEXT", BOB[0])
+    code, out, err = await run_cli(
+        "worker", "--no-poller", "--app-id", "bobs-app", "--data-dir", str(tmp_path),
+        *kafka, *Topics(prefix).args(), timeout=90,
+    )  # fmt: skip
+    assert code == 1, (out, err)
+    assert err.startswith(
+        "capflow worker: user 'bob' (mechanism SCRAM-SHA-256) is not authorized to use "
+        "topic(s) bobs-app-__assignor-__leader, bobs-app-security-state-changelog at "
+    ), err
+    assert len(err.splitlines()) == 1, err
+
+
 async def test_untrusted_certificate_is_named_not_retried(
     secure: tuple[LocalKafka, Certificates], tmp_path: Path
 ) -> None:
