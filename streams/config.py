@@ -24,6 +24,7 @@ class Option:
     help: str
     type: Callable[[str], Any] = str
     group: str = "general"
+    secret: bool = False  # never shown: not in --help, errors or logs
 
     @property
     def env(self) -> str:
@@ -91,8 +92,15 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("kafka_sasl_mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", group="kafka"),
     Option("kafka_sasl_username", "", "SASL user name", group="kafka"),
-    Option("kafka_sasl_password", "", "SASL password", group="kafka"),
+    Option("kafka_sasl_password", "", "SASL password", group="kafka", secret=True),
     Option("kafka_ssl_cafile", "", "CA bundle for SSL", group="kafka"),
+    Option(
+        "kafka_connect_timeout",
+        30.0,
+        "seconds to wait for a Kafka broker to answer before giving up",
+        _positive_float,
+        group="kafka",
+    ),
     # OpenD
     Option("opend_host", "127.0.0.1", "OpenD host", group="opend"),
     Option("opend_port", 11111, "OpenD port", int, group="opend"),
@@ -188,6 +196,16 @@ EXTRA_ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
 )
 
 
+# Secrets of single commands (argument names), masked like the secret OPTIONS.
+SECRET_ARGUMENTS: tuple[str, ...] = ("webhook_secret",)
+
+
+def secret_values(args: argparse.Namespace) -> list[str]:
+    """The secret settings a command was given, so logs can mask them."""
+    names = [opt.name for opt in OPTIONS if opt.secret] + list(SECRET_ARGUMENTS)
+    return [str(value) for name in names if (value := getattr(args, name, None))]
+
+
 def option(name: str) -> Option:
     return _BY_NAME[name]
 
@@ -201,6 +219,8 @@ def env_default(opt: Option, environ: dict[str, str] | None = None) -> Any:
     try:
         return opt.type(raw)
     except ValueError as exc:
+        if opt.secret:  # the parser's message may quote the value
+            raise SystemExit(f"capflow: {opt.env} is not valid (value hidden)") from None
         raise SystemExit(f"capflow: {opt.env}={raw!r} is not valid: {exc}") from exc
 
 
@@ -213,6 +233,11 @@ def add_options(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
             "default": env_default(opt),
             "help": f"{opt.help} (env {opt.env}, default %(default)s)",
         }
+        if opt.secret:
+            # The default may come from the environment: show only whether one is set.
+            state = "set" if kwargs["default"] else "not set"
+            kwargs["help"] = f"{opt.help} (env {opt.env}, {state}; never shown)"
+            kwargs["metavar"] = "SECRET"
         if isinstance(opt.default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
         else:

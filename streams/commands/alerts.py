@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from streams.config import add_options, group_names, kafka_client_kwargs
+from streams.kafka_access import check_access
 from streams.sinks.console import format_alert, json_line
 from streams.sinks.webhook import WebhookError, WebhookSink
 
@@ -187,6 +188,12 @@ async def _run(args: argparse.Namespace) -> int:
                 _warn_stderr(f"capflow alerts: {exc}")
 
     try:
+        await check_access(
+            kafka_client_kwargs(args),
+            [args.topic_alerts],
+            args.kafka_connect_timeout,
+            group=args.group,
+        )
         await follow_alerts(FollowParams.from_args(args), handle)
     finally:
         if webhook is not None:

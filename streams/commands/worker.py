@@ -8,6 +8,7 @@ import logging
 import sys
 
 from streams.config import add_options, group_names, kafka_client_kwargs
+from streams.kafka_access import check_access_sync
 from streams.opend.crypto import CryptoError, load_rsa_key
 from streams.opend.security import SecurityFormatError, parse_security
 
@@ -15,7 +16,7 @@ from streams.opend.security import SecurityFormatError, parse_security
 def _run(args: argparse.Namespace) -> int:
     import faust
 
-    from streams.pipeline.app import Pipeline
+    from streams.pipeline.app import STATE_TABLE, Pipeline
     from streams.pipeline.topics import TopicMismatchError, ensure_topics
 
     bad = []
@@ -27,7 +28,8 @@ def _run(args: argparse.Namespace) -> int:
     if bad:
         print(
             "capflow worker: bad watchlist (CAPFLOW_WATCHLIST / --watchlist):\n  "
-            + "\n  ".join(bad)
+            + "\n  ".join(bad),
+            file=sys.stderr,
         )
         return 2
     if args.opend_rsa_key:
@@ -36,12 +38,17 @@ def _run(args: argparse.Namespace) -> int:
         except CryptoError as exc:
             print(f"capflow worker: --opend-rsa-key: {exc}", file=sys.stderr)
             return 2
-    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
     topics = [args.topic_distribution, args.topic_flow, args.topic_alerts, args.topic_deadletter]
+    kafka = kafka_client_kwargs(args)
+    # A wrong password, certificate or missing ACL ends here, in seconds, instead of in
+    # Faust's retries; Faust's own topics (state changelog, leader election) count too.
+    faust_topics = [f"{args.app_id}-{STATE_TABLE}-changelog", f"{args.app_id}-__assignor-__leader"]
+    check_access_sync(kafka, topics + faust_topics, args.kafka_connect_timeout, group=args.app_id)
+    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
     try:
-        asyncio.run(ensure_topics(kafka_client_kwargs(args), topics, args.topic_partitions))
+        asyncio.run(ensure_topics(kafka, topics, args.topic_partitions))
     except (ConnectionError, TopicMismatchError) as exc:
-        print(f"capflow worker: {exc}")
+        print(f"capflow worker: {exc}", file=sys.stderr)
         return 1
     pipeline = Pipeline(args)
     print(

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from aiokafka.errors import MessageSizeTooLargeError
+from faust.exceptions import ProducerSendError
 from faust.web import Request, Response, View
 
 from streams.config import kafka_client_kwargs
 from streams.metrics import ALERTS, DEAD_LETTERS, SNAPSHOTS_PROCESSED, STATE, exposition
 from streams.opend.client import client_from_args
-from streams.pipeline.deadletter import DeadLetter
+from streams.pipeline.deadletter import DeadLetter, topic_message_limit
 from streams.pipeline.processor import DecodeError, SecurityProcessor
 from streams.polling import market_state
 from streams.polling.poller import Poller, run_while_leader
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 
 STATE_TABLE = "security-state"
 LIMIT_MARGIN_S = 0.5
+DEAD_LETTER_MARGIN = 1024  # bytes below the producer limit, for anything Faust adds
+DEAD_LETTER_FALLBACK_BYTES = 64 * 1024  # when the broker refuses even that
 
 
 def _raw_schema() -> faust.Schema:
@@ -98,6 +102,7 @@ class Pipeline:
         # CLI/env values, then the thresholds file's defaults, markets and securities.
         self.processor = SecurityProcessor(ThresholdConfig.from_args(args))
         self.poller: Poller | None = None  # set while this worker runs its poller
+        self._dead_letter_bytes: int | None = None
         self._register()
 
     # -- stream processing ----------------------------------------------------------
@@ -149,9 +154,50 @@ class Pipeline:
             error,
         )
         DEAD_LETTERS.labels(stage).inc()
-        fut = await self.deadletter.send(
-            key=letter.key, value=letter.value, headers=letter.headers()
-        )
+        try:
+            await self._send_dead_letter(letter, await self._dead_letter_limit())
+        except (ProducerSendError, MessageSizeTooLargeError) as exc:
+            # The topic's limit was lowered since we asked: keep the first bytes at least.
+            log.warning(
+                "dead letter %s[%s]@%s refused (%s); storing its first bytes only",
+                letter.topic,
+                letter.partition,
+                letter.offset,
+                exc,
+            )
+            await self._send_dead_letter(letter, DEAD_LETTER_FALLBACK_BYTES)
+
+    async def _dead_letter_limit(self) -> int:
+        """Largest dead-letter copy that our producer and the topic both accept (asked once)."""
+        if self._dead_letter_bytes is None:
+            limit = int(self.app.conf.producer_max_request_size)
+            try:
+                topic_limit = await topic_message_limit(
+                    kafka_client_kwargs(self.args), self.args.topic_deadletter
+                )
+            except Exception as exc:  # the producer's limit still holds
+                log.warning("max.message.bytes of %s unknown: %r", self.args.topic_deadletter, exc)
+                topic_limit = None
+            if topic_limit is not None:
+                limit = min(limit, topic_limit)
+            self._dead_letter_bytes = limit - DEAD_LETTER_MARGIN
+        return self._dead_letter_bytes
+
+    async def _send_dead_letter(self, letter: DeadLetter, limit: int) -> None:
+        key, value, headers = letter.fitted(limit)
+        if value is not letter.value:
+            log.warning(
+                "dead letter %s[%s]@%s: value of %d bytes stored truncated to %d",
+                letter.topic,
+                letter.partition,
+                letter.offset,
+                len(letter.value or b""),
+                len(value or b""),
+            )
+        # Through the producer itself: a refusal then raises here, once, instead of also
+        # failing a Faust message future that nobody awaits.
+        producer = self.app.producer
+        fut = await producer.send(self.args.topic_deadletter, key, value, None, None, headers)
         await fut
 
     # -- wiring ---------------------------------------------------------------------
