@@ -1,0 +1,280 @@
+"""At-least-once delivery of ``capflow alerts`` sinks against the real broker.
+
+A local HTTP receiver plays the webhook endpoint; ``capflow alerts`` runs as a
+separate process so it can be killed with SIGKILL in the middle of its retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+
+from streams.broker.local import free_port
+from streams.pipeline.topics import ensure_topics
+from streams.processing.detector import INFLOW_TO_OUTFLOW, OUTFLOW_TO_INFLOW, Alert
+from streams.processing.events import alert_payload
+from streams.sinks.webhook import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify_signature
+from tests.integration.harness import read_topic, run_cli, wait_for
+
+pytestmark = pytest.mark.integration
+
+SECRET = "delivery-secret"
+T0 = 1_717_378_200.0  # 2024-06-03 09:30 HKT
+
+
+def make_alert(security: str, minute: int, direction: str = INFLOW_TO_OUTFLOW) -> Alert:
+    t = T0 + 60.0 * minute
+    sign = -1.0 if direction == INFLOW_TO_OUTFLOW else 1.0
+    return Alert(
+        security=security,
+        market=security.split(".")[0],
+        trading_day="2024-06-03",
+        direction=direction,
+        event_ts=t + 60.0,
+        r_w=sign * 4.2e6,
+        threshold=1.5e6,
+        window_s=300.0,
+        previous_regime="INFLOW" if direction == INFLOW_TO_OUTFLOW else "OUTFLOW",
+        previous_peak=-sign * 9.0e6,
+        previous_regime_started_ts=T0,
+        regime_started_ts=t,
+        large_net=sign * 1.0e7,
+        turnover=8.0e8,
+        confirm=2,
+    )
+
+
+A1 = make_alert("HK.00700", 15)
+A2 = make_alert("HK.09988", 20, OUTFLOW_TO_INFLOW)
+
+
+@dataclass
+class Receiver:
+    """A webhook endpoint whose answer the test switches; it records every request."""
+
+    status: int = 503
+    attempts: list[str] = field(default_factory=list)  # alert id of every request
+    accepted: list[str] = field(default_factory=list)  # Idempotency-Key of 2xx answers
+    bad_signatures: int = 0
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if not verify_signature(SECRET, body, request.headers.get(SIGNATURE_HEADER)):
+            self.bad_signatures += 1
+            return web.Response(status=401)
+        event_id = orjson.loads(body)["id"]
+        self.attempts.append(event_id)
+        if self.status >= 300:
+            return web.Response(status=self.status, text="try later")
+        assert request.headers.get(IDEMPOTENCY_HEADER) == event_id
+        self.accepted.append(event_id)
+        return web.Response(status=204)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    rec = Receiver()
+    app = web.Application()
+    app.router.add_post("/hook", rec.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    rec.url = f"http://127.0.0.1:{port}/hook"
+    try:
+        yield rec
+    finally:
+        await runner.cleanup()
+
+
+@dataclass
+class Topics:
+    bootstrap: str
+    alerts: str
+    undelivered: str
+
+    async def publish(self, *values: bytes | None, key: bytes = b"HK.00700") -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        await producer.start()
+        try:
+            for value in values:
+                await producer.send_and_wait(self.alerts, value, key=key)
+        finally:
+            await producer.stop()
+
+    def cli(self, receiver: Receiver, *extra: str) -> list[str]:
+        return [
+            "alerts", "--webhook", receiver.url, "--webhook-secret", SECRET, "--quiet",
+            "--kafka-bootstrap", self.bootstrap, "--topic-alerts", self.alerts,
+            "--topic-undelivered", self.undelivered, *extra,
+        ]  # fmt: skip
+
+
+@pytest.fixture
+async def topics(kafka_bootstrap: str, topic_prefix: str) -> Topics:
+    t = Topics(kafka_bootstrap, f"{topic_prefix}.alerts", f"{topic_prefix}.undelivered")
+    await ensure_topics({"bootstrap_servers": kafka_bootstrap}, [t.alerts], 1)
+    return t
+
+
+@dataclass
+class Follower:
+    """``capflow alerts`` as a child process with its stderr in a file."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def stderr(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Any]:
+    started: list[Follower] = []
+
+    def start(argv: list[str]) -> Follower:
+        log = tmp_path / f"alerts-{len(started)}.log"
+        with log.open("wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", *argv],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        follower = Follower(proc, log)
+        started.append(follower)
+        return follower
+
+    yield start
+    for follower in started:
+        if follower.proc.poll() is None:
+            follower.proc.kill()
+            follower.proc.wait()
+
+
+async def exited(follower: Follower, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while follower.proc.poll() is None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"capflow alerts still running:\n{follower.stderr()}")
+        await asyncio.sleep(0.2)
+    return follower.proc.returncode
+
+
+async def test_kill_9_during_retries_then_restart_delivers_every_alert(
+    topics: Topics, receiver: Receiver, spawn: Any
+) -> None:
+    first = spawn(topics.cli(receiver))
+    await wait_for(lambda: "delivering" in first.stderr(), 60, "the follower to join its group")
+    await topics.publish(alert_payload(A1))
+    # The receiver answers 503: the follower is retrying A1 when it dies.
+    await wait_for(lambda: receiver.attempts.count(A1.alert_id) >= 2, 60, "retries of A1")
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait()
+    assert receiver.accepted == []
+
+    # Produced while no follower runs at all.
+    await topics.publish(alert_payload(A2), key=b"HK.09988")
+    receiver.status = 204
+    second = spawn(topics.cli(receiver, "--max", "2"))
+    code = await exited(second, 90)
+    assert code == 0, second.stderr()
+    assert receiver.bad_signatures == 0
+    assert list(dict.fromkeys(receiver.accepted)) == [A1.alert_id, A2.alert_id]
+
+    # Both offsets were committed after delivery: a third run has nothing left to send.
+    before = len(receiver.attempts)
+    third = spawn(topics.cli(receiver, "--timeout", "12"))
+    assert await exited(third, 60) == 0, third.stderr()
+    assert "delivering" in third.stderr()  # it did get the partition
+    assert len(receiver.attempts) == before
+
+
+def _headers(record: Any) -> dict[str, str]:
+    return {key: value.decode() for key, value in record.headers}
+
+
+@pytest.mark.parametrize("status", [503, 400])
+async def test_undeliverable_alert_lands_on_the_undelivered_topic(
+    topics: Topics, receiver: Receiver, spawn: Any, status: int
+) -> None:
+    receiver.status = status
+    await topics.publish(b"{not json", alert_payload(A1))
+    follower = spawn(topics.cli(receiver, "--from-beginning", "--give-up-after", "2", "--max", "1"))
+    assert await exited(follower, 90) == 1, follower.stderr()
+    err = follower.stderr()
+    assert f"alert {A1.alert_id} not delivered to webhook http://127.0.0.1" in err
+    assert f"written to {topics.undelivered}" in err
+
+    records = await read_topic(topics.bootstrap, topics.undelivered, until=lambda r: len(r) >= 2)
+    assert len(records) == 2
+    bad, alert = records
+    assert (bad.value, _headers(bad)["capflow-error-stage"]) == (b"{not json", "decode")
+    assert _headers(bad)["capflow-source-offset"] == "0"
+
+    assert alert.key == b"HK.00700" and alert.value == alert_payload(A1)
+    headers = _headers(alert)
+    assert headers["capflow-error-stage"] == "deliver"
+    assert headers["capflow-sink"] == "webhook"
+    assert headers["capflow-sink-target"] == receiver.url.rsplit("/", 1)[0]
+    assert headers["capflow-alert-id"] == A1.alert_id
+    assert headers["capflow-http-status"] == str(status)
+    assert (headers["capflow-source-topic"], headers["capflow-source-offset"]) == (
+        topics.alerts,
+        "1",
+    )
+    attempts = int(headers["capflow-attempts"])
+    if status == 503:  # retried until the give-up time, then given up
+        assert attempts >= 2 and headers["capflow-error"].startswith(f"gave up after {attempts}")
+    else:  # 400 is final: one attempt
+        assert attempts == 1 and headers["capflow-error"].startswith("rejected:")
+    assert receiver.attempts.count(A1.alert_id) == attempts
+
+    # The offset was committed once the undelivered topic had the alert: not sent again.
+    receiver.status = 204
+    again = spawn(topics.cli(receiver, "--timeout", "12"))
+    assert await exited(again, 60) == 0, again.stderr()
+    assert "delivering" in again.stderr()  # it did get the partition
+    assert receiver.accepted == []
+
+
+async def test_usage_errors_exit_2() -> None:
+    base = ["alerts", "--kafka-bootstrap", "127.0.0.1:9"]
+    tg = ["--webhook", "http://127.0.0.1:9/x", "--format", "telegram"]
+    cases = [
+        (["--format", "slack"], "--format slack needs --webhook"),
+        (["--webhook", "http://127.0.0.1:9/x", "--format", "teams"], "--format must be one of"),
+        (tg, "--telegram-chat-id"),
+        ([*tg, "--telegram-chat-id", "x"], "numeric chat id"),
+        (["--webhook", "ftp://127.0.0.1/x", "--format", "slack"], "expected an http"),
+        (["--alertmanager", "http://127.0.0.1:9", "--cooldown", "0"], "cooldown must be"),
+        (["--alertmanager", "http://127.0.0.1:9", "--generator-url", "{nope}"], "nope"),
+    ]
+    env_free = {k: v for k, v in os.environ.items() if not k.startswith("CAPFLOW_WEBHOOK")}
+    for extra, message in cases:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "streams.cli", *base, *extra,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env_free,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 2, (extra, err)
+        assert message in err.decode(), (extra, err)
+
+
+async def test_give_up_after_must_be_positive() -> None:
+    code, _, err = await run_cli("alerts", "--give-up-after", "0", "--kafka-bootstrap", "x:1")
+    assert code == 2 and "--give-up-after" in err
