@@ -264,7 +264,11 @@ async def test_usage_errors_exit_2() -> None:
         (["--alertmanager", "http://127.0.0.1:9", "--cooldown", "0"], "cooldown must be"),
         (["--alertmanager", "http://127.0.0.1:9", "--generator-url", "{nope}"], "nope"),
     ]
-    env_free = {k: v for k, v in os.environ.items() if not k.startswith("CAPFLOW_WEBHOOK")}
+    env_free = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CAPFLOW_WEBHOOK", "CAPFLOW_TELEGRAM", "CAPFLOW_ALERTMANAGER"))
+    }
     for extra, message in cases:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "streams.cli", *base, *extra,
