@@ -66,6 +66,7 @@ class Receiver:
     """A webhook endpoint whose answer the test switches; it records every request."""
 
     status: int = 503
+    status_by_id: dict[str, int] = field(default_factory=dict)
     attempts: list[str] = field(default_factory=list)  # alert id of every request
     accepted: list[str] = field(default_factory=list)  # Idempotency-Key of 2xx answers
     bad_signatures: int = 0
@@ -78,8 +79,9 @@ class Receiver:
             return web.Response(status=401)
         event_id = orjson.loads(body)["id"]
         self.attempts.append(event_id)
-        if self.status >= 300:
-            return web.Response(status=self.status, text="try later")
+        status = self.status_by_id.get(event_id, self.status)
+        if status >= 300:
+            return web.Response(status=status, text="try later")
         assert request.headers.get(IDEMPOTENCY_HEADER) == event_id
         self.accepted.append(event_id)
         return web.Response(status=204)
@@ -204,6 +206,31 @@ async def test_kill_9_during_retries_then_restart_delivers_every_alert(
     assert len(receiver.attempts) == before
 
 
+async def test_a_failing_partition_does_not_hold_up_the_others(
+    kafka_bootstrap: str, topic_prefix: str, receiver: Receiver, spawn: Any
+) -> None:
+    topics = Topics(kafka_bootstrap, f"{topic_prefix}.alerts", f"{topic_prefix}.undelivered")
+    await ensure_topics({"bootstrap_servers": kafka_bootstrap}, [topics.alerts], 2)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:  # A1 first on partition 0; its receiver keeps failing. A2 after it on partition 1.
+        await producer.send_and_wait(topics.alerts, alert_payload(A1), partition=0)
+        await producer.send_and_wait(topics.alerts, alert_payload(A2), partition=1)
+    finally:
+        await producer.stop()
+    receiver.status, receiver.status_by_id = 204, {A1.alert_id: 503}
+    follower = spawn(topics.cli(receiver, "--from-beginning", "--max", "1"))
+    assert await exited(follower, 90) == 0, follower.stderr()
+    assert receiver.accepted == [A2.alert_id]
+    assert A1.alert_id in receiver.attempts  # it was being retried meanwhile
+
+    # A1 was never committed: once its receiver recovers, the next run delivers it.
+    receiver.status_by_id = {}
+    again = spawn(topics.cli(receiver, "--max", "1"))
+    assert await exited(again, 90) == 0, again.stderr()
+    assert receiver.accepted == [A2.alert_id, A1.alert_id]
+
+
 def _headers(record: Any) -> dict[str, str]:
     return {key: value.decode() for key, value in record.headers}
 
@@ -282,3 +309,39 @@ async def test_usage_errors_exit_2() -> None:
 async def test_give_up_after_must_be_positive() -> None:
     code, _, err = await run_cli("alerts", "--give-up-after", "0", "--kafka-bootstrap", "x:1")
     assert code == 2 and "--give-up-after" in err
+
+
+@pytest.mark.parametrize("fmt", ["slack", "discord", "telegram"])
+async def test_chat_formats_from_the_command_line(topics: Topics, fmt: str) -> None:
+    from tests.unit.test_chat_sinks import TOKEN, Service, _make_app
+
+    service = Service()
+    runner = web.AppRunner(_make_app(service))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    paths = {
+        "slack": "/services/T000/B000/XXXX",
+        "discord": "/api/webhooks/1/tok",
+        "telegram": f"/bot{TOKEN}/sendMessage",
+    }
+    try:
+        await topics.publish(alert_payload(A1))
+        env = {**os.environ, "CAPFLOW_TELEGRAM_CHAT_ID": "@capflow_alerts"}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "streams.cli", "alerts",
+            "--webhook", f"http://127.0.0.1:{port}{paths[fmt]}", "--format", fmt,
+            "--from-beginning", "--max", "1", "--quiet",
+            "--kafka-bootstrap", topics.bootstrap, "--topic-alerts", topics.alerts,
+            "--topic-undelivered", topics.undelivered,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(proc.communicate(), 90)
+    finally:
+        await runner.cleanup()
+    assert proc.returncode == 0, err
+    assert f"to {fmt} http://127.0.0.1:{port} as consumer group" in err.decode()
+    assert TOKEN not in err.decode() and "XXXX" not in err.decode()
+    assert len(service.bodies) == 1 and service.problems == []
+    if fmt == "telegram":
+        assert service.bodies[0]["chat_id"] == "@capflow_alerts"
