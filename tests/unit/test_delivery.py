@@ -205,3 +205,23 @@ async def test_undelivered_topic_retries_until_the_broker_takes_it() -> None:
     await topic.publish(record)
     assert producer.sent == [("undelivered", b"k", b"v")]
     assert clock.sleeps == [0.5, 1.0] and topic.written == 1
+
+
+def test_asyncapi_describes_the_undelivered_topic_and_every_header() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from streams.config import option
+
+    doc = yaml.safe_load(
+        (Path(__file__).resolve().parents[2] / "schemas" / "asyncapi.yaml").read_text()
+    )
+    assert option("topic_undelivered").default in doc["channels"]
+    message = doc["components"]["messages"]["UndeliveredAlert"]
+    outcome = Outcome(False, 2, 1.0, 2.0, "HTTP 503", 503)
+    full = Undelivered(b"k", b"v", "t", 0, 1, "deliver", "x", "webhook", "h", "id", outcome)
+    written = {name for name, _ in full.headers()}
+    assert written == set(message["headers"]["properties"])
+    assert set(message["headers"]["required"]) <= {name for name, _ in full.headers()}
+    assert set(message["examples"][0]["headers"]) == written
