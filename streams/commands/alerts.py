@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -184,13 +185,18 @@ async def _run(args: argparse.Namespace) -> int:
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError
 
-    from streams.pipeline.topics import ensure_topics
+    from streams.pipeline.topics import TopicMismatchError, ensure_topics
 
     try:
         if sinks:
             await ensure_topics(
                 params.kafka, [args.topic_undelivered], args.topic_partitions, attempts=5
             )
+            # Create the alerts topic too if it is missing, so the group is assigned its
+            # partitions (and records its start) now rather than at the next metadata
+            # refresh, when alerts published meanwhile would already be behind "latest".
+            with contextlib.suppress(TopicMismatchError):
+                await ensure_topics(params.kafka, [params.topic], args.topic_partitions)
             producer = AIOKafkaProducer(acks="all", enable_idempotence=True, **params.kafka)
             await producer.start()
             undelivered = UndeliveredTopic(producer, args.topic_undelivered)

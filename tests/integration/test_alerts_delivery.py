@@ -231,6 +231,18 @@ async def test_a_failing_partition_does_not_hold_up_the_others(
     assert receiver.accepted == [A2.alert_id, A1.alert_id]
 
 
+async def test_follower_started_before_the_topic_exists_delivers(
+    kafka_bootstrap: str, topic_prefix: str, receiver: Receiver, spawn: Any
+) -> None:
+    topics = Topics(kafka_bootstrap, f"{topic_prefix}.alerts", f"{topic_prefix}.undelivered")
+    receiver.status = 204
+    follower = spawn(topics.cli(receiver, "--max", "1", "--topic-partitions", "2"))
+    await wait_for(lambda: "(2 partitions)" in follower.stderr(), 60, "the topic and the group")
+    await topics.publish(alert_payload(A1))
+    assert await exited(follower, 60) == 0, follower.stderr()
+    assert receiver.accepted == [A1.alert_id]
+
+
 def _headers(record: Any) -> dict[str, str]:
     return {key: value.decode() for key, value in record.headers}
 
