@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
@@ -200,12 +201,15 @@ async def _run(args: argparse.Namespace) -> int:
             producer = AIOKafkaProducer(acks="all", enable_idempotence=True, **params.kafka)
             await producer.start()
             undelivered = UndeliveredTopic(producer, args.topic_undelivered)
-        await follow_alerts(
-            params,
-            on_record=on_record,
-            on_undecodable=on_undecodable if sinks else None,
-            on_ready=on_ready,
+        follow = asyncio.create_task(
+            follow_alerts(
+                params,
+                on_record=on_record,
+                on_undecodable=on_undecodable if sinks else None,
+                on_ready=on_ready,
+            )
         )
+        await _until_done_or_sigterm(follow)
     except (KafkaError, ConnectionError) as exc:
         _warn(f"capflow alerts: Kafka at {args.kafka_bootstrap}: {type(exc).__name__}: {exc}")
         return 1
@@ -215,6 +219,31 @@ async def _run(args: argparse.Namespace) -> int:
         if producer is not None:
             await producer.stop()
     return 1 if failures else 0
+
+
+async def _until_done_or_sigterm(follow: asyncio.Task[int]) -> None:
+    """Await ``follow``; SIGTERM stops it cleanly (the group is left, nothing is committed
+    for alerts still in flight, so the next member delivers them)."""
+    loop = asyncio.get_running_loop()
+    stopping = False
+
+    def on_term() -> None:
+        nonlocal stopping
+        stopping = True
+        follow.cancel()
+
+    # Not the main thread, or a platform without signal handlers: no graceful SIGTERM.
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGTERM, on_term)
+    try:
+        await follow
+    except asyncio.CancelledError:
+        if not stopping:
+            raise
+        _warn("capflow alerts: stopped by SIGTERM; alerts in flight are delivered by the next run")
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGTERM)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -243,6 +243,43 @@ async def test_follower_started_before_the_topic_exists_delivers(
     assert receiver.accepted == [A1.alert_id]
 
 
+async def test_a_rebalance_in_the_middle_of_retries_loses_nothing(
+    kafka_bootstrap: str, topic_prefix: str, receiver: Receiver, spawn: Any
+) -> None:
+    topics = Topics(kafka_bootstrap, f"{topic_prefix}.alerts", f"{topic_prefix}.undelivered")
+    await ensure_topics({"bootstrap_servers": kafka_bootstrap}, [topics.alerts], 2)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.alerts, alert_payload(A1), partition=0)
+        await producer.send_and_wait(topics.alerts, alert_payload(A2), partition=1)
+    finally:
+        await producer.stop()
+    group = ["--group", f"{topic_prefix}.group", "--from-beginning"]
+    first = spawn(topics.cli(receiver, *group))
+    await wait_for(
+        lambda: {A1.alert_id, A2.alert_id} <= set(receiver.attempts), 60, "both alerts failing"
+    )
+    # A second member joins: the first gives up a partition in the middle of its retries.
+    second = spawn(topics.cli(receiver, *group))
+    await wait_for(lambda: "delivering" in second.stderr(), 60, "the second member")
+    receiver.status = 204
+    await wait_for(
+        lambda: {A1.alert_id, A2.alert_id} <= set(receiver.accepted), 60, "both delivered"
+    )
+    for follower in (first, second):
+        follower.proc.send_signal(signal.SIGTERM)
+        assert await exited(follower, 30) == 0, follower.stderr()
+        assert "stopped by SIGTERM" in follower.stderr()
+
+    # Both were committed after delivery: a new member of the group has nothing to send.
+    before = len(receiver.attempts)
+    third = spawn(topics.cli(receiver, *group, "--timeout", "20"))
+    assert await exited(third, 60) == 0, third.stderr()
+    assert "delivering" in third.stderr()
+    assert len(receiver.attempts) == before
+
+
 def _headers(record: Any) -> dict[str, str]:
     return {key: value.decode() for key, value in record.headers}
 
