@@ -238,6 +238,9 @@ class _Follower:
             if self.limit_reached():
                 self.finished.set()
                 return
+        # Resume fetching now rather than at the main loop's next turn (up to a poll later).
+        if tp in self.consumer.assignment():
+            self.consumer.resume(tp)
 
     async def _handle(self, tp: Any, record: Any) -> None:
         where = f"{tp.topic}[{tp.partition}]@{record.offset}"
@@ -316,6 +319,9 @@ async def follow_alerts(
         group_id=params.group,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if params.from_beginning else "latest",
+        # A partition resumed after its alert was handled joins the next fetch request;
+        # a short long-poll keeps that wait (and so alert latency) short.
+        fetch_max_wait_ms=100,
         **params.kafka,
     )
     follower = _Follower(
