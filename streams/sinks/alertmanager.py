@@ -22,6 +22,7 @@ from streams.sinks.http import DeliveryError, HttpPoster, Request, redact_url
 ALERTNAME = "CapflowFlowReversal"
 API_PATH = "/api/v2/alerts"
 DEFAULT_GENERATOR_URL = "http://127.0.0.1:6066/flow/{security}/"
+MAX_EVENT_TS = 32_503_680_000.0  # year 3000: beyond it an RFC 3339 time cannot be formed
 
 
 def api_url(base: str) -> str:
@@ -39,8 +40,8 @@ def _number(value: Any) -> float | None:
 def _event_ts(event: dict[str, Any]) -> float:
     data = event.get("data") or {}
     ts = _number(data.get("event_ts"))
-    if ts is None:
-        raise ValueError(f"alert {event.get('id', '?')} has no numeric data.event_ts")
+    if ts is None or not 0 < ts < MAX_EVENT_TS:
+        raise ValueError(f"alert {event.get('id', '?')} has no usable data.event_ts ({ts})")
     return ts
 
 

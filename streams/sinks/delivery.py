@@ -124,6 +124,10 @@ async def deliver(
             )
             await sleep(delay)
             continue
+        except Exception as exc:  # a bug or an alert the sink cannot render: never a retry loop
+            log.exception("%s %s failed on alert %s", sink.kind, sink.target, event_id)
+            error = f"{type(exc).__name__}: {exc}"
+            return Outcome(False, attempt, first, started, error, None, True)
         return Outcome(True, attempt, first, started)
 
 

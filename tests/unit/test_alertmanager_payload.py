@@ -41,11 +41,14 @@ def test_generator_url_template_and_api_path() -> None:
     assert api_url("http://am:9093/api/v2/alerts") == "http://am:9093/api/v2/alerts"
 
 
-def test_alert_without_event_time_is_refused() -> None:
+def test_alert_without_usable_event_time_is_refused() -> None:
     event = make_alert()
     del event["data"]["event_ts"]
     with pytest.raises(ValueError, match="event_ts"):
         postable_alert(event, 600.0)
+    for ts in (1e20, -5.0, 0, "1795570800", True):
+        with pytest.raises(ValueError, match="event_ts"):
+            postable_alert(make_alert(event_ts=ts), 600.0)
 
 
 def test_sink_checks_its_settings() -> None:

@@ -121,6 +121,18 @@ async def test_server_retry_after_is_honoured_but_not_past_the_deadline() -> Non
     assert outcome.delivered and clock.sleeps == [7.0, 13.0]
 
 
+async def test_an_unexpected_error_is_final_not_a_crash() -> None:
+    class Broken(ScriptedSink):
+        async def deliver_once(self, event: dict[str, Any]) -> None:
+            self.attempts += 1
+            raise OverflowError("timestamp out of range")
+
+    clock, sink = FakeClock(), Broken()
+    outcome = await run(sink, clock, RetryPolicy())
+    assert not outcome.delivered and outcome.permanent and sink.attempts == 1
+    assert outcome.reason == "rejected: OverflowError: timestamp out of range"
+
+
 def test_policy_rejects_nonsense() -> None:
     for kwargs in ({"give_up_after": 0.0}, {"base_backoff": -1.0}, {"max_backoff": float("inf")}):
         with pytest.raises(ValueError, match="must be a finite number > 0"):
