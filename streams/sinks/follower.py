@@ -214,15 +214,27 @@ class _Follower:
         pending = self.to_anchor & self.consumer.assignment()
         if not pending:
             return
+        from aiokafka.errors import CommitFailedError, IllegalStateError
+
         offsets: dict[Any, int] = {}
-        for tp in sorted(pending):
-            if await self.consumer.committed(tp) is not None:
-                continue
-            records = batches.get(tp)
-            offsets[tp] = records[0].offset if records else await self.consumer.position(tp)
-        if offsets:
-            await self.consumer.commit(offsets)
-            log.info("anchored new consumer group positions %s", offsets)
+        try:
+            for tp in sorted(pending):
+                if await self.consumer.committed(tp) is not None:
+                    continue
+                records = batches.get(tp)
+                offsets[tp] = records[0].offset if records else await self.consumer.position(tp)
+            if offsets:
+                await self.consumer.commit(offsets)
+                log.info("anchored new consumer group positions %s", offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # Taken away meanwhile, or the group is rebalancing: try again on the next turn
+            # (or the next assignment); none of these records has been handled yet.
+            log.warning("could not record the start of %s yet (%s)", sorted(pending), exc)
+            for tp in pending & set(batches):
+                records = batches.pop(tp)
+                if records and tp in self.consumer.assignment():
+                    self.consumer.seek(tp, records[0].offset)  # read them again next turn
+            return
         self.to_anchor -= pending
 
     # -- one partition ------------------------------------------------------------------
