@@ -190,14 +190,13 @@ async def _run(args: argparse.Namespace) -> int:
 
     try:
         if sinks:
-            await ensure_topics(
-                params.kafka, [args.topic_undelivered], args.topic_partitions, attempts=5
-            )
             # Create the alerts topic too if it is missing, so the group is assigned its
             # partitions (and records its start) now rather than at the next metadata
             # refresh, when alerts published meanwhile would already be behind "latest".
-            with contextlib.suppress(TopicMismatchError):
-                await ensure_topics(params.kafka, [params.topic], args.topic_partitions)
+            # Existing topics are used whatever their partition count.
+            for topic in (args.topic_undelivered, params.topic):
+                with contextlib.suppress(TopicMismatchError):
+                    await ensure_topics(params.kafka, [topic], args.topic_partitions, attempts=5)
             producer = AIOKafkaProducer(acks="all", enable_idempotence=True, **params.kafka)
             await producer.start()
             undelivered = UndeliveredTopic(producer, args.topic_undelivered)

@@ -289,6 +289,8 @@ async def test_undeliverable_alert_lands_on_the_undelivered_topic(
     topics: Topics, receiver: Receiver, spawn: Any, status: int
 ) -> None:
     receiver.status = status
+    # An existing undelivered topic is used whatever its partition count.
+    await ensure_topics({"bootstrap_servers": topics.bootstrap}, [topics.undelivered], 1)
     await topics.publish(b"{not json", alert_payload(A1))
     follower = spawn(topics.cli(receiver, "--from-beginning", "--give-up-after", "2", "--max", "1"))
     assert await exited(follower, 90) == 1, follower.stderr()
@@ -394,3 +396,13 @@ async def test_chat_formats_from_the_command_line(topics: Topics, fmt: str) -> N
     assert len(service.bodies) == 1 and service.problems == []
     if fmt == "telegram":
         assert service.bodies[0]["chat_id"] == "@capflow_alerts"
+
+
+async def test_no_broker_is_a_clear_error_not_a_traceback(receiver: Receiver) -> None:
+    code, _, err = await run_cli(
+        "alerts", "--webhook", receiver.url, "--webhook-secret", SECRET,
+        "--kafka-bootstrap", f"127.0.0.1:{free_port()}",
+    )  # fmt: skip
+    assert code == 1
+    assert "capflow alerts: Kafka at 127.0.0.1:" in err and "does not answer" in err
+    assert "Traceback" not in err
