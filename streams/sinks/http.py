@@ -9,6 +9,7 @@ same request again would get the same answer.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -78,6 +79,14 @@ def redact_url(url: str) -> str:
         return "<invalid url>"
     port = f":{parts.port}" if parts.port else ""
     return f"{parts.scheme}://{parts.hostname}{port}"
+
+
+_URL_PATH = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://[^/\s?#]+)[/?#]\S*")
+
+
+def scrub_urls(text: str) -> str:
+    """``text`` with every URL cut to scheme, host and port (library errors quote URLs)."""
+    return _URL_PATH.sub(r"\1", text)
 
 
 def check_url(url: str) -> str:
@@ -162,7 +171,7 @@ class HttpPoster:
         except DeliveryError:
             raise
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            reason = (str(exc) or "no answer in time").replace(self.url, where)
+            reason = scrub_urls(str(exc) or "no answer in time")
             raise DeliveryError(
                 f"{where}: {type(exc).__name__}: {reason}", retryable=True
             ) from None

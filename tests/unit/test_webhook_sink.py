@@ -19,6 +19,7 @@ from streams.sinks.http import (
     parse_retry_after,
     redact_url,
     retryable_status,
+    scrub_urls,
 )
 from streams.sinks.webhook import (
     IDEMPOTENCY_HEADER,
@@ -155,6 +156,13 @@ async def test_timeout_is_retryable(receiver: Receiver) -> None:
         with pytest.raises(DeliveryError) as info:
             await s.deliver_once(EVENT)
     assert info.value.retryable is True and info.value.status is None
+    assert "secret-path" not in str(info.value)
+
+
+def test_scrub_urls_keeps_only_scheme_host_and_port() -> None:
+    text = "Connection timeout to host https://api.telegram.org/bot123:ABC/sendMessage?x=1 now"
+    assert scrub_urls(text) == "Connection timeout to host https://api.telegram.org now"
+    assert scrub_urls("http://127.0.0.1:9/a/b and http://h") == "http://127.0.0.1:9 and http://h"
 
 
 def test_status_rules() -> None:
