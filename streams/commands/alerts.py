@@ -26,6 +26,7 @@ from streams.sinks.console import format_alert, json_line
 from streams.sinks.delivery import (
     DEFAULT_RETRY_FLOOR,
     RetryPolicy,
+    SinkHealth,
     Undelivered,
     UndeliveredTopic,
     deliver,
@@ -117,6 +118,7 @@ async def _run(args: argparse.Namespace) -> int:
     if sinks and params.group is None:
         params.group = default_group(params.topic, identities)
     failures = 0
+    health = [SinkHealth() for _ in sinks]
     producer: Any = None
     undelivered: UndeliveredTopic | None = None
 
@@ -130,7 +132,10 @@ async def _run(args: argparse.Namespace) -> int:
             return
         published = _published_at(record)
         outcomes = await asyncio.gather(
-            *(deliver(sink, event, published_at=published, policy=policy) for sink in sinks)
+            *(
+                deliver(sink, event, published_at=published, policy=policy, health=state)
+                for sink, state in zip(sinks, health, strict=True)
+            )
         )
         for sink, outcome in zip(sinks, outcomes, strict=True):
             if outcome.delivered:

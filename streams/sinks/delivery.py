@@ -3,9 +3,9 @@
 Transient failures are retried with capped exponential backoff (or the delay the
 server asked for). The give-up clock starts when the alert was written to the
 alerts topic (the record timestamp), so a restarted follower does not start it
-again; every alert still gets at least ``retry_floor`` seconds of attempts in the
-current run, so a follower that was down for longer than ``give_up_after`` does not
-give up a whole backlog on the first hiccup. An alert given up, or rejected for
+again; a sink is still retried for at least ``retry_floor`` seconds of its current
+failure streak, so a follower that was down for longer than ``give_up_after`` does
+not give up a whole backlog on the first hiccup. An alert given up, or rejected for
 good, is written to the undelivered topic by ``UndeliveredTopic``.
 """
 
@@ -52,11 +52,26 @@ class RetryPolicy:
         delay = min(self.base_backoff * 2.0 ** min(attempt - 1, 60), self.max_backoff)
         return min(delay * (1.0 + 0.5 * min(max(jitter, 0.0), 1.0)), self.max_backoff)
 
-    def deadline(self, published_at: float | None, first_attempt: float) -> float:
-        """Wall-clock time after which a still failing alert is given up."""
+    def deadline(
+        self, published_at: float | None, first_attempt: float, failing_since: float | None = None
+    ) -> float:
+        """Wall-clock time after which a still failing alert is given up.
+
+        The floor of retries counts from when the sink started failing, if it already
+        was: behind an alert given up on a dead sink, older alerts do not each wait out
+        a floor of their own.
+        """
         start = first_attempt if published_at is None else min(published_at, first_attempt)
-        floor = first_attempt + min(self.give_up_after, self.retry_floor)
+        floor_start = first_attempt if failing_since is None else min(failing_since, first_attempt)
+        floor = floor_start + min(self.give_up_after, self.retry_floor)
         return max(start + self.give_up_after, floor)
+
+
+@dataclass
+class SinkHealth:
+    """Since when one sink has been failing without a success in between (None: healthy)."""
+
+    failing_since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -91,10 +106,15 @@ async def deliver(
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     rng: Callable[[], float] = random.random,
+    health: SinkHealth | None = None,
 ) -> Outcome:
-    """Attempt ``event`` on ``sink`` until delivered, rejected, or past the deadline."""
+    """Attempt ``event`` on ``sink`` until delivered, rejected, or past the deadline.
+
+    ``health``, shared by all deliveries to one sink, remembers a failure streak.
+    """
+    health = SinkHealth() if health is None else health
     first = clock()
-    deadline = policy.deadline(published_at, first)
+    deadline = policy.deadline(published_at, first, health.failing_since)
     event_id = event.get("id", "?")
     attempt = 0
     while True:
@@ -107,6 +127,8 @@ async def deliver(
             if not exc.retryable:
                 log.error("%s %s rejected alert %s: %s", sink.kind, sink.target, event_id, exc)
                 return Outcome(False, attempt, first, started, str(exc), exc.status, True)
+            if health.failing_since is None:
+                health.failing_since = started
             if now >= deadline:
                 return Outcome(False, attempt, first, started, str(exc), exc.status, False)
             delay = exc.retry_after
@@ -128,6 +150,7 @@ async def deliver(
             log.exception("%s %s failed on alert %s", sink.kind, sink.target, event_id)
             error = f"{type(exc).__name__}: {exc}"
             return Outcome(False, attempt, first, started, error, None, True)
+        health.failing_since = None
         return Outcome(True, attempt, first, started)
 
 

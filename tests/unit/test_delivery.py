@@ -19,6 +19,7 @@ from streams.sinks.delivery import (
     HEADER_STATUS,
     Outcome,
     RetryPolicy,
+    SinkHealth,
     Undelivered,
     UndeliveredTopic,
     deliver,
@@ -111,6 +112,22 @@ async def test_give_up_clock_starts_at_publication() -> None:
     outcome = await run(sink, clock, policy, published_at=clock.now - 98.0)
     assert not outcome.delivered
     assert outcome.last_attempt - outcome.first_attempt == 5.0
+
+
+async def test_a_sink_failing_for_long_does_not_give_every_old_alert_a_floor() -> None:
+    clock, sink = FakeClock(), ScriptedSink(forever=transient())
+    policy = RetryPolicy(give_up_after=100.0, base_backoff=1.0, max_backoff=1.0, retry_floor=5.0)
+    health = SinkHealth()
+    old = clock.now - 500.0  # both alerts are older than give_up_after
+    first = await run(sink, clock, policy, published_at=old, health=health)
+    assert first.last_attempt - first.first_attempt == 5.0  # the first gets its floor
+    assert health.failing_since == first.first_attempt
+    second = await run(sink, clock, policy, published_at=old, health=health)
+    assert second.attempts == 1  # the sink has been down longer than the floor already
+
+    sink.forever = None  # the sink recovers: the streak ends
+    assert (await run(sink, clock, policy, health=health)).delivered
+    assert health.failing_since is None
 
 
 async def test_server_retry_after_is_honoured_but_not_past_the_deadline() -> None:
