@@ -187,6 +187,24 @@ def test_deadline_never_cuts_the_floor_nor_the_give_up_time(
     assert deadline <= first + give_up  # and never later than a fresh alert's
 
 
+@given(
+    give_up=st.floats(min_value=0.1, max_value=1e6),
+    floor=st.floats(min_value=0.0, max_value=1e4),
+    age=st.floats(min_value=0.0, max_value=1e7),
+    failing_for=st.floats(min_value=0.0, max_value=1e7),
+)
+def test_a_failure_streak_only_shortens_the_floor(
+    give_up: float, floor: float, age: float, failing_for: float
+) -> None:
+    policy = RetryPolicy(give_up_after=give_up, retry_floor=floor)
+    first = 2_000_000_000.0
+    fresh = policy.deadline(first - age, first)
+    streak = policy.deadline(first - age, first, first - failing_for)
+    assert first - age + give_up <= streak <= fresh  # never before give_up_after
+    if failing_for >= min(give_up, floor) and age >= give_up:
+        assert streak <= first  # an old alert on a long-dead sink: one attempt, then give up
+
+
 def test_undelivered_headers_say_why_where_and_how_often() -> None:
     outcome = Outcome(False, 3, 1795570800.0, 1795570860.5, "HTTP 503", 503)
     record = Undelivered(
