@@ -181,6 +181,21 @@ OPTIONS: tuple[Option, ...] = (
         float,
         group="worker",
     ),
+    # Alert sinks (capflow alerts)
+    Option(
+        "topic_undelivered",
+        "capflow.alerts.undelivered.v1",
+        "topic for alerts a sink could not deliver (with headers saying why)",
+        group="sinks",
+    ),
+    Option(
+        "give_up_after",
+        3600.0,
+        "seconds after an alert was published before a failing sink gives it up "
+        "to the undelivered topic",
+        _positive_float,
+        group="sinks",
+    ),
 )
 
 _BY_NAME = {opt.name: opt for opt in OPTIONS}
@@ -190,6 +205,9 @@ _BY_NAME = {opt.name: opt for opt in OPTIONS}
 EXTRA_ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
     ("CAPFLOW_WEBHOOK_URL", "capflow alerts: POST each alert to this URL", ""),
     ("CAPFLOW_WEBHOOK_SECRET", "capflow alerts: HMAC secret of X-Capflow-Signature", ""),
+    ("CAPFLOW_WEBHOOK_FORMAT", "capflow alerts: cloudevents, slack, discord or telegram", ""),
+    ("CAPFLOW_TELEGRAM_CHAT_ID", "capflow alerts: chat id for --format telegram", ""),
+    ("CAPFLOW_ALERTMANAGER_URL", "capflow alerts: Alertmanager base URL(s), comma-separated", ""),
     ("CAPFLOW_KAFKA_PORT", "capflow kafka/demo: local broker port (controller +1)", "19092"),
     ("CAPFLOW_KAFKA_VERSION", "capflow kafka: broker version fetched from Maven", "see --help"),
     ("CAPFLOW_CACHE_DIR", "capflow kafka: where broker jars are cached", "~/.cache/capflow"),
