@@ -21,6 +21,7 @@ COMMANDS: tuple[str, ...] = (
     "worker",
     "replay",
     "record",
+    "backtest",
     "demo",
 )
 
