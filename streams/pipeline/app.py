@@ -10,10 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import faust
+import faust.streams as faust_streams
 from faust.web import Request, Response, View
 
 from streams.config import kafka_client_kwargs
@@ -23,6 +27,8 @@ from streams.pipeline.deadletter import DeadLetter
 from streams.pipeline.processor import DecodeError, SecurityProcessor
 from streams.polling.poller import Poller, run_while_leader
 from streams.polling.publisher import SnapshotPublisher
+from streams.processing.detector import DetectorState
+from streams.processing.flow import FlowState, Snapshot
 from streams.processing.thresholds import ThresholdConfig
 from streams.ratelimit import SlidingWindowLimiter
 
@@ -30,6 +36,39 @@ log = logging.getLogger(__name__)
 
 STATE_TABLE = "security-state"
 LIMIT_MARGIN_S = 0.5
+# Records per batch, and how long a batch waits to fill: a lone snapshot (live polling,
+# one a second) is processed within BATCH_WITHIN_S; a backlog goes BATCH_MAX at a time.
+BATCH_MAX = 1000
+BATCH_WITHIN_S = 0.01
+PRODUCER_LINGER_MS = 5
+
+
+@dataclass
+class _Entry:
+    """One security's state objects within a batch, and the records folded into them."""
+
+    flow: FlowState
+    detector: DetectorState
+    event: faust.EventT  # the latest record of the security in the batch
+    applied: list[Snapshot] = field(default_factory=list)
+
+
+@dataclass
+class _Batch:
+    entries: dict[bytes, _Entry] = field(default_factory=dict)
+    alerts: list[Any] = field(default_factory=list)  # futures of the alerts sent
+    results: dict[str, int] = field(default_factory=dict)  # outcome -> records
+
+
+def _make_current(event: faust.EventT) -> None:
+    """Make ``event`` the current event of this task, as ``stream.events()`` does.
+
+    Faust derives a table write's partition (its changelog, its RocksDB shard) from
+    the current event; a batch from ``take_events`` does not set one in the agent.
+    Only the context variable is set: the stream's own ``current_event`` attribute
+    belongs to the task filling the next batch.
+    """
+    faust_streams._current_event.set(weakref.ref(event))
 
 
 def _raw_schema() -> faust.Schema:
@@ -72,6 +111,8 @@ class Pipeline:
             topic_partitions=partitions,
             topic_replication_factor=1,
             producer_acks=-1,
+            # A few ms let one produce request carry many flows and state updates.
+            producer_linger_ms=PRODUCER_LINGER_MS,
             broker_commit_interval=1.0,
             broker_session_timeout=args.session_timeout,
             broker_heartbeat_interval=max(args.session_timeout / 10, 0.5),
@@ -99,33 +140,76 @@ class Pipeline:
 
     # -- stream processing ----------------------------------------------------------
 
-    async def handle(self, event: faust.EventT) -> None:
-        """Process one snapshot record; anything it cannot process goes to dead letters."""
-        message = event.message
-        try:
-            snap = self.processor.decode(message.key, message.value)
-        except DecodeError as exc:
-            await self._dead_letter(message, "decode", str(exc))
+    async def handle_batch(self, events: Sequence[faust.EventT]) -> None:
+        """Process a batch of snapshot records; anything unprocessable goes to dead letters.
+
+        Per security the state is decoded once, kept as objects while the batch's records
+        are folded in, and stored once at the end. Flows are handed to the producer
+        without waiting for each; alerts are awaited, all of them, before any state of
+        the batch is stored, so a crash can repeat an alert but never lose one. Faust
+        commits the batch's offsets only after this returns.
+        """
+        batch = _Batch()
+        for event in events:
+            _make_current(event)
+            message = event.message
+            try:
+                snap = self.processor.decode(message.key, message.value)
+            except DecodeError as exc:
+                await self._dead_letter(message, "decode", str(exc))
+                continue
+            key = snap.security.encode()
+            entry = batch.entries.get(key)
+            try:
+                if entry is None:
+                    flow, detector = self.processor.load(self.state.get(key), snap.security)
+                    entry = batch.entries[key] = _Entry(flow, detector, event)
+                outcome = self.processor.step(entry.flow, entry.detector, snap)
+            except Exception as exc:  # a bug must not stop the worker: keep the record
+                log.exception("processing %s failed", snap.security)
+                await self._dead_letter(message, "process", f"{type(exc).__name__}: {exc}")
+                self._rewind(batch, key)
+                continue
+            entry.event = event
+            entry.applied.append(snap)
+            batch.results[outcome.result] = batch.results.get(outcome.result, 0) + 1
+            if outcome.flow is not None:
+                # Straight to the producer (Faust's topic.send adds a costly layer per
+                # record); the ack is not awaited, as before.
+                await self.app.producer.send(
+                    self.flows.get_topic_name(), key, outcome.flow, None, None, None
+                )
+            if outcome.alert is not None:
+                batch.alerts.append(await self.alerts.send(key=key, value=outcome.alert))
+                ALERTS.labels(outcome.direction or "unknown").inc()
+                log.info("alert %s", outcome.alert.decode())
+        for result, count in batch.results.items():
+            SNAPSHOTS_PROCESSED.labels(result).inc(count)
+        # The broker has every alert of the batch before any state records it.
+        if batch.alerts:
+            await asyncio.gather(*batch.alerts)
+        for key, entry in batch.entries.items():
+            if entry.applied:
+                _make_current(entry.event)  # the table's partition is that of the record
+                self.state[key] = self.processor.dump(entry.flow, entry.detector)
+
+    def _rewind(self, batch: _Batch, key: bytes) -> None:
+        """After a failed step, the key's objects are as if that record never came.
+
+        A step may fail half way through changing them, so they are rebuilt from the
+        stored state and the batch's earlier records of the key are folded in again
+        (their flows and alerts are already sent).
+        """
+        entry = batch.entries.get(key)
+        if entry is None:
             return
-        key = snap.security.encode()
-        try:
-            outcome = self.processor.process(self.state.get(key), snap)
-        except Exception as exc:  # a bug must not stop the worker: keep the record
-            log.exception("processing %s failed", snap.security)
-            await self._dead_letter(message, "process", f"{type(exc).__name__}: {exc}")
+        if not entry.applied:
+            del batch.entries[key]
             return
-        SNAPSHOTS_PROCESSED.labels(outcome.result).inc()
-        if outcome.flow is not None:
-            await self.flows.send(key=key, value=outcome.flow)
-        if outcome.alert is not None:
-            # Wait for the broker before the state records the alert as sent: a crash in
-            # between re-emits it on restart under the same deterministic id.
-            fut = await self.alerts.send(key=key, value=outcome.alert)
-            await fut
-            ALERTS.labels(outcome.direction or "unknown").inc()
-            log.info("alert %s", outcome.alert.decode())
-        if outcome.state is not None:
-            self.state[key] = outcome.state
+        security = entry.applied[0].security
+        entry.flow, entry.detector = self.processor.load(self.state.get(key), security)
+        for snap in entry.applied:
+            self.processor.step(entry.flow, entry.detector, snap)
 
     async def _dead_letter(self, message: Any, stage: str, error: str) -> None:
         letter = DeadLetter(
@@ -158,8 +242,9 @@ class Pipeline:
 
         @app.agent(self.snapshots, name="flow-processor")
         async def flow_processor(stream: faust.StreamT) -> None:
-            async for event in stream.events():
-                await self.handle(event)
+            assert isinstance(stream, faust.Stream)  # StreamT does not declare take_events
+            async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+                await self.handle_batch(events)
 
         if not self.args.no_poller:
 

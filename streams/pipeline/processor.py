@@ -7,7 +7,7 @@ replay benchmark run it without a broker.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -84,20 +84,38 @@ class SecurityProcessor:
         return FlowState.from_dict(data["flow"]), DetectorState.from_dict(data["detector"])
 
     def process(self, blob: bytes | None, snap: Snapshot) -> Outcome:
+        flow, detector = self.load(blob, snap.security)
+        outcome = self.step(flow, detector, snap)
+        return replace(outcome, state=self._dump(flow, detector))
+
+    def load(self, blob: bytes | None, security: str) -> tuple[FlowState, DetectorState]:
+        """The stored state of ``security`` as objects (fresh ones for no blob)."""
+        return self._load(blob, self.thresholds.for_security(security).window)
+
+    def step(self, flow: FlowState, detector: DetectorState, snap: Snapshot) -> Outcome:
+        """Fold one snapshot into state objects (changed in place); ``state`` stays None.
+
+        The worker's batches keep the objects of a security across its records and
+        store them once per batch; ``process`` is this step with the JSON in and out.
+        """
         params = self.thresholds.for_security(snap.security)
-        flow, detector = self._load(blob, params.window)
         point = flow.update(snap)
         if point is None:
             # Duplicate or stale: the state may have counted it, nothing is published.
-            return Outcome("duplicate", self._dump(flow, detector))
+            return Outcome("duplicate", None)
         alert = detector.step(point, params)
         return Outcome(
             "flow",
-            self._dump(flow, detector),
+            None,
             flow=flow_payload(point, detector.regime, detector.threshold),
             alert=alert_payload(alert) if alert is not None else None,
             direction=alert.direction if alert is not None else None,
         )
+
+    @staticmethod
+    def dump(flow: FlowState, detector: DetectorState) -> bytes:
+        """State objects as the table's blob (what ``process`` returns as ``state``)."""
+        return SecurityProcessor._dump(flow, detector)
 
     @staticmethod
     def _dump(flow: FlowState, detector: DetectorState) -> bytes:
