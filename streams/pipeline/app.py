@@ -12,7 +12,6 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,11 @@ from faust.web import Request, Response, View
 from streams.config import kafka_client_kwargs
 from streams.metrics import ALERTS, DEAD_LETTERS, SNAPSHOTS_PROCESSED, STATE, exposition
 from streams.opend.client import OpenDClient
+from streams.pipeline.batch import Batch
 from streams.pipeline.deadletter import DeadLetter
 from streams.pipeline.processor import DecodeError, SecurityProcessor
 from streams.polling.poller import Poller, run_while_leader
 from streams.polling.publisher import SnapshotPublisher
-from streams.processing.detector import DetectorState
-from streams.processing.flow import FlowState, Snapshot
 from streams.processing.thresholds import ThresholdConfig
 from streams.ratelimit import SlidingWindowLimiter
 
@@ -41,23 +39,6 @@ LIMIT_MARGIN_S = 0.5
 BATCH_MAX = 1000
 BATCH_WITHIN_S = 0.01
 PRODUCER_LINGER_MS = 5
-
-
-@dataclass
-class _Entry:
-    """One security's state objects within a batch, and the records folded into them."""
-
-    flow: FlowState
-    detector: DetectorState
-    event: faust.EventT  # the latest record of the security in the batch
-    applied: list[Snapshot] = field(default_factory=list)
-
-
-@dataclass
-class _Batch:
-    entries: dict[bytes, _Entry] = field(default_factory=dict)
-    alerts: list[Any] = field(default_factory=list)  # futures of the alerts sent
-    results: dict[str, int] = field(default_factory=dict)  # outcome -> records
 
 
 def _make_current(event: faust.EventT) -> None:
@@ -144,12 +125,14 @@ class Pipeline:
         """Process a batch of snapshot records; anything unprocessable goes to dead letters.
 
         Per security the state is decoded once, kept as objects while the batch's records
-        are folded in, and stored once at the end. Flows are handed to the producer
-        without waiting for each; alerts are awaited, all of them, before any state of
-        the batch is stored, so a crash can repeat an alert but never lose one. Faust
-        commits the batch's offsets only after this returns.
+        are folded in, and stored once at the end (``Batch``). Flows are handed to the
+        producer without waiting for each; alerts are awaited, all of them, before any
+        state of the batch is stored, so a crash can repeat an alert but never lose one.
+        Faust commits the batch's offsets only after this returns.
         """
-        batch = _Batch()
+        batch = Batch(self.processor, self.state.get)
+        alerts: list[Any] = []  # futures of the alerts sent
+        flow_topic = self.flows.get_topic_name()
         for event in events:
             _make_current(event)
             message = event.message
@@ -159,57 +142,28 @@ class Pipeline:
                 await self._dead_letter(message, "decode", str(exc))
                 continue
             key = snap.security.encode()
-            entry = batch.entries.get(key)
             try:
-                if entry is None:
-                    flow, detector = self.processor.load(self.state.get(key), snap.security)
-                    entry = batch.entries[key] = _Entry(flow, detector, event)
-                outcome = self.processor.step(entry.flow, entry.detector, snap)
+                outcome = batch.fold(key, snap, event)
             except Exception as exc:  # a bug must not stop the worker: keep the record
                 log.exception("processing %s failed", snap.security)
                 await self._dead_letter(message, "process", f"{type(exc).__name__}: {exc}")
-                self._rewind(batch, key)
                 continue
-            entry.event = event
-            entry.applied.append(snap)
-            batch.results[outcome.result] = batch.results.get(outcome.result, 0) + 1
             if outcome.flow is not None:
                 # Straight to the producer (Faust's topic.send adds a costly layer per
                 # record); the ack is not awaited, as before.
-                await self.app.producer.send(
-                    self.flows.get_topic_name(), key, outcome.flow, None, None, None
-                )
+                await self.app.producer.send(flow_topic, key, outcome.flow, None, None, None)
             if outcome.alert is not None:
-                batch.alerts.append(await self.alerts.send(key=key, value=outcome.alert))
+                alerts.append(await self.alerts.send(key=key, value=outcome.alert))
                 ALERTS.labels(outcome.direction or "unknown").inc()
                 log.info("alert %s", outcome.alert.decode())
         for result, count in batch.results.items():
             SNAPSHOTS_PROCESSED.labels(result).inc(count)
         # The broker has every alert of the batch before any state records it.
-        if batch.alerts:
-            await asyncio.gather(*batch.alerts)
-        for key, entry in batch.entries.items():
-            if entry.applied:
-                _make_current(entry.event)  # the table's partition is that of the record
-                self.state[key] = self.processor.dump(entry.flow, entry.detector)
-
-    def _rewind(self, batch: _Batch, key: bytes) -> None:
-        """After a failed step, the key's objects are as if that record never came.
-
-        A step may fail half way through changing them, so they are rebuilt from the
-        stored state and the batch's earlier records of the key are folded in again
-        (their flows and alerts are already sent).
-        """
-        entry = batch.entries.get(key)
-        if entry is None:
-            return
-        if not entry.applied:
-            del batch.entries[key]
-            return
-        security = entry.applied[0].security
-        entry.flow, entry.detector = self.processor.load(self.state.get(key), security)
-        for snap in entry.applied:
-            self.processor.step(entry.flow, entry.detector, snap)
+        if alerts:
+            await asyncio.gather(*alerts)
+        for key, event, blob in batch.states():
+            _make_current(event)  # the table's partition is that of the record
+            self.state[key] = blob
 
     async def _dead_letter(self, message: Any, stage: str, error: str) -> None:
         letter = DeadLetter(
