@@ -92,8 +92,10 @@ class Pipeline:
             topic_partitions=partitions,
             topic_replication_factor=1,
             producer_acks=-1,
-            # A few ms let one produce request carry many flows and state updates.
+            # A few ms and room for more than a few 2 kB states let one produce request
+            # carry many flows and state updates.
             producer_linger_ms=PRODUCER_LINGER_MS,
+            producer_max_batch_size=256 * 1024,
             broker_commit_interval=1.0,
             broker_session_timeout=args.session_timeout,
             broker_heartbeat_interval=max(args.session_timeout / 10, 0.5),
