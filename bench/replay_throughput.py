@@ -337,8 +337,9 @@ def report(r: dict[str, Any]) -> list[str]:
         "`capflow worker --no-poller --store memory://` (3 partitions, one worker); its "
         "rate counts flow records on the flow topic. The worker takes records in batches "
         "(`take_events`, up to 1,000 within 10 ms), keeps each security's state as objects "
-        "within a batch, sends flows straight to the producer (5 ms linger) and stores each "
-        "state once per batch after the batch's alerts are acknowledged.",
+        "within a batch, sends flows straight to the producer (5 ms linger, 256 kB "
+        "batches) and stores each state once per batch after the batch's alerts are "
+        "acknowledged.",
         "",
         *table(["stage", "records", "seconds", "records/s"], rows),
         "",
