@@ -51,6 +51,7 @@ from bench.common import (
 )
 from streams.opend.snapshot import AMOUNT_FIELDS
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
+from streams.pipeline.app import BATCH_MAX, BATCH_WITHIN_S, PRODUCER_LINGER_MS, PRODUCER_MAX_BATCH
 from streams.pipeline.processor import SecurityProcessor
 from streams.processing.thresholds import ThresholdConfig
 
@@ -336,10 +337,10 @@ def report(r: dict[str, Any]) -> list[str]:
         f"blob {c['mean_state_bytes']:,.0f} bytes after the run. The worker is "
         "`capflow worker --no-poller --store memory://` (3 partitions, one worker); its "
         "rate counts flow records on the flow topic. The worker takes records in batches "
-        "(`take_events`, up to 1,000 within 10 ms), keeps each security's state as objects "
-        "within a batch, sends flows straight to the producer (5 ms linger, 256 kB "
-        "batches) and stores each state once per batch after the batch's alerts are "
-        "acknowledged.",
+        f"(`take_events`, up to {BATCH_MAX:,} within {BATCH_WITHIN_S * 1000:g} ms), keeps "
+        "each security's state as objects within a batch, sends flows straight to the "
+        f"producer ({PRODUCER_LINGER_MS} ms linger, {PRODUCER_MAX_BATCH // 1024} kB batches) "
+        "and stores each state once per batch after the batch's alerts are acknowledged.",
         "",
         *table(["stage", "records", "seconds", "records/s"], rows),
         "",

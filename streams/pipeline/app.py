@@ -37,8 +37,9 @@ LIMIT_MARGIN_S = 0.5
 # Records per batch, and how long a batch waits to fill: a lone snapshot (live polling,
 # one a second) is processed within BATCH_WITHIN_S; a backlog goes BATCH_MAX at a time.
 BATCH_MAX = 1000
-BATCH_WITHIN_S = 0.01
-PRODUCER_LINGER_MS = 5
+BATCH_WITHIN_S = 0.005
+PRODUCER_LINGER_MS = 2
+PRODUCER_MAX_BATCH = 256 * 1024  # bytes per partition batch (aiokafka's default is 16 kB)
 
 
 def _make_current(event: faust.EventT) -> None:
@@ -92,10 +93,10 @@ class Pipeline:
             topic_partitions=partitions,
             topic_replication_factor=1,
             producer_acks=-1,
-            # A few ms and room for more than a few 2 kB states let one produce request
-            # carry many flows and state updates.
+            # A moment's linger and room for more than a few 2 kB states let one
+            # produce request carry many flows and state updates.
             producer_linger_ms=PRODUCER_LINGER_MS,
-            producer_max_batch_size=256 * 1024,
+            producer_max_batch_size=PRODUCER_MAX_BATCH,
             broker_commit_interval=1.0,
             broker_session_timeout=args.session_timeout,
             broker_heartbeat_interval=max(args.session_timeout / 10, 0.5),
