@@ -135,6 +135,7 @@ class Pipeline:
         """
         batch = Batch(self.processor, self.state.get)
         alerts: list[Any] = []  # futures of the alerts sent
+        directions: list[str] = []  # of those alerts, counted once acknowledged
         flow_topic = self.flows.get_topic_name()
         for event in events:
             _make_current(event)
@@ -157,13 +158,15 @@ class Pipeline:
                 await self.app.producer.send(flow_topic, key, outcome.flow, None, None, None)
             if outcome.alert is not None:
                 alerts.append(await self.alerts.send(key=key, value=outcome.alert))
-                ALERTS.labels(outcome.direction or "unknown").inc()
+                directions.append(outcome.direction or "unknown")
                 log.info("alert %s", outcome.alert.decode())
         for result, count in batch.results.items():
             SNAPSHOTS_PROCESSED.labels(result).inc(count)
         # The broker has every alert of the batch before any state records it.
         if alerts:
             await asyncio.gather(*alerts)
+            for direction in directions:
+                ALERTS.labels(direction).inc()
         for key, event, blob in batch.states():
             _make_current(event)  # the table's partition is that of the record
             self.state[key] = blob
