@@ -291,3 +291,25 @@ def test_command_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert main(["backtest", str(path), "--confirm", "1,2", "--plot", str(png), "--quiet"]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"wrote {png}" in capsys.readouterr().err
+
+
+def test_progress_lines_go_to_stderr_at_most_once_a_second(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streams.commands import backtest as command
+
+    now = [100.0]
+    monkeypatch.setattr(command.time, "monotonic", lambda: now[0])
+    note = command._progress("reading day.jsonl", quiet=False)
+    assert note is not None
+    note(10, 100)  # at once: nothing yet
+    now[0] += 1.5
+    note(40, 100)
+    now[0] += 0.2
+    note(50, 100)  # within a second of the last line: skipped
+    now[0] += 0.1
+    note(100, 100)  # the end of a long run is always shown
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "\rreading day.jsonl: 40%\rreading day.jsonl: 100%\n"
+    assert command._progress("x", quiet=True) is None
