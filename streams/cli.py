@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "worker",
     "replay",
     "record",
+    "backtest",
     "demo",
 )
 
