@@ -7,27 +7,32 @@ script never touches the numbers of another.
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import math
 import os
 import platform
 import re
 import secrets
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+# Workers, topics and metrics come from the dev harness the tests share.
+from streams.devtools import (  # noqa: F401 (re-exported for the benchmark scripts)
+    Topics,
+    Worker,
+    free_port,
+    metric_value,
+    start_worker,
+    tail,
+    wait_log,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
@@ -229,140 +234,3 @@ async def prefixed_topics(bootstrap: str, prefix: str) -> list[str]:
         return [t for t in await admin.list_topics() if t.startswith(prefix)]
     finally:
         await admin.close()
-
-
-# -- worker subprocesses ----------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Topics:
-    """The four capflow topics of one run."""
-
-    prefix: str
-
-    @property
-    def distribution(self) -> str:
-        return f"{self.prefix}.distribution"
-
-    @property
-    def flow(self) -> str:
-        return f"{self.prefix}.flow"
-
-    @property
-    def alerts(self) -> str:
-        return f"{self.prefix}.alerts"
-
-    @property
-    def deadletter(self) -> str:
-        return f"{self.prefix}.deadletter"
-
-    def all(self) -> list[str]:
-        return [self.distribution, self.flow, self.alerts, self.deadletter]
-
-    def args(self) -> list[str]:
-        return [
-            "--topic-distribution", self.distribution, "--topic-flow", self.flow,
-            "--topic-alerts", self.alerts, "--topic-deadletter", self.deadletter,
-        ]  # fmt: skip
-
-
-@dataclass
-class Worker:
-    """A ``capflow worker`` subprocess with its log file and web port."""
-
-    proc: subprocess.Popen[bytes]
-    log: Path
-    web_port: int
-    started: float  # time.time() just before the process was spawned
-
-    def log_text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def rss_bytes(self) -> int:
-        """Resident set size of the worker process (VmRSS)."""
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS")
-
-    def metrics(self) -> str:
-        url = f"http://127.0.0.1:{self.web_port}/metrics/"
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return str(resp.read().decode())
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM (then SIGKILL) the worker's own process group."""
-        if self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-
-def start_worker(
-    bootstrap: str,
-    topics: Topics,
-    app_id: str,
-    workdir: Path,
-    *,
-    name: str = "w1",
-    opend_port: int = 11111,
-    watchlist: Sequence[str] = ("HK.00700",),
-    extra: Sequence[str] = (),
-) -> Worker:
-    """Start ``capflow worker`` (the console script's module) in its own process group."""
-    web_port = free_port()
-    workdir.mkdir(parents=True, exist_ok=True)
-    log = workdir / f"{name}.log"
-    cmd = [
-        sys.executable, "-m", "streams.cli", "worker",
-        "--kafka-bootstrap", bootstrap, "--opend-port", str(opend_port),
-        "--watchlist", ",".join(watchlist), "--app-id", app_id,
-        "--web-port", str(web_port), "--data-dir", str(workdir / name),
-        "--ignore-market-hours", "--loglevel", "info", *topics.args(), *extra,
-    ]  # fmt: skip
-    started = time.time()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT
-        )
-    return Worker(proc, log, web_port, started)
-
-
-async def wait_log(worker: Worker, needle: str, timeout: float, poll: float = 0.05) -> float:
-    """Wait until ``needle`` appears in the worker's log; the time.time() it was seen."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if needle in worker.log_text():
-            return time.time()
-        if worker.proc.poll() is not None:
-            raise RuntimeError(f"worker exited ({worker.proc.returncode}):\n{tail(worker)}")
-        await asyncio.sleep(poll)
-    raise TimeoutError(f"no {needle!r} in the worker log after {timeout:.0f}s:\n{tail(worker)}")
-
-
-def tail(worker: Worker, lines: int = 30) -> str:
-    return "\n".join(worker.log_text().splitlines()[-lines:])
-
-
-def metric_value(text: str, name: str, labels: str = "") -> float:
-    """Sum of the samples of ``name`` whose label set contains ``labels``."""
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name) and (not labels or labels in line):
-            head, _, value = line.rpartition(" ")
-            if head.split("{")[0] == name:
-                total += float(value)
-    return total

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from bench.common import (
     DEFAULT_BOOTSTRAP,
@@ -43,6 +43,7 @@ from bench.common import (
     wait_log,
 )
 from bench.replay_throughput import generate, produce
+from streams.devtools import read_to_end
 
 MiB = 1024 * 1024
 _STAMP = re.compile(r"^\[?(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})")
@@ -78,27 +79,12 @@ async def read_flows(
     return out
 
 
-async def changelog_sizes(bootstrap: str, topic: str, partitions: int = 3) -> dict[bytes, int]:
-    """Latest value size per key of a changelog topic (as many partitions as the table)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
+async def changelog_sizes(bootstrap: str, topic: str) -> dict[bytes, int]:
+    """Latest value size per key of a changelog topic."""
     sizes: dict[bytes, int] = {}
-    try:
-        parts = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(parts)
-        ends = await consumer.end_offsets(parts)
-        await consumer.seek_to_beginning(*parts)
-        remaining = sum(ends.values())
-        deadline = time.monotonic() + 60
-        while remaining > 0 and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=10000)
-            for recs in batch.values():
-                remaining -= len(recs)
-                for rec in recs:
-                    if rec.value is not None:
-                        sizes[rec.key] = len(rec.value)
-    finally:
-        await consumer.stop()
+    for rec in await read_to_end(bootstrap, topic, timeout=60):
+        if rec.value is not None:
+            sizes[rec.key] = len(rec.value)
     return sizes
 
 

@@ -1,24 +1,27 @@
-"""Helpers for end-to-end tests: worker subprocesses, topic readers, the scenario's truth."""
+"""Helpers for end-to-end tests: the scenario's truth, simulators, the CLI in a subprocess.
+
+Workers, topics, readers and metrics come from ``streams.devtools`` (shared with bench/).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-from aiokafka import AIOKafkaConsumer
-
-from streams.broker.local import free_port
-from streams.metrics import sample_sum
+from streams.devtools import (  # noqa: F401 (the shared dev harness, re-exported for tests)
+    Topics,
+    Worker,
+    alerts_of,
+    free_port,
+    metric,
+    read_to_end,
+    read_topic,
+    start_worker,
+    workers_stopped,
+)
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
 from streams.opend_sim.scenario import Reversal, Scenario, load_scenario, reversal_times
@@ -26,117 +29,6 @@ from streams.opend_sim.server import OpenDSimulator
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 QUIET = {"HK.01810"}  # its large net rate is far below theta: any alert there is a false one
-
-
-@dataclass
-class Topics:
-    prefix: str
-
-    @property
-    def names(self) -> dict[str, str]:
-        return {
-            "distribution": f"{self.prefix}.distribution",
-            "flow": f"{self.prefix}.flow",
-            "alerts": f"{self.prefix}.alerts",
-            "deadletter": f"{self.prefix}.deadletter",
-        }
-
-    def args(self) -> list[str]:
-        n = self.names
-        return [
-            "--topic-distribution", n["distribution"], "--topic-flow", n["flow"],
-            "--topic-alerts", n["alerts"], "--topic-deadletter", n["deadletter"],
-        ]  # fmt: skip
-
-
-@dataclass
-class Worker:
-    proc: subprocess.Popen[bytes]
-    log: Path
-    web_port: int
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            self.proc.wait(timeout=30)
-
-
-def start_worker(
-    bootstrap: str,
-    opend_port: int,
-    topics: Topics,
-    watchlist: list[str],
-    log_dir: Path,
-    *,
-    app_id: str,
-    name: str = "w1",
-    extra: list[str] | None = None,
-) -> Worker:
-    web_port = free_port()
-    log = log_dir / f"{name}.log"
-    cmd = [
-        sys.executable, "-m", "streams.cli", "worker",
-        "--kafka-bootstrap", bootstrap, "--opend-port", str(opend_port),
-        "--watchlist", ",".join(watchlist), "--app-id", app_id,
-        "--web-port", str(web_port), "--data-dir", str(log_dir / name),
-        "--ignore-market-hours", "--loglevel", "info", *topics.args(), *(extra or []),
-    ]  # fmt: skip
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    return Worker(proc, log, web_port)
-
-
-@contextmanager
-def workers_stopped(*workers: Worker) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        for w in workers:
-            w.kill(signal.SIGTERM if w.proc.poll() is None else signal.SIGKILL)
-
-
-async def read_topic(
-    bootstrap: str,
-    topic: str,
-    *,
-    until: Any = None,
-    timeout: float = 60.0,
-    settle: float = 0.0,
-) -> list[Any]:
-    """Records of ``topic`` from the start until ``until(records)`` holds (or timeout).
-
-    ``settle`` keeps reading that many seconds after ``until`` held, to catch extras.
-    """
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-    )
-    await consumer.start()
-    records: list[Any] = []
-    deadline = time.monotonic() + timeout
-    settled_at: float | None = None
-    try:
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for recs in batch.values():
-                records.extend(recs)
-            if settled_at is None and until is not None and until(records):
-                settled_at = time.monotonic() + settle
-            if settled_at is not None and time.monotonic() >= settled_at:
-                break
-    finally:
-        await consumer.stop()
-    return records
-
-
-def alerts_of(records: list[Any]) -> list[dict[str, Any]]:
-    return [orjson.loads(r.value) for r in records]
 
 
 def expected_reversals(scenario: Scenario) -> list[Reversal]:
@@ -183,17 +75,6 @@ class RequestLog:
                 j += 1
             best = max(best, i - j + 1)
         return best
-
-
-def metric(web_port: int, name: str, label: str = "") -> float:
-    """Sum of a Prometheus sample from a worker (0 when absent or unreachable)."""
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/metrics/", timeout=2) as r:
-            return sample_sum(r.read().decode(), name, label)
-    except OSError:
-        return 0.0
 
 
 async def start_scenario_sim(

@@ -18,8 +18,7 @@ import pytest
 
 from streams.broker.local import free_port
 from streams.pipeline.topics import ensure_topics
-from tests.integration.harness import Topics, run_cli, start_worker, workers_stopped
-from tests.integration.test_replay import read_to_end
+from tests.integration.harness import Topics, read_to_end, run_cli, start_worker, workers_stopped
 from tests.unit.test_backtest import swinging_day
 
 pytestmark = pytest.mark.integration
@@ -59,8 +58,8 @@ async def test_backtest_alerts_equal_the_workers(
     assert code == 0, err
 
     worker = start_worker(
-        kafka_bootstrap, free_port(), topics, ["HK.00001"], tmp_path,
-        app_id=f"capflow-bt-{uuid.uuid4().hex[:8]}", extra=["--no-poller", *PARAMS],
+        kafka_bootstrap, topics, f"capflow-bt-{uuid.uuid4().hex[:8]}", tmp_path,
+        opend_port=free_port(), watchlist=["HK.00001"], extra=["--no-poller", *PARAMS],
     )  # fmt: skip
     with workers_stopped(worker):
         flows: list[Any] = []

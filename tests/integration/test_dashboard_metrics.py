@@ -8,7 +8,6 @@ real broker; then its exposition is scraped and checked against the dashboard's 
 from __future__ import annotations
 
 import re
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from streams.devtools import scrape
 from streams.pipeline.topics import ensure_topics
 from streams.recording import from_json_line
 from tests.integration.harness import (
@@ -131,9 +131,7 @@ async def test_every_queried_metric_is_exported_by_a_worker(
                 await wait_for(driven, 120, "alerts, a dead letter and OpenD requests")
             except AssertionError:
                 raise AssertionError(worker.tail()) from None
-            url = f"http://127.0.0.1:{port}/metrics/"
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                exported = samples(resp.read().decode())
+            exported = samples(scrape(port))
     finally:
         await sim.stop()
 

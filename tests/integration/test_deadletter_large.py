@@ -84,8 +84,8 @@ async def test_million_byte_record_is_dead_lettered_and_later_records_processed(
         await producer.stop()
 
     worker = start_worker(
-        kafka_bootstrap, 1, topics, [SEC], tmp_path,
-        app_id=f"capflow-dl-{uuid.uuid4().hex[:8]}", extra=["--no-poller"],
+        kafka_bootstrap, topics, f"capflow-dl-{uuid.uuid4().hex[:8]}", tmp_path,
+        opend_port=1, watchlist=[SEC], extra=["--no-poller"],
     )  # fmt: skip
     with workers_stopped(worker):
         flows = await read_topic(
@@ -124,8 +124,8 @@ async def test_limit_lowered_while_running_still_keeps_the_record(
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, max_request_size=2_000_000)
     await producer.start()
     worker = start_worker(
-        kafka_bootstrap, 1, topics, [SEC], tmp_path,
-        app_id=f"capflow-dl-{uuid.uuid4().hex[:8]}", extra=["--no-poller"],
+        kafka_bootstrap, topics, f"capflow-dl-{uuid.uuid4().hex[:8]}", tmp_path,
+        opend_port=1, watchlist=[SEC], extra=["--no-poller"],
     )  # fmt: skip
     try:
         with workers_stopped(worker):

@@ -85,10 +85,10 @@ async def test_second_worker_and_leader_death_keep_budget_and_alerts(
     await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(topics.names.values()), 3)
     app_id = f"capflow-{uuid.uuid4().hex[:8]}"
     common = ["--session-timeout", "10"]
-    w1 = start_worker(kafka_bootstrap, sim.port, topics, WATCHLIST, tmp_path, app_id=app_id,
-                      name="w1", extra=common)  # fmt: skip
-    w2 = start_worker(kafka_bootstrap, sim.port, topics, WATCHLIST, tmp_path, app_id=app_id,
-                      name="w2", extra=common)  # fmt: skip
+    w1 = start_worker(kafka_bootstrap, topics, app_id, tmp_path, opend_port=sim.port,
+                      watchlist=WATCHLIST, name="w1", extra=common)  # fmt: skip
+    w2 = start_worker(kafka_bootstrap, topics, app_id, tmp_path, opend_port=sim.port,
+                      watchlist=WATCHLIST, name="w2", extra=common)  # fmt: skip
     with workers_stopped(w1, w2):
         await _first_alert(kafka_bootstrap, topics, w1, w2)
         # Exactly one worker is polling now: the leader.
@@ -132,13 +132,13 @@ async def test_worker_kill9_and_restart_resume_state(
     await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(topics.names.values()), 3)
     app_id = f"capflow-{uuid.uuid4().hex[:8]}"
     extra = [*FAST, "--session-timeout", "10"]
-    w1 = start_worker(kafka_bootstrap, sim.port, topics, WATCHLIST, tmp_path, app_id=app_id,
-                      name="w1", extra=extra)  # fmt: skip
+    w1 = start_worker(kafka_bootstrap, topics, app_id, tmp_path, opend_port=sim.port,
+                      watchlist=WATCHLIST, name="w1", extra=extra)  # fmt: skip
     with workers_stopped(w1):
         await _first_alert(kafka_bootstrap, topics, w1)
         w1.kill()
-    w2 = start_worker(kafka_bootstrap, sim.port, topics, WATCHLIST, tmp_path, app_id=app_id,
-                      name="w2", extra=extra)  # fmt: skip
+    w2 = start_worker(kafka_bootstrap, topics, app_id, tmp_path, opend_port=sim.port,
+                      watchlist=WATCHLIST, name="w2", extra=extra)  # fmt: skip
     with workers_stopped(w2):
         records = await read_topic(
             kafka_bootstrap, topics.names["alerts"], until=_two_alerts, timeout=180, settle=3
@@ -156,8 +156,8 @@ async def test_broker_restart_mid_stream(topic_prefix: str, tmp_path: Path) -> N
         sim, scenario, _ = await _sim(speed=40.0, rate_limit_requests=100, rate_limit_window=10)
         topics = Topics(topic_prefix)
         await ensure_topics({"bootstrap_servers": broker.bootstrap}, list(topics.names.values()), 3)
-        w = start_worker(broker.bootstrap, sim.port, topics, WATCHLIST, tmp_path,
-                         app_id=f"capflow-{uuid.uuid4().hex[:8]}", extra=FAST)  # fmt: skip
+        w = start_worker(broker.bootstrap, topics, f"capflow-{uuid.uuid4().hex[:8]}", tmp_path,
+                         opend_port=sim.port, watchlist=WATCHLIST, extra=FAST)  # fmt: skip
         with workers_stopped(w):
             await _first_alert(broker.bootstrap, topics, w)
             await asyncio.to_thread(broker.stop)
@@ -179,8 +179,8 @@ async def test_opend_drop_and_return(
     sim, scenario, requests = await _sim(speed=40.0, rate_limit_requests=100, rate_limit_window=10)
     topics = Topics(topic_prefix)
     await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(topics.names.values()), 3)
-    w = start_worker(kafka_bootstrap, sim.port, topics, WATCHLIST, tmp_path,
-                     app_id=f"capflow-{uuid.uuid4().hex[:8]}", extra=FAST)  # fmt: skip
+    w = start_worker(kafka_bootstrap, topics, f"capflow-{uuid.uuid4().hex[:8]}", tmp_path,
+                     opend_port=sim.port, watchlist=WATCHLIST, extra=FAST)  # fmt: skip
     with workers_stopped(w):
         await _first_alert(kafka_bootstrap, topics, w)
         await sim.stop()

@@ -63,8 +63,8 @@ async def test_far_future_record_is_dead_lettered_and_later_snapshots_still_flow
         await producer.stop()
 
     worker = start_worker(
-        kafka_bootstrap, free_port(), topics, [SEC], tmp_path,
-        app_id=f"capflow-{uuid.uuid4().hex[:8]}", extra=["--no-poller"],
+        kafka_bootstrap, topics, f"capflow-{uuid.uuid4().hex[:8]}", tmp_path,
+        opend_port=free_port(), watchlist=[SEC], extra=["--no-poller"],
     )  # fmt: skip
     with workers_stopped(worker):
         flows = await read_topic(

@@ -90,8 +90,8 @@ async def test_worker_replay_and_alerts_on_a_secured_listener(
     assert "15 confirmed written" in out
 
     worker = start_worker(
-        broker.listener_bootstrap(protocol), 1, topics, ["HK.00700"], tmp_path,
-        app_id=f"capflow-sec-{uuid.uuid4().hex[:8]}", extra=["--no-poller", *kafka],
+        broker.listener_bootstrap(protocol), topics, f"capflow-sec-{uuid.uuid4().hex[:8]}",
+        tmp_path, opend_port=1, watchlist=["HK.00700"], extra=["--no-poller", *kafka],
     )  # fmt: skip
     with workers_stopped(worker):
         code, out, err = await run_cli(

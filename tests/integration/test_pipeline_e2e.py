@@ -47,8 +47,8 @@ async def test_scripted_reversals_are_alerted_exactly(
     await producer.stop()
 
     worker = start_worker(
-        kafka_bootstrap, sim.port, topics, WATCHLIST, tmp_path,
-        app_id=f"capflow-{uuid.uuid4().hex[:8]}", extra=FAST_LIMIT,
+        kafka_bootstrap, topics, f"capflow-{uuid.uuid4().hex[:8]}", tmp_path,
+        opend_port=sim.port, watchlist=WATCHLIST, extra=FAST_LIMIT,
     )  # fmt: skip
     with workers_stopped(worker):
         try:

@@ -18,7 +18,6 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
@@ -28,6 +27,7 @@ from streams.processing.thresholds import ThresholdConfig
 from streams.recording import read_recording, to_json_line
 from tests.integration.harness import (
     Topics,
+    read_to_end,
     run_cli,
     start_scenario_sim,
     start_worker,
@@ -41,33 +41,6 @@ SPEED = 100.0  # simulated seconds per wall second
 RUN_S = 2400.0  # simulated seconds of the scenario to run live: flips at 900, 1200, 2100
 WATCHLIST = ["HK.00700", "HK.09988", "HK.01810"]
 FAST_LIMIT = ["--rate-limit-requests", "100", "--rate-limit-window", "10", "--no-leader-grace"]
-
-
-async def read_to_end(bootstrap: str, topic: str) -> list[Any]:
-    """Every record of ``topic`` up to its current end, partition by partition."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        deadline = time.monotonic() + 30
-        while any([await consumer.position(tp) < end[tp] for tp in tps]):
-            assert time.monotonic() < deadline, f"could not read {topic} to its end"
-            batch = await consumer.getmany(timeout_ms=500)
-            for recs in batch.values():
-                records.extend(recs)
-    finally:
-        await consumer.stop()
-    return records
 
 
 def flows_by_security(records: list[Any]) -> dict[str, list[dict[str, Any]]]:
@@ -116,8 +89,8 @@ async def test_replay_of_a_recorded_day_matches_the_live_run(
 
     # -- the live run ---------------------------------------------------------------
     worker = start_worker(
-        kafka_bootstrap, sim.port, live, WATCHLIST, tmp_path,
-        app_id=f"capflow-{uuid.uuid4().hex[:8]}", name="live", extra=FAST_LIMIT,
+        kafka_bootstrap, live, f"capflow-{uuid.uuid4().hex[:8]}", tmp_path,
+        opend_port=sim.port, watchlist=WATCHLIST, name="live", extra=FAST_LIMIT,
     )  # fmt: skip
     try:
         with workers_stopped(worker):
@@ -210,8 +183,8 @@ async def test_replay_of_a_recorded_day_matches_the_live_run(
         ]
 
     replayer = start_worker(
-        kafka_bootstrap, sim.port, again, WATCHLIST, tmp_path,
-        app_id=f"capflow-replay-{uuid.uuid4().hex[:8]}", name="replay",
+        kafka_bootstrap, again, f"capflow-replay-{uuid.uuid4().hex[:8]}", tmp_path,
+        opend_port=sim.port, watchlist=WATCHLIST, name="replay",
         extra=["--no-poller", "--no-leader-grace"],
     )  # fmt: skip
     with workers_stopped(replayer):

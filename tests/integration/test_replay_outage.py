@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.broker.local import LocalKafka
+from streams.devtools import end_offsets
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.pipeline.topics import ensure_topics
 from streams.recording import to_json_line
@@ -47,15 +47,7 @@ def recording(path: Path, count: int) -> Path:
 
 async def topic_size(bootstrap: str, topic: str) -> int:
     """Records in ``topic`` (sum of end offsets; the topic is never compacted or trimmed)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        partitions = consumer.partitions_for_topic(topic) or set()
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
-        return sum(ends.values())
-    finally:
-        await consumer.stop()
+    return sum((await end_offsets(bootstrap, topic)).values())
 
 
 @pytest.fixture

@@ -64,8 +64,8 @@ async def test_metrics_state_view_and_unknown_security(
     await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(names.values()), 3)
     watchlist = [KNOWN[0], UNKNOWN, KNOWN[1]]
     worker = start_worker(
-        kafka_bootstrap, sim.port, topics, watchlist, tmp_path,
-        app_id=f"capflow-{uuid.uuid4().hex[:8]}", extra=FAST_LIMIT,
+        kafka_bootstrap, topics, f"capflow-{uuid.uuid4().hex[:8]}", tmp_path,
+        opend_port=sim.port, watchlist=watchlist, extra=FAST_LIMIT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{worker.web_port}"
     try:

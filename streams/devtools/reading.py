@@ -1,0 +1,99 @@
+"""Reading topics back in tests and benchmarks, through aiokafka's public API only."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+
+async def _assigned(consumer: AIOKafkaConsumer, topic: str, timeout: float) -> list[TopicPartition]:
+    """Every partition of ``topic``, assigned to a group-less consumer; [] if it does not exist.
+
+    Checks the topic list first: subscribing to an unknown topic may auto-create it.
+    """
+    if topic not in await consumer.topics():
+        return []
+    consumer.subscribe([topic])  # without a group every partition comes to us
+    deadline = time.monotonic() + timeout
+    while not consumer.assignment():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no partitions of {topic} assigned after {timeout:g}s")
+        await asyncio.sleep(0.05)
+    return sorted(consumer.assignment())
+
+
+async def end_offsets(bootstrap: str, topic: str, timeout: float = 30.0) -> dict[int, int]:
+    """Partition -> end offset of ``topic`` now ({} when the topic does not exist)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = await _assigned(consumer, topic, timeout)
+        ends = await consumer.end_offsets(tps) if tps else {}
+        return {tp.partition: end for tp, end in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def read_to_end(bootstrap: str, topic: str, timeout: float = 30.0) -> list[ConsumerRecord]:
+    """Every record of ``topic`` from the beginning up to the end offsets it had when called.
+
+    Raises TimeoutError if the end is not reached within ``timeout`` seconds.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records: list[ConsumerRecord] = []
+    try:
+        tps = await _assigned(consumer, topic, timeout)
+        if not tps:
+            return records
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout
+        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end in {timeout:g}s")
+            batch = await consumer.getmany(timeout_ms=500)
+            for tp, recs in batch.items():
+                records.extend(r for r in recs if r.offset < ends[tp])
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    until: Callable[[list[ConsumerRecord]], bool] | None = None,
+    timeout: float = 60.0,
+    settle: float = 0.0,
+) -> list[ConsumerRecord]:
+    """Records of ``topic`` from the start until ``until(records)`` holds (or timeout).
+
+    For topics still being written. ``settle`` keeps reading that many seconds after
+    ``until`` held, to catch extras (a duplicate alert, say).
+    """
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    records: list[ConsumerRecord] = []
+    deadline = time.monotonic() + timeout
+    settled_at: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for recs in batch.values():
+                records.extend(recs)
+            if settled_at is None and until is not None and until(records):
+                settled_at = time.monotonic() + settle
+            if settled_at is not None and time.monotonic() >= settled_at:
+                break
+    finally:
+        await consumer.stop()
+    return records
