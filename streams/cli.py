@@ -8,12 +8,13 @@ import sys
 from collections.abc import Sequence
 
 from streams import __version__
+from streams.commands import CommandFailed, UsageError
 from streams.config import describe_environment, secret_values
 from streams.kafka_access import KafkaAccessError
 from streams.redact import add_secrets
 
 # Each module in streams/commands/ exposes ``register(subparsers)``, which adds
-# its parser and sets ``func`` (args -> exit code).
+# its parser and sets ``func=run`` (args -> exit code); see streams/commands/__init__.py.
 COMMANDS: tuple[str, ...] = (
     "kafka",
     "alerts",
@@ -46,12 +47,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
+        parser.print_help(sys.stderr)
         return 2
     add_secrets(secret_values(args))  # no log line of any library may show them
     try:
         return int(args.func(args) or 0)
-    except KafkaAccessError as exc:  # wrong password, untrusted certificate, no broker
+    except UsageError as exc:
+        print(f"capflow {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except (CommandFailed, KafkaAccessError) as exc:  # KafkaAccessError: password, TLS, no broker
         print(f"capflow {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

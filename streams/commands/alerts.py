@@ -19,6 +19,7 @@ import signal
 import sys
 from typing import Any
 
+from streams.commands import CommandFailed, UsageError
 from streams.config import add_options, group_names
 from streams.kafka_access import check_access
 from streams.sinks.alertmanager import DEFAULT_GENERATOR_URL, AlertmanagerSink
@@ -39,10 +40,6 @@ from streams.sinks.webhook import WebhookSink
 log = logging.getLogger(__name__)
 
 WEBHOOK_FORMATS = ("cloudevents", *FORMATS)
-
-
-class UsageError(ValueError):
-    """Flags that cannot work together; exit 2 with the message."""
 
 
 def _env(name: str) -> str:
@@ -112,9 +109,8 @@ async def _run(args: argparse.Namespace) -> int:
             give_up_after=args.give_up_after,
             retry_floor=min(DEFAULT_RETRY_FLOOR, args.give_up_after),
         )
-    except (UsageError, ValueError) as exc:
-        _warn(f"capflow alerts: {exc}")
-        return 2
+    except ValueError as exc:  # UsageError included: flags that cannot work together
+        raise UsageError(str(exc)) from exc
     params = FollowParams.from_args(args)
     if sinks and params.group is None:
         params.group = default_group(params.topic, identities)
@@ -220,8 +216,9 @@ async def _run(args: argparse.Namespace) -> int:
         )
         await _until_done_or_sigterm(follow)
     except (KafkaError, ConnectionError) as exc:
-        _warn(f"capflow alerts: Kafka at {args.kafka_bootstrap}: {type(exc).__name__}: {exc}")
-        return 1
+        raise CommandFailed(
+            f"Kafka at {args.kafka_bootstrap}: {type(exc).__name__}: {exc}"
+        ) from exc
     finally:
         for sink in sinks:
             await sink.close()
@@ -263,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
         return 130
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``capflow alerts``."""
     parser = subparsers.add_parser(
         "alerts",

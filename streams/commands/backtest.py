@@ -33,9 +33,12 @@ from streams.backtest import (
     load_recording,
     parameter_grid,
     render_sweep,
-    run,
     write_alerts,
 )
+from streams.backtest import (
+    run as run_sets,
+)
+from streams.commands import CommandFailed, UsageError
 from streams.config import env_default, option
 from streams.recording import RecordingError
 
@@ -119,7 +122,7 @@ def backtest(args: argparse.Namespace) -> int:
             f"capflow backtest: ... {len(recording.rejected) - 5} more records skipped",
             file=sys.stderr,
         )
-    results = run(recording, sets, _progress(f"running {len(sets)} set(s)", args.quiet))
+    results = run_sets(recording, sets, _progress(f"running {len(sets)} set(s)", args.quiet))
     elapsed = time.monotonic() - started
     n = len(recording.snapshots)
     if args.json:
@@ -140,21 +143,15 @@ def backtest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     try:
         return backtest(args)
     except ParameterError as exc:
-        print(f"capflow backtest: {exc}", file=sys.stderr)
-        return 2
-    except (BacktestError, RecordingError) as exc:
-        print(f"capflow backtest: {exc}", file=sys.stderr)
-        return 1
+        raise UsageError(str(exc)) from exc
+    except (BacktestError, RecordingError, OSError) as exc:
+        raise CommandFailed(str(exc)) from exc
     except RuntimeError as exc:  # matplotlib missing for --plot
-        print(f"capflow backtest: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"capflow backtest: {exc}", file=sys.stderr)
-        return 1
+        raise UsageError(str(exc)) from exc
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -191,4 +188,4 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--plot", metavar="PNG", help="draw alerts per security-day per set")
     parser.add_argument("--json", action="store_true", help="one JSON object per set on stdout")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    parser.set_defaults(func=_run)
+    parser.set_defaults(func=run)

@@ -23,9 +23,10 @@ from typing import Any
 
 from streams.broker.local import LocalKafka, free_port
 from streams.broker.resolve import BrokerSetupError
+from streams.commands import CommandFailed
 from streams.commands.alerts import FollowParams, follow_alerts
 from streams.metrics import sample_sum
-from streams.opend_sim.scenario import DEMO_PATH, load_scenario
+from streams.opend_sim.scenario import DEMO_PATH, ScenarioError, load_scenario
 from streams.pipeline.topics import ensure_topics
 from streams.sinks.console import format_alert
 
@@ -109,14 +110,17 @@ async def _follow(
     return follower.result()
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     # Transient client warnings (leader elections on fresh topics) are noise here.
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as exc:
+        raise CommandFailed(f"scenario: {exc}") from exc
     data = Path(args.data_dir)
     run_id = time.strftime("%Y%m%d-%H%M%S")
     logs = data / "demo" / run_id
     logs.mkdir(parents=True, exist_ok=True)
-    scenario = load_scenario(args.scenario)
     watchlist = ",".join(scenario.securities)
     prefix = f"capflow.demo-{run_id}"
     topics = {
@@ -134,8 +138,7 @@ def _run(args: argparse.Namespace) -> int:
         try:
             broker.start()
         except BrokerSetupError as exc:
-            print(f"demo: cannot start Kafka: {exc}", file=sys.stderr)
-            return 1
+            raise CommandFailed(f"cannot start Kafka: {exc}") from exc
         # Topics first, with the partitions the worker expects: a consumer that subscribes
         # before they exist would let the broker auto-create them with one partition.
         asyncio.run(ensure_topics({"bootstrap_servers": broker.bootstrap}, topic_names, 3))
@@ -169,8 +172,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"demo: {count} alerts", flush=True)
         return 0
     except DemoFailed as exc:
-        print(f"demo: {exc}", file=sys.stderr)
-        return 1
+        raise CommandFailed(str(exc)) from exc
     except KeyboardInterrupt:
         print("\ndemo: stopping ...", flush=True)
         return 0
@@ -223,4 +225,4 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=os.environ.get("CAPFLOW_DATA_DIR", ".capflow"),
         help="broker data and demo logs (default %(default)s)",
     )
-    parser.set_defaults(func=_run)
+    parser.set_defaults(func=run)

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from streams.commands import CommandFailed, UsageError
 from streams.config import add_options
 from streams.domain.snapshot_record import snapshot_to_proto
 from streams.opend.client import client_from_args
@@ -24,7 +25,7 @@ from streams.opend.security import SecurityFormatError, parse_security
 from streams.opend.snapshot import CapitalDistribution, InvalidSnapshot
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "fetch",
         help="query OpenD capital distribution once per security and print it",
@@ -75,13 +76,11 @@ async def _fetch(args: argparse.Namespace) -> int:
     try:
         client = client_from_args(args)
     except CryptoError as exc:
-        print(f"capflow fetch: --opend-rsa-key: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--opend-rsa-key: {exc}") from exc
     try:
         await client.connect()
     except (OSError, TimeoutError, OpenDError) as exc:
-        print(f"capflow fetch: cannot connect to {client.source}: {exc}", file=sys.stderr)
-        return 1
+        raise CommandFailed(f"cannot connect to {client.source}: {exc}") from exc
     try:
         for seq, code in enumerate(args.codes, 1):
             try:
@@ -112,6 +111,5 @@ def run(args: argparse.Namespace) -> int:
         try:
             parse_security(code)
         except SecurityFormatError as exc:
-            print(f"capflow fetch: {exc}", file=sys.stderr)
-            return 2
+            raise UsageError(str(exc)) from exc
     return asyncio.run(_fetch(args))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from streams.broker.local import LocalKafka, metadata_ready
 from streams.broker.resolve import DEFAULT_KAFKA_VERSION, BrokerSetupError
+from streams.commands import CommandFailed
 from streams.config import add_options
 
 
@@ -36,7 +37,7 @@ def add_broker_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     broker = broker_from_args(args)
     try:
         if args.action == "start":
@@ -52,19 +53,17 @@ def _run(args: argparse.Namespace) -> int:
             return 0
         found = broker.info()
         if found is None:
-            print(f"kafka not running (state in {broker.root})")
-            return 1
+            raise CommandFailed(f"status: not running (state in {broker.root})")
         info = found
-        ok = asyncio.run(metadata_ready(info.bootstrap))
-        state = "answering metadata" if ok else "process alive, NOT answering metadata"
-        print(
-            f"kafka {info.version} pid {info.pid} bootstrap {info.bootstrap}: {state}; "
-            f"log {info.log}"
-        )
-        return 0 if ok else 1
+        where = f"kafka {info.version} pid {info.pid} bootstrap {info.bootstrap}"
+        if not asyncio.run(metadata_ready(info.bootstrap)):
+            raise CommandFailed(
+                f"status: {where}: process alive, NOT answering metadata; log {info.log}"
+            )
+        print(f"{where}: answering metadata; log {info.log}")
+        return 0
     except BrokerSetupError as exc:
-        print(f"capflow kafka {args.action}: {exc}")
-        return 1
+        raise CommandFailed(f"{args.action}: {exc}") from exc
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -77,4 +76,4 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument("action", choices=["start", "stop", "status"])
     add_broker_args(parser)
-    parser.set_defaults(func=_run)
+    parser.set_defaults(func=run)

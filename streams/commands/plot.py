@@ -11,8 +11,10 @@ from typing import Any
 
 import orjson
 
+from streams.commands import CommandFailed, UsageError
 from streams.config import add_options, group_names, kafka_client_kwargs
 from streams.kafka_access import check_access
+from streams.topic_partitions import assign_whole_topic
 
 
 def read_json_lines(path: str | Path) -> list[dict[str, Any]]:
@@ -48,18 +50,15 @@ async def read_topic(
     await consumer.start()
     out: list[dict[str, Any]] = []
     try:
-        # Check first: asking for an unknown topic's metadata may auto-create it.
-        if topic not in await consumer.topics():
+        deadline = time.monotonic() + timeout
+        try:
+            tps = await assign_whole_topic(consumer, topic, timeout)
+        except TimeoutError:
+            print(f"capflow plot: no partitions of {topic} assigned", file=sys.stderr)
+            return out
+        if not tps:
             print(f"capflow plot: topic {topic} does not exist", file=sys.stderr)
             return out
-        deadline = time.monotonic() + timeout
-        consumer.subscribe([topic])  # without a group: every partition is assigned to us
-        while not consumer.assignment():
-            if time.monotonic() > deadline:
-                print(f"capflow plot: no partitions of {topic} assigned", file=sys.stderr)
-                return out
-            await asyncio.sleep(0.05)
-        tps = sorted(consumer.assignment())
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
         pending = {tp for tp in tps if ends[tp] > 0}
@@ -117,24 +116,25 @@ async def _load(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[di
 def run(args: argparse.Namespace) -> int:
     from streams.plotting import PlotDataError, render_day, select_day
 
-    flows, alerts = asyncio.run(_load(args))
+    try:
+        flows, alerts = asyncio.run(_load(args))
+    except OSError as exc:  # a --flows-file or --alerts-file that cannot be read
+        raise CommandFailed(str(exc)) from exc
     try:
         day_flows, day_alerts, day = select_day(flows, alerts, args.security, args.day)
         out = args.output or f"{args.security}_{day}.png"
         path = render_day(day_flows, day_alerts, out)
     except PlotDataError as exc:
-        print(f"capflow plot: {exc}", file=sys.stderr)
-        return 1
-    except RuntimeError as exc:
-        print(f"capflow plot: {exc}", file=sys.stderr)
-        return 2
+        raise CommandFailed(str(exc)) from exc
+    except RuntimeError as exc:  # matplotlib missing
+        raise UsageError(str(exc)) from exc
     print(
         f"{path}: {args.security} {day}, {len(day_flows)} flow records, {len(day_alerts)} alert(s)"
     )
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``capflow plot``."""
     parser = subparsers.add_parser(
         "plot",

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
+from streams.commands import CommandFailed
 from streams.config import add_options, group_names, kafka_client_kwargs
 from streams.kafka_access import check_access
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.recording import to_json_line
+from streams.topic_partitions import assign_whole_topic
 
 
 async def record(args: argparse.Namespace) -> int:
@@ -27,16 +28,9 @@ async def record(args: argparse.Namespace) -> int:
     await consumer.start()
     written = skipped = 0
     try:
-        # A consumer without a subscription has no metadata of the topic yet: ask for it.
-        cluster = await consumer._client.fetch_all_metadata()
-        partitions = cluster.partitions_for_topic(args.topic_distribution)
-        if not partitions:
-            print(
-                f"capflow record: topic {args.topic_distribution} does not exist", file=sys.stderr
-            )
-            return 1
-        tps = [TopicPartition(args.topic_distribution, p) for p in sorted(partitions)]
-        consumer.assign(tps)
+        tps = await assign_whole_topic(consumer, args.topic_distribution)
+        if not tps:
+            raise CommandFailed(f"topic {args.topic_distribution} does not exist")
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
         with open(Path(args.file), "wb") as out:
@@ -64,12 +58,11 @@ async def record(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(record(args))
     except KafkaError as exc:  # the broker went away while recording
-        print(f"capflow record: Kafka failed: {exc}", file=sys.stderr)
-        return 1
+        raise CommandFailed(f"Kafka failed: {exc}") from exc
     except KeyboardInterrupt:
         return 130
 
@@ -85,4 +78,4 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--security", action="append", help="only this security (repeatable)")
     parser.add_argument("--follow", action="store_true", help="keep recording until Ctrl-C")
     add_options(parser, group_names("kafka"))
-    parser.set_defaults(func=_run)
+    parser.set_defaults(func=run)

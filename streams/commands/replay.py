@@ -20,6 +20,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from streams.commands import CommandFailed, UsageError
 from streams.config import add_options, group_names, kafka_client_kwargs
 from streams.kafka_access import check_access
 from streams.pipeline.topics import TopicMismatchError, ensure_topics
@@ -93,12 +94,10 @@ async def _stop(producer: AIOKafkaProducer, tracker: SendTracker, timeout: float
 async def replay(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.exists():
-        print(f"capflow replay: {path} does not exist", file=sys.stderr)
-        return 1
+        raise CommandFailed(f"{path} does not exist")
     snapshots = list(read_recording(path))
     if not snapshots:
-        print(f"capflow replay: {path} holds no snapshots", file=sys.stderr)
-        return 1
+        raise CommandFailed(f"{path} holds no snapshots")
     kwargs = kafka_client_kwargs(args)
     await check_access(kwargs, topics=[args.topic_distribution], timeout=args.kafka_connect_timeout)
     await ensure_topics(kwargs, [args.topic_distribution], args.topic_partitions)
@@ -160,18 +159,15 @@ async def replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     if args.speed <= 0:
-        print("capflow replay: --speed must be > 0", file=sys.stderr)
-        return 2
+        raise UsageError("--speed must be > 0")
     if args.send_timeout <= 0:
-        print("capflow replay: --send-timeout must be > 0", file=sys.stderr)
-        return 2
+        raise UsageError("--send-timeout must be > 0")
     try:
         return asyncio.run(replay(args))
     except (RecordingError, TopicMismatchError, ConnectionError, ReplayFailed) as exc:
-        print(f"capflow replay: {exc}", file=sys.stderr)
-        return 1
+        raise CommandFailed(str(exc)) from exc
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -200,4 +196,4 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     add_options(parser, group_names("kafka"))
-    parser.set_defaults(func=_run)
+    parser.set_defaults(func=run)

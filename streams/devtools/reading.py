@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
-
-async def _assigned(consumer: AIOKafkaConsumer, topic: str, timeout: float) -> list[TopicPartition]:
-    """Every partition of ``topic``, assigned to a group-less consumer; [] if it does not exist.
-
-    Checks the topic list first: subscribing to an unknown topic may auto-create it.
-    """
-    if topic not in await consumer.topics():
-        return []
-    consumer.subscribe([topic])  # without a group every partition comes to us
-    deadline = time.monotonic() + timeout
-    while not consumer.assignment():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no partitions of {topic} assigned after {timeout:g}s")
-        await asyncio.sleep(0.05)
-    return sorted(consumer.assignment())
+from streams.topic_partitions import assign_whole_topic
 
 
 async def end_offsets(bootstrap: str, topic: str, timeout: float = 30.0) -> dict[int, int]:
@@ -30,7 +15,7 @@ async def end_offsets(bootstrap: str, topic: str, timeout: float = 30.0) -> dict
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        tps = await _assigned(consumer, topic, timeout)
+        tps = await assign_whole_topic(consumer, topic, timeout)
         ends = await consumer.end_offsets(tps) if tps else {}
         return {tp.partition: end for tp, end in ends.items()}
     finally:
@@ -48,7 +33,7 @@ async def read_to_end(bootstrap: str, topic: str, timeout: float = 30.0) -> list
     await consumer.start()
     records: list[ConsumerRecord] = []
     try:
-        tps = await _assigned(consumer, topic, timeout)
+        tps = await assign_whole_topic(consumer, topic, timeout)
         if not tps:
             return records
         await consumer.seek_to_beginning(*tps)

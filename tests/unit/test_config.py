@@ -292,7 +292,8 @@ def test_shared_settings_are_flags_of_the_commands_that_use_them(
 
 def test_main_without_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main([]) == 2
-    assert "usage: capflow" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert out == "" and "usage: capflow" in err  # bad usage goes to stderr
     with pytest.raises(SystemExit) as err:
         cli.main(["no-such-command"])
     assert err.value.code == 2

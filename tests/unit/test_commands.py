@@ -1,0 +1,70 @@
+"""Every ``capflow`` command reports bad usage (exit 2) and failures (exit 1) on stderr.
+
+Walks each command module with an argument it must refuse and, where one exists
+without a broker or OpenD, a failure it must report: the message goes to stderr
+under the command's name, nothing of it to stdout, and no traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streams.cli import COMMANDS, main
+from streams.devtools import free_port
+
+# (command module, argv, exit status, text stderr must contain); {tmp} is a fresh
+# directory holding an empty file "empty.jsonl", {port} a port nothing listens on.
+NO_KAFKA = ["--kafka-bootstrap", "127.0.0.1:{port}", "--kafka-connect-timeout", "1"]
+CASES: list[tuple[str, list[str], int, str]] = [
+    ("kafka", ["kafka", "restart"], 2, "invalid choice"),
+    ("kafka", ["kafka", "status", "--data-dir", "{tmp}"], 1, "capflow kafka: status: not"),
+    ("alerts", ["alerts", "--format", "slack"], 2, "capflow alerts: --format slack needs"),
+    ("alerts", ["alerts", *NO_KAFKA], 1, "capflow alerts: "),
+    ("plot", ["plot"], 2, "required: security"),
+    ("plot", ["plot", "HK.00700", "--flows-file", "{tmp}/missing.jsonl"], 1, "capflow plot: "),
+    ("plot", ["plot", "HK.00700", "--flows-file", "{tmp}/empty.jsonl"], 1, "capflow plot: "),
+    ("opend_sim", ["opend-sim", "--port", "x"], 2, "invalid int value"),
+    ("fetch", ["fetch", "00700"], 2, "capflow fetch: "),
+    ("fetch", ["fetch", "HK.00700", "--opend-port", "{port}"], 1, "cannot connect"),
+    ("worker", ["worker", "--web-port", "x"], 2, "invalid int value"),
+    ("replay", ["replay", "{tmp}/empty.jsonl", "--speed", "0"], 2, "capflow replay: --speed"),
+    ("replay", ["replay", "{tmp}/missing.jsonl"], 1, "capflow replay: "),
+    ("record", ["record"], 2, "required: file"),
+    ("record", ["record", "{tmp}/out.jsonl", *NO_KAFKA], 1, "capflow record: "),
+    ("backtest", ["backtest", "{tmp}/empty.jsonl", "--confirm", "x"], 2, "capflow backtest: "),
+    ("backtest", ["backtest", "{tmp}/missing.jsonl"], 1, "capflow backtest: "),
+    ("demo", ["demo", "--speed", "fast"], 2, "invalid float value"),
+    ("demo", ["demo", "--scenario", "{tmp}/no.json", "--data-dir", "{tmp}"], 1, "capflow demo: "),
+]
+
+
+def _run(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exc:  # argparse's own usage errors
+        return int(exc.code or 0)
+
+
+def test_the_walk_covers_every_command() -> None:
+    assert {module for module, *_ in CASES} == set(COMMANDS)
+
+
+@pytest.mark.parametrize(
+    ("argv", "status", "text"),
+    [case[1:] for case in CASES],
+    ids=[f"{case[0]}-{case[2]}" for case in CASES],
+)
+def test_errors_go_to_stderr_with_the_right_exit_status(
+    argv: list[str], status: int, text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty.jsonl").write_text("")
+    port = str(free_port())
+    filled = [a.replace("{tmp}", str(tmp_path)).replace("{port}", port) for a in argv]
+    assert _run(filled) == status
+    out, err = capsys.readouterr()
+    assert text in err, err
+    assert "Traceback" not in err
+    assert text not in out and "error" not in out.lower(), out
+
