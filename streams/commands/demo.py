@@ -30,6 +30,28 @@ from streams.opend_sim.scenario import DEMO_PATH, ScenarioError, load_scenario
 from streams.pipeline.topics import ensure_topics
 from streams.sinks.console import format_alert
 
+# Client libraries whose log lines are the demo process's own (its alert follower).
+LIBRARY_LOGGERS = ("aiokafka", "kafka", "faust", "mode")
+
+
+def library_logs_to(path: Path) -> logging.Handler:
+    """Send the client libraries' log lines to ``path`` instead of the terminal.
+
+    aiokafka logs transient states at WARNING and ERROR ("Failed fetch offsets ...
+    NotLeaderForPartitionError" while a fresh topic elects its leaders, coordinator
+    moves) and retries them itself; they mean nothing to a demo user. A real failure
+    still reaches the terminal: the follower raises, or a child exits and the demo
+    prints its log's tail. The children (worker, simulator) write to their own logs.
+    """
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return handler
+
 
 def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
@@ -111,8 +133,6 @@ async def _follow(
 
 
 def run(args: argparse.Namespace) -> int:
-    # Transient client warnings (leader elections on fresh topics) are noise here.
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
     try:
         scenario = load_scenario(args.scenario)
     except ScenarioError as exc:
@@ -121,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
     run_id = time.strftime("%Y%m%d-%H%M%S")
     logs = data / "demo" / run_id
     logs.mkdir(parents=True, exist_ok=True)
+    library_logs_to(logs / "demo.log")
     watchlist = ",".join(scenario.securities)
     prefix = f"capflow.demo-{run_id}"
     topics = {

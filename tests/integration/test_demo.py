@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,18 @@ import pytest
 from streams.broker.local import free_port, port_open
 
 pytestmark = pytest.mark.integration
+
+# "demo: ...", the broker wait ("capflow: waiting for Kafka ..."), alert lines (a date).
+OWN_LINE = re.compile(r"^(demo: |capflow: |\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} )")
+LIBRARY_NOISE = (
+    "NotLeaderForPartition",
+    "Failed fetch offsets",
+    "coordinator",
+    "Heartbeat",
+    "aiokafka",
+    "faust",
+    "Traceback",
+)
 
 
 def test_demo_shows_alerts_and_cleans_up(tmp_path: Path) -> None:
@@ -31,3 +44,9 @@ def test_demo_shows_alerts_and_cleans_up(tmp_path: Path) -> None:
     assert not port_open("127.0.0.1", port)
     logs = list((tmp_path / "demo").glob("*/worker.log"))
     assert logs and "leader: polling 4 securities" in logs[0].read_text()
+    # Only the demo's own lines reach the terminal: no client library log lines.
+    for line in (out + proc.stderr).splitlines():
+        assert OWN_LINE.match(line), f"not a demo line: {line!r}"
+    for noise in LIBRARY_NOISE:
+        assert noise not in out + proc.stderr
+    assert proc.stderr == ""

@@ -67,4 +67,3 @@ def test_errors_go_to_stderr_with_the_right_exit_status(
     assert text in err, err
     assert "Traceback" not in err
     assert text not in out and "error" not in out.lower(), out
-
