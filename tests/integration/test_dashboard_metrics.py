@@ -98,8 +98,8 @@ async def test_every_queried_metric_is_exported_by_a_worker(
     topics = Topics(topic_prefix)
     await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(topics.names.values()), 3)
     worker = start_worker(
-        kafka_bootstrap, sim.port, topics, ["HK.00700", "HK.09988"], tmp_path,
-        app_id=f"capflow-dash-{uuid.uuid4().hex[:8]}", extra=FAST_LIMIT,
+        kafka_bootstrap, topics, f"capflow-dash-{uuid.uuid4().hex[:8]}", tmp_path,
+        opend_port=sim.port, watchlist=["HK.00700", "HK.09988"], extra=FAST_LIMIT,
     )  # fmt: skip
     try:
         with workers_stopped(worker):
