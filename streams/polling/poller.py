@@ -1,4 +1,8 @@
-"""The poller: one OpenD request at a time, round-robin over the open part of the watchlist.
+"""The poller: one OpenD request at a time, among the open part of its share of the watchlist.
+
+Which security comes next is its scheduler's choice (round-robin by default, see
+``streams.polling.scheduler``); which securities are its share is the gateway pool's
+(``share``: the ones the spread gives this poller's gateway).
 
 Budget: every request passes the sliding-window limiter first, so no window of
 ``rate_limit_window`` seconds holds more than ``rate_limit_requests`` requests; when
@@ -12,7 +16,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -28,6 +32,7 @@ from streams.opend.errors import (
 )
 from streams.opend.security import SecurityFormatError
 from streams.opend.snapshot import CapitalDistribution, snapshot_to_proto
+from streams.polling.scheduler import RoundRobin, Scheduler
 from streams.ratelimit import SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
@@ -75,7 +80,13 @@ class Poller:
         ignore_market_hours: bool = False,
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        scheduler: Scheduler | None = None,
+        share: Callable[[], Collection[str]] | None = None,
+        connect_attempts: int | None = None,
     ) -> None:
+        """``share`` restricts polling to the securities it returns (None: all of them);
+        ``connect_attempts`` makes a refused connection raise ConnectionLost out of
+        :meth:`step` instead of retrying forever, so a pool can mark the gateway down."""
         if not watchlist:
             raise ValueError("the watchlist is empty: set CAPFLOW_WATCHLIST or --watchlist")
         self.client = client
@@ -85,12 +96,18 @@ class Poller:
         self.ignore_market_hours = ignore_market_hours
         self.wall_clock = wall_clock
         self.sleep = sleep
+        self.scheduler: Scheduler = scheduler if scheduler is not None else RoundRobin()
+        self.share = share
+        self.connect_attempts = connect_attempts
+        self.idle = 0.5
         self.stats = PollStats()
         self._seq = itertools.count(1)
-        self._cursor = 0
 
     def active(self) -> list[str]:
-        return [s for s in self.watchlist if s not in self.stats.skipped]
+        mine = None if self.share is None else set(self.share())
+        return [
+            s for s in self.watchlist if s not in self.stats.skipped and (mine is None or s in mine)
+        ]
 
     def due(self, now: float) -> list[str]:
         """Securities to poll now: active ones whose market is open (or has unknown hours)."""
@@ -99,21 +116,20 @@ class Poller:
             return active
         return [s for s in active if _market_open(s, now)]
 
-    def _next(self, due: list[str]) -> str:
-        security = due[self._cursor % len(due)]
-        self._cursor = (self._cursor + 1) % max(len(due), 1)
-        return security
-
     async def step(self, still_leader: Callable[[], bool] | None = None) -> str | None:
         """One poll (or one wait when nothing is due); returns the security polled.
 
-        ``still_leader`` is asked again after waiting for the budget: leadership can move
-        to another worker during that wait, and then this one must not send.
+        ``still_leader`` (is this worker still the gateway's owner?) is asked again after
+        waiting for the budget: ownership can move to another worker during that wait,
+        and then this one must not send.
         """
         now = self.wall_clock()
         due = self.due(now)
         if not due:
             active = self.active()
+            if not active and self.share is not None and self._unskipped():
+                await self.sleep(self.idle)  # the spread gives this gateway nothing now
+                return None
             if not active:
                 log.error("no security left to poll: all were rejected by OpenD")
                 await self.sleep(60.0)
@@ -122,8 +138,11 @@ class Poller:
             log.info("all markets of the watchlist are closed; next open in %.0fs", wait)
             await self.sleep(min(max(wait, 1.0), 60.0))
             return None
-        security = self._next(due)
-        await self.client.ensure_connected()
+        security = self.scheduler.next(due, now)
+        if security is None:
+            await self.sleep(self.idle)
+            return None
+        await self.client.ensure_connected(self.connect_attempts)
         await self.limiter.acquire(self.sleep)
         if still_leader is not None and not still_leader():
             return None
@@ -151,10 +170,14 @@ class Poller:
         OPEND_REQUESTS.labels("ok").inc()
         received = self.wall_clock()
         self.stats.last_received[security] = received
+        self.scheduler.polled(security, received)
         record = snapshot_to_proto(dist, self.client.source, int(received * 1000), next(self._seq))
         await self.publish(security, record.SerializeToString())
         self.stats.published += 1
         return security
+
+    def _unskipped(self) -> bool:
+        return any(s not in self.stats.skipped for s in self.watchlist)
 
 
 def _market(security: str) -> str:
@@ -164,32 +187,3 @@ def _market(security: str) -> str:
 def _market_open(security: str, now: float) -> bool:
     market = _market(security)
     return market not in hours.SESSIONS or hours.is_open(market, now)
-
-
-async def run_while_leader(
-    poller: Poller,
-    is_leader: Callable[[], bool],
-    *,
-    handover_grace: bool = True,
-    idle: float = 0.5,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> None:
-    """Poll only while this worker leads the group; forever.
-
-    On becoming leader the limiter starts full: a previous leader may have spent the
-    window just before it stopped, and OpenD counts per account, not per worker.
-    """
-    leading = False
-    while True:
-        if not is_leader():
-            if leading:
-                log.info("no longer the leader: polling stops here")
-                leading = False
-            await sleep(idle)
-            continue
-        if not leading:
-            leading = True
-            if handover_grace:
-                poller.limiter.penalize()
-            log.info("leader: polling %d securities", len(poller.active()))
-        await poller.step(is_leader)
