@@ -39,6 +39,8 @@ def _check_polling(args: argparse.Namespace) -> list[Gateway] | str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from aiokafka.errors import KafkaError
+
     from streams.pipeline.app import Pipeline
     from streams.pipeline.shutdown import StoppingWorker
     from streams.pipeline.topics import TopicMismatchError, ensure_topics
@@ -68,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
         asyncio.run(ensure_topics(kwargs, topics, args.topic_partitions))
         if gateways:
             asyncio.run(ensure_control_topic(kwargs, control_topic(args), len(gateways)))
-    except (ConnectionError, TopicMismatchError, ControlTopicError) as exc:
+    except (ConnectionError, TopicMismatchError, ControlTopicError, KafkaError) as exc:
         print(f"capflow worker: {exc}", file=sys.stderr)
         return 1
     for gw in gateways:

@@ -208,3 +208,30 @@ def test_schedule_factory_knows_round_robin(name: str) -> None:
     assert isinstance(make_scheduler(name), RoundRobin)
     with pytest.raises(ValueError, match="unknown schedule 'nope'"):
         make_scheduler("nope")
+
+
+async def test_ownership_is_a_lease_that_lapses_before_the_group_can_reassign() -> None:
+    from streams.polling.ownership import GatewayOwnership
+
+    now = {"t": 1000.0}
+    events: list[tuple[str, set[int]]] = []
+
+    async def assigned(ks: set[int]) -> None:
+        events.append(("assigned", ks))
+
+    async def revoked(ks: set[int]) -> None:
+        events.append(("revoked", ks))
+
+    own = GatewayOwnership(
+        "ctl", "grp", {"bootstrap_servers": "127.0.0.1:9"}, session_timeout=10.0,
+        on_assigned=assigned, on_revoked=revoked, clock=lambda: now["t"],
+    )  # fmt: skip
+    await own._assigned({0, 2})
+    assert own.owns(0) and own.owns(2) and not own.owns(1)
+    now["t"] += 4.9  # no renewal (broker unreachable): still inside session_timeout / 2
+    assert own.owns(0)
+    now["t"] += 0.2  # past it: polling stops well before the group's session timeout
+    assert not own.owns(0) and not own.owns(2)
+    await own._revoked({0, 1})  # a rebalance: only what was owned is reported revoked
+    assert events == [("assigned", {0, 2}), ("revoked", {0})]
+    assert own.owned == {2}
