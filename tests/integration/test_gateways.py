@@ -22,7 +22,15 @@ from streams.opend_sim.scenario import load_scenario
 from streams.opend_sim.server import OpenDSimulator
 from streams.pipeline.topics import ensure_topics
 from streams.polling import spread
-from tests.integration.harness import DATA, Topics, Worker, start_worker, wait_for, workers_stopped
+from tests.integration.harness import (
+    DATA,
+    Topics,
+    Worker,
+    metric,
+    start_worker,
+    wait_for,
+    workers_stopped,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -200,6 +208,13 @@ async def test_refused_gateway_moves_its_securities_and_gets_them_back(
             gw = {g["gateway"]: g for g in status(w)["gateways"]}
             assert gw["g2"]["up"] is False and gw["g2"]["securities"] == []
             assert gw["g2"]["last_error"]  # why it counts as down
+            assert gw["g1"]["owned"] and gw["g1"]["securities"] == WATCHLIST
+            # The same per gateway in Prometheus.
+            assert metric(w.web_port, "capflow_gateway_up", 'gateway="g2"') == 0
+            assert metric(w.web_port, "capflow_gateway_up", 'gateway="g1"') == 1
+            assert metric(w.web_port, "capflow_gateway_securities", 'gateway="g1"') == 4
+            ok_g1 = 'gateway="g1",outcome="ok"'
+            assert metric(w.web_port, "capflow_gateway_requests_total", ok_g1) > 0
             # g2 comes back: its share returns to it, g1 drops it.
             returned.append((await _gateways(1, [down_port]))[0])
             logs["g2"] = GatewayLog(returned[0])
