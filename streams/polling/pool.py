@@ -59,8 +59,9 @@ class GatewayPoller:
         board: StatusBoard,
         *,
         may_send: Callable[[], bool],
-        handover_grace: bool,
-        down_after: float,
+        keep_running: Callable[[], bool] | None = None,
+        handover_grace: bool = True,
+        down_after: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -70,6 +71,7 @@ class GatewayPoller:
         self.poller = poller
         self.board = board
         self.may_send = may_send
+        self.keep_running = keep_running if keep_running is not None else may_send
         self.handover_grace = handover_grace
         self.down_after = down_after
         self.clock = clock
@@ -111,6 +113,8 @@ class GatewayPoller:
         await self.client.close()
 
     async def _run(self) -> None:
+        """Poll while owned; while ownership is only unconfirmed (the lease lapsed because
+        Kafka does not answer) wait without sending, and go on once it is confirmed again."""
         gw = self.gateway
         log.info(
             "polling gateway %s (%s): %d of %d securities",
@@ -120,7 +124,10 @@ class GatewayPoller:
             len(self.poller.watchlist),
         )
         backoff = 0.5
-        while self.may_send():
+        while self.keep_running():
+            if not self.may_send():
+                await self.sleep(0.5)
+                continue
             if not self.client.connected:
                 try:
                     await self.client.ensure_connected(1)
@@ -201,6 +208,7 @@ class GatewayPool:
         make_limiter: Callable[[], SlidingWindowLimiter],
         make_scheduler: Callable[[], Scheduler],
         is_owner: Callable[[int], bool],
+        is_assigned: Callable[[int], bool] | None = None,
         ignore_market_hours: bool = False,
         handover_grace: bool = True,
         down_after: float = 10.0,
@@ -208,12 +216,15 @@ class GatewayPool:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        """``wall_clock`` stamps snapshots and market hours, ``clock`` times health and
+        """``is_owner(k)``: may gateway k be polled now (assigned and confirmed);
+        ``is_assigned(k)``: is it still this worker's at all (default: ``is_owner``).
+        ``wall_clock`` stamps snapshots and market hours, ``clock`` times health and
         ownership, ``sleep`` waits (all three are injected by tests)."""
         self.gateways = gateways
         self.watchlist = list(dict.fromkeys(watchlist))
         self.board = board
         self.is_owner = is_owner
+        self.is_assigned = is_assigned if is_assigned is not None else is_owner
         self.stopped = False
         self.pollers: dict[int, GatewayPoller] = {}
         for gw in gateways:
@@ -238,6 +249,7 @@ class GatewayPool:
                 poller,
                 board,
                 may_send=self._may_send_of(gw.index),
+                keep_running=self._keep_running_of(gw.index),
                 handover_grace=handover_grace,
                 down_after=down_after,
                 clock=clock,
@@ -249,6 +261,9 @@ class GatewayPool:
 
     def _may_send_of(self, index: int) -> Callable[[], bool]:
         return lambda: not self.stopped and self.is_owner(index)
+
+    def _keep_running_of(self, index: int) -> Callable[[], bool]:
+        return lambda: not self.stopped and self.is_assigned(index)
 
     async def acquire(self, indexes: set[int]) -> None:
         """The group gave these gateways to this worker."""

@@ -67,6 +67,7 @@ class PollingService:
             make_limiter=lambda: make_limiter(args),
             make_scheduler=lambda: make_scheduler(schedule, args),
             is_owner=self._owns,
+            is_assigned=lambda k: k in self.ownership.owned,
             ignore_market_hours=args.ignore_market_hours,
             handover_grace=args.leader_grace,
             down_after=getattr(args, "gateway_down_after", 10.0),

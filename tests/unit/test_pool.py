@@ -235,3 +235,27 @@ async def test_ownership_is_a_lease_that_lapses_before_the_group_can_reassign() 
     await own._revoked({0, 1})  # a rebalance: only what was owned is reported revoked
     assert events == [("assigned", {0, 2}), ("revoked", {0})]
     assert own.owned == {2}
+
+
+async def test_a_lapsed_lease_pauses_polling_and_a_renewed_one_resumes_it() -> None:
+    clock = Clock(HK_OPEN, HK_OPEN + 90)
+    confirmed = {"now": True}
+    pool, fakes, _ = make_pool(clock, {0}, grace=False, labels="a:1=a")
+    pool.is_owner = lambda k: confirmed["now"]  # assigned all along, lease comes and goes
+    pool.is_assigned = lambda k: True
+
+    async def outage() -> None:
+        while clock.now < HK_OPEN + 20:
+            await asyncio.sleep(0)
+        confirmed["now"] = False
+        while clock.now < HK_OPEN + 50:
+            await asyncio.sleep(0)
+        confirmed["now"] = True
+
+    flapper = asyncio.create_task(outage())
+    await run_until_done(pool, {0})
+    flapper.cancel()
+    times = [t for t, _ in fakes["a"].requests]
+    assert any(t < HK_OPEN + 20 for t in times)
+    assert not [t for t in times if HK_OPEN + 21 < t < HK_OPEN + 50]  # nothing while lapsed
+    assert any(t > HK_OPEN + 50 for t in times)  # polling came back by itself
