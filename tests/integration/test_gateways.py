@@ -231,3 +231,50 @@ async def test_refused_gateway_moves_its_securities_and_gets_them_back(
     for label, log in logs.items():
         assert log.refused == 0, label
         assert log.max_in_window(WINDOW) <= LIMIT, label
+
+
+async def test_opend_sim_serves_several_gateways_each_with_its_own_budget() -> None:
+    """``capflow opend-sim --gateways 3``: three ports, one market, three budgets."""
+    import subprocess
+    import sys
+
+    from streams.broker.local import port_open
+    from streams.opend.client import OpenDClient
+    from streams.opend.errors import RateLimitError
+
+    first = next(
+        p for p in (free_port() for _ in range(50))
+        if not port_open("127.0.0.1", p + 1) and not port_open("127.0.0.1", p + 2)
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "opend-sim", "--port", str(first),
+         "--gateways", "3", "--speed", "0", "--rate-limit-requests", "2",
+         "--rate-limit-window", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(3)]
+        for i, line in enumerate(lines):
+            assert f"gateway {i} listening on 127.0.0.1:{first + i} " in line, lines
+        clients = [OpenDClient("127.0.0.1", first + i, timeout=5) for i in range(3)]
+        try:
+            for c in clients:
+                await c.ensure_connected(3)
+            # Gateway 0 spends its whole budget; the others still have all of theirs.
+            for _ in range(2):
+                await clients[0].get_capital_distribution("HK.00700")
+            with pytest.raises(RateLimitError):
+                await clients[0].get_capital_distribution("HK.00700")
+            for c in clients[1:]:
+                a = await c.get_capital_distribution("HK.00700")
+                b = await c.get_capital_distribution("HK.00700")
+                assert a.update_timestamp == b.update_timestamp  # one shared, frozen clock
+                with pytest.raises(RateLimitError):
+                    await c.get_capital_distribution("HK.00700")
+        finally:
+            for c in clients:
+                await c.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
