@@ -19,7 +19,10 @@ Two gaps the group protocol leaves, and how they are closed:
   polling well before the group can give its gateways to another worker.
 
 A new owner still waits one rate-limit window before its first request
-(``--leader-grace``), since the previous owner may have spent that window.
+(``--leader-grace``), since the previous owner may have spent that window. A gateway
+that a rebalance takes away and gives straight back (revoked in generation g,
+assigned again in g + 1) had no other owner in between, so it goes on without that
+wait: its limiter still holds this worker's own requests.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 log = logging.getLogger(__name__)
 
 Gateways = Callable[[set[int]], Awaitable[None]]
+Assigned = Callable[[set[int], set[int]], Awaitable[None]]  # (new, continuing)
 
 
 class ControlTopicError(RuntimeError):
@@ -99,7 +103,7 @@ class GatewayOwnership:
         client_kwargs: dict[str, Any],
         *,
         session_timeout: float,
-        on_assigned: Gateways,
+        on_assigned: Assigned,
         on_revoked: Gateways,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -112,6 +116,7 @@ class GatewayOwnership:
         self._on_revoked = on_revoked
         self._clock = clock
         self._owned: set[int] = set()
+        self._released_in: dict[int, int] = {}  # gateway -> generation it was revoked in
         self._confirmed_at = float("-inf")
         self._consumer: AIOKafkaConsumer | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -171,9 +176,18 @@ class GatewayOwnership:
             except (TimeoutError, KafkaError) as exc:
                 log.warning("leaving the gateway group did not finish: %r", exc)
 
+    def _generation(self) -> int:
+        """The group generation this member is in (-1 when unknown or reset)."""
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        generation = getattr(coordinator, "generation", -1)
+        return generation if isinstance(generation, int) else -1
+
     async def _revoked(self, partitions: set[int]) -> None:
         lost = partitions & self._owned
         self._owned -= lost  # first: no poller may send from here on
+        generation = self._generation()
+        for k in lost:
+            self._released_in[k] = generation
         if lost:
             log.info("gateways %s revoked from this worker", sorted(lost))
             await self._on_revoked(lost)
@@ -183,9 +197,18 @@ class GatewayOwnership:
         self._confirmed_at = self._clock()
         new = partitions - self._owned
         self._owned |= partitions
+        generation = self._generation()
+        continuing = {
+            k for k in new if generation > 0 and self._released_in.get(k, -1) == generation - 1 > 0
+        }
         if new:
-            log.info("gateways %s assigned to this worker", sorted(new))
-            await self._on_assigned(new)
+            log.info(
+                "gateways %s assigned to this worker (generation %d; %s kept from the last)",
+                sorted(new),
+                generation,
+                sorted(continuing) or "none",
+            )
+            await self._on_assigned(new, continuing)
 
     async def _poll(self) -> None:
         """Drive the consumer (the control records themselves are read by the status board)."""

@@ -86,12 +86,14 @@ class GatewayPoller:
     def polling(self) -> bool:
         return self.task is not None and not self.task.done()
 
-    def start(self) -> None:
+    def start(self, grace: bool = True) -> None:
+        """Poll from now on; ``grace=False`` when no other worker can have polled the
+        gateway since this one last did (its limiter then still holds every request)."""
         if self.polling:
             return
         self.owned_since = self.clock()
         self._announced = False
-        if self.handover_grace:
+        if self.handover_grace and grace:
             # The previous owner may have spent the window just before it stopped,
             # and OpenD counts per account, not per worker.
             self.limiter.penalize()
@@ -265,11 +267,11 @@ class GatewayPool:
     def _keep_running_of(self, index: int) -> Callable[[], bool]:
         return lambda: not self.stopped and self.is_assigned(index)
 
-    async def acquire(self, indexes: set[int]) -> None:
-        """The group gave these gateways to this worker."""
+    async def acquire(self, indexes: set[int], continuing: set[int] | None = None) -> None:
+        """The group gave these gateways to this worker (``continuing``: straight back)."""
         for k in sorted(indexes):
             if not self.stopped and k in self.pollers:
-                self.pollers[k].start()
+                self.pollers[k].start(grace=k not in (continuing or set()))
 
     async def release(self, indexes: set[int]) -> None:
         """The group took these gateways away: their pollers stop before this returns."""

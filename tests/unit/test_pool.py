@@ -216,7 +216,7 @@ async def test_ownership_is_a_lease_that_lapses_before_the_group_can_reassign() 
     now = {"t": 1000.0}
     events: list[tuple[str, set[int]]] = []
 
-    async def assigned(ks: set[int]) -> None:
+    async def assigned(ks: set[int], continuing: set[int]) -> None:
         events.append(("assigned", ks))
 
     async def revoked(ks: set[int]) -> None:
@@ -259,3 +259,45 @@ async def test_a_lapsed_lease_pauses_polling_and_a_renewed_one_resumes_it() -> N
     assert any(t < HK_OPEN + 20 for t in times)
     assert not [t for t in times if HK_OPEN + 21 < t < HK_OPEN + 50]  # nothing while lapsed
     assert any(t > HK_OPEN + 50 for t in times)  # polling came back by itself
+
+
+async def test_a_gateway_given_straight_back_keeps_polling_without_grace() -> None:
+    from types import SimpleNamespace
+
+    from streams.polling.ownership import GatewayOwnership
+
+    calls: list[tuple[set[int], set[int]]] = []
+
+    async def assigned(ks: set[int], continuing: set[int]) -> None:
+        calls.append((ks, continuing))
+
+    async def revoked(ks: set[int]) -> None:
+        return None
+
+    own = GatewayOwnership(
+        "ctl", "grp", {"bootstrap_servers": "127.0.0.1:9"}, session_timeout=10.0,
+        on_assigned=assigned, on_revoked=revoked,
+    )  # fmt: skip
+    coordinator = SimpleNamespace(generation=1)
+    own._consumer = SimpleNamespace(_coordinator=coordinator)  # type: ignore[assignment]
+    await own._assigned({0, 1})
+    await own._revoked({0, 1})  # a worker joins: generation 1 -> 2
+    coordinator.generation = 2
+    await own._assigned({0})
+    await own._revoked({0})
+    coordinator.generation = -1  # this member was dropped and joins anew:
+    await own._revoked(set())
+    coordinator.generation = 5  # generations 3 and 4 went on without it
+    await own._assigned({0})
+    assert calls == [({0, 1}, set()), ({0}, {0}), ({0}, set())]
+
+    # In the pool, a continuing gateway polls at once; a new one waits out the window.
+    clock = Clock(HK_OPEN, HK_OPEN + 40)
+    pool, fakes, _ = make_pool(clock, {0, 1})
+    await pool.acquire({0, 1}, continuing={0})
+    results = await asyncio.gather(
+        *(gp.task for gp in pool.pollers.values() if gp.task), return_exceptions=True
+    )
+    assert all(isinstance(r, Done) for r in results)
+    assert fakes["a"].requests[0][0] < HK_OPEN + 1.0
+    assert fakes["b"].requests[0][0] >= HK_OPEN + 30.0
