@@ -197,7 +197,8 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> list[str]:
                 [
                     "third worker joins -> longest pause of g1 / g2",
                     f"{r['join_pause_s']['g1']:.1f} / {r['join_pause_s']['g2']:.1f} s",
-                    f"about one grace ({grace:g} s) plus the rebalance",
+                    f"the gateway that moves: one grace ({grace:g} s); the one that "
+                    "stays: the rebalance only",
                 ],
                 [
                     "SIGTERM of g1's owner -> process exit (exit code)",
