@@ -88,15 +88,29 @@ def gateways_from_args(opend: str, host: str, port: int) -> list[Gateway]:
     return parse_gateways(f"{host}:{port}")
 
 
+_NO_SUCH_NAME = {
+    getattr(socket, name)
+    for name in ("EAI_NONAME", "EAI_NODATA", "EAI_FAIL")
+    if hasattr(socket, name)
+}
+
+
 def check_resolvable(gateways: list[Gateway]) -> None:
-    """A host name that does not resolve is a configuration error, not an outage."""
+    """A host name that does not exist is a configuration error, not an outage (a DNS
+    server that does not answer right now is an outage: the gateway counts as down)."""
     for gw in gateways:
         try:
             socket.getaddrinfo(gw.host, gw.port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as exc:
+        except UnicodeError as exc:
             raise GatewayConfigError(
-                f"gateway {gw.label} ({gw.address}): host {gw.host!r} does not resolve: {exc}"
+                f"gateway {gw.label} ({gw.address}): host {gw.host!r} is not a valid name: {exc}"
             ) from None
+        except socket.gaierror as exc:
+            if exc.errno in _NO_SUCH_NAME:
+                raise GatewayConfigError(
+                    f"gateway {gw.label} ({gw.address}): host {gw.host!r} does not resolve: "
+                    f"{exc.strerror}"
+                ) from None
 
 
 def probe(gw: Gateway, timeout: float = 2.0) -> str | None:

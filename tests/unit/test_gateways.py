@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -54,10 +57,32 @@ def test_bad_gateway_lists_are_named(spec: str, message: str) -> None:
         parse_gateways(spec)
 
 
-def test_a_host_that_does_not_resolve_is_a_configuration_error() -> None:
+def _dns(monkeypatch: pytest.MonkeyPatch, errno: int) -> None:
+    """Name resolution as a DNS server would answer for any name ending in .invalid."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: str, *args: Any, **kwargs: Any) -> Any:
+        if host.endswith(".invalid"):
+            raise socket.gaierror(errno, "from the fake resolver")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def test_a_host_that_does_not_exist_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _dns(monkeypatch, socket.EAI_NONAME)
     with pytest.raises(GatewayConfigError, match="does not resolve"):
         check_resolvable(parse_gateways("no-such-host.invalid:11111"))
     check_resolvable(parse_gateways("127.0.0.1:11111"))  # resolves: no error
+
+
+def test_a_dns_server_that_does_not_answer_is_an_outage_not_a_bad_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _dns(monkeypatch, socket.EAI_AGAIN)
+    check_resolvable(parse_gateways("later.invalid:11111"))  # no error: counts as down
 
 
 SECURITIES = [f"HK.{i:05d}" for i in range(300)]
@@ -117,10 +142,14 @@ def test_nothing_is_owned_when_no_gateway_is_up() -> None:
     ],
 )
 def test_worker_refuses_bad_polling_settings_before_touching_kafka(
-    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+    argv: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from streams import cli
 
+    _dns(monkeypatch, socket.EAI_NONAME)
     # An unused bootstrap: the check must come before any Kafka connection.
     code = cli.main(["worker", "--kafka-bootstrap", "127.0.0.1:9", *argv])
     captured = capsys.readouterr()
