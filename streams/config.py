@@ -104,6 +104,13 @@ OPTIONS: tuple[Option, ...] = (
         "every later packet with AES, as OpenD does when configured with a key; empty: none",
         group="opend",
     ),
+    Option(
+        "opend",
+        "",
+        "several OpenD gateways, host:port[=label],... (one account each, one budget each); "
+        "empty: the one of --opend-host/--opend-port",
+        group="opend",
+    ),
     # Poller
     Option(
         "watchlist",
@@ -132,8 +139,27 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "leader_grace",
         True,
-        "a new leader waits one rate-limit window before its first request",
+        "a gateway's new owner waits one rate-limit window before its first request",
         _bool,
+        group="poller",
+    ),
+    Option(
+        "schedule",
+        "round-robin",
+        "which security each request is spent on: round-robin (or another installed policy)",
+        group="poller",
+    ),
+    Option(
+        "gateway_topic",
+        "",
+        "control topic, one partition per gateway (empty: <app-id>.gateways)",
+        group="poller",
+    ),
+    Option(
+        "gateway_down_after",
+        10.0,
+        "seconds of refused connections before a gateway's securities move to the others",
+        _positive_float,
         group="poller",
     ),
     # Flow + detector
@@ -171,6 +197,13 @@ OPTIONS: tuple[Option, ...] = (
         30.0,
         "seconds before the group gives a silent worker's partitions (and leadership) away",
         float,
+        group="worker",
+    ),
+    Option(
+        "shutdown_timeout",
+        15.0,
+        "seconds a stopping worker waits for Kafka before it exits anyway",
+        _positive_float,
         group="worker",
     ),
 )

@@ -334,6 +334,6 @@ def test_non_positive_limits_are_refused(
 
 def test_worker_refuses_a_malformed_watchlist(capsys: pytest.CaptureFixture[str]) -> None:
     code = cli.main(["worker", "--watchlist", "HK.00700,00700,XX.1"])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert code == 2
     assert "'00700'" in out and "unknown market 'XX'" in out
