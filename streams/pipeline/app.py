@@ -24,12 +24,11 @@ from streams.pipeline.processor import DecodeError, SecurityProcessor
 from streams.polling.poller import Poller, run_while_leader
 from streams.polling.publisher import SnapshotPublisher
 from streams.processing.thresholds import ThresholdConfig
-from streams.ratelimit import SlidingWindowLimiter
+from streams.ratelimit import SlidingWindowLimiter, limit_margin
 
 log = logging.getLogger(__name__)
 
 STATE_TABLE = "security-state"
-LIMIT_MARGIN_S = 0.5
 
 
 def _raw_schema() -> faust.Schema:
@@ -204,7 +203,7 @@ class Pipeline:
         publisher = SnapshotPublisher(args.topic_distribution, kafka_client_kwargs(args))
         await publisher.start()
         # The margin absorbs network jitter: OpenD counts arrivals, we count departures.
-        window = args.rate_limit_window + LIMIT_MARGIN_S
+        window = args.rate_limit_window + limit_margin(args.rate_limit_window)
         limiter = SlidingWindowLimiter(
             args.rate_limit_requests, window, spacing=window / args.rate_limit_requests
         )
