@@ -62,6 +62,13 @@ def _protocol(value: str) -> str:
     return name
 
 
+def _schedule(value: str) -> str:
+    name = value.strip().lower()
+    if name not in ("round-robin", "adaptive"):
+        raise ValueError("expected round-robin or adaptive")
+    return name
+
+
 def _bool(value: str) -> bool:
     """1/true/yes/on or 0/false/no/off (any case); anything else is an error, not False."""
     word = value.strip().lower()
@@ -127,6 +134,21 @@ OPTIONS: tuple[Option, ...] = (
         True,
         "a new leader waits one rate-limit window before its first request",
         _bool,
+        group="poller",
+    ),
+    Option(
+        "schedule",
+        "round-robin",
+        "which security each request goes to: round-robin, or adaptive (requests go where "
+        "a poll advances a reversal alert, every security still within --max-staleness)",
+        _schedule,
+        group="poller",
+    ),
+    Option(
+        "max_staleness",
+        600.0,
+        "adaptive schedule: poll every security at least every this many seconds",
+        _positive_float,
         group="poller",
     ),
     # Flow + detector

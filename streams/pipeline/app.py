@@ -21,8 +21,10 @@ from streams.metrics import ALERTS, DEAD_LETTERS, SNAPSHOTS_PROCESSED, STATE, ex
 from streams.opend.client import OpenDClient
 from streams.pipeline.deadletter import DeadLetter
 from streams.pipeline.processor import DecodeError, SecurityProcessor
+from streams.polling.flow_feedback import FlowFeedback
 from streams.polling.poller import Poller, run_while_leader
 from streams.polling.publisher import SnapshotPublisher
+from streams.polling.scheduler import make_scheduler
 from streams.processing.thresholds import ThresholdConfig
 from streams.ratelimit import SlidingWindowLimiter, limit_margin
 
@@ -207,17 +209,33 @@ class Pipeline:
         limiter = SlidingWindowLimiter(
             args.rate_limit_requests, window, spacing=window / args.rate_limit_requests
         )
+        schedule = getattr(args, "schedule", "round-robin")
+        scheduler = make_scheduler(
+            schedule,
+            max_staleness=getattr(args, "max_staleness", 600.0),
+            interval=window / args.rate_limit_requests,
+            confirm=args.confirm,
+            cooldown=args.cooldown,
+        )
+        feedback: FlowFeedback | None = None
+        if schedule != "round-robin":
+            feedback = FlowFeedback(args.topic_flow, scheduler, kafka_client_kwargs(args))
         poller = Poller(
             client,
             publisher.publish,
             args.watchlist,
             limiter,
             ignore_market_hours=args.ignore_market_hours,
+            scheduler=scheduler,
         )
         STATE.budget = lambda: (limiter.used(), limiter.limit)
         STATE.last_received = lambda: dict(poller.stats.last_received)
         try:
+            if feedback is not None:
+                await feedback.start()
             await run_while_leader(poller, self.app.is_leader, handover_grace=args.leader_grace)
         finally:
+            if feedback is not None:
+                await asyncio.shield(feedback.stop())
             await asyncio.shield(publisher.stop())
             await client.close()

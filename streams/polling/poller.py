@@ -1,4 +1,7 @@
-"""The poller: one OpenD request at a time, round-robin over the open part of the watchlist.
+"""The poller: one OpenD request at a time over the open part of the watchlist.
+
+Which security each request goes to is the scheduler's choice (``scheduler.py``:
+round-robin, or adaptive), among the securities that are due.
 
 Budget: every request passes the sliding-window limiter first, so no window of
 ``rate_limit_window`` seconds holds more than ``rate_limit_requests`` requests; when
@@ -28,6 +31,7 @@ from streams.opend.errors import (
 )
 from streams.opend.security import SecurityFormatError
 from streams.opend.snapshot import CapitalDistribution, snapshot_to_proto
+from streams.polling.scheduler import RoundRobin, Scheduler
 from streams.ratelimit import SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
@@ -75,6 +79,7 @@ class Poller:
         ignore_market_hours: bool = False,
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        scheduler: Scheduler | None = None,
     ) -> None:
         if not watchlist:
             raise ValueError("the watchlist is empty: set CAPFLOW_WATCHLIST or --watchlist")
@@ -87,7 +92,7 @@ class Poller:
         self.sleep = sleep
         self.stats = PollStats()
         self._seq = itertools.count(1)
-        self._cursor = 0
+        self.scheduler: Scheduler = scheduler if scheduler is not None else RoundRobin()
 
     def active(self) -> list[str]:
         return [s for s in self.watchlist if s not in self.stats.skipped]
@@ -99,10 +104,8 @@ class Poller:
             return active
         return [s for s in active if _market_open(s, now)]
 
-    def _next(self, due: list[str]) -> str:
-        security = due[self._cursor % len(due)]
-        self._cursor = (self._cursor + 1) % max(len(due), 1)
-        return security
+    def _next(self, due: list[str], now: float) -> str | None:
+        return self.scheduler.next(due, now)
 
     async def step(self, still_leader: Callable[[], bool] | None = None) -> str | None:
         """One poll (or one wait when nothing is due); returns the security polled.
@@ -122,7 +125,10 @@ class Poller:
             log.info("all markets of the watchlist are closed; next open in %.0fs", wait)
             await self.sleep(min(max(wait, 1.0), 60.0))
             return None
-        security = self._next(due)
+        security = self._next(due, now)
+        if security is None:
+            await self.sleep(self.limiter.spacing or 0.1)  # the scheduler passes this turn
+            return None
         await self.client.ensure_connected()
         await self.limiter.acquire(self.sleep)
         if still_leader is not None and not still_leader():
@@ -151,6 +157,7 @@ class Poller:
         OPEND_REQUESTS.labels("ok").inc()
         received = self.wall_clock()
         self.stats.last_received[security] = received
+        self.scheduler.polled(security, received)
         record = snapshot_to_proto(dist, self.client.source, int(received * 1000), next(self._seq))
         await self.publish(security, record.SerializeToString())
         self.stats.published += 1

@@ -1,0 +1,94 @@
+"""Flow feedback: the poller's scheduler reads ``capflow.flow.v1`` back from Kafka.
+
+The adaptive scheduler decides from the flow state the processors publish (regime,
+R_W, threshold), so the poller follows the flow topic. It reads from the end, with no
+consumer group (every partition assigned by hand, nothing committed): each worker
+needs every flow of the securities it polls, only new ones matter, and a group would
+share the partitions out between workers instead. A short fetch wait keeps the
+feedback a few milliseconds behind the poll that produced it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.polling.scheduler import Scheduler
+from streams.processing.events import parse_flow
+
+log = logging.getLogger(__name__)
+
+
+class FlowFeedback:
+    """Feeds every new flow record to ``scheduler.observe_flow``; start, then stop."""
+
+    def __init__(
+        self,
+        topic: str,
+        scheduler: Scheduler,
+        kafka_kwargs: dict[str, Any],
+        *,
+        fetch_wait_ms: int = 20,
+    ) -> None:
+        self.topic = topic
+        self.scheduler = scheduler
+        self._consumer = AIOKafkaConsumer(
+            **kafka_kwargs,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+            fetch_max_wait_ms=fetch_wait_ms,
+        )
+        self._task: asyncio.Task[None] | None = None
+        self.records = 0
+        self.bad = 0
+
+    async def start(self) -> None:
+        """Connect, take every partition of the topic and position at its end."""
+        await self._consumer.start()
+        try:
+            await self._consumer.topics()  # refresh metadata so the partitions are known
+            partitions = self._consumer.partitions_for_topic(self.topic)
+            if not partitions:
+                raise ValueError(f"flow topic {self.topic!r} has no partitions (does it exist?)")
+            assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            self._consumer.assign(assigned)
+            await self._consumer.seek_to_end(*assigned)
+            for tp in assigned:  # resolve the end offsets now, not at the first fetch
+                await self._consumer.position(tp)
+        except BaseException:
+            await self._consumer.stop()
+            raise
+        self._task = asyncio.create_task(self._run(), name="flow-feedback")
+        log.info("flow feedback: following %s (%d partitions)", self.topic, len(assigned))
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    self._feed(record.key, record.value)
+
+    def _feed(self, key: bytes | None, value: bytes | None) -> None:
+        try:
+            flow = parse_flow(value or b"")
+            security = str(flow["security"])
+        except (ValueError, KeyError, TypeError):
+            self.bad += 1
+            log.debug("flow feedback: skipping a record that is not a flow (key %r)", key)
+            return
+        self.records += 1
+        self.scheduler.observe_flow(security, flow)
+
+    async def stop(self) -> None:
+        """Stop reading and close the consumer (idempotent)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._consumer.stop()
