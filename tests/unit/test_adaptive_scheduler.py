@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 from collections import defaultdict
 from typing import Any
@@ -99,7 +100,7 @@ def test_no_gap_exceeds_max_staleness_when_feasible(
     end = steps * interval
     for sec in due:
         times = [0.0, *polls[sec]]
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         if end - times[-1] > max_staleness:
             gaps.append(end - times[-1])
         assert max(gaps) <= max_staleness, (sec, max(gaps))
@@ -142,7 +143,7 @@ def primed(n: int = 10, max_staleness: float = 600.0) -> tuple[Adaptive, list[st
 
 
 def test_pending_flip_is_polled_first_after_min_gap() -> None:
-    sched, due, now = primed()
+    sched, due, _now = primed()
     sec = due[7]
     sched.observe_flow(sec, flow(sec, 7.5, "OUTFLOW", r_w=-5.0, d_t=10.0, theta=1.0))
     assert sched.pending() == [sec]
@@ -153,7 +154,7 @@ def test_pending_flip_is_polled_first_after_min_gap() -> None:
 
 
 def test_flip_that_returns_before_confirmation_is_not_urgent() -> None:
-    sched, due, now = primed()
+    sched, due, _now = primed()
     sec = due[3]
     sched.observe_flow(sec, flow(sec, 11.0, "OUTFLOW", r_w=-5.0, d_t=10.0, theta=1.0))
     sched.observe_flow(sec, flow(sec, 12.0, "INFLOW", r_w=5.0, d_t=10.0, theta=1.0))
@@ -162,7 +163,7 @@ def test_flip_that_returns_before_confirmation_is_not_urgent() -> None:
 
 
 def test_confirmed_flip_stops_being_urgent() -> None:
-    sched, due, now = primed()
+    sched, due, _now = primed()
     sec = due[3]
     sched.observe_flow(sec, flow(sec, 11.0, "OUTFLOW", r_w=-5.0, d_t=10.0, theta=1.0))
     sched.polled(sec, 15.0)
@@ -187,7 +188,7 @@ def test_spare_budget_goes_to_the_oldest_with_neutral_weighing_less() -> None:
 
 
 def test_floor_beats_a_hot_security_when_a_deadline_is_due() -> None:
-    sched, due, now = primed(n=10, max_staleness=12.0)  # 10 x 1 s <= 12 - 1: feasible, tight
+    sched, due, _now = primed(n=10, max_staleness=12.0)  # 10 x 1 s <= 12 - 1: feasible, tight
     sec = due[9]
     sched.observe_flow(sec, flow(sec, 9.5, "OUTFLOW", r_w=-5.0, d_t=10.0, theta=1.0))
     # HK.00000 was polled at 0.0: its deadline (0 + 12 - 1) leaves no slot to spare.
@@ -289,7 +290,7 @@ def test_event_time_running_faster_than_the_poller_clock() -> None:
     sched = Adaptive(30.0, interval=0.05)
     due = [f"HK.{i:05d}" for i in range(5)]
     now = 0.0
-    for step in range(40):
+    for _step in range(40):
         sec = sched.next(due, now)
         assert sec is not None
         sched.polled(sec, now)
