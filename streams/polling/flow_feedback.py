@@ -2,7 +2,8 @@
 
 The adaptive scheduler decides from the flow state the processors publish (regime,
 R_W, threshold), so the poller follows the flow topic. It reads from the end, with no
-consumer group (every partition assigned by hand, nothing committed): each worker
+consumer group (a subscription without a group gets every partition, nothing is
+committed): each worker
 needs every flow of the securities it polls, only new ones matter, and a group would
 share the partitions out between workers instead. A short fetch wait keeps the
 feedback a few milliseconds behind the poll that produced it.
@@ -15,7 +16,7 @@ import contextlib
 import logging
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from streams.polling.scheduler import Scheduler
 from streams.processing.events import parse_flow
@@ -47,16 +48,21 @@ class FlowFeedback:
         self.records = 0
         self.bad = 0
 
-    async def start(self) -> None:
+    async def start(self, timeout: float = 10.0) -> None:
         """Connect, take every partition of the topic and position at its end."""
         await self._consumer.start()
         try:
-            await self._consumer.topics()  # refresh metadata so the partitions are known
-            partitions = self._consumer.partitions_for_topic(self.topic)
-            if not partitions:
-                raise ValueError(f"flow topic {self.topic!r} has no partitions (does it exist?)")
-            assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-            self._consumer.assign(assigned)
+            # Without a group, a subscription is assigned every partition of the topic.
+            self._consumer.subscribe([self.topic])
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while not self._consumer.assignment():
+                if loop.time() > deadline:
+                    raise ValueError(
+                        f"flow topic {self.topic!r} has no partitions (does it exist?)"
+                    )
+                await asyncio.sleep(0.05)
+            assigned = sorted(self._consumer.assignment())
             await self._consumer.seek_to_end(*assigned)
             for tp in assigned:  # resolve the end offsets now, not at the first fetch
                 await self._consumer.position(tp)
