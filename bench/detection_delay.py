@@ -395,13 +395,22 @@ def report(args: argparse.Namespace, config: dict[str, Any]) -> list[str]:
                 f"{r['missed']} of {r['flips']}",
                 r["noise_alerts"],
                 r["stray"],
-                f"{fmt(st['p50'], 0)} / {fmt(st['p99'], 0)} / {fmt(st['max'], 0)}",
-                fmt(st["gap"], 0),
+                f"{fmt(st['p50'], 0)} / {fmt(st['p99'], 0)} / {fmt(st['max'], 1)}",
+                fmt(st["gap"], 1),
                 " + ".join(str(x) for x in r["requests"]),
                 " / ".join(str(x) for x in r["max_in_window"]),
                 r["error_replies"],
             ]
         )
+    held = {name: r["staleness"]["gap"] <= args.max_staleness for name, r in res.items()}
+    lines += [
+        "Largest gap between two polls of one security within max_staleness "
+        f"({args.max_staleness:g} s): "
+        + ", ".join(f"{name} {'yes' if ok else 'NO'}" for name, ok in held.items())
+        + ". Most requests arriving in any 30 s (simulated) window, per gateway, counted "
+        f"by the simulator before its own limiter: limit {LIMIT}.",
+        "",
+    ]
     lines += table(
         [
             "schedule",

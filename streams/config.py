@@ -138,9 +138,9 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "schedule",
-        "round-robin",
-        "which security each request goes to: round-robin, or adaptive (requests go where "
-        "a poll advances a reversal alert, every security still within --max-staleness)",
+        "adaptive",
+        "which security each request goes to: adaptive (where a poll advances a reversal "
+        "alert, every security still within --max-staleness) or round-robin",
         _schedule,
         group="poller",
     ),

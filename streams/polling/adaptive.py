@@ -31,11 +31,12 @@ Order of requests, each time the poller asks:
    alert, securities on a side are one.
 
 Floor. Every due security is polled at least every ``max_staleness`` seconds of the
-poller's clock. Deadlines are ``last poll + max_staleness - interval`` (the reply
-arrives up to one request interval after the choice); a request is spent on anything
-but the earliest deadline only if every other deadline can still be met at one request
+poller's clock. Deadlines are ``last poll + max_staleness - 2 x interval`` (the
+request leaves up to one interval after the choice, and a guard of one more absorbs
+jitter between the poller's clock and OpenD's); a request is spent on anything but
+the earliest deadline only if every other deadline can still be met at one request
 per ``interval`` seconds (earliest deadline first over the remaining slots). That is
-feasible while ``N x interval <= max_staleness - interval``; when it is not, the
+feasible while ``N x interval <= max_staleness - 2 x interval``; when it is not, the
 scheduler degrades to round-robin order by age and logs it.
 
 Clocks. Flow records carry event time (OpenD's updateTimestamp); the poller's clock
@@ -62,6 +63,7 @@ _OPPOSITE = {INFLOW: OUTFLOW, OUTFLOW: INFLOW}
 URGENT, APPROACH, PROBE = 0, 1, 2
 _INTERVAL_SAMPLES = 15
 _CLOCK_PAIRS = 64
+_GUARD = 2  # request intervals between a deadline and max_staleness
 
 
 @dataclass
@@ -176,7 +178,7 @@ class Adaptive:
                 self._tracks[sec] = _Track(first_seen=now)
         interval = self.planned_interval()
         n = len(due)
-        feasible = interval is not None and n * interval <= self.max_staleness - interval
+        feasible = interval is not None and n * interval <= self.max_staleness - _GUARD * interval
         if interval is not None and feasible == self.degraded:
             self.degraded = not feasible
             if self.degraded:
@@ -373,7 +375,7 @@ class Adaptive:
         """Latest time to choose ``security`` so its reply still lands within max_staleness."""
         track = self._tracks[security]
         last = track.first_seen if track.last_poll is None else track.last_poll
-        return last + self.max_staleness - interval
+        return last + self.max_staleness - _GUARD * interval
 
     @staticmethod
     def _divertible(
