@@ -74,7 +74,12 @@ class FlowFeedback:
 
     async def _run(self) -> None:
         while True:
-            batch = await self._consumer.getmany(timeout_ms=500)
+            try:
+                batch = await self._consumer.getmany(timeout_ms=500)
+            except Exception as exc:  # the broker is away: polling goes on, feedback resumes
+                log.warning("flow feedback: cannot read %s (%s); retrying", self.topic, exc)
+                await asyncio.sleep(1.0)
+                continue
             for records in batch.values():
                 for record in records:
                     self._feed(record.key, record.value)
