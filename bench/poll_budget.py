@@ -2,7 +2,7 @@
 
 Drives the worker's own poller code in one process, without Faust: ``Poller`` with
 ``OpenDClient``, ``SnapshotPublisher`` (real Kafka topic) and a ``SlidingWindowLimiter``
-built exactly as ``Pipeline.run_poller`` builds it (window + 0.5 s margin, spacing
+built exactly as ``Pipeline.run_poller`` builds it (window + window / 60 margin, spacing
 window / limit), against the in-process simulator enforcing the same 30 / 30 s.
 
 Every second it samples, per security, the age of the latest snapshot received.
