@@ -404,7 +404,7 @@ def report(args: argparse.Namespace, config: dict[str, Any]) -> list[str]:
                 r["error_replies"],
             ]
         )
-    if base and new and base["delays"] and new["delays"]:
+    if (n, args.gateways) == (300, 1) and base and new and base["delays"] and new["delays"]:
         med = percentile(new["delays"], 50) / percentile(base["delays"], 50)
         checks = [
             ("median delay <= 0.5 x round-robin", med <= 0.5),
@@ -417,11 +417,23 @@ def report(args: argparse.Namespace, config: dict[str, Any]) -> list[str]:
             ),
         ]
         lines += [
-            "Targets (issue 8, stated for N = 300, K = 1): "
+            "Targets (issue 8, N = 300, K = 1): "
             + "; ".join(f"{name}: {'met' if ok else 'NOT met'}" for name, ok in checks)
             + ".",
             "",
         ]
+    lines += [
+        "Interpretation: a flip shows in R_W only once enough of the window lies after it "
+        "(with theta_rel 0.10 and these rates about 69 % of W = 300 s, 207 s, when the "
+        "last snapshot at or before t - W is close before the flip; later when the "
+        "security's history is sparser), and round-robin adds up to one refresh cycle "
+        "(~1.02 N s) to see it and one more to confirm it. The adaptive schedule spends "
+        "its spare budget on securities on a side first, polls at the predicted crossing "
+        "and confirms 3 s later, so its delay is close to the crossing time that the "
+        "history allows. Noise-only securities keep one sign of large net flow: an alert "
+        "on one would be a false one.",
+        "",
+    ]
     held = {name: r["staleness"]["gap"] <= args.max_staleness for name, r in res.items()}
     lines += [
         "Largest gap between two polls of one security within max_staleness "
