@@ -72,6 +72,7 @@ class _Track:
 
     first_seen: float
     last_poll: float | None = None
+    seq: int = 0  # order of the last poll among all polls (ties of equal times)
     awaiting: float | None = None  # poller time of a poll whose flow has not arrived yet
     # From flow records (event time):
     day: str | None = None
@@ -135,6 +136,7 @@ class Adaptive:
         self.neutral_weight = neutral_weight
         self._tracks: dict[str, _Track] = {}
         self._last_call: float | None = None
+        self._polls = 0
         self._gaps: deque[float] = deque(maxlen=_INTERVAL_SAMPLES)
         self._pairs: deque[tuple[float, float]] = deque(maxlen=_CLOCK_PAIRS)
         self.degraded = False
@@ -195,7 +197,7 @@ class Adaptive:
                 )
         order = {sec: i for i, sec in enumerate(due)}
         deadline = {sec: self._deadline(sec, interval or 0.0) for sec in due}
-        by_deadline = sorted(due, key=lambda s: (deadline[s], order[s]))
+        by_deadline = sorted(due, key=lambda s: (deadline[s], self._tracks[s].seq, order[s]))
         if not feasible or interval is None:
             return by_deadline[0]
         allowed = self._divertible([deadline[s] for s in by_deadline], by_deadline, now, interval)
@@ -209,7 +211,8 @@ class Adaptive:
         track = self._tracks.get(security)
         if track is None:
             track = self._tracks[security] = _Track(first_seen=now)
-        track.last_poll = now
+        self._polls += 1
+        track.last_poll, track.seq = now, self._polls
         track.awaiting = now
         track.want_event = None  # consumed; the flow of this poll sets the next one
 
@@ -349,7 +352,7 @@ class Adaptive:
         """Securities worth a request now, best first (hot ones, then spare by weighted age)."""
         scale = self._scale()
         hot: list[tuple[int, float, int, str]] = []
-        spare: list[tuple[int, float, int, str]] = []
+        spare: list[tuple[int, float, int, int, str]] = []
         for i, sec in enumerate(due):
             track = self._tracks[sec]
             if track.want_event is not None:
@@ -358,16 +361,14 @@ class Adaptive:
                 if want <= now and gap_ok:
                     hot.append((track.want_class, want, i, sec))
             if track.last_poll is None:
-                spare.append((0, 0.0, i, sec))  # never polled: nothing known yet, first
+                spare.append((0, 0.0, 0, i, sec))  # never polled: nothing known yet, first
                 continue
             weight = self.neutral_weight if track.regime == NEUTRAL and track.day else 1.0
-            spare.append((1, -(now - track.last_poll) * weight, i, sec))
+            spare.append((1, -(now - track.last_poll) * weight, track.seq, i, sec))
         hot.sort()
         spare.sort()
         kinds = {URGENT: "urgent", APPROACH: "approach", PROBE: "probe"}
-        return [(sec, kinds[c]) for c, _, _, sec in hot] + [
-            (sec, "spare") for _, _, _, sec in spare
-        ]
+        return [(sec, kinds[c]) for c, _, _, sec in hot] + [(sec, "spare") for *_, sec in spare]
 
     # -- floor --------------------------------------------------------------------------
 
