@@ -70,7 +70,7 @@ _GUARD = 2  # request intervals between a deadline and max_staleness
 class _Track:
     """What the scheduler knows of one security."""
 
-    first_seen: float
+    first_seen: float | None = None  # first time it was due here (poller clock)
     last_poll: float | None = None
     seq: int = 0  # order of the last poll among all polls (ties of equal times)
     awaiting: float | None = None  # poller time of a poll whose flow has not arrived yet
@@ -176,8 +176,11 @@ class Adaptive:
             self._gaps.append(now - self._last_call)
         self._last_call = now
         for sec in due:
-            if sec not in self._tracks:
+            track = self._tracks.get(sec)
+            if track is None:
                 self._tracks[sec] = _Track(first_seen=now)
+            elif track.first_seen is None:
+                track.first_seen = now
         interval = self.planned_interval()
         n = len(due)
         feasible = interval is not None and n * interval <= self.max_staleness - _GUARD * interval
@@ -219,7 +222,9 @@ class Adaptive:
     def observe_flow(self, security: str, flow: Mapping[str, Any]) -> None:
         track = self._tracks.get(security)
         if track is None:
-            return  # not ours (another gateway's, or not in the watchlist)
+            # Not polled here (yet): a standby worker or another gateway's security. Its
+            # state is kept, so polling it later starts from what the flows said.
+            track = self._tracks[security] = _Track()
         t = _num(flow.get("event_ts"))
         large = _num(flow.get("large_net"))
         turnover = _num(flow.get("turnover"))
@@ -375,7 +380,8 @@ class Adaptive:
     def _deadline(self, security: str, interval: float) -> float:
         """Latest time to choose ``security`` so its reply still lands within max_staleness."""
         track = self._tracks[security]
-        last = track.first_seen if track.last_poll is None else track.last_poll
+        last = track.last_poll if track.last_poll is not None else track.first_seen
+        assert last is not None  # next() sets first_seen of every due security
         return last + self.max_staleness - _GUARD * interval
 
     @staticmethod

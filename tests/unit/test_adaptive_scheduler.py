@@ -57,6 +57,7 @@ def flow(
 @given(
     n=st.integers(min_value=1, max_value=25),
     slack=st.integers(min_value=0, max_value=10),
+    slower=st.sampled_from([1.0, 1.0, 1.1, 1.5]),
     steps=st.integers(min_value=50, max_value=400),
     events=st.lists(
         st.tuples(
@@ -71,13 +72,18 @@ def flow(
     ),
 )
 def test_no_gap_exceeds_max_staleness_when_feasible(
-    n: int, slack: int, steps: int, events: list[tuple[int, str, float, float, float]]
+    n: int,
+    slack: int,
+    slower: float,
+    steps: int,
+    events: list[tuple[int, str, float, float, float]],
 ) -> None:
     """Whatever the flows say (flips everywhere, wild rates), every security's gap between
-    polls stays within max_staleness while N x interval <= max_staleness - 2 x interval."""
-    interval = 1.0
+    polls stays within max_staleness while N x interval <= max_staleness - 2 x interval,
+    also when requests come slower than the configured interval."""
+    interval = 1.0 * slower  # what the poller really achieves
     max_staleness = (n + 2 + slack) * interval
-    sched = Adaptive(max_staleness, interval=interval, min_gap=0.5, probe_gap=0.5, long_gap=0.1)
+    sched = Adaptive(max_staleness, interval=1.0, min_gap=0.5, probe_gap=0.5, long_gap=0.1)
     due = [f"HK.{i:05d}" for i in range(n)]
     polls: dict[str, list[float]] = defaultdict(list)
     level: dict[str, tuple[float, float]] = defaultdict(lambda: (0.0, 0.0))
@@ -332,3 +338,14 @@ def test_factory_and_poller_default() -> None:
     with pytest.raises(ValueError, match="max_staleness"):
         make_scheduler("adaptive", max_staleness=0.0)
     assert isinstance(Poller.__init__.__kwdefaults__["scheduler"], type(None))
+
+
+def test_flows_read_before_polling_here_are_kept() -> None:
+    """A standby worker follows the flows; once it polls, a pending flip goes first."""
+    sched = Adaptive(600.0, interval=1.0)
+    due = [f"HK.{i:05d}" for i in range(5)]
+    sec = due[3]
+    sched.observe_flow(sec, flow(sec, 1.0, "INFLOW", r_w=5.0, d_t=10.0, theta=1.0))
+    sched.observe_flow(sec, flow(sec, 2.0, "OUTFLOW", r_w=-5.0, d_t=10.0, theta=1.0))
+    assert sched.pending() == [sec]
+    assert sched.next(due, 10.0) == sec
