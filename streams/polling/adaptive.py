@@ -183,7 +183,10 @@ class Adaptive:
                 track.first_seen = now
         interval = self.planned_interval()
         n = len(due)
-        feasible = interval is not None and n * interval <= self.max_staleness - _GUARD * interval
+        # A relative tolerance: a request pace measured from clock differences is not exact.
+        feasible = interval is not None and n * interval <= (
+            self.max_staleness - _GUARD * interval
+        ) * (1 + 1e-9)
         if interval is not None and feasible == self.degraded:
             self.degraded = not feasible
             if self.degraded:
@@ -320,7 +323,8 @@ class Adaptive:
         """True when the flip at ``crossing`` would be confirmed inside the alert cooldown."""
         if track.last_alert_t is None:
             return False
-        return crossing + self.min_gap - track.last_alert_t < self.cooldown
+        confirmed = crossing + (self.confirm - 1) * self.min_gap
+        return confirmed - track.last_alert_t < self.cooldown
 
     def _crossing(
         self, track: _Track, sigma: float, net_rate: float, turn_rate: float
