@@ -34,6 +34,8 @@ import json
 import random
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -47,6 +49,7 @@ from aiokafka import AIOKafkaConsumer
 
 from bench.common import (
     DEFAULT_BOOTSTRAP,
+    ROOT,
     Topics,
     Worker,
     create_topics,
@@ -281,6 +284,25 @@ def measure(run: Run, scenario: Scenario, length: float) -> dict[str, Any]:
 # -- driver ---------------------------------------------------------------------------
 
 
+def worker_has_gateway_pool() -> bool:
+    """Whether ``capflow worker`` takes several gateways (``--opend host:port,...``)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "worker", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    return "--opend " in out.stdout
+
+
+def gateway_flags(gateways: list[Gateway]) -> list[str]:
+    """Worker flags for K > 1 simulated gateways (K = 1 uses --opend-port alone)."""
+    if len(gateways) == 1:
+        return []
+    return ["--opend", ",".join(f"127.0.0.1:{g.sim.port}" for g in gateways)]
+
+
 async def run_config(args: argparse.Namespace, n: int) -> dict[str, Any]:
     reversing = max(round(n * args.reversing_share), min(n // 3, 10), 1)
     scenario, length = build_scenario(n, reversing, args.seed + n)
@@ -315,6 +337,7 @@ async def run_config(args: argparse.Namespace, n: int) -> dict[str, Any]:
                     "--schedule", run.schedule,
                     "--max-staleness", f"{args.max_staleness / args.speed:g}",
                     "--no-leader-grace",
+                    *gateway_flags(run.gateways),
                 ],
             )  # fmt: skip
         for run in runs:
@@ -475,8 +498,10 @@ def main() -> None:
     parser.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP)
     args = parser.parse_args()
     args.schedules = [s.strip() for s in args.schedules.split(",") if s.strip()]
-    if args.gateways != 1:
-        parser.error("K > 1 gateways needs the gateway pool (several --opend); K = 1 for now")
+    if args.gateways < 1:
+        parser.error("--gateways must be >= 1")
+    if args.gateways > 1 and not worker_has_gateway_pool():
+        parser.error("K > 1 needs the gateway pool (capflow worker --opend host:port,...)")
     # SIGTERM unwinds like Ctrl-C, so workers, simulators and topics are cleaned up.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     for n in (int(x) for x in args.securities.split(",")):
