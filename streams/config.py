@@ -62,6 +62,13 @@ def _protocol(value: str) -> str:
     return name
 
 
+def _schedule(value: str) -> str:
+    name = value.strip().lower()
+    if name not in ("round-robin", "adaptive"):
+        raise ValueError("expected round-robin or adaptive")
+    return name
+
+
 def _bool(value: str) -> bool:
     """1/true/yes/on or 0/false/no/off (any case); anything else is an error, not False."""
     word = value.strip().lower()
@@ -145,8 +152,17 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "schedule",
-        "round-robin",
-        "which security each request is spent on: round-robin (or another installed policy)",
+        "adaptive",
+        "which security each request goes to: adaptive (where a poll advances a reversal "
+        "alert, every security still within --max-staleness) or round-robin",
+        _schedule,
+        group="poller",
+    ),
+    Option(
+        "max_staleness",
+        600.0,
+        "adaptive schedule: poll every security at least every this many seconds",
+        _positive_float,
         group="poller",
     ),
     Option(

@@ -17,7 +17,6 @@ from streams.polling.gateways import (
     gateways_from_args,
     probe,
 )
-from streams.polling.schedules import factories
 
 
 def _usage_error(message: str) -> int:
@@ -29,8 +28,6 @@ def _check_polling(args: argparse.Namespace) -> list[Gateway] | str:
     """The gateways to poll, or what is wrong with the polling settings."""
     if not args.watchlist:
         return "the watchlist is empty (CAPFLOW_WATCHLIST / --watchlist): nothing to poll"
-    if args.schedule not in factories():
-        return f"unknown --schedule {args.schedule!r}: expected one of {', '.join(factories())}"
     try:
         gateways = gateways_from_args(args.opend, args.opend_host, args.opend_port)
         check_resolvable(gateways)

@@ -21,7 +21,6 @@ from streams.config import kafka_client_kwargs
 from streams.metrics import ALERTS, DEAD_LETTERS, SNAPSHOTS_PROCESSED, STATE, exposition
 from streams.pipeline.deadletter import DeadLetter
 from streams.pipeline.processor import DecodeError, SecurityProcessor
-from streams.polling.service import LIMIT_MARGIN_S as LIMIT_MARGIN_S
 from streams.polling.service import PollingService
 from streams.processing.thresholds import ThresholdConfig
 
@@ -183,6 +182,8 @@ class Pipeline:
                         "poller": True,
                         "worker": polling.worker_id,
                         "stopping": polling.pool.stopped,
+                        "schedule": polling.schedule,
+                        "flows_read": polling.flows_read(),
                         "gateways": polling.pool.status(),
                     }
                 )

@@ -1,8 +1,9 @@
 """The poller: one OpenD request at a time, among the open part of its share of the watchlist.
 
-Which security comes next is its scheduler's choice (round-robin by default, see
-``streams.polling.scheduler``); which securities are its share is the gateway pool's
-(``share``: the ones the spread gives this poller's gateway).
+Which security each request goes to is the scheduler's choice (``scheduler.py``:
+round-robin, or adaptive), among the securities that are due; which securities are
+its share is the gateway pool's (``share``: the ones the spread gives this poller's
+gateway).
 
 Budget: every request passes the sliding-window limiter first, so no window of
 ``rate_limit_window`` seconds holds more than ``rate_limit_requests`` requests; when
@@ -178,7 +179,7 @@ class Poller:
             return None
         security = self.scheduler.next(due, now)
         if security is None:
-            await self.sleep(self.idle)
+            await self.sleep(self.limiter.spacing or 0.1)  # the scheduler passes this turn
             return None
         await self.client.ensure_connected(self.connect_attempts)
         await self.limiter.acquire(self.sleep)

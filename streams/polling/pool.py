@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from streams.opend.errors import ConnectionLost
@@ -303,7 +303,7 @@ class GatewayPool:
         for gp in self.pollers.values():
             await gp.client.close()
 
-    def observe_flow(self, security: str, flow: Any) -> None:
+    def observe_flow(self, security: str, flow: Mapping[str, Any]) -> None:
         """A flow record read back from Kafka: every gateway's scheduler may use it."""
         for gp in self.pollers.values():
             gp.poller.scheduler.observe_flow(security, flow)

@@ -1,5 +1,11 @@
 """The polling side of a worker, built from its settings: gateway pool, status board,
-ownership and the snapshot publisher, started and stopped in the right order.
+ownership, flow feedback and the snapshot publisher, started and stopped in the right
+order.
+
+Each gateway's poller has its own scheduler (``--schedule``); with the adaptive one,
+one flow feedback consumer per worker reads ``capflow.flow.v1`` back and hands every
+record to the pool, which passes it to the scheduler of every gateway (a security can
+move between gateways, so each keeps the flow state of all).
 
 Order matters on the way out: pollers stop first (nothing is sent to OpenD after
 :meth:`PollingService.stop_polling`), then the worker leaves the gateway group so
@@ -19,18 +25,18 @@ from typing import Any
 from streams.config import kafka_client_kwargs
 from streams.opend.client import OpenDClient, client_from_args
 from streams.polling import market_state
+from streams.polling.flow_feedback import FlowFeedback
 from streams.polling.gateways import Gateway, gateways_from_args
 from streams.polling.market_state import MarketState
 from streams.polling.ownership import GatewayOwnership
 from streams.polling.pool import GatewayClient, GatewayPool
 from streams.polling.publisher import SnapshotPublisher
-from streams.polling.schedules import make_scheduler
+from streams.polling.scheduler import Scheduler, make_scheduler
 from streams.polling.status import GatewayStatusBoard
-from streams.ratelimit import SlidingWindowLimiter
+from streams.ratelimit import SlidingWindowLimiter, limit_margin
 
 log = logging.getLogger(__name__)
 
-LIMIT_MARGIN_S = 0.5
 CLOSE_TIMEOUT_S = 5.0
 
 
@@ -38,11 +44,29 @@ def control_topic(args: argparse.Namespace) -> str:
     return str(getattr(args, "gateway_topic", "") or f"{args.app_id}.gateways")
 
 
+def limiter_window(args: argparse.Namespace) -> float:
+    """The window the client counts: OpenD's plus a margin, because OpenD counts
+    arrivals and we count departures (the margin scales with the window, so a
+    speeded-up simulation spends the same share of its budget as real time)."""
+    return float(args.rate_limit_window + limit_margin(args.rate_limit_window))
+
+
 def make_limiter(args: argparse.Namespace) -> SlidingWindowLimiter:
-    # The margin absorbs network jitter: OpenD counts arrivals, we count departures.
-    window = args.rate_limit_window + LIMIT_MARGIN_S
+    """One gateway's limiter: its budget, requests paced evenly over the window."""
+    window = limiter_window(args)
     return SlidingWindowLimiter(
         args.rate_limit_requests, window, spacing=window / args.rate_limit_requests
+    )
+
+
+def scheduler_from_args(args: argparse.Namespace) -> Scheduler:
+    """A new scheduler of ``--schedule`` for one gateway's poller."""
+    return make_scheduler(
+        getattr(args, "schedule", "round-robin"),
+        max_staleness=getattr(args, "max_staleness", 600.0),
+        interval=limiter_window(args) / args.rate_limit_requests,
+        confirm=args.confirm,
+        cooldown=args.cooldown,
     )
 
 
@@ -66,7 +90,6 @@ class PollingService:
         topic = control_topic(args)
         self.publisher = SnapshotPublisher(args.topic_distribution, kwargs)
         self.board = GatewayStatusBoard(topic, self.gateways, kwargs, worker=self.worker_id)
-        schedule = getattr(args, "schedule", "round-robin")
         self.pool = GatewayPool(
             self.gateways,
             args.watchlist,
@@ -75,7 +98,7 @@ class PollingService:
             make_client=lambda gw: client_from_args(args, host=gw.host, port=gw.port),
             make_market_state=_market_state_of,
             make_limiter=lambda: make_limiter(args),
-            make_scheduler=lambda: make_scheduler(schedule, args),
+            make_scheduler=lambda: scheduler_from_args(args),
             is_owner=self._owns,
             is_assigned=lambda k: k in self.ownership.owned,
             ignore_market_hours=args.ignore_market_hours,
@@ -90,6 +113,15 @@ class PollingService:
             on_assigned=self.pool.acquire,
             on_revoked=self.pool.release,
         )
+        # Only the adaptive schedule reads flows; one consumer feeds every gateway's.
+        self.schedule = str(getattr(args, "schedule", "round-robin"))
+        self.feedback: FlowFeedback | None = None
+        if self.schedule != "round-robin":
+            self.feedback = FlowFeedback(args.topic_flow, self.pool, kwargs)
+
+    def flows_read(self) -> int | None:
+        """Flow records fed back to the schedulers so far (None: the schedule reads none)."""
+        return self.feedback.records if self.feedback is not None else None
 
     def _owns(self, index: int) -> bool:
         return self.ownership.owns(index)
@@ -104,7 +136,10 @@ class PollingService:
         """Poll the gateways the group gives this worker until cancelled."""
         started: list[Any] = []
         try:
-            for part in (self.publisher, self.board, self.ownership):
+            parts: list[Any] = [self.publisher, self.board]
+            if self.feedback is not None:
+                parts.append(self.feedback)  # before ownership: no poll goes unobserved
+            for part in (*parts, self.ownership):
                 await part.start()
                 started.append(part)
             log.info(

@@ -209,6 +209,9 @@ async def test_refused_gateway_moves_its_securities_and_gets_them_back(
             assert gw["g2"]["up"] is False and gw["g2"]["securities"] == []
             assert gw["g2"]["last_error"]  # why it counts as down
             assert gw["g1"]["owned"] and gw["g1"]["securities"] == WATCHLIST
+            # The default schedule is adaptive: one flow feed serves every gateway's scheduler.
+            assert status(w)["schedule"] == "adaptive"
+            await wait_for(lambda: (status(w).get("flows_read") or 0) > 0, 60, "flows read back")
             # The same per gateway in Prometheus.
             assert metric(w.web_port, "capflow_gateway_up", 'gateway="g2"') == 0
             assert metric(w.web_port, "capflow_gateway_up", 'gateway="g1"') == 1

@@ -139,7 +139,6 @@ def test_nothing_is_owned_when_no_gateway_is_up() -> None:
         (["--opend", "127.0.0.1"], "expected host:port"),
         (["--opend", "no-such-host.invalid:11111"], "does not resolve"),
         (["--watchlist", ""], "watchlist is empty"),
-        (["--schedule", "nope"], "unknown --schedule 'nope'"),
     ],
 )
 def test_worker_refuses_bad_polling_settings_before_touching_kafka(
@@ -156,6 +155,18 @@ def test_worker_refuses_bad_polling_settings_before_touching_kafka(
     captured = capsys.readouterr()
     assert code == 2
     assert message in captured.err and "Traceback" not in captured.err
+
+
+def test_worker_refuses_an_unknown_schedule_as_bad_usage(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from streams import cli
+
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["worker", "--kafka-bootstrap", "127.0.0.1:9", "--schedule", "nope"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert "--schedule" in err and "'nope'" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize(

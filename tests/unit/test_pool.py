@@ -201,13 +201,22 @@ async def test_stop_polling_is_immediate_and_final() -> None:
     assert all(not gp.polling for gp in pool.pollers.values())
 
 
-@pytest.mark.parametrize("name", ["round-robin"])
-def test_schedule_factory_knows_round_robin(name: str) -> None:
-    from streams.polling.schedules import make_scheduler
+def test_each_gateway_gets_its_own_scheduler_of_the_schedule() -> None:
+    import argparse
 
-    assert isinstance(make_scheduler(name), RoundRobin)
-    with pytest.raises(ValueError, match="unknown schedule 'nope'"):
-        make_scheduler("nope")
+    from streams.polling.adaptive import Adaptive
+    from streams.polling.service import scheduler_from_args
+
+    args = argparse.Namespace(
+        schedule="adaptive", max_staleness=120.0, rate_limit_window=30.0,
+        rate_limit_requests=30, confirm=2, cooldown=600.0,
+    )  # fmt: skip
+    first, second = scheduler_from_args(args), scheduler_from_args(args)
+    assert isinstance(first, Adaptive) and isinstance(second, Adaptive)
+    assert first is not second
+    assert first.interval == pytest.approx(30.5 / 30)  # the limiter's window / requests
+    args.schedule = "round-robin"
+    assert isinstance(scheduler_from_args(args), RoundRobin)
 
 
 async def test_ownership_is_a_lease_that_lapses_before_the_group_can_reassign() -> None:

@@ -130,3 +130,56 @@ async def test_refusals_are_kept_per_gateway_and_merged_in_the_worker_view() -> 
     assert status["a"]["requests"]["rejected"] == 1
     assert [r["security"] for r in status["a"]["backed_off"]] == [refused]
     assert status["b"]["backed_off"] == []
+
+
+class Recorder(RoundRobin):
+    """Round-robin that remembers the flows it was shown."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flows: list[tuple[str, Mapping[str, object]]] = []
+
+    def observe_flow(self, security: str, flow: Mapping[str, object]) -> None:
+        self.flows.append((security, flow))
+
+
+def test_one_flow_feed_reaches_every_gateways_scheduler() -> None:
+    clock = Clock(HK_OPEN, HK_OPEN + 60)
+    gateways = parse_gateways("a:1=a,b:2=b,c:3=c")
+    fakes = {gw.label: FakeGateway(gw.label, clock) for gw in gateways}
+
+    async def publish(key: str, value: bytes) -> None:
+        return None
+
+    pool = GatewayPool(
+        gateways, WATCHLIST, publish, Board(gateways),
+        make_client=lambda gw: fakes[gw.label],
+        make_limiter=lambda: SlidingWindowLimiter(30, 30.0, clock, spacing=1.0),
+        make_scheduler=Recorder, is_owner=lambda k: k != 2, wall_clock=clock, clock=clock,
+        sleep=clock.sleep,
+    )  # fmt: skip
+    schedulers = [gp.poller.scheduler for gp in pool.pollers.values()]
+    assert len({id(s) for s in schedulers}) == 3  # one scheduler per gateway
+    flow = {"security": "HK.00001", "regime": "INFLOW", "r_w": 1.0}
+    pool.observe_flow("HK.00001", flow)
+    # Every gateway's, owned here or not: a security may move to any of them.
+    for scheduler in schedulers:
+        assert isinstance(scheduler, Recorder)
+        assert scheduler.flows == [("HK.00001", flow)]
+
+
+def test_the_polling_service_is_built_before_the_event_loop_runs() -> None:
+    """``capflow worker`` builds the pipeline (and its polling service, flow feed
+    included) before Faust starts the loop: nothing may need a running loop then."""
+    from streams import cli
+    from streams.polling.service import PollingService
+
+    args = cli.build_parser().parse_args(
+        ["worker", "--kafka-bootstrap", "127.0.0.1:9", "--schedule", "adaptive",
+         "--opend", "127.0.0.1:11111=a,127.0.0.1:11112=b"]
+    )  # fmt: skip
+    service = PollingService(args)
+    assert service.feedback is not None and service.flows_read() == 0
+    assert [gp.gateway.label for gp in service.pool.pollers.values()] == ["a", "b"]
+    args.schedule = "round-robin"
+    assert PollingService(args).flows_read() is None
