@@ -73,6 +73,7 @@ from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
 from streams.opend_sim.scenario import Reversal, Scenario, parse_scenario, reversal_times
 from streams.opend_sim.server import OpenDSimulator
+from streams.polling import spread
 
 START = datetime(2024, 6, 3, 9, 30, tzinfo=ZoneInfo("Asia/Hong_Kong"))  # a Monday open
 LIMIT, WINDOW = 30, 30.0  # OpenD's budget, simulated seconds
@@ -269,6 +270,7 @@ def staleness(
 
 def measure(run: Run, scenario: Scenario, length: float) -> dict[str, Any]:
     end = scenario.start + length
+    labels = [f"127.0.0.1:{g.sim.port}" for g in run.gateways]  # as gateway_flags names them
     flips = {s: [r for r in revs if r.epoch < end] for s, revs in reversal_times(scenario).items()}
     found, missed, stray = delays(flips, run.alerts, end)
     flipping = {s for s, r in flips.items() if r}
@@ -289,6 +291,8 @@ def measure(run: Run, scenario: Scenario, length: float) -> dict[str, Any]:
         "requests": per_gateway,
         "max_in_window": windows,
         "error_replies": rejected,
+        # Securities each gateway's share holds (the spread over the worker's labels).
+        "shares": [len(spread.share(list(scenario.securities), labels, label)) for label in labels],
     }
 
 
@@ -515,11 +519,19 @@ def _pool_targets(args: argparse.Namespace, n: int, res: dict[str, Any]) -> list
         for name, r in res.items()
     ]
     parts.append(f"no window over {LIMIT} on any gateway: {'met' if windows_ok else 'NOT met'}")
+    shares = {name: r.get("shares") for name, r in res.items()}
     return [
         f"Targets (issue 8, N = {n}, K = {k}): " + "; ".join(parts) + ". The staleness "
-        "bound is the round-robin one (every security refreshed every ~1.02 N / K s); the "
-        "adaptive schedule trades staleness for detection by design and is held to "
-        f"`--max-staleness` ({args.max_staleness:g} s) instead.",
+        "bound is the round-robin one (every security refreshed every ~1.02 N / K s), and "
+        "it assumes an even spread: round-robin refreshes a gateway's share every ~1.02 x "
+        "its size s, and the rendezvous spread gives shares of "
+        + "; ".join(
+            f"{' / '.join(str(x) for x in sizes)} ({name})"
+            for name, sizes in shares.items()
+            if sizes
+        )
+        + " securities. The adaptive schedule trades staleness for detection by design and "
+        f"is held to `--max-staleness` ({args.max_staleness:g} s) instead.",
         "",
     ]
 
