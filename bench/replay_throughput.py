@@ -8,7 +8,9 @@ snapshot topic, then measures in the same run:
    with a dict as the table;
 2. a raw ``AIOKafkaConsumer`` reading the topic and decoding each protobuf;
 3. the full pipeline: ``capflow worker --no-poller`` (memory store) consuming the
-   topic until it has written one flow record per snapshot.
+   topic until it has written one flow record per snapshot;
+4. the floor under any Faust worker: ``bench.faust_floor``, an agent with the worker's
+   batching that does nothing with its records.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import datetime
@@ -24,14 +29,17 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.common import (
     DEFAULT_BOOTSTRAP,
+    ROOT,
     Topics,
     create_topics,
     delete_topics,
     fmt,
+    free_port,
     header_lines,
     prefixed_topics,
     run_prefix,
@@ -43,6 +51,7 @@ from bench.common import (
 )
 from streams.opend.snapshot import AMOUNT_FIELDS
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
+from streams.pipeline.app import BATCH_MAX, BATCH_WITHIN_S, PRODUCER_LINGER_MS, PRODUCER_MAX_BATCH
 from streams.pipeline.processor import SecurityProcessor
 from streams.processing.thresholds import ThresholdConfig
 
@@ -201,6 +210,32 @@ async def pipeline(
     }
 
 
+def faust_floor(bootstrap: str, topic: str, prefix: str, n: int, timeout: float) -> dict[str, Any]:
+    """Run ``bench.faust_floor`` over the topic; its records and seconds (first batch excluded)."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"{prefix}-floor-"))
+    try:
+        cmd = [
+            sys.executable, "-m", "bench.faust_floor", "--bootstrap", bootstrap,
+            "--topic", topic, "--count", str(n), "--app-id", f"{prefix}-floor",
+            "--datadir", str(workdir), "--web-port", str(free_port()),
+        ]  # fmt: skip
+        out = subprocess.run(
+            cmd,
+            capture_output=True,
+            timeout=timeout,
+            cwd=ROOT,
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    # Faust routes a worker's stdout into its log: find the JSON line wherever it went.
+    text = out.stdout.decode(errors="replace") + out.stderr.decode(errors="replace")
+    match = re.search(r'\{"count":\d+,"seconds":[0-9.e-]+\}', text)
+    if not match:
+        raise RuntimeError(f"faust_floor gave no result:\n{text[-2000:]}")
+    result: dict[str, Any] = orjson.loads(match.group(0))
+    return result
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     prefix = run_prefix("replay")
     topics = Topics(prefix)
@@ -217,6 +252,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"raw consumer: {raw['count'] / raw['reading']:.0f}/s")
         pipe = await pipeline(args.bootstrap, topics, prefix, c["flows"], args.timeout)
         print(f"pipeline: {pipe['count']} flows")
+        floor = faust_floor(args.bootstrap, topics.distribution, prefix, len(records), args.timeout)
+        print(f"faust floor: {floor['count'] / floor['seconds']:.0f}/s")
     finally:
         await delete_topics(args.bootstrap, await prefixed_topics(args.bootstrap, prefix))
     return {
@@ -227,6 +264,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "core": c,
         "raw": raw,
         "pipe": pipe,
+        "floor": floor,
     }
 
 
@@ -241,6 +279,8 @@ def report(r: dict[str, Any]) -> list[str]:
     ready_to_last = pipe["last_read"] - pipe["ready"] if pipe["ready"] else float("nan")
     pipe_ready_rate = pipe["count"] / ready_to_last if pipe["ready"] else float("nan")
     start_to_last = pipe["last_read"] - pipe["started"]
+    floor = r["floor"]
+    floor_rate = floor["count"] / floor["seconds"]
     rows = [
         [
             "processing core (decode + process, dict table)",
@@ -278,6 +318,12 @@ def report(r: dict[str, Any]) -> list[str]:
             f"{start_to_last:.2f}",
             fmt(pipe["count"] / start_to_last, 0),
         ],
+        [
+            "Faust agent doing nothing (bench.faust_floor, same batching)",
+            floor["count"],
+            f"{floor['seconds']:.2f}",
+            fmt(floor_rate, 0),
+        ],
     ]
     lines = [
         "### Replay throughput",
@@ -290,7 +336,11 @@ def report(r: dict[str, Any]) -> list[str]:
         f"{c['flows']:,} flows and {c['alerts']:,} alerts (default thresholds); mean state "
         f"blob {c['mean_state_bytes']:,.0f} bytes after the run. The worker is "
         "`capflow worker --no-poller --store memory://` (3 partitions, one worker); its "
-        "rate counts flow records on the flow topic.",
+        "rate counts flow records on the flow topic. The worker takes records in batches "
+        f"(`take_events`, up to {BATCH_MAX:,} within {BATCH_WITHIN_S * 1000:g} ms), keeps "
+        "each security's state as objects within a batch, sends flows straight to the "
+        f"producer ({PRODUCER_LINGER_MS} ms linger, {PRODUCER_MAX_BATCH // 1024} kB batches) "
+        "and stores each state once per batch after the batch's alerts are acknowledged.",
         "",
         *table(["stage", "records", "seconds", "records/s"], rows),
         "",
@@ -308,15 +358,26 @@ def report(r: dict[str, Any]) -> list[str]:
                 ["pipeline / raw consumer", fmt(pipe_rate / raw_rate, 3)],
                 ["pipeline / processing core", fmt(pipe_rate / core_rate, 3)],
                 ["processing core / raw consumer", fmt(core_rate / raw_rate, 3)],
+                ["Faust floor / processing core", fmt(floor_rate / core_rate, 3)],
+                ["pipeline / Faust floor", fmt(pipe_rate / floor_rate, 3)],
             ],
         ),
         "",
-        f"Interpretation: the worker sustains {fmt(pipe_rate, 0)} snapshots/s; per record "
-        f"that is {fmt(1e6 / pipe_rate, 0)} us against {fmt(1e6 / core_rate, 0)} us for the "
-        "processing step itself, so most of the worker's time per record goes to the "
-        "streaming machinery around it (Faust stream and table, changelog and flow "
-        "produce), with the broker sharing the same 2 cores. Reading and decoding alone is "
-        f"not the bottleneck ({fmt(raw_rate / pipe_rate, 1)}x the pipeline rate).",
+        f"Interpretation: the worker sustains {fmt(pipe_rate, 0)} snapshots/s, "
+        f"{fmt(pipe_rate / core_rate, 2)}x the processing core "
+        f"({'meets' if pipe_rate >= 0.5 * core_rate else 'short of'} the 0.5x target). "
+        f"Per record the worker spends {fmt(1e6 / pipe_rate, 0)} us: "
+        f"{fmt(1e6 / floor_rate, 0)} us is Faust's own per-record machinery (an agent "
+        "that does nothing with its records, same topic and batching), at most "
+        f"{fmt(1e6 / core_rate, 0)} us the processing step (less in the worker, which "
+        "decodes a security's JSON state once per batch), and the remaining "
+        f"{fmt(1e6 / pipe_rate - 1e6 / floor_rate - 1e6 / core_rate, 0)} us or more goes "
+        "to producing two records per snapshot (the flow, and the changelog record of the "
+        "state: 1,000 securities polled in turn rarely repeat within a batch, so nearly "
+        "every record stores its state) through aiokafka and Faust's producer, with the "
+        "broker on the same 2 cores. Those two bounds, not the processing, keep the "
+        "pipeline where it is. Reading and decoding alone is not the bottleneck "
+        f"({fmt(raw_rate / pipe_rate, 1)}x the pipeline rate).",
     ]
     return lines
 

@@ -2,8 +2,18 @@
 # Install everything capflow needs on a fresh Debian/Ubuntu machine (idempotent):
 # Java 17+ and Maven for the local Kafka broker, a Python >= 3.11 virtualenv in .venv
 # with capflow and its dev tools, and the Kafka broker jars (cached by mvn).
+# --with-test-tools also installs what only the tests need: Alertmanager (Debian's
+# prometheus-alertmanager) for the Alertmanager sink's integration test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+WITH_TEST_TOOLS=""
+for arg in "$@"; do
+  case "$arg" in
+    --with-test-tools) WITH_TEST_TOOLS=1 ;;
+    *) printf 'bootstrap: unknown option %s (only --with-test-tools)\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 
 say() { printf 'bootstrap: %s\n' "$*"; }
 
@@ -26,6 +36,11 @@ if ! command -v java >/dev/null 2>&1 || [ "$(java_major)" -lt 17 ]; then
 fi
 if ! command -v mvn >/dev/null 2>&1; then
   say "installing Maven"; apt_install maven
+fi
+if [ -n "$WITH_TEST_TOOLS" ] && ! command -v prometheus-alertmanager >/dev/null 2>&1 \
+    && ! command -v alertmanager >/dev/null 2>&1; then
+  say "installing Alertmanager (tests of the Alertmanager sink)"
+  apt_install prometheus-alertmanager
 fi
 
 PY="${PYTHON:-python3}"

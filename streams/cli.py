@@ -8,7 +8,9 @@ import sys
 from collections.abc import Sequence
 
 from streams import __version__
-from streams.config import describe_environment
+from streams.config import describe_environment, secret_values
+from streams.kafka_access import KafkaAccessError
+from streams.redact import add_secrets
 
 # Each module in streams/commands/ exposes ``register(subparsers)``, which adds
 # its parser and sets ``func`` (args -> exit code).
@@ -21,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "worker",
     "replay",
     "record",
+    "backtest",
     "demo",
 )
 
@@ -45,8 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    add_secrets(secret_values(args))  # no log line of any library may show them
     try:
         return int(args.func(args) or 0)
+    except KafkaAccessError as exc:  # wrong password, untrusted certificate, no broker
+        print(f"capflow {args.command}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -24,6 +24,7 @@ class Option:
     help: str
     type: Callable[[str], Any] = str
     group: str = "general"
+    secret: bool = False  # never shown: not in --help, errors or logs
 
     @property
     def env(self) -> str:
@@ -98,8 +99,15 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("kafka_sasl_mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", group="kafka"),
     Option("kafka_sasl_username", "", "SASL user name", group="kafka"),
-    Option("kafka_sasl_password", "", "SASL password", group="kafka"),
+    Option("kafka_sasl_password", "", "SASL password", group="kafka", secret=True),
     Option("kafka_ssl_cafile", "", "CA bundle for SSL", group="kafka"),
+    Option(
+        "kafka_connect_timeout",
+        30.0,
+        "seconds to wait for a Kafka broker to answer before giving up",
+        _positive_float,
+        group="kafka",
+    ),
     # OpenD
     Option("opend_host", "127.0.0.1", "OpenD host", group="opend"),
     Option("opend_port", 11111, "OpenD port", int, group="opend"),
@@ -222,6 +230,21 @@ OPTIONS: tuple[Option, ...] = (
         _positive_float,
         group="worker",
     ),
+    # Alert sinks (capflow alerts)
+    Option(
+        "topic_undelivered",
+        "capflow.alerts.undelivered.v1",
+        "topic for alerts a sink could not deliver (with headers saying why)",
+        group="sinks",
+    ),
+    Option(
+        "give_up_after",
+        3600.0,
+        "seconds after an alert was published before a failing sink gives it up "
+        "to the undelivered topic",
+        _positive_float,
+        group="sinks",
+    ),
 )
 
 _BY_NAME = {opt.name: opt for opt in OPTIONS}
@@ -231,10 +254,23 @@ _BY_NAME = {opt.name: opt for opt in OPTIONS}
 EXTRA_ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
     ("CAPFLOW_WEBHOOK_URL", "capflow alerts: POST each alert to this URL", ""),
     ("CAPFLOW_WEBHOOK_SECRET", "capflow alerts: HMAC secret of X-Capflow-Signature", ""),
+    ("CAPFLOW_WEBHOOK_FORMAT", "capflow alerts: cloudevents, slack, discord or telegram", ""),
+    ("CAPFLOW_TELEGRAM_CHAT_ID", "capflow alerts: chat id for --format telegram", ""),
+    ("CAPFLOW_ALERTMANAGER_URL", "capflow alerts: Alertmanager base URL(s), comma-separated", ""),
     ("CAPFLOW_KAFKA_PORT", "capflow kafka/demo: local broker port (controller +1)", "19092"),
     ("CAPFLOW_KAFKA_VERSION", "capflow kafka: broker version fetched from Maven", "see --help"),
     ("CAPFLOW_CACHE_DIR", "capflow kafka: where broker jars are cached", "~/.cache/capflow"),
 )
+
+
+# Secrets of single commands (argument names), masked like the secret OPTIONS.
+SECRET_ARGUMENTS: tuple[str, ...] = ("webhook_secret",)
+
+
+def secret_values(args: argparse.Namespace) -> list[str]:
+    """The secret settings a command was given, so logs can mask them."""
+    names = [opt.name for opt in OPTIONS if opt.secret] + list(SECRET_ARGUMENTS)
+    return [str(value) for name in names if (value := getattr(args, name, None))]
 
 
 def option(name: str) -> Option:
@@ -250,6 +286,8 @@ def env_default(opt: Option, environ: dict[str, str] | None = None) -> Any:
     try:
         return opt.type(raw)
     except ValueError as exc:
+        if opt.secret:  # the parser's message may quote the value
+            raise SystemExit(f"capflow: {opt.env} is not valid (value hidden)") from None
         raise SystemExit(f"capflow: {opt.env}={raw!r} is not valid: {exc}") from exc
 
 
@@ -262,6 +300,11 @@ def add_options(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
             "default": env_default(opt),
             "help": f"{opt.help} (env {opt.env}, default %(default)s)",
         }
+        if opt.secret:
+            # The default may come from the environment: show only whether one is set.
+            state = "set" if kwargs["default"] else "not set"
+            kwargs["help"] = f"{opt.help} (env {opt.env}, {state}; never shown)"
+            kwargs["metavar"] = "SECRET"
         if isinstance(opt.default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
         else:

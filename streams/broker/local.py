@@ -18,6 +18,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -62,6 +63,37 @@ logger.kafka.level = INFO
 logger.state.name = state.change.logger
 logger.state.level = WARN
 """
+
+
+SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+LISTENER_PROTOCOLS = ("SSL", "SASL_PLAINTEXT", "SASL_SSL")
+
+
+@dataclass(frozen=True)
+class Listener:
+    """An extra client listener; its security protocol is also its listener name.
+
+    SASL listeners accept the SCRAM mechanism of the broker (credentials are created
+    when the storage is formatted); SSL listeners take their keystore from the
+    ``ssl.*`` properties given to ``LocalKafka``.
+    """
+
+    protocol: str  # SSL, SASL_PLAINTEXT or SASL_SSL
+    port: int
+
+    def __post_init__(self) -> None:
+        if self.protocol not in LISTENER_PROTOCOLS:
+            raise ValueError(f"listener protocol must be one of {LISTENER_PROTOCOLS}")
+
+
+_SCRAM_FORBIDDEN = frozenset(",[]=\"'\\ ")
+
+
+def _scram_value(text: str, what: str) -> str:
+    """Names and passwords go inside kafka-storage's [name=..,password=..]: no separators."""
+    if not text or any(ch in text for ch in _SCRAM_FORBIDDEN) or text != text.strip():
+        raise ValueError(f"SCRAM {what} must be non-empty without , [ ] = quotes or spaces")
+    return text
 
 
 @dataclass(frozen=True)
@@ -168,12 +200,31 @@ class LocalKafka:
         host: str = "127.0.0.1",
         version: str = DEFAULT_KAFKA_VERSION,
         heap: str = "512m",
+        *,
+        listeners: Sequence[Listener] = (),
+        properties: Mapping[str, str] | None = None,
+        scram_users: Mapping[str, str] | None = None,
+        scram_mechanism: str = "SCRAM-SHA-256",
     ) -> None:
+        """``listeners``, ``properties`` and ``scram_users`` add to the PLAINTEXT broker.
+
+        The PLAINTEXT listener on ``port`` stays (the broker's own and the readiness
+        check's); extra properties come last, so they may override the defaults.
+        """
         self.root = Path(root).resolve()
         self.host = host
         self.port = port
         self.version = version
         self.heap = heap
+        self.listeners = tuple(listeners)
+        if len({lst.protocol for lst in self.listeners}) != len(self.listeners):
+            raise ValueError("at most one extra listener per security protocol")
+        self.extra_properties = dict(properties or {})
+        self.scram_users = {
+            _scram_value(user, "user name"): _scram_value(pw, "password")
+            for user, pw in (scram_users or {}).items()
+        }
+        self.scram_mechanism = scram_mechanism
 
     @property
     def properties(self) -> Path:
@@ -191,6 +242,33 @@ class LocalKafka:
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
+    def listener_bootstrap(self, protocol: str) -> str:
+        """The bootstrap address of the extra listener speaking ``protocol``."""
+        for lst in self.listeners:
+            if lst.protocol == protocol:
+                return f"{self.host}:{lst.port}"
+        raise KeyError(f"no {protocol} listener")
+
+    def _listener_properties(self) -> str:
+        """Property lines for the extra listeners; empty for a PLAINTEXT-only broker."""
+        if not self.listeners:
+            return ""
+        names = ",".join(f"{lst.protocol}://{self.host}:{lst.port}" for lst in self.listeners)
+        protocols = ",".join(f"{lst.protocol}:{lst.protocol}" for lst in self.listeners)
+        lines = [
+            f"listeners=PLAINTEXT://{self.host}:{self.port},"
+            f"CONTROLLER://{self.host}:{self.port + 1},{names}",
+            f"advertised.listeners=PLAINTEXT://{self.host}:{self.port},{names}",
+            f"listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,{protocols}",
+        ]
+        sasl = [lst for lst in self.listeners if lst.protocol.startswith("SASL")]
+        if sasl:
+            lines.append(f"sasl.enabled.mechanisms={self.scram_mechanism}")
+            for lst in sasl:
+                prefix = f"listener.name.{lst.protocol.lower()}.{self.scram_mechanism.lower()}"
+                lines.append(f"{prefix}.sasl.jaas.config={SCRAM_LOGIN}")
+        return "\n".join(lines) + "\n"
+
     def info(self) -> BrokerInfo | None:
         """The recorded broker, if its process is still ours and alive."""
         try:
@@ -202,6 +280,7 @@ class LocalKafka:
 
     def _write_config(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        extra = "".join(f"{key}={value}\n" for key, value in self.extra_properties.items())
         self.properties.write_text(
             _PROPERTIES.format(
                 host=self.host,
@@ -209,6 +288,8 @@ class LocalKafka:
                 controller_port=self.port + 1,
                 log_dirs=self.root / "data",
             )
+            + self._listener_properties()
+            + extra
         )
         (self.root / "log4j2.properties").write_text(_LOG4J2)
 
@@ -232,12 +313,16 @@ class LocalKafka:
             return
         # "--cluster-id=ID" in one argument: an id that starts with '-' cannot be read
         # as a flag by the storage tool's parser.
+        scram: list[str] = []
+        for user, password in self.scram_users.items():
+            scram += ["--add-scram", f"{self.scram_mechanism}=[name={user},password={password}]"]
         cmd = self._java_cmd(
             "kafka.tools.StorageTool",
             "format",
             f"--cluster-id={cluster_id or new_cluster_id()}",
             "--config",
             str(self.properties),
+            *scram,
         )
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
@@ -249,7 +334,7 @@ class LocalKafka:
         if running is not None:
             return running
         require_java(17)
-        for port in (self.port, self.port + 1):
+        for port in (self.port, self.port + 1, *(lst.port for lst in self.listeners)):
             if port_open(self.host, port):
                 raise BrokerSetupError(
                     f"port {self.host}:{port} is already in use by another process; "

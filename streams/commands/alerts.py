@@ -1,197 +1,258 @@
-"""``capflow alerts``: follow the alerts topic, print readable lines, optionally POST them.
+"""``capflow alerts``: follow the alerts topic, print readable lines, deliver them to sinks.
 
-Alert ids are deterministic, so a restarted detector can re-emit an alert; the
-follower drops repeats of an id it already handled in this run.
+Sinks (a signed webhook, Slack/Discord/Telegram webhooks, Alertmanager) get every
+alert at least once: the follower reads as a consumer group (a default one derived
+from the topic and the sinks, unless ``--group`` names one) and commits an alert's
+offset only after every sink has it, or after the undelivered topic has it with
+the reason. Alert ids are deterministic, so receivers deduplicate re-deliveries.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
+import contextlib
+import hashlib
 import logging
 import os
+import signal
 import sys
-import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
-from streams.config import add_options, group_names, kafka_client_kwargs
+from streams.config import add_options, group_names
+from streams.kafka_access import check_access
+from streams.sinks.alertmanager import DEFAULT_GENERATOR_URL, AlertmanagerSink
+from streams.sinks.chat import FORMATS, ChatSink, telegram_chat_id
 from streams.sinks.console import format_alert, json_line
-from streams.sinks.webhook import WebhookError, WebhookSink
+from streams.sinks.delivery import (
+    DEFAULT_RETRY_FLOOR,
+    RetryPolicy,
+    SinkHealth,
+    Undelivered,
+    UndeliveredTopic,
+    deliver,
+)
+from streams.sinks.follower import FollowParams, decode_alert, follow_alerts
+from streams.sinks.http import Sink
+from streams.sinks.webhook import WebhookSink
 
 log = logging.getLogger(__name__)
 
-EventHandler = Callable[[dict[str, Any]], Awaitable[Any] | Any]
-DEDUPE_MEMORY = 100_000  # ids remembered; bounds memory on very long runs
+WEBHOOK_FORMATS = ("cloudevents", *FORMATS)
 
 
-@dataclass
-class FollowParams:
-    """What ``follow_alerts`` needs; built from CLI args or directly by callers and tests."""
-
-    kafka: dict[str, Any] = field(default_factory=lambda: {"bootstrap_servers": "127.0.0.1:19092"})
-    topic: str = "capflow.alerts.v1"
-    group: str | None = None
-    from_beginning: bool = False
-    securities: frozenset[str] = frozenset()
-    max_events: int | None = None
-    timeout: float | None = None
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> FollowParams:
-        return cls(
-            kafka=kafka_client_kwargs(args),
-            topic=args.topic_alerts,
-            group=args.group or None,
-            from_beginning=bool(args.from_beginning),
-            securities=frozenset(s.strip() for s in (args.security or []) if s.strip()),
-            max_events=args.max,
-            timeout=args.timeout,
-        )
+class UsageError(ValueError):
+    """Flags that cannot work together; exit 2 with the message."""
 
 
-class _Seen:
-    """Insertion-ordered set with a size cap: dedupe by id without unbounded growth."""
-
-    def __init__(self, cap: int = DEDUPE_MEMORY) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self._cap = cap
-
-    def add(self, key: str) -> bool:
-        """True if ``key`` is new."""
-        if key in self._ids:
-            return False
-        self._ids[key] = None
-        if len(self._ids) > self._cap:
-            self._ids.popitem(last=False)
-        return True
+def _env(name: str) -> str:
+    return os.environ.get(name, "")
 
 
-def decode_alert(value: bytes | None) -> dict[str, Any]:
-    """Parse one record value into an alert event dict; ValueError explains what is wrong."""
-    if value is None:
-        raise ValueError("empty record value (tombstone)")
-    try:
-        event = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc}") from exc
-    if not isinstance(event, dict):
-        raise ValueError(f"expected a JSON object, got {type(event).__name__}")
-    if not event.get("id"):
-        raise ValueError("alert has no 'id'")
-    if not isinstance(event.get("data"), dict):
-        raise ValueError("alert has no 'data' object")
-    return event
-
-
-def _security(event: dict[str, Any], key: bytes | None) -> str:
-    data = event.get("data") or {}
-    sec = data.get("security") or event.get("subject")
-    if not sec and key:
-        sec = key.decode("utf-8", "replace")
-    return str(sec or "")
-
-
-async def follow_alerts(
-    params: FollowParams | argparse.Namespace,
-    on_event: EventHandler,
-    *,
-    warn: Callable[[str], None] | None = None,
-) -> int:
-    """Consume alerts and call ``on_event`` once per new alert id; returns how many.
-
-    Stops after ``max_events`` alerts or ``timeout`` seconds (if set), else runs until
-    cancelled. Records that do not decode are reported through ``warn`` and skipped.
-    """
-    from aiokafka import AIOKafkaConsumer
-
-    if isinstance(params, argparse.Namespace):
-        params = FollowParams.from_args(params)
-    warn = warn or _warn_stderr
-    consumer = AIOKafkaConsumer(
-        params.topic,
-        group_id=params.group,
-        enable_auto_commit=params.group is not None,
-        auto_offset_reset="earliest" if params.from_beginning else "latest",
-        **params.kafka,
-    )
-    deadline = None if params.timeout is None else time.monotonic() + params.timeout
-    seen = _Seen()
-    delivered = 0
-    await consumer.start()
-    try:
-        while params.max_events is None or delivered < params.max_events:
-            wait_ms = 1000
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                wait_ms = max(1, min(wait_ms, int(remaining * 1000)))
-            batches = await consumer.getmany(timeout_ms=wait_ms)
-            for tp, records in batches.items():
-                for record in records:
-                    where = f"{tp.topic}[{tp.partition}]@{record.offset}"
-                    try:
-                        event = decode_alert(record.value)
-                    except ValueError as exc:
-                        warn(f"capflow alerts: skipping undecodable record {where}: {exc}")
-                        continue
-                    if params.securities and _security(event, record.key) not in params.securities:
-                        continue
-                    if not seen.add(str(event["id"])):
-                        log.debug("duplicate alert %s at %s dropped", event["id"], where)
-                        continue
-                    result = on_event(event)
-                    if inspect.isawaitable(result):
-                        await result
-                    delivered += 1
-                    if params.max_events is not None and delivered >= params.max_events:
-                        return delivered
-    finally:
-        await consumer.stop()
-    return delivered
-
-
-def _warn_stderr(message: str) -> None:
+def _warn(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-async def _run(args: argparse.Namespace) -> int:
-    webhook: WebhookSink | None = None
-    if args.webhook:
-        if not args.webhook_secret:
-            print(
-                "capflow alerts: --webhook needs --webhook-secret (or CAPFLOW_WEBHOOK_SECRET)",
-                file=sys.stderr,
+def build_sinks(args: argparse.Namespace) -> tuple[list[Sink], list[str]]:
+    """The sinks the flags ask for, and their identities (for the default group name)."""
+    sinks: list[Sink] = []
+    identities: list[str] = []
+    fmt = (args.format or "cloudevents").lower()
+    if fmt not in WEBHOOK_FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(WEBHOOK_FORMATS)}, got {fmt!r}")
+    if fmt != "cloudevents" and not args.webhook:
+        raise UsageError(f"--format {fmt} needs --webhook URL (or CAPFLOW_WEBHOOK_URL)")
+    try:
+        if args.webhook:
+            if fmt == "cloudevents":
+                if not args.webhook_secret:
+                    raise UsageError("--webhook needs --webhook-secret (or CAPFLOW_WEBHOOK_SECRET)")
+                sinks.append(WebhookSink(args.webhook, args.webhook_secret, args.sink_timeout))
+                identities.append(f"webhook|{args.webhook}")
+            else:
+                chat: int | str | None = None
+                if fmt == "telegram":
+                    if not args.telegram_chat_id:
+                        raise UsageError(
+                            "--format telegram needs --telegram-chat-id "
+                            "(or CAPFLOW_TELEGRAM_CHAT_ID)"
+                        )
+                    chat = telegram_chat_id(args.telegram_chat_id)
+                sinks.append(
+                    ChatSink(args.webhook, fmt, telegram_chat=chat, timeout=args.sink_timeout)
+                )
+                identities.append(f"{fmt}|{args.webhook}|{chat or ''}")
+        for url in args.alertmanager or []:
+            sinks.append(
+                AlertmanagerSink(url, args.cooldown, args.generator_url, args.sink_timeout)
             )
-            return 2
-        webhook = WebhookSink(args.webhook, args.webhook_secret)
-    failures = 0
+            identities.append(f"alertmanager|{url}")
+    except UsageError:
+        raise
+    except (ValueError, KeyError, IndexError) as exc:
+        raise UsageError(str(exc)) from None
+    return sinks, identities
 
-    async def handle(event: dict[str, Any]) -> None:
+
+def default_group(topic: str, identities: list[str]) -> str:
+    """A stable group per (topic, sinks): each integration gets every alert once."""
+    digest = hashlib.sha256("\n".join([topic, *sorted(identities)]).encode()).hexdigest()
+    return f"capflow-alerts-{digest[:12]}"
+
+
+def _published_at(record: Any) -> float | None:
+    ts = getattr(record, "timestamp", None)
+    return ts / 1000.0 if isinstance(ts, int) and ts > 0 else None
+
+
+async def _run(args: argparse.Namespace) -> int:
+    try:
+        sinks, identities = build_sinks(args)
+        policy = RetryPolicy(
+            give_up_after=args.give_up_after,
+            retry_floor=min(DEFAULT_RETRY_FLOOR, args.give_up_after),
+        )
+    except (UsageError, ValueError) as exc:
+        _warn(f"capflow alerts: {exc}")
+        return 2
+    params = FollowParams.from_args(args)
+    if sinks and params.group is None:
+        params.group = default_group(params.topic, identities)
+    failures = 0
+    health = [SinkHealth() for _ in sinks]
+    producer: Any = None
+    undelivered: UndeliveredTopic | None = None
+
+    async def on_record(event: dict[str, Any], record: Any) -> None:
         nonlocal failures
         if args.json:
             print(json_line(event), flush=True)
         elif not args.quiet:
             print(format_alert(event), flush=True)
-        if webhook is not None:
-            try:
-                await webhook.send(event)
-            except WebhookError as exc:
-                failures += 1
-                _warn_stderr(f"capflow alerts: {exc}")
+        if not sinks:
+            return
+        published = _published_at(record)
+        outcomes = await asyncio.gather(
+            *(
+                deliver(sink, event, published_at=published, policy=policy, health=state)
+                for sink, state in zip(sinks, health, strict=True)
+            )
+        )
+        for sink, outcome in zip(sinks, outcomes, strict=True):
+            if outcome.delivered:
+                continue
+            assert undelivered is not None
+            await undelivered.publish(
+                Undelivered(
+                    key=record.key,
+                    value=record.value,
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    stage="deliver",
+                    error=outcome.reason,
+                    sink=sink.kind,
+                    target=sink.target,
+                    alert_id=str(event.get("id", "")),
+                    outcome=outcome,
+                )
+            )
+            failures += 1
+            _warn(
+                f"capflow alerts: alert {event.get('id')} not delivered to {sink.kind} "
+                f"{sink.target}: {outcome.reason}; written to {undelivered.topic}"
+            )
+
+    async def on_undecodable(record: Any, reason: str) -> None:
+        if undelivered is None:
+            return
+        await undelivered.publish(
+            Undelivered(
+                key=record.key,
+                value=record.value,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                stage="decode",
+                error=reason,
+                sink=",".join(sink.kind for sink in sinks),
+                target=",".join(sink.target for sink in sinks),
+            )
+        )
+
+    def on_ready(partitions: list[Any]) -> None:
+        if sinks:
+            names = ", ".join(f"{sink.kind} {sink.target}" for sink in sinks)
+            _warn(
+                f"capflow alerts: delivering {params.topic} to {names} as consumer group "
+                f"{params.group} ({len(partitions)} partitions); undelivered alerts go to "
+                f"{args.topic_undelivered}"
+            )
+
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    from streams.pipeline.topics import TopicMismatchError, ensure_topics
 
     try:
-        await follow_alerts(FollowParams.from_args(args), handle)
+        # A wrong password, certificate or missing ACL ends here with one clear line.
+        await check_access(
+            params.kafka, [args.topic_alerts], args.kafka_connect_timeout, group=params.group
+        )
+        if sinks:
+            # Create the alerts topic too if it is missing, so the group is assigned its
+            # partitions (and records its start) now rather than at the next metadata
+            # refresh, when alerts published meanwhile would already be behind "latest".
+            # Existing topics are used whatever their partition count.
+            for topic in (args.topic_undelivered, params.topic):
+                with contextlib.suppress(TopicMismatchError):
+                    await ensure_topics(params.kafka, [topic], args.topic_partitions, attempts=5)
+            producer = AIOKafkaProducer(acks="all", enable_idempotence=True, **params.kafka)
+            await producer.start()
+            undelivered = UndeliveredTopic(producer, args.topic_undelivered)
+        follow = asyncio.create_task(
+            follow_alerts(
+                params,
+                on_record=on_record,
+                on_undecodable=on_undecodable if sinks else None,
+                on_ready=on_ready,
+            )
+        )
+        await _until_done_or_sigterm(follow)
+    except (KafkaError, ConnectionError) as exc:
+        _warn(f"capflow alerts: Kafka at {args.kafka_bootstrap}: {type(exc).__name__}: {exc}")
+        return 1
     finally:
-        if webhook is not None:
-            await webhook.close()
+        for sink in sinks:
+            await sink.close()
+        if producer is not None:
+            await producer.stop()
     return 1 if failures else 0
+
+
+async def _until_done_or_sigterm(follow: asyncio.Task[int]) -> None:
+    """Await ``follow``; SIGTERM stops it cleanly (the group is left, nothing is committed
+    for alerts still in flight, so the next member delivers them)."""
+    loop = asyncio.get_running_loop()
+    stopping = False
+
+    def on_term() -> None:
+        nonlocal stopping
+        stopping = True
+        follow.cancel()
+
+    # Not the main thread, or a platform without signal handlers: no graceful SIGTERM.
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGTERM, on_term)
+    try:
+        await follow
+    except asyncio.CancelledError:
+        if not stopping:
+            raise
+        _warn("capflow alerts: stopped by SIGTERM; alerts in flight are delivered by the next run")
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGTERM)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -206,17 +267,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``capflow alerts``."""
     parser = subparsers.add_parser(
         "alerts",
-        help="follow the alerts topic, readable (or JSON), optionally POST to a webhook",
-        description="Follow capflow.alerts.v1. Duplicate alert ids are dropped within a run.",
+        help="follow the alerts topic, readable (or JSON); deliver to webhooks, chat, Alertmanager",
+        description=(
+            "Follow capflow.alerts.v1. Duplicate alert ids are dropped within a run. With a "
+            "sink (--webhook, --alertmanager) every alert is delivered at least once: offsets "
+            "are committed only after delivery, failures are retried with capped backoff, and "
+            "an alert still failing after --give-up-after goes to --topic-undelivered."
+        ),
     )
-    add_options(parser, [*group_names("kafka")])
+    add_options(parser, [*group_names("kafka"), *group_names("sinks"), "cooldown"])
     parser.add_argument(
         "--from-beginning",
         action="store_true",
-        help="start at the earliest offset instead of the latest",
+        help="start at the earliest offset when the group has none committed (default: latest)",
     )
     parser.add_argument(
-        "--group", default="", help="consumer group id (default: none, offsets are not committed)"
+        "--group",
+        default="",
+        help="consumer group id; offsets are committed after each alert is handled "
+        "(default with a sink: derived from the topic and the sinks; without: none)",
     )
     parser.add_argument(
         "--security",
@@ -228,7 +297,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--quiet", action="store_true", help="print nothing (e.g. with --webhook only)"
     )
-    parser.add_argument("--max", type=int, default=None, metavar="N", help="stop after N alerts")
+    parser.add_argument(
+        "--max", type=int, default=None, metavar="N", help="stop after N alerts handled"
+    )
     parser.add_argument(
         "--timeout", type=float, default=None, metavar="S", help="stop after S seconds"
     )
@@ -242,13 +313,54 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--webhook-secret",
         default=_env("CAPFLOW_WEBHOOK_SECRET"),
         metavar="S",
-        help="HMAC secret for X-Capflow-Signature (env CAPFLOW_WEBHOOK_SECRET)",
+        help="HMAC secret for X-Capflow-Signature, needed by --format cloudevents "
+        "(env CAPFLOW_WEBHOOK_SECRET)",
+    )
+    parser.add_argument(
+        "--format",
+        default=_env("CAPFLOW_WEBHOOK_FORMAT") or "cloudevents",
+        metavar="FMT",
+        help="webhook body: cloudevents (signed, default), slack, discord or telegram "
+        "(env CAPFLOW_WEBHOOK_FORMAT)",
+    )
+    parser.add_argument(
+        "--telegram-chat-id",
+        default=_env("CAPFLOW_TELEGRAM_CHAT_ID"),
+        metavar="ID",
+        help="chat id (number or @channel) for --format telegram; the --webhook URL is "
+        "https://api.telegram.org/bot<TOKEN>/sendMessage (env CAPFLOW_TELEGRAM_CHAT_ID)",
+    )
+    parser.add_argument(
+        "--alertmanager",
+        action="append",
+        default=[u.strip() for u in _env("CAPFLOW_ALERTMANAGER_URL").split(",") if u.strip()],
+        metavar="URL",
+        help="Alertmanager base URL, e.g. http://127.0.0.1:9093; alerts resolve after "
+        "--cooldown (repeatable; env CAPFLOW_ALERTMANAGER_URL, comma-separated)",
+    )
+    parser.add_argument(
+        "--generator-url",
+        default=DEFAULT_GENERATOR_URL,
+        metavar="TEMPLATE",
+        help="generatorURL of Alertmanager alerts; {security} and {id} are filled in "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--sink-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds one delivery attempt may take (default %(default)s)",
     )
     parser.set_defaults(func=run)
 
 
-def _env(name: str) -> str:
-    return os.environ.get(name, "")
-
-
-__all__ = ["FollowParams", "decode_alert", "follow_alerts", "register", "run"]
+__all__ = [
+    "FollowParams",
+    "build_sinks",
+    "decode_alert",
+    "default_group",
+    "follow_alerts",
+    "register",
+    "run",
+]

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from streams.config import add_options, group_names, kafka_client_kwargs
+from streams.kafka_access import check_access
 
 
 def read_json_lines(path: str | Path) -> list[dict[str, Any]]:
@@ -93,6 +94,13 @@ async def read_topic(
 
 
 async def _load(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    wanted = [] if args.flows_file else [args.topic_flow]
+    if not args.alerts_file and not args.flows_file:
+        wanted.append(args.topic_alerts)
+    if wanted:
+        await check_access(
+            kafka_client_kwargs(args), topics=wanted, timeout=args.kafka_connect_timeout
+        )
     if args.flows_file:
         flows = read_json_lines(args.flows_file)
     else:

@@ -12,16 +12,18 @@ import sys
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from streams.config import add_options, group_names, kafka_client_kwargs
+from streams.kafka_access import check_access
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.recording import to_json_line
 
 
 async def record(args: argparse.Namespace) -> int:
-    consumer = AIOKafkaConsumer(
-        enable_auto_commit=False, auto_offset_reset="earliest", **kafka_client_kwargs(args)
-    )
+    kafka = kafka_client_kwargs(args)
+    await check_access(kafka, topics=[args.topic_distribution], timeout=args.kafka_connect_timeout)
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest", **kafka)
     await consumer.start()
     written = skipped = 0
     try:
@@ -65,6 +67,9 @@ async def record(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(record(args))
+    except KafkaError as exc:  # the broker went away while recording
+        print(f"capflow record: Kafka failed: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

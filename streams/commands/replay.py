@@ -9,15 +9,85 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import logging
 import sys
 import time
+from collections import deque
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from streams.config import add_options, group_names, kafka_client_kwargs
+from streams.kafka_access import check_access
 from streams.pipeline.topics import TopicMismatchError, ensure_topics
 from streams.recording import RecordingError, read_recording
+
+MAX_PENDING = 10_000  # sends in flight before replay waits for the oldest
+
+
+class ReplayFailed(RuntimeError):
+    """The broker stopped confirming writes; ``confirmed`` snapshots are known written."""
+
+    def __init__(self, confirmed: int, total: int, cause: BaseException) -> None:
+        name, detail = type(cause).__name__, str(cause).strip()
+        reason = f"{name}: {detail}" if detail and detail != name else name
+        super().__init__(
+            f"Kafka failed after {confirmed} of {total} snapshots were confirmed written ({reason})"
+        )
+        self.confirmed = confirmed
+
+
+class SendTracker:
+    """Counts the sends the broker confirmed and retrieves every failure exactly once.
+
+    Each future gets a done callback, so none is left with an exception nobody read
+    (which asyncio would log once per record), whatever path the replay takes.
+    """
+
+    def __init__(self) -> None:
+        self.confirmed = 0
+        self.failed = 0
+        self.first_error: BaseException | None = None
+        self._pending: deque[asyncio.Future[Any]] = deque()
+
+    def _done(self, fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled():
+            self.failed += 1
+            return
+        exc = fut.exception()
+        if exc is None:
+            self.confirmed += 1
+        else:
+            self.failed += 1
+            if self.first_error is None:
+                self.first_error = exc
+
+    def add(self, fut: asyncio.Future[Any]) -> None:
+        fut.add_done_callback(self._done)
+        self._pending.append(fut)
+
+    async def drain(self, keep: int = 0) -> None:
+        """Wait for the oldest sends until at most ``keep`` are in flight; raise on a failure."""
+        while len(self._pending) > keep:
+            fut = self._pending.popleft()
+            await asyncio.wait([fut])
+            if self.first_error is not None:
+                raise self.first_error
+
+    def unfinished(self) -> list[asyncio.Future[Any]]:
+        return [f for f in self._pending if not f.done()]
+
+
+async def _stop(producer: AIOKafkaProducer, tracker: SendTracker, timeout: float) -> None:
+    """Stop the producer; sends it could not finish by then count as not written."""
+    with contextlib.suppress(TimeoutError, KafkaError):
+        await asyncio.wait_for(producer.stop(), timeout)
+    for fut in tracker.unfinished():
+        fut.cancel()
+    await asyncio.sleep(0)  # let the done callbacks of cancelled sends run
 
 
 async def replay(args: argparse.Namespace) -> int:
@@ -30,13 +100,25 @@ async def replay(args: argparse.Namespace) -> int:
         print(f"capflow replay: {path} holds no snapshots", file=sys.stderr)
         return 1
     kwargs = kafka_client_kwargs(args)
+    await check_access(kwargs, topics=[args.topic_distribution], timeout=args.kafka_connect_timeout)
     await ensure_topics(kwargs, [args.topic_distribution], args.topic_partitions)
-    producer = AIOKafkaProducer(acks="all", enable_idempotence=True, linger_ms=5, **kwargs)
+    # The outcome is reported by one line of ours; aiokafka's per-attempt connection
+    # errors during an outage would only repeat it, many times a second.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    producer = AIOKafkaProducer(
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        request_timeout_ms=int(args.send_timeout * 1000),
+        **kwargs,
+    )
     await producer.start()
     total = len(snapshots)
+    tracker = SendTracker()
     started = time.monotonic()
     first_ts = snapshots[0].update_timestamp
     last_note = 0.0
+    failure: BaseException | None = None
     try:
         for i, msg in enumerate(snapshots, 1):
             if args.realtime:
@@ -44,27 +126,36 @@ async def replay(args: argparse.Namespace) -> int:
                 delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            await producer.send(
-                args.topic_distribution, msg.SerializeToString(), key=msg.security.encode()
+            tracker.add(
+                await producer.send(
+                    args.topic_distribution, msg.SerializeToString(), key=msg.security.encode()
+                )
             )
+            await tracker.drain(keep=MAX_PENDING)
             now = time.monotonic()
             if not args.quiet and (now - last_note > 1.0 or i == total):
                 rate = i / max(now - started, 1e-9)
                 print(
-                    f"\rreplayed {i}/{total} ({100 * i / total:.0f}%) {rate:,.0f}/s",
+                    f"\rsent {i}/{total} ({100 * i / total:.0f}%) {rate:,.0f}/s, "
+                    f"{tracker.confirmed} confirmed",
                     end="",
                     file=sys.stderr,
                     flush=True,
                 )
                 last_note = now
-        await producer.flush()
+        await tracker.drain()
+    except KafkaError as exc:
+        failure = exc
     finally:
-        await producer.stop()
+        await _stop(producer, tracker, args.send_timeout + 5)
     if not args.quiet:
         print(file=sys.stderr)
+    if failure is not None or tracker.confirmed < total:
+        cause = failure or tracker.first_error or RuntimeError("sends were not confirmed")
+        raise ReplayFailed(tracker.confirmed, total, cause)
     print(
-        f"replayed {total} snapshots from {path} to {args.topic_distribution} "
-        f"in {time.monotonic() - started:.1f}s"
+        f"replayed {total} snapshots from {path} to {args.topic_distribution}: "
+        f"{tracker.confirmed} confirmed written in {time.monotonic() - started:.1f}s"
     )
     return 0
 
@@ -73,9 +164,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.speed <= 0:
         print("capflow replay: --speed must be > 0", file=sys.stderr)
         return 2
+    if args.send_timeout <= 0:
+        print("capflow replay: --send-timeout must be > 0", file=sys.stderr)
+        return 2
     try:
         return asyncio.run(replay(args))
-    except (RecordingError, TopicMismatchError, ConnectionError) as exc:
+    except (RecordingError, TopicMismatchError, ConnectionError, ReplayFailed) as exc:
         print(f"capflow replay: {exc}", file=sys.stderr)
         return 1
 
@@ -96,6 +190,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=float,
         default=1.0,
         help="with --realtime: event seconds per wall second (default 1)",
+    )
+    parser.add_argument(
+        "--send-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="give up when the broker has not confirmed a send for S seconds (default 30)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     add_options(parser, group_names("kafka"))

@@ -8,6 +8,7 @@ import logging
 import sys
 
 from streams.config import add_options, group_names, kafka_client_kwargs
+from streams.kafka_access import check_access_sync
 from streams.opend.crypto import CryptoError, load_rsa_key
 from streams.opend.security import SecurityFormatError, parse_security
 from streams.polling.gateways import (
@@ -39,11 +40,11 @@ def _check_polling(args: argparse.Namespace) -> list[Gateway] | str:
 def _run(args: argparse.Namespace) -> int:
     from aiokafka.errors import KafkaError
 
-    from streams.pipeline.app import Pipeline
+    from streams.pipeline.app import STATE_TABLE, Pipeline
     from streams.pipeline.shutdown import StoppingWorker
     from streams.pipeline.topics import TopicMismatchError, ensure_topics
     from streams.polling.ownership import ControlTopicError, ensure_control_topic
-    from streams.polling.service import control_topic
+    from streams.polling.service import control_topic, gateway_group
 
     bad = []
     for security in args.watchlist:
@@ -66,13 +67,21 @@ def _run(args: argparse.Namespace) -> int:
         if isinstance(checked, str):
             return _usage_error(checked)
         gateways = checked
-    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
     topics = [args.topic_distribution, args.topic_flow, args.topic_alerts, args.topic_deadletter]
+    kafka = kafka_client_kwargs(args)
+    # A wrong password, certificate or missing ACL ends here, in seconds, instead of in
+    # Faust's retries; Faust's own topics (state changelog, leader election) count too.
+    faust_topics = [f"{args.app_id}-{STATE_TABLE}-changelog", f"{args.app_id}-__assignor-__leader"]
+    check_access_sync(kafka, topics + faust_topics, args.kafka_connect_timeout, group=args.app_id)
+    if gateways:  # the gateway group and its control topic (see streams.polling.service)
+        check_access_sync(
+            kafka, [control_topic(args)], args.kafka_connect_timeout, group=gateway_group(args)
+        )
+    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
     try:
-        kwargs = kafka_client_kwargs(args)
-        asyncio.run(ensure_topics(kwargs, topics, args.topic_partitions))
+        asyncio.run(ensure_topics(kafka, topics, args.topic_partitions))
         if gateways:
-            asyncio.run(ensure_control_topic(kwargs, control_topic(args), len(gateways)))
+            asyncio.run(ensure_control_topic(kafka, control_topic(args), len(gateways)))
     except (ConnectionError, TopicMismatchError, ControlTopicError, KafkaError) as exc:
         print(f"capflow worker: {exc}", file=sys.stderr)
         return 1

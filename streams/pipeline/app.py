@@ -9,17 +9,24 @@ gateway group assigns this worker (``streams.polling.service``).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import time
+import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import faust
+import faust.streams as faust_streams
+from aiokafka.errors import MessageSizeTooLargeError
+from faust.exceptions import ProducerSendError
 from faust.web import Request, Response, View
 
 from streams.config import kafka_client_kwargs
 from streams.metrics import ALERTS, DEAD_LETTERS, SNAPSHOTS_PROCESSED, STATE, exposition
-from streams.pipeline.deadletter import DeadLetter
+from streams.pipeline.batch import Batch
+from streams.pipeline.deadletter import DeadLetter, topic_message_limit
 from streams.pipeline.processor import DecodeError, SecurityProcessor
 from streams.polling.service import PollingService
 from streams.processing.thresholds import ThresholdConfig
@@ -27,6 +34,25 @@ from streams.processing.thresholds import ThresholdConfig
 log = logging.getLogger(__name__)
 
 STATE_TABLE = "security-state"
+DEAD_LETTER_MARGIN = 1024  # bytes below the producer limit, for anything Faust adds
+DEAD_LETTER_FALLBACK_BYTES = 64 * 1024  # when the broker refuses even that
+# Records per batch, and how long a batch waits to fill: a lone snapshot (live polling,
+# one a second) is processed within BATCH_WITHIN_S; a backlog goes BATCH_MAX at a time.
+BATCH_MAX = 1000
+BATCH_WITHIN_S = 0.005
+PRODUCER_LINGER_MS = 2
+PRODUCER_MAX_BATCH = 256 * 1024  # bytes per partition batch (aiokafka's default is 16 kB)
+
+
+def _make_current(event: faust.EventT) -> None:
+    """Make ``event`` the current event of this task, as ``stream.events()`` does.
+
+    Faust derives a table write's partition (its changelog, its RocksDB shard) from
+    the current event; a batch from ``take_events`` does not set one in the agent.
+    Only the context variable is set: the stream's own ``current_event`` attribute
+    belongs to the task filling the next batch.
+    """
+    faust_streams._current_event.set(weakref.ref(event))
 
 
 def _raw_schema() -> faust.Schema:
@@ -69,6 +95,10 @@ class Pipeline:
             topic_partitions=partitions,
             topic_replication_factor=1,
             producer_acks=-1,
+            # A moment's linger and room for more than a few 2 kB states let one
+            # produce request carry many flows and state updates.
+            producer_linger_ms=PRODUCER_LINGER_MS,
+            producer_max_batch_size=PRODUCER_MAX_BATCH,
             broker_commit_interval=1.0,
             broker_session_timeout=args.session_timeout,
             broker_heartbeat_interval=max(args.session_timeout / 10, 0.5),
@@ -93,37 +123,57 @@ class Pipeline:
         # CLI/env values, then the thresholds file's defaults, markets and securities.
         self.processor = SecurityProcessor(ThresholdConfig.from_args(args))
         self.polling: PollingService | None = None if args.no_poller else PollingService(args)
+        self._dead_letter_bytes: int | None = None
         self._register()
 
     # -- stream processing ----------------------------------------------------------
 
-    async def handle(self, event: faust.EventT) -> None:
-        """Process one snapshot record; anything it cannot process goes to dead letters."""
-        message = event.message
-        try:
-            snap = self.processor.decode(message.key, message.value)
-        except DecodeError as exc:
-            await self._dead_letter(message, "decode", str(exc))
-            return
-        key = snap.security.encode()
-        try:
-            outcome = self.processor.process(self.state.get(key), snap)
-        except Exception as exc:  # a bug must not stop the worker: keep the record
-            log.exception("processing %s failed", snap.security)
-            await self._dead_letter(message, "process", f"{type(exc).__name__}: {exc}")
-            return
-        SNAPSHOTS_PROCESSED.labels(outcome.result).inc()
-        if outcome.flow is not None:
-            await self.flows.send(key=key, value=outcome.flow)
-        if outcome.alert is not None:
-            # Wait for the broker before the state records the alert as sent: a crash in
-            # between re-emits it on restart under the same deterministic id.
-            fut = await self.alerts.send(key=key, value=outcome.alert)
-            await fut
-            ALERTS.labels(outcome.direction or "unknown").inc()
-            log.info("alert %s", outcome.alert.decode())
-        if outcome.state is not None:
-            self.state[key] = outcome.state
+    async def handle_batch(self, events: Sequence[faust.EventT]) -> None:
+        """Process a batch of snapshot records; anything unprocessable goes to dead letters.
+
+        Per security the state is decoded once, kept as objects while the batch's records
+        are folded in, and stored once at the end (``Batch``). Flows are handed to the
+        producer without waiting for each; alerts are awaited, all of them, before any
+        state of the batch is stored, so a crash can repeat an alert but never lose one.
+        Faust commits the batch's offsets only after this returns.
+        """
+        batch = Batch(self.processor, self.state.get)
+        alerts: list[Any] = []  # futures of the alerts sent
+        directions: list[str] = []  # of those alerts, counted once acknowledged
+        flow_topic = self.flows.get_topic_name()
+        for event in events:
+            _make_current(event)
+            message = event.message
+            try:
+                snap = self.processor.decode(message.key, message.value)
+            except DecodeError as exc:
+                await self._dead_letter(message, "decode", str(exc))
+                continue
+            key = snap.security.encode()
+            try:
+                outcome = batch.fold(key, snap, event)
+            except Exception as exc:  # a bug must not stop the worker: keep the record
+                log.exception("processing %s failed", snap.security)
+                await self._dead_letter(message, "process", f"{type(exc).__name__}: {exc}")
+                continue
+            if outcome.flow is not None:
+                # Straight to the producer (Faust's topic.send adds a costly layer per
+                # record); the ack is not awaited, as before.
+                await self.app.producer.send(flow_topic, key, outcome.flow, None, None, None)
+            if outcome.alert is not None:
+                alerts.append(await self.alerts.send(key=key, value=outcome.alert))
+                directions.append(outcome.direction or "unknown")
+                log.info("alert %s", outcome.alert.decode())
+        for result, count in batch.results.items():
+            SNAPSHOTS_PROCESSED.labels(result).inc(count)
+        # The broker has every alert of the batch before any state records it.
+        if alerts:
+            await asyncio.gather(*alerts)
+            for direction in directions:
+                ALERTS.labels(direction).inc()
+        for key, event, blob in batch.states():
+            _make_current(event)  # the table's partition is that of the record
+            self.state[key] = blob
 
     async def _dead_letter(self, message: Any, stage: str, error: str) -> None:
         letter = DeadLetter(
@@ -144,9 +194,50 @@ class Pipeline:
             error,
         )
         DEAD_LETTERS.labels(stage).inc()
-        fut = await self.deadletter.send(
-            key=letter.key, value=letter.value, headers=letter.headers()
-        )
+        try:
+            await self._send_dead_letter(letter, await self._dead_letter_limit())
+        except (ProducerSendError, MessageSizeTooLargeError) as exc:
+            # The topic's limit was lowered since we asked: keep the first bytes at least.
+            log.warning(
+                "dead letter %s[%s]@%s refused (%s); storing its first bytes only",
+                letter.topic,
+                letter.partition,
+                letter.offset,
+                exc,
+            )
+            await self._send_dead_letter(letter, DEAD_LETTER_FALLBACK_BYTES)
+
+    async def _dead_letter_limit(self) -> int:
+        """Largest dead-letter copy that our producer and the topic both accept (asked once)."""
+        if self._dead_letter_bytes is None:
+            limit = int(self.app.conf.producer_max_request_size)
+            try:
+                topic_limit = await topic_message_limit(
+                    kafka_client_kwargs(self.args), self.args.topic_deadletter
+                )
+            except Exception as exc:  # the producer's limit still holds
+                log.warning("max.message.bytes of %s unknown: %r", self.args.topic_deadletter, exc)
+                topic_limit = None
+            if topic_limit is not None:
+                limit = min(limit, topic_limit)
+            self._dead_letter_bytes = limit - DEAD_LETTER_MARGIN
+        return self._dead_letter_bytes
+
+    async def _send_dead_letter(self, letter: DeadLetter, limit: int) -> None:
+        key, value, headers = letter.fitted(limit)
+        if value is not letter.value:
+            log.warning(
+                "dead letter %s[%s]@%s: value of %d bytes stored truncated to %d",
+                letter.topic,
+                letter.partition,
+                letter.offset,
+                len(letter.value or b""),
+                len(value or b""),
+            )
+        # Through the producer itself: a refusal then raises here, once, instead of also
+        # failing a Faust message future that nobody awaits.
+        producer = self.app.producer
+        fut = await producer.send(self.args.topic_deadletter, key, value, None, None, headers)
         await fut
 
     # -- wiring ---------------------------------------------------------------------
@@ -156,8 +247,9 @@ class Pipeline:
 
         @app.agent(self.snapshots, name="flow-processor")
         async def flow_processor(stream: faust.StreamT) -> None:
-            async for event in stream.events():
-                await self.handle(event)
+            assert isinstance(stream, faust.Stream)  # StreamT does not declare take_events
+            async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+                await self.handle_batch(events)
 
         if not self.args.no_poller:
 

@@ -1,14 +1,59 @@
-"""Dead-letter records: the original key and bytes, with why and where they failed."""
+"""Dead-letter records: the original key and bytes, with why and where they failed.
+
+A record the broker accepted may still be too large for the dead-letter producer
+(its request limit, or a smaller limit on the dead-letter topic). Such a record is
+never dropped: its copy keeps as many leading bytes as fit, and headers say that it
+was cut, how large the original was and its SHA-256, next to the source topic,
+partition and offset where the whole record can still be read.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 HEADER_ERROR = "capflow-error"
 HEADER_STAGE = "capflow-error-stage"
 HEADER_TOPIC = "capflow-source-topic"
 HEADER_PARTITION = "capflow-source-partition"
 HEADER_OFFSET = "capflow-source-offset"
+# Only on a truncated copy:
+HEADER_TRUNCATED = "capflow-truncated"  # which parts were cut: "value" or "key,value"
+HEADER_ORIGINAL_SIZE = "capflow-original-size"  # bytes of the original value
+HEADER_ORIGINAL_KEY_SIZE = "capflow-original-key-size"  # bytes of the original key
+HEADER_ORIGINAL_SHA256 = "capflow-original-sha256"  # hex SHA-256 of the original value
+
+KEY_KEEP = 1024  # bytes of a key kept when the key alone does not fit
+Headers = list[tuple[str, bytes]]
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: Headers) -> int:
+    """The size the producer checks against its request limit (aiokafka's own estimate)."""
+    return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, list(headers)))
+
+
+async def topic_message_limit(client_kwargs: dict[str, Any], topic: str) -> int | None:
+    """The topic's effective ``max.message.bytes`` (None when the broker does not say)."""
+    admin = AIOKafkaAdminClient(**client_kwargs)
+    await admin.start()
+    try:
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": None})
+        responses = await admin.describe_configs([resource])
+    finally:
+        await admin.close()
+    for response in responses:
+        for error_code, _msg, _type, name, entries, *_ in response.resources:
+            if error_code or name != topic:
+                continue
+            for entry in entries:
+                if entry[0] == "max.message.bytes" and str(entry[1]).isdigit():
+                    return int(entry[1])
+    return None
 
 
 @dataclass(frozen=True)
@@ -23,7 +68,7 @@ class DeadLetter:
     partition: int
     offset: int
 
-    def headers(self) -> list[tuple[str, bytes]]:
+    def headers(self) -> Headers:
         return [
             (HEADER_ERROR, self.error.encode()[:4096]),
             (HEADER_STAGE, self.stage.encode()),
@@ -31,3 +76,31 @@ class DeadLetter:
             (HEADER_PARTITION, str(self.partition).encode()),
             (HEADER_OFFSET, str(self.offset).encode()),
         ]
+
+    def fitted(self, max_bytes: int) -> tuple[bytes | None, bytes | None, Headers]:
+        """Key, value and headers of a copy no larger than ``max_bytes``.
+
+        The record itself when it fits; otherwise a prefix of the value (and of the
+        key, if the key alone is too large) with headers that describe the original.
+        """
+        headers = self.headers()
+        if record_size(self.key, self.value, headers) <= max_bytes:
+            return self.key, self.value, headers
+        value = self.value or b""
+        key = self.key
+        extra: Headers = [
+            (HEADER_TRUNCATED, b"value"),
+            (HEADER_ORIGINAL_SIZE, str(len(value)).encode()),
+            (HEADER_ORIGINAL_SHA256, hashlib.sha256(value).hexdigest().encode()),
+        ]
+        if key is not None and record_size(key, b"", headers + extra) > max_bytes:
+            extra[0] = (HEADER_TRUNCATED, b"key,value")
+            extra.append((HEADER_ORIGINAL_KEY_SIZE, str(len(key)).encode()))
+            key = key[:KEY_KEEP]
+        headers = headers + extra
+        room = max_bytes - record_size(key, b"", headers)
+        # The estimate grows by the varint of the length too: step down until it fits.
+        keep = max(0, min(len(value), room))
+        while keep > 0 and record_size(key, value[:keep], headers) > max_bytes:
+            keep -= max(1, record_size(key, value[:keep], headers) - max_bytes)
+        return key, value[: max(keep, 0)], headers

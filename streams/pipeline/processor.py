@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -109,20 +109,38 @@ class SecurityProcessor:
         return FlowState.from_dict(data["flow"]), DetectorState.from_dict(data["detector"])
 
     def process(self, blob: bytes | None, snap: Snapshot) -> Outcome:
+        flow, detector = self.load(blob, snap.security)
+        outcome = self.step(flow, detector, snap)
+        return replace(outcome, state=self._dump(flow, detector))
+
+    def load(self, blob: bytes | None, security: str) -> tuple[FlowState, DetectorState]:
+        """The stored state of ``security`` as objects (fresh ones for no blob)."""
+        return self._load(blob, self.thresholds.for_security(security).window)
+
+    def step(self, flow: FlowState, detector: DetectorState, snap: Snapshot) -> Outcome:
+        """Fold one snapshot into state objects (changed in place); ``state`` stays None.
+
+        The worker's batches keep the objects of a security across its records and
+        store them once per batch; ``process`` is this step with the JSON in and out.
+        """
         params = self.thresholds.for_security(snap.security)
-        flow, detector = self._load(blob, params.window)
         point = flow.fold(snap)
         if isinstance(point, Skip):
             # Duplicate or stale: the state counted it, nothing is published.
-            return Outcome(Result(point.value), self._dump(flow, detector))
+            return Outcome(Result(point.value), None)
         alert = detector.step(point, params)
         return Outcome(
             Result.FLOW,
-            self._dump(flow, detector),
+            None,
             flow=flow_payload(point, detector.regime, detector.threshold),
             alert=alert_payload(alert) if alert is not None else None,
             direction=alert.direction if alert is not None else None,
         )
+
+    @staticmethod
+    def dump(flow: FlowState, detector: DetectorState) -> bytes:
+        """State objects as the table's blob (what ``process`` returns as ``state``)."""
+        return SecurityProcessor._dump(flow, detector)
 
     @staticmethod
     def _dump(flow: FlowState, detector: DetectorState) -> bytes:

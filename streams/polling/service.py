@@ -41,7 +41,13 @@ CLOSE_TIMEOUT_S = 5.0
 
 
 def control_topic(args: argparse.Namespace) -> str:
+    """One partition per gateway; its assignment in the gateway group is ownership."""
     return str(getattr(args, "gateway_topic", "") or f"{args.app_id}.gateways")
+
+
+def gateway_group(args: argparse.Namespace) -> str:
+    """The consumer group whose assignment of the control topic decides ownership."""
+    return f"{args.app_id}.gateways"
 
 
 def limiter_window(args: argparse.Namespace) -> float:
@@ -107,7 +113,7 @@ class PollingService:
         )
         self.ownership = GatewayOwnership(
             topic,
-            f"{args.app_id}.gateways",
+            gateway_group(args),
             kwargs,
             session_timeout=args.session_timeout,
             on_assigned=self.pool.acquire,

@@ -1,12 +1,20 @@
-"""Alert sinks: integrations that read the alerts topic (console, webhook)."""
+"""Alert sinks: integrations that read the alerts topic.
+
+console (readable lines, JSON lines), webhook (signed CloudEvents), chat (Slack,
+Discord, Telegram), alertmanager (Alertmanager v2 API); ``delivery`` retries one
+alert on one sink and dead-letters what cannot be delivered; ``follower`` reads
+the topic and commits only after an alert was handled.
+"""
 
 from __future__ import annotations
 
 from streams.sinks.console import format_alert, json_line
-from streams.sinks.webhook import WebhookError, WebhookSink, sign, verify_signature
+from streams.sinks.http import DeliveryError, Sink
+from streams.sinks.webhook import WebhookSink, sign, verify_signature
 
 __all__ = [
-    "WebhookError",
+    "DeliveryError",
+    "Sink",
     "WebhookSink",
     "format_alert",
     "json_line",

@@ -37,11 +37,20 @@ def human_amount(value: Any) -> str:
     return f"{sign}{magnitude:.0f}"
 
 
+def _text(value: Any) -> str | None:
+    """``value`` if it is a non-empty string: fields of a record can hold anything."""
+    return value if isinstance(value, str) and value else None
+
+
 def _event_datetime(event: dict[str, Any]) -> datetime | None:
+    """Event time from data.event_ts, else the CloudEvents time; None if neither is usable."""
     data = event.get("data") or {}
-    ts = data.get("event_ts")
-    if isinstance(ts, int | float):
-        return datetime.fromtimestamp(float(ts), tz=UTC)
+    ts = data.get("event_ts") if isinstance(data, dict) else None
+    if isinstance(ts, int | float) and not isinstance(ts, bool):
+        try:
+            return datetime.fromtimestamp(float(ts), tz=UTC)
+        except (OverflowError, OSError, ValueError):  # far outside what a clock can show
+            return None
     raw = event.get("time")
     if isinstance(raw, str):
         try:
@@ -58,7 +67,9 @@ def format_time(event: dict[str, Any]) -> str:
     if when is None:
         return "????-??-?? ??:??:??"
     data = event.get("data") or {}
-    zone = market_zone(data.get("market"), data.get("security") or event.get("subject"))
+    zone = market_zone(
+        _text(data.get("market")), _text(data.get("security")) or _text(event.get("subject"))
+    )
     utc = when.astimezone(UTC)
     if zone is None:
         return utc.strftime("%Y-%m-%d %H:%M:%SZ")
@@ -81,7 +92,7 @@ def format_alert(event: dict[str, Any], colour: bool | None = None) -> str:
     if colour is None:
         colour = use_colour()
     data = event.get("data") or {}
-    security = data.get("security") or event.get("subject") or "?"
+    security = str(data.get("security") or event.get("subject") or "?")
     direction = str(data.get("direction") or "?")
     arrow, label = _ARROWS.get(direction, ("?", direction.upper()))
     threshold = data.get("threshold")

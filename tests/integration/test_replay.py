@@ -198,10 +198,10 @@ async def test_replay_of_a_recorded_day_matches_the_live_run(
     n = len(recorded)
     assert re.fullmatch(
         rf"replayed {n} snapshots from {re.escape(str(recording))} to "
-        rf"{re.escape(again.names['distribution'])} in \d+\.\ds",
+        rf"{re.escape(again.names['distribution'])}: {n} confirmed written in \d+\.\ds",
         out.strip(),
     ), out
-    assert f"replayed {n}/{n} (100%)" in err, err
+    assert f"sent {n}/{n} (100%)" in err, err
     replayed = snapshots_of(await read_to_end(kafka_bootstrap, again.names["distribution"]))
     assert len(replayed) == n
     for sec in WATCHLIST:

@@ -6,6 +6,8 @@ import io
 from typing import Any
 
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.sinks.console import format_alert, human_amount, json_line, use_colour
 
@@ -96,3 +98,44 @@ def test_json_line_round_trips() -> None:
     line = json_line(event)
     assert "\n" not in line
     assert orjson.loads(line) == event
+
+
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=40),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.dictionaries(
+        st.sampled_from(
+            ["security", "market", "direction", "event_ts", "r_w", "threshold", "window_s",
+             "previous_regime", "previous_peak", "trading_day"]
+        ),
+        json_values,
+    ),
+    time_text=st.one_of(st.none(), st.text(max_size=30)),
+)  # fmt: skip
+def test_any_decoded_alert_renders_without_raising(
+    data: dict[str, Any], time_text: str | None
+) -> None:
+    """A record the follower decoded must never crash it while printing (a poison pill)."""
+    event = {"id": "abc", "data": data, "time": time_text}
+    line = format_alert(event, colour=False)
+    assert "\n" not in line and "abc" in line
+
+
+def test_out_of_range_event_times_render_as_unknown() -> None:
+    for ts in (1e20, -1e15, 2**63):
+        assert format_alert(make_alert(event_ts=ts), colour=False).startswith("????-??-??")

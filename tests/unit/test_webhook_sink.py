@@ -1,4 +1,4 @@
-"""WebhookSink against a real HTTP server on 127.0.0.1: signing, idempotency, retries."""
+"""WebhookSink and the shared HTTP rules against a real HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -12,11 +12,19 @@ import orjson
 import pytest
 from aiohttp import web
 
+from streams.sinks.http import (
+    MAX_RETRY_AFTER,
+    DeliveryError,
+    check_url,
+    parse_retry_after,
+    redact_url,
+    retryable_status,
+    scrub_urls,
+)
 from streams.sinks.webhook import (
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    WebhookError,
     WebhookSink,
     sign,
     verify_signature,
@@ -36,9 +44,9 @@ EVENT: dict[str, Any] = {
 
 @dataclass
 class Receiver:
-    """Answers with the scripted statuses in order (then 200) and records each request."""
+    """Answers with the scripted (status, headers) in order (then 200), records requests."""
 
-    statuses: list[int] = field(default_factory=list)
+    answers: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     delays: list[float] = field(default_factory=list)
     requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     url: str = ""
@@ -48,37 +56,27 @@ class Receiver:
         self.requests.append((dict(request.headers), body))
         if self.delays:
             await asyncio.sleep(self.delays.pop(0))
-        status = self.statuses.pop(0) if self.statuses else 200
-        return web.Response(status=status, text="nope" if status >= 400 else "ok")
+        status, headers = self.answers.pop(0) if self.answers else (200, {})
+        return web.Response(status=status, text="nope" if status >= 400 else "ok", headers=headers)
 
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     rec = Receiver()
     app = web.Application()
-    app.router.add_post("/hook", rec.handle)
+    app.router.add_post("/hook/T000/secret-path", rec.handle)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
-    rec.url = f"http://127.0.0.1:{port}/hook"
+    rec.url = f"http://127.0.0.1:{port}/hook/T000/secret-path"
     yield rec
     await runner.cleanup()
 
 
-class Sleeps:
-    """Injected sleep: records delays instead of waiting."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
-
-
-def sink(url: str, sleeps: Sleeps, **kw: Any) -> WebhookSink:
-    return WebhookSink(url, SECRET, sleep=sleeps, rng=lambda: 0.0, clock=lambda: 1795570800.0, **kw)
+def sink(url: str, **kw: Any) -> WebhookSink:
+    return WebhookSink(url, SECRET, clock=lambda: 1795570800.0, **kw)
 
 
 def test_verify_signature() -> None:
@@ -94,10 +92,9 @@ def test_verify_signature() -> None:
 
 
 async def test_delivers_signed_with_idempotency_key(receiver: Receiver) -> None:
-    sleeps = Sleeps()
-    async with sink(receiver.url, sleeps) as s:
-        assert await s.send(EVENT) == 200
-    assert len(receiver.requests) == 1 and sleeps.delays == []
+    async with sink(receiver.url) as s:
+        await s.deliver_once(EVENT)
+    assert len(receiver.requests) == 1
     headers, body = receiver.requests[0]
     assert orjson.loads(body) == EVENT
     assert headers["Content-Type"] == "application/cloudevents+json"
@@ -106,64 +103,90 @@ async def test_delivers_signed_with_idempotency_key(receiver: Receiver) -> None:
     assert headers[TIMESTAMP_HEADER] == "1795570800"
 
 
-async def test_retries_on_503_then_succeeds(receiver: Receiver) -> None:
-    receiver.statuses = [503, 503]
-    sleeps = Sleeps()
-    async with sink(receiver.url, sleeps, base_backoff=0.5) as s:
-        assert await s.send(EVENT) == 200
-    assert len(receiver.requests) == 3
-    assert sleeps.delays == [0.5, 1.0]  # exponential, jitter fixed at 0 by rng
-    keys = {h[IDEMPOTENCY_HEADER] for h, _ in receiver.requests}
-    assert keys == {EVENT["id"]}  # every retry carries the same key
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+async def test_transient_statuses_are_retryable(receiver: Receiver, status: int) -> None:
+    receiver.answers = [(status, {})]
+    async with sink(receiver.url) as s:
+        with pytest.raises(DeliveryError) as info:
+            await s.deliver_once(EVENT)
+    assert info.value.retryable is True
+    assert info.value.status == status
+    assert f"HTTP {status}" in str(info.value)
 
 
-async def test_retries_on_429(receiver: Receiver) -> None:
-    receiver.statuses = [429]
-    sleeps = Sleeps()
-    async with sink(receiver.url, sleeps) as s:
-        assert await s.send(EVENT) == 200
-    assert len(receiver.requests) == 2 and len(sleeps.delays) == 1
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 413, 422])
+async def test_other_4xx_are_permanent(receiver: Receiver, status: int) -> None:
+    receiver.answers = [(status, {})]
+    async with sink(receiver.url) as s:
+        with pytest.raises(DeliveryError) as info:
+            await s.deliver_once(EVENT)
+    assert info.value.retryable is False and info.value.status == status
 
 
-async def test_gives_up_on_400_without_retry(receiver: Receiver) -> None:
-    receiver.statuses = [400]
-    sleeps = Sleeps()
-    async with sink(receiver.url, sleeps) as s:
-        with pytest.raises(WebhookError, match="HTTP 400") as info:
-            await s.send(EVENT)
-    assert info.value.status == 400 and info.value.attempts == 1
-    assert len(receiver.requests) == 1 and sleeps.delays == []
+async def test_redirect_is_permanent_and_not_followed(receiver: Receiver) -> None:
+    receiver.answers = [(302, {"Location": "http://elsewhere.invalid/other"})]
+    async with sink(receiver.url) as s:
+        with pytest.raises(DeliveryError, match=r"redirected to http://elsewhere\.invalid") as info:
+            await s.deliver_once(EVENT)
+    assert info.value.retryable is False and len(receiver.requests) == 1
 
 
-async def test_gives_up_after_max_attempts(receiver: Receiver) -> None:
-    receiver.statuses = [500] * 10
-    sleeps = Sleeps()
-    async with sink(receiver.url, sleeps, max_attempts=3) as s:
-        with pytest.raises(WebhookError, match="after 3 attempts") as info:
-            await s.send(EVENT)
-    assert info.value.status == 500 and info.value.attempts == 3
-    assert len(receiver.requests) == 3 and len(sleeps.delays) == 2
+async def test_retry_after_header_is_passed_on(receiver: Receiver) -> None:
+    receiver.answers = [(429, {"Retry-After": "7"})]
+    async with sink(receiver.url) as s:
+        with pytest.raises(DeliveryError) as info:
+            await s.deliver_once(EVENT)
+    assert info.value.retry_after == 7.0
 
 
-async def test_retries_connection_errors() -> None:
+async def test_connection_refused_is_retryable_and_hides_the_path() -> None:
     with socket.socket() as probe:  # a port with nothing listening
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    sleeps = Sleeps()
-    async with sink(f"http://127.0.0.1:{port}/hook", sleeps, max_attempts=2) as s:
-        with pytest.raises(WebhookError, match="after 2 attempts") as info:
-            await s.send(EVENT)
-    assert info.value.status is None and len(sleeps.delays) == 1
+    async with sink(f"http://127.0.0.1:{port}/hook/T000/secret-path") as s:
+        with pytest.raises(DeliveryError) as info:
+            await s.deliver_once(EVENT)
+    assert info.value.retryable is True and info.value.status is None
+    assert "secret-path" not in str(info.value)
 
 
-async def test_retries_after_timeout(receiver: Receiver) -> None:
-    receiver.delays = [1.0]  # first answer arrives after the client gave up
-    sleeps = Sleeps()
-    async with sink(receiver.url, sleeps, timeout=0.2) as s:
-        assert await s.send(EVENT) == 200
-    assert len(receiver.requests) == 2 and len(sleeps.delays) == 1
+async def test_timeout_is_retryable(receiver: Receiver) -> None:
+    receiver.delays = [1.0]  # the answer arrives after the client gave up
+    async with sink(receiver.url, timeout=0.2) as s:
+        with pytest.raises(DeliveryError) as info:
+            await s.deliver_once(EVENT)
+    assert info.value.retryable is True and info.value.status is None
+    assert "secret-path" not in str(info.value)
 
 
-def test_backoff_grows_with_jitter_and_cap() -> None:
-    s = WebhookSink("http://x", SECRET, base_backoff=1.0, max_backoff=4.0, rng=lambda: 1.0)
-    assert [s.backoff(n) for n in (1, 2, 3, 4)] == [1.5, 3.0, 6.0, 6.0]
+def test_scrub_urls_keeps_only_scheme_host_and_port() -> None:
+    text = "Connection timeout to host https://api.telegram.org/bot123:ABC/sendMessage?x=1 now"
+    assert scrub_urls(text) == "Connection timeout to host https://api.telegram.org now"
+    assert scrub_urls("http://127.0.0.1:9/a/b and http://h") == "http://127.0.0.1:9 and http://h"
+
+
+def test_status_rules() -> None:
+    assert [s for s in range(100, 600) if retryable_status(s)] == [408, 429, *range(500, 600)]
+
+
+def test_retry_after_parsing() -> None:
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("2.5") == 2.5
+    assert parse_retry_after("-3") == 0.0
+    assert parse_retry_after("1e9") == MAX_RETRY_AFTER
+    assert parse_retry_after("nan") is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None
+
+
+def test_urls_are_checked_and_redacted() -> None:
+    url = "https://hooks.slack.com/services/T000/B000/XXXXSECRET"
+    assert redact_url(url) == "https://hooks.slack.com"
+    assert redact_url("http://127.0.0.1:9093/api") == "http://127.0.0.1:9093"
+    assert redact_url("not a url") == "<invalid url>"
+    assert check_url(url) == url
+    for bad in ("ftp://example.com/x", "hooks.slack.com/services/T", "http:///path"):
+        with pytest.raises(ValueError, match="expected an http"):
+            check_url(bad)
+    with pytest.raises(ValueError) as info:
+        check_url("ftp://example.com/XXXXSECRET")
+    assert "XXXXSECRET" not in str(info.value)

@@ -1,0 +1,292 @@
+"""Alert delivery by ``capflow alerts --webhook``: backlog throughput and live latency.
+
+Each alert is delivered, then its offset committed, one partition at a time in
+order (partitions in parallel), so the backlog rate is bounded by one HTTP round
+trip plus one offset commit per alert and partition. Alerts are rare in practice
+(at most one per security per cooldown); this measures the head-room.
+
+1. backlog: N alerts are on a fresh topic before ``capflow alerts --from-beginning
+   --max N`` starts; rate = alerts / (last delivery - first delivery), for 1 and 3
+   partitions;
+2. live: the follower is at the end of a 3-partition topic; alerts are published at
+   a steady rate; latency = receiver arrival - the alert record's Kafka timestamp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import subprocess
+import sys
+import time
+from typing import Any
+
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+
+from bench.common import (
+    DEFAULT_BOOTSTRAP,
+    create_topics,
+    delete_topics,
+    fmt,
+    free_port,
+    header_lines,
+    percentile,
+    prefixed_topics,
+    run_prefix,
+    table,
+    update_section,
+)
+from streams.processing.detector import INFLOW_TO_OUTFLOW, Alert
+from streams.processing.events import alert_payload
+
+SECRET = "bench-secret"
+
+
+def make_alert(i: int) -> Alert:
+    t = 1_795_570_800.0 + i
+    return Alert(
+        security=f"HK.{i:05d}", market="HK", trading_day="2026-11-25",
+        direction=INFLOW_TO_OUTFLOW, event_ts=t, r_w=-4.2e6, threshold=1.5e6, window_s=300.0,
+        previous_regime="INFLOW", previous_peak=9e6, previous_regime_started_ts=t - 900,
+        regime_started_ts=t - 60, large_net=-1e7, turnover=8e8, confirm=2,
+    )  # fmt: skip
+
+
+class Receiver:
+    """A 204 webhook endpoint that stamps each arrival (alert id -> time.time())."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[str, float] = {}
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        key = request.headers.get("Idempotency-Key", "")
+        await request.read()
+        self.arrivals.setdefault(key, time.time())
+        return web.Response(status=204)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/hook", self.handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", port).start()
+        self.url = f"http://127.0.0.1:{port}/hook"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+def follower(bootstrap: str, topic: str, url: str, *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "streams.cli", "alerts", "--webhook", url,
+            "--webhook-secret", SECRET, "--quiet", "--kafka-bootstrap", bootstrap,
+            "--topic-alerts", topic, "--topic-undelivered", f"{topic}.undelivered", *extra,
+        ],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+
+
+async def produce(
+    bootstrap: str, topic: str, alerts: list[Alert], rate: float = 0.0
+) -> dict[str, float]:
+    """Publish ``alerts`` (at ``rate`` per second, or as fast as acks allow); id -> timestamp."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    stamps: dict[str, float] = {}
+    try:
+        start = time.monotonic()
+        futures = []
+        for n, alert in enumerate(alerts):
+            if rate > 0:
+                await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
+                meta = await producer.send_and_wait(
+                    topic, alert_payload(alert), key=alert.security.encode()
+                )
+                stamps[alert.alert_id] = meta.timestamp / 1000.0
+            else:
+                futures.append(
+                    await producer.send(topic, alert_payload(alert), key=alert.security.encode())
+                )
+        for alert, fut in zip(alerts, futures, strict=False):
+            stamps[alert.alert_id] = (await fut).timestamp / 1000.0
+    finally:
+        await producer.stop()
+    return stamps
+
+
+async def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("capflow alerts did not finish in time")
+        await asyncio.sleep(0.1)
+    if proc.returncode != 0:
+        assert proc.stderr is not None
+        raise RuntimeError(f"capflow alerts exited {proc.returncode}: {proc.stderr.read()!r}")
+
+
+async def backlog(bootstrap: str, prefix: str, count: int, partitions: int) -> dict[str, Any]:
+    topic = f"{prefix}.backlog{partitions}"
+    await create_topics(bootstrap, [topic], partitions)
+    await produce(bootstrap, topic, [make_alert(i) for i in range(count)])
+    receiver = Receiver()
+    await receiver.start()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    try:
+        proc = follower(bootstrap, topic, receiver.url, "--from-beginning", "--max", str(count))
+        await wait_exit(proc, 600)
+    finally:
+        await receiver.stop()
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    times = sorted(receiver.arrivals.values())
+    span = times[-1] - times[0]
+    return {"partitions": partitions, "alerts": len(times), "span": span,
+            "rate": (len(times) - 1) / span if span > 0 else float("nan"),
+            "cpu": cpu, "wall": wall}  # fmt: skip
+
+
+async def live(bootstrap: str, prefix: str, count: int, rate: float) -> dict[str, Any]:
+    topic = f"{prefix}.live"
+    await create_topics(bootstrap, [topic], 3)
+    receiver = Receiver()
+    await receiver.start()
+    proc = follower(bootstrap, topic, receiver.url, "--max", str(count))
+    try:
+        assert proc.stderr is not None
+        loop = asyncio.get_running_loop()
+        line = await loop.run_in_executor(None, proc.stderr.readline)  # the "delivering" line
+        if b"delivering" not in line:
+            raise RuntimeError(f"unexpected first line from capflow alerts: {line!r}")
+        stamps = await produce(bootstrap, topic, [make_alert(i) for i in range(count)], rate)
+        await wait_exit(proc, 300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        await receiver.stop()
+    latencies = [
+        1000 * (receiver.arrivals[k] - stamps[k]) for k in stamps if k in receiver.arrivals
+    ]
+    return {"alerts": len(latencies), "rate": rate, "ms": latencies}
+
+
+async def commit_cost(bootstrap: str, prefix: str, rounds: int = 200) -> dict[str, float]:
+    """ms per offset commit of one consumer: one at a time, and three at once."""
+    from aiokafka import AIOKafkaConsumer
+
+    topic = f"{prefix}.commits"
+    await create_topics(bootstrap, [topic], 3)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=topic, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        while len(consumer.assignment()) < 3:
+            await consumer.getmany(timeout_ms=200)
+        tps = sorted(consumer.assignment())
+        started = time.monotonic()
+        for i in range(rounds):
+            await consumer.commit({tps[0]: i})
+        one = (time.monotonic() - started) / rounds * 1000
+        started = time.monotonic()
+        for i in range(rounds):
+            await asyncio.gather(*(consumer.commit({tp: i}) for tp in tps))
+        three = (time.monotonic() - started) / rounds * 1000
+    finally:
+        await consumer.stop()
+    return {"one": one, "three": three}
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    prefix = run_prefix("sinks")
+    try:
+        results = {
+            "backlog": [await backlog(args.bootstrap, prefix, args.count, p) for p in (1, 3)],
+            "live": await live(args.bootstrap, prefix, args.live_count, args.live_rate),
+            "commit": await commit_cost(args.bootstrap, prefix),
+        }
+    finally:
+        await delete_topics(args.bootstrap, await prefixed_topics(args.bootstrap, prefix))
+    return results
+
+
+def report(r: dict[str, Any]) -> list[str]:
+    ms = r["live"]["ms"]
+    commit = r["commit"]
+    return [
+        "### Alert delivery by the webhook sink",
+        "",
+        *header_lines(),
+        "Setup: `capflow alerts --webhook` as a child process posting to a local aiohttp "
+        "receiver that answers 204; each alert delivered, then its offset committed (per "
+        "partition, in order); signed CloudEvents bodies. Backlog: alerts already on a "
+        "fresh topic, `--from-beginning --max N`, rate over first to last arrival. Live: "
+        "the follower waits at the end of a 3-partition topic, alerts published one at a "
+        "time with acks=all at a steady rate.",
+        "",
+        *table(
+            ["backlog", "alerts", "first to last (s)", "alerts/s", "follower CPU s / wall s"],
+            [
+                (
+                    f"{b['partitions']} partition(s)",
+                    b["alerts"],
+                    fmt(b["span"], 2),
+                    fmt(b["rate"], 0),
+                    f"{fmt(b['cpu'], 1)} / {fmt(b['wall'], 1)}",
+                )
+                for b in r["backlog"]
+            ],
+        ),
+        "",
+        *table(
+            ["live, publish to receiver (ms)", "n", "p50", "p99", "max"],
+            [
+                (
+                    f"{r['live']['rate']:g} alerts/s",
+                    len(ms),
+                    fmt(percentile(ms, 50)),
+                    fmt(percentile(ms, 99)),
+                    fmt(max(ms) if ms else float("nan")),
+                )
+            ],
+        ),
+        "",
+        "Interpretation: each alert is delivered and then its offset committed before the "
+        "next alert of its partition. The follower is not CPU-bound (CPU time against wall "
+        "time, which includes start-up and joining the group): the bound is the offset "
+        "commit, and aiokafka sends one consumer's commits one after another (measured in "
+        f"the same run: {fmt(commit['one'], 1)} ms per commit, {fmt(commit['three'], 1)} ms "
+        "for 3 at once), so 3 partitions are barely faster than 1. Coalescing commits "
+        "(commit the latest delivered offset while the next alert is sent) would lift it; "
+        "not needed, the detector produces at most one alert per security per cooldown. "
+        "Live latency includes the follower's fetch long-poll (at most 100 ms) after a "
+        "partition is resumed.",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--count", type=int, default=2000, help="alerts in each backlog run")
+    parser.add_argument("--live-count", type=int, default=200)
+    parser.add_argument("--live-rate", type=float, default=20.0, help="alerts per second")
+    parser.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP)
+    args = parser.parse_args()
+    lines = report(asyncio.run(run(args)))
+    print("\n".join(lines))
+    update_section("sink_delivery", lines)
+
+
+if __name__ == "__main__":
+    main()

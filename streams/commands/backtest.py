@@ -1,0 +1,194 @@
+"""``capflow backtest FILE``: alerts a recorded day would have given, per parameter set.
+
+Reads the JSON lines of ``capflow record`` and runs the worker's flow and reversal
+logic over them without Kafka. Each detector option takes a comma-separated list; every
+combination is one parameter set and one row of the output:
+
+    capflow backtest day.jsonl --theta-rel 0.05,0.1,0.2 --confirm 1,2,3 --window 120,300
+
+A row gives the alerts, alerts per security per trading day, and the median event time
+between two alerts of the same security on the same day. ``--alerts-out`` writes the
+alerts of a single parameter set as JSON lines, byte for byte what a worker with the
+same settings publishes for the same input; ``--plot`` draws the rows as a PNG.
+Options not given take the worker's defaults (CAPFLOW_* variables included);
+``--thresholds-file`` layers its per-market and per-security overrides on every set,
+as it does in the worker. Definitions: docs/definitions.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from streams.backtest import (
+    BacktestError,
+    ParameterError,
+    Progress,
+    Result,
+    load_recording,
+    parameter_grid,
+    render_sweep,
+    run,
+    write_alerts,
+)
+from streams.config import env_default, option
+from streams.recording import RecordingError
+
+_SWEPT: tuple[tuple[str, Callable[[str], Any]], ...] = (
+    ("window", float),
+    ("theta_abs", float),
+    ("theta_rel", float),
+    ("confirm", int),
+    ("cooldown", float),
+)
+
+
+def _values(name: str, text: str, kind: Callable[[str], Any]) -> list[Any]:
+    try:
+        values = [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ParameterError(
+            f"--{name.replace('_', '-')}: {text!r} is not a list of numbers"
+        ) from None
+    if not values:
+        raise ParameterError(f"--{name.replace('_', '-')}: no value given")
+    return values
+
+
+def _progress(what: str, quiet: bool) -> Progress | None:
+    """A progress line on stderr, at most once a second, for runs longer than a moment."""
+    if quiet:
+        return None
+    started = time.monotonic()
+    shown = [started]
+
+    def note(done: int, total: int) -> None:
+        now = time.monotonic()
+        final = done >= total
+        if now - shown[0] < 1.0 and not (final and now - started > 1.0):
+            return
+        shown[0] = now
+        pct = 100.0 * done / total if total else 100.0
+        end = "\n" if final else ""
+        print(f"\r{what}: {pct:.0f}%", end=end, file=sys.stderr, flush=True)
+
+    return note
+
+
+def _table(results: Sequence[Result]) -> list[str]:
+    head = ["window", "theta_abs", "theta_rel", "confirm", "cooldown", "alerts", "per sec-day"]
+    head.append("median gap")
+    rows = [head]
+    for r in results:
+        p = r.parameters.defaults
+        gap = r.median_gap_s
+        rows.append(
+            [
+                f"{p.window:g}",
+                f"{p.theta_abs:g}",
+                f"{p.theta_rel:g}",
+                str(p.confirm),
+                f"{p.cooldown:g}",
+                str(len(r.alerts)),
+                f"{r.alerts_per_security_day:.3f}",
+                "-" if gap is None else f"{gap:.0f} s",
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    return ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+
+
+def backtest(args: argparse.Namespace) -> int:
+    values = {name: _values(name, getattr(args, name), kind) for name, kind in _SWEPT}
+    sets = parameter_grid(values, thresholds_file=args.thresholds_file or None)
+    if args.alerts_out and len(sets) != 1:
+        raise ParameterError(
+            f"--alerts-out needs exactly one parameter set, these options give {len(sets)}"
+        )
+    started = time.monotonic()
+    recording = load_recording(args.file, _progress(f"reading {args.file}", args.quiet))
+    for line in recording.rejected[:5]:
+        print(f"capflow backtest: skipped (the worker dead-letters it) {line}", file=sys.stderr)
+    if len(recording.rejected) > 5:
+        print(
+            f"capflow backtest: ... {len(recording.rejected) - 5} more records skipped",
+            file=sys.stderr,
+        )
+    results = run(recording, sets, _progress(f"running {len(sets)} set(s)", args.quiet))
+    elapsed = time.monotonic() - started
+    n = len(recording.snapshots)
+    if args.json:
+        for result in results:
+            print(orjson.dumps(result.row()).decode())
+    else:
+        print(
+            f"{n} snapshots, {recording.securities} securities, {recording.security_days} "
+            f"security-days, {len(sets)} parameter set(s) in {elapsed:.1f} s"
+        )
+        print("\n".join(_table(results)))
+    if args.alerts_out:
+        count = write_alerts(results[0], args.alerts_out)
+        print(f"wrote {count} alert(s) to {args.alerts_out}", file=sys.stderr)
+    if args.plot:
+        path = render_sweep(results, args.plot)
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        return backtest(args)
+    except ParameterError as exc:
+        print(f"capflow backtest: {exc}", file=sys.stderr)
+        return 2
+    except (BacktestError, RecordingError) as exc:
+        print(f"capflow backtest: {exc}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:  # matplotlib missing for --plot
+        print(f"capflow backtest: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"capflow backtest: {exc}", file=sys.stderr)
+        return 1
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "backtest",
+        help="run recorded snapshots through the flow and alert logic for many parameter sets",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("file", help="JSON lines written by `capflow record`")
+    for name, _kind in _SWEPT:
+        opt = option(name)
+        parser.add_argument(
+            opt.flag,
+            dest=name,
+            default=str(env_default(opt)),
+            metavar="V[,V...]",
+            help=f"{opt.help}; a comma-separated list sweeps it (env {opt.env}, "
+            "default %(default)s)",
+        )
+    opt = option("thresholds_file")
+    parser.add_argument(
+        opt.flag,
+        dest="thresholds_file",
+        default=env_default(opt),
+        metavar="JSON",
+        help="per-market / per-security overrides, layered on every parameter set",
+    )
+    parser.add_argument(
+        "--alerts-out",
+        metavar="JSONL",
+        help="write the alerts (exact capflow.alerts.v1 payloads) of the single parameter set",
+    )
+    parser.add_argument("--plot", metavar="PNG", help="draw alerts per security-day per set")
+    parser.add_argument("--json", action="store_true", help="one JSON object per set on stdout")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.set_defaults(func=_run)

@@ -1,0 +1,127 @@
+"""``capflow replay`` reports what the broker confirmed, also when the broker dies mid-replay.
+
+The outage test starts its own broker (never the shared one) and kills it while a
+paced replay runs: replay must exit 1 with the count actually confirmed, print no
+"Future exception was never retrieved" flood, and every confirmed snapshot must be on
+the topic once the broker is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.broker.local import LocalKafka
+from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
+from streams.pipeline.topics import ensure_topics
+from streams.recording import to_json_line
+from tests.integration.harness import run_cli
+from tests.integration.secure_kafka import free_ports
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_717_378_200.0  # 2024-06-03 09:30 HKT
+SECURITIES = ["HK.00700", "HK.09988", "HK.01810"]
+
+
+def recording(path: Path, count: int) -> Path:
+    """``count`` snapshots, one second of event time apart, round-robin over SECURITIES."""
+    with open(path, "wb") as out:
+        for i in range(count):
+            security = SECURITIES[i % len(SECURITIES)]
+            msg = DistributionSnapshot(
+                security=security, market="HK", qot_market=1, code=security.split(".")[1],
+                capital_in_big=1000.0 * i, update_timestamp=T0 + i, trading_day="2024-06-03",
+                source="test",
+            )  # fmt: skip
+            out.write(to_json_line(msg))
+    return path
+
+
+async def topic_size(bootstrap: str, topic: str) -> int:
+    """Records in ``topic`` (sum of end offsets; the topic is never compacted or trimmed)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic) or set()
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[LocalKafka]:
+    broker = LocalKafka(tmp_path / "kafka", port=free_ports(1)[0])
+    broker.start(progress=False)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+async def test_broker_death_mid_replay_reports_the_confirmed_count(
+    own_broker: LocalKafka, tmp_path: Path
+) -> None:
+    total = 3000
+    path = recording(tmp_path / "day.jsonl", total)
+    topic = "outage.distribution"
+    await ensure_topics({"bootstrap_servers": own_broker.bootstrap}, [topic], 3)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streams.cli", "replay", str(path),
+        "--kafka-bootstrap", own_broker.bootstrap, "--topic-distribution", topic,
+        "--realtime", "--speed", "100", "--send-timeout", "5",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while await topic_size(own_broker.bootstrap, topic) < 200:
+            assert time.monotonic() < deadline and proc.returncode is None, "replay did not start"
+            await asyncio.sleep(0.2)
+        own_broker.kill()
+        out_b, err_b = await asyncio.wait_for(proc.communicate(), 120)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    out, err = out_b.decode(), err_b.decode()
+
+    # Before: exit 0, "replayed 3000 snapshots", and one unretrieved-future log per record.
+    assert proc.returncode == 1, (out, err[-2000:])
+    assert out == ""
+    assert "Future exception was never retrieved" not in err
+    assert "Traceback" not in err
+    assert len(err) < 4000, err[-2000:]
+    match = re.search(r"Kafka failed after (\d+) of 3000 snapshots were confirmed written", err)
+    assert match, err
+    confirmed = int(match.group(1))
+    assert 200 <= confirmed < total
+
+    own_broker.start(progress=False)
+    assert confirmed <= await topic_size(own_broker.bootstrap, topic) < total
+
+
+async def test_success_is_one_line_with_the_confirmed_count(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    path = recording(tmp_path / "day.jsonl", 90)
+    topic = f"{topic_prefix}.distribution"
+    code, out, err = await run_cli(
+        "replay", str(path), "--quiet", "--kafka-bootstrap", kafka_bootstrap,
+        "--topic-distribution", topic,
+    )  # fmt: skip
+    assert code == 0, err
+    assert re.fullmatch(
+        rf"replayed 90 snapshots from {re.escape(str(path))} to {re.escape(topic)}: "
+        r"90 confirmed written in \d+\.\ds\n",
+        out,
+    ), out
+    assert await topic_size(kafka_bootstrap, topic) == 90
