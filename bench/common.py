@@ -48,7 +48,7 @@ real Apache Kafka broker (`capflow kafka start`), and the OpenD simulator
 (`streams.opend_sim`) in place of a real OpenD.
 
 Run them from the repository root with the project's virtualenv and a broker on
-127.0.0.1:19092 (`--bootstrap` to change it); about 12 minutes in total, the
+127.0.0.1:19092 (`--bootstrap` to change it); about 22 minutes in total, the
 300-security poll run (~6 min) can go in the background meanwhile:
 
     python -m bench.poll_budget --securities 30 --duration 90
@@ -56,6 +56,7 @@ Run them from the repository root with the project's virtualenv and a broker on
     python -m bench.latency
     python -m bench.replay_throughput
     python -m bench.recovery
+    python -m bench.detection_delay --securities 30,300
 
 **Noise.** The machine is small (2 cores) and was shared with other work while
 these numbers were taken, so absolute figures can move noticeably from run to
@@ -176,6 +177,10 @@ ORDER = (
     "replay_throughput",
     "recovery",
     "opend_encryption",
+    "detection_delay-30-k1",
+    "detection_delay-300-k1",
+    "detection_delay-30-k3",
+    "detection_delay-300-k3",
 )
 
 

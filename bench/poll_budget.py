@@ -2,7 +2,7 @@
 
 Drives the worker's own poller code in one process, without Faust: ``Poller`` with
 ``OpenDClient``, ``SnapshotPublisher`` (real Kafka topic) and a ``SlidingWindowLimiter``
-built exactly as ``Pipeline.run_poller`` builds it (window + 0.5 s margin, spacing
+built exactly as ``Pipeline.run_poller`` builds it (window + window / 60 margin, spacing
 window / limit), against the in-process simulator enforcing the same 30 / 30 s.
 
 Every second it samples, per security, the age of the latest snapshot received.
@@ -31,10 +31,9 @@ from streams.opend.client import OpenDClient
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
 from streams.opend_sim.server import OpenDSimulator
-from streams.pipeline.app import LIMIT_MARGIN_S
 from streams.polling.poller import Poller
 from streams.polling.publisher import SnapshotPublisher
-from streams.ratelimit import SlidingWindowLimiter
+from streams.ratelimit import SlidingWindowLimiter, limit_margin
 
 
 def max_in_window(stamps: list[float], window: float) -> int:
@@ -72,7 +71,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     client = OpenDClient("127.0.0.1", sim.port)
     publisher = SnapshotPublisher(topic, {"bootstrap_servers": args.bootstrap})
     await publisher.start()
-    eff_window = window + LIMIT_MARGIN_S  # exactly what the worker does
+    eff_window = window + limit_margin(window)  # exactly what the worker does
     limiter = SlidingWindowLimiter(limit, eff_window, spacing=eff_window / limit)
     poller = Poller(client, publisher.publish, watchlist, limiter, ignore_market_hours=True)
 
@@ -124,6 +123,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "expected_age_s": len(watchlist) * eff_window / limit,
         "limit": limit,
         "window": window,
+        "margin": limit_margin(window),
     }
 
 
@@ -139,7 +139,7 @@ def report(r: dict[str, Any]) -> list[str]:
         "Setup: `Poller` + `SnapshotPublisher` + `OpenDClient` driven directly in one "
         "process (the worker's poller code, no Faust worker), limiter built as "
         f"`Pipeline.run_poller` does ({r['limit']} per {r['window']:g} s + "
-        f"{LIMIT_MARGIN_S} s margin, spacing window/limit), in-process simulator enforcing "
+        f"{r['margin']:g} s margin, spacing window/limit), in-process simulator enforcing "
         f"{r['limit']} per {r['window']:g} s (sliding window), watchlist HK.00001.."
         f"HK.{n:05d} (default market model), snapshots published to a real Kafka topic. "
         "Staleness = age of each security's latest received snapshot, sampled every second.",
@@ -178,11 +178,11 @@ def report(r: dict[str, Any]) -> list[str]:
         ),
         "",
         f"Interpretation: the poller spends {r['budget_pct']:.1f} % of the nominal budget "
-        f"(its sustained ceiling is {100 * r['window'] / (r['window'] + LIMIT_MARGIN_S):.1f} % "
-        "because of the 0.5 s safety margin, plus the first request at the start of the "
+        f"(its sustained ceiling is {100 * r['window'] / (r['window'] + r['margin']):.1f} % "
+        "because of the safety margin of window / 60, plus the first request at the start of the "
         "interval) without a single rate-limit reply; a security "
         "is re-polled every N / rate seconds, so the worst staleness approaches "
-        f"N x {(r['window'] + LIMIT_MARGIN_S) / r['limit']:.3f} s = "
+        f"N x {(r['window'] + r['margin']) / r['limit']:.3f} s = "
         f"{r['expected_age_s']:.0f} s and the median is about half of that.",
     ]
     return lines

@@ -63,6 +63,13 @@ def _protocol(value: str) -> str:
     return name
 
 
+def _schedule(value: str) -> str:
+    name = value.strip().lower()
+    if name not in ("round-robin", "adaptive"):
+        raise ValueError("expected round-robin or adaptive")
+    return name
+
+
 def _bool(value: str) -> bool:
     """1/true/yes/on or 0/false/no/off (any case); anything else is an error, not False."""
     word = value.strip().lower()
@@ -112,6 +119,13 @@ OPTIONS: tuple[Option, ...] = (
         "every later packet with AES, as OpenD does when configured with a key; empty: none",
         group="opend",
     ),
+    Option(
+        "opend",
+        "",
+        "several OpenD gateways, host:port[=label],... (one account each, one budget each); "
+        "empty: the one of --opend-host/--opend-port",
+        group="opend",
+    ),
     # Poller
     Option(
         "watchlist",
@@ -140,8 +154,36 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "leader_grace",
         True,
-        "a new leader waits one rate-limit window before its first request",
+        "a gateway's new owner waits one rate-limit window before its first request",
         _bool,
+        group="poller",
+    ),
+    Option(
+        "schedule",
+        "adaptive",
+        "which security each request goes to: adaptive (where a poll advances a reversal "
+        "alert, every security still within --max-staleness) or round-robin",
+        _schedule,
+        group="poller",
+    ),
+    Option(
+        "max_staleness",
+        600.0,
+        "adaptive schedule: poll every security at least every this many seconds",
+        _positive_float,
+        group="poller",
+    ),
+    Option(
+        "gateway_topic",
+        "",
+        "control topic, one partition per gateway (empty: <app-id>.gateways)",
+        group="poller",
+    ),
+    Option(
+        "gateway_down_after",
+        10.0,
+        "seconds of refused connections before a gateway's securities move to the others",
+        _positive_float,
         group="poller",
     ),
     # Flow + detector
@@ -179,6 +221,13 @@ OPTIONS: tuple[Option, ...] = (
         30.0,
         "seconds before the group gives a silent worker's partitions (and leadership) away",
         float,
+        group="worker",
+    ),
+    Option(
+        "shutdown_timeout",
+        15.0,
+        "seconds a stopping worker waits for Kafka before it exits anyway",
+        _positive_float,
         group="worker",
     ),
     # Alert sinks (capflow alerts)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -57,6 +57,8 @@ class StateCollector(Collector):
         self.lag: Callable[[], dict[str, int]] | None = None  # "topic/partition" -> records
         self.rejections: Callable[[], list[Rejection]] | None = None  # backed-off securities
         self.markets: Callable[[], dict[str, dict[str, object]]] | None = None  # market state
+        # One dict per gateway, as ``GatewayPoller.describe`` gives it.
+        self.gateways: Callable[[], list[dict[str, Any]]] | None = None
         self.clock: Callable[[], float] = time.time
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -116,6 +118,50 @@ class StateCollector(Collector):
             for market, info in sorted(self.markets().items()):
                 g.add_metric([market, str(info["source"])], 1.0 if info["open"] else 0.0)
             yield g
+        if self.gateways is not None:
+            yield from _gateway_families(self.gateways())
+
+
+def _gateway_families(gateways: list[dict[str, Any]]) -> Iterator[Any]:
+    """Per gateway (label ``gateway``): ownership, health, budget, requests, share, staleness."""
+    owned = GaugeMetricFamily(
+        "capflow_gateway_owned", "1 if this worker polls the gateway now", labels=["gateway"]
+    )
+    up = GaugeMetricFamily(
+        "capflow_gateway_up", "1 if the gateway counts as up in the spread", labels=["gateway"]
+    )
+    budget = GaugeMetricFamily(
+        "capflow_gateway_budget",
+        "requests in the current window vs the limit, per gateway",
+        labels=["gateway", "kind"],
+    )
+    requests = CounterMetricFamily(
+        "capflow_gateway_requests",
+        "OpenD requests this worker sent to the gateway, by outcome",
+        labels=["gateway", "outcome"],
+    )
+    securities = GaugeMetricFamily(
+        "capflow_gateway_securities",
+        "securities the spread gives the gateway",
+        labels=["gateway"],
+    )
+    staleness = GaugeMetricFamily(
+        "capflow_gateway_staleness_seconds",
+        "oldest last snapshot among the gateway's securities (polled here)",
+        labels=["gateway"],
+    )
+    for gw in gateways:
+        label = gw["gateway"]
+        owned.add_metric([label], 1.0 if gw["owned"] else 0.0)
+        up.add_metric([label], 1.0 if gw["up"] else 0.0)
+        budget.add_metric([label, "used"], gw["budget"]["used"])
+        budget.add_metric([label, "limit"], gw["budget"]["limit"])
+        for outcome in ("ok", "rate_limited", "error", "rejected", "invalid"):
+            requests.add_metric([label, outcome], gw["requests"][outcome])
+        securities.add_metric([label], len(gw["securities"]))
+        if gw["owned"] and gw["staleness_max_s"] is not None:
+            staleness.add_metric([label], gw["staleness_max_s"])
+    yield from (owned, up, budget, requests, securities, staleness)
 
 
 STATE = StateCollector()

@@ -16,6 +16,20 @@ from collections.abc import Awaitable, Callable
 
 Clock = Callable[[], float]
 _MIN_WAIT = 1e-6  # a positive wait even when the float difference rounds to zero
+MARGIN_FRACTION = 1 / 60  # 0.5 s on OpenD's 30 s window
+
+
+def limit_margin(window: float) -> float:
+    """Safety margin a client adds to the server's window: a fixed share of it.
+
+    It absorbs jitter between when we count a request (departure) and when the server
+    does (arrival). A share of the window rather than fixed seconds keeps a speeded-up
+    simulation (window 30 s / speed) spending the same share of its budget as real
+    time: a fixed 0.5 s on a 1.5 s window would leave a quarter of it unused.
+    """
+    if not window > 0:
+        raise ValueError(f"window must be > 0, got {window}")
+    return window * MARGIN_FRACTION
 
 
 class SlidingWindowLimiter:

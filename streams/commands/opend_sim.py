@@ -11,10 +11,13 @@ from typing import Any
 
 from streams.config import add_options
 from streams.opend.crypto import CryptoError, load_rsa_key
+from streams.opend.framing import PROTO_QOT_GET_CAPITAL_DISTRIBUTION
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
 from streams.opend_sim.scenario import DEMO_PATH, Scenario, ScenarioError, load_scenario
 from streams.opend_sim.server import OpenDSimulator
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: Any) -> None:
@@ -27,7 +30,20 @@ def register(subparsers: Any) -> None:
         f"from the scenario. Demo scenario: {DEMO_PATH}",
     )
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default %(default)s)")
-    parser.add_argument("--port", type=int, default=11111, help="listen port (default %(default)s)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        action="append",
+        default=None,
+        help="listen port; repeat for several gateways (default 11111)",
+    )
+    parser.add_argument(
+        "--gateways",
+        type=int,
+        default=None,
+        help="serve this many gateways on consecutive ports from --port, each with its own "
+        "budget and request count, sharing one market and clock (default 1)",
+    )
     parser.add_argument("--scenario", default="", help="scenario JSON file (default: random walk)")
     parser.add_argument(
         "--seed", type=int, default=None, help="model seed (default: scenario's or 0)"
@@ -71,7 +87,52 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def build_simulator(args: argparse.Namespace) -> OpenDSimulator:
+def gateway_ports(args: argparse.Namespace) -> list[int]:
+    """The ports to serve: every --port given, or --gateways consecutive ones from --port."""
+    ports: list[int] = list(args.port or [11111])
+    count = args.gateways
+    if count is not None:
+        if count < 1:
+            raise ValueError(f"--gateways must be >= 1, got {count}")
+        if len(ports) > 1:
+            raise ValueError("give either several --port or --gateways N, not both")
+        if ports[0] == 0 and count > 1:
+            raise ValueError("--gateways N needs a fixed first --port (not 0)")
+        ports = [ports[0] + i for i in range(count)]
+    if len(set(ports)) != len(ports):
+        raise ValueError(f"a port is listed twice: {ports}")
+    for port in ports:
+        if not 0 <= port < 65536:
+            raise ValueError(f"port {port} is outside 0..65535")
+    return ports
+
+
+def build_simulators(args: argparse.Namespace) -> list[OpenDSimulator]:
+    """One simulator per gateway port: one market model, calendar and clock; separate
+    budgets and counts; the same key and quote rights (one OpenD setup per account)."""
+    ports = gateway_ports(args)
+    first = build_simulator(args, port=ports[0])
+    sims = [first]
+    for port in ports[1:]:
+        sim = OpenDSimulator(
+            first.market,
+            first.clock,
+            host=args.host,
+            port=port,
+            rate_limit_requests=args.rate_limit_requests,
+            rate_limit_window=args.rate_limit_window,
+            rate_limit_scope=args.rate_limit_scope,
+            keep_alive_interval=args.keep_alive_interval,
+            keep_alive_misses=first.keep_alive_misses,
+            rsa_key=first.rsa_key,  # --opend-rsa-key applies to every gateway
+            no_quote_right=first.no_quote_right,
+        )
+        sim.speed_on_first_request = first.speed_on_first_request
+        sims.append(sim)
+    return sims
+
+
+def build_simulator(args: argparse.Namespace, port: int | None = None) -> OpenDSimulator:
     """The simulator the flags describe (also used by other commands, e.g. demo)."""
     scenario: Scenario | None = load_scenario(args.scenario) if args.scenario else None
     if args.start:
@@ -85,7 +146,7 @@ def build_simulator(args: argparse.Namespace) -> OpenDSimulator:
         MarketModel(scenario, seed or 0),
         SimClock(start, 0.0 if getattr(args, "hold", False) else run_speed),
         host=args.host,
-        port=args.port,
+        port=port if port is not None else gateway_ports(args)[0],
         rate_limit_requests=args.rate_limit_requests,
         rate_limit_window=args.rate_limit_window,
         rate_limit_scope=args.rate_limit_scope,
@@ -101,22 +162,33 @@ def build_simulator(args: argparse.Namespace) -> OpenDSimulator:
     return sim
 
 
-async def _serve(sim: OpenDSimulator) -> None:
-    await sim.start()
-    scenario = sim.market.scenario
-    start = datetime.fromtimestamp(sim.clock.now()).astimezone().isoformat(timespec="seconds")
-    print(
-        f"opend-sim listening on {sim.host}:{sim.port} "
-        f"(scenario={scenario.name if scenario and scenario.name else 'none'}, "
-        f"seed={sim.market.seed}, speed={sim.clock.speed:g}, simulated time={start}, "
-        f"limit={sim.rate_limit_requests}/{sim.rate_limit_window:g}s, "
-        f"encryption={'rsa+aes' if sim.rsa_key is not None else 'none'})",
-        flush=True,
-    )
+async def _serve(sims: list[OpenDSimulator]) -> None:
+    for sim in sims:
+        await sim.start()
+    first = sims[0]
+    scenario = first.market.scenario
+    start = datetime.fromtimestamp(first.clock.now()).astimezone().isoformat(timespec="seconds")
+    for i, sim in enumerate(sims):
+        print(
+            f"opend-sim{f' gateway {i}' if len(sims) > 1 else ''} listening on "
+            f"{sim.host}:{sim.port} "
+            f"(scenario={scenario.name if scenario and scenario.name else 'none'}, "
+            f"seed={sim.market.seed}, speed={sim.clock.speed:g}, simulated time={start}, "
+            f"limit={sim.rate_limit_requests}/{sim.rate_limit_window:g}s, "
+            f"encryption={'rsa+aes' if sim.rsa_key is not None else 'none'})",
+            flush=True,
+        )
     try:
-        await sim.serve_forever()
+        await asyncio.gather(*(sim.serve_forever() for sim in sims))
     finally:
-        await sim.stop()
+        for sim in sims:
+            await sim.stop()
+            log.info(
+                "gateway %s:%s answered %d capital distribution requests",
+                sim.host,
+                sim.port,
+                sim.counts[PROTO_QOT_GET_CAPITAL_DISTRIBUTION],
+            )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -124,15 +196,14 @@ def run(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        sim = build_simulator(args)
+        sims = build_simulators(args)
     except (ScenarioError, CryptoError, ValueError) as exc:
         print(f"capflow opend-sim: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_serve(sim))
+        asyncio.run(_serve(sims))
     except OSError as exc:
-        print(
-            f"capflow opend-sim: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr
-        )
+        ports = ",".join(str(p) for p in gateway_ports(args))
+        print(f"capflow opend-sim: cannot listen on {args.host}:{ports}: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -1,4 +1,4 @@
-"""``capflow worker``: a Faust worker running the poller (on the leader) and the processors."""
+"""``capflow worker``: a Faust worker running the processors and polling the gateways it owns."""
 
 from __future__ import annotations
 
@@ -11,13 +11,40 @@ from streams.config import add_options, group_names, kafka_client_kwargs
 from streams.kafka_access import check_access_sync
 from streams.opend.crypto import CryptoError, load_rsa_key
 from streams.opend.security import SecurityFormatError, parse_security
+from streams.polling.gateways import (
+    Gateway,
+    GatewayConfigError,
+    check_resolvable,
+    gateways_from_args,
+    probe,
+)
+
+
+def _usage_error(message: str) -> int:
+    print(f"capflow worker: {message}", file=sys.stderr)
+    return 2
+
+
+def _check_polling(args: argparse.Namespace) -> list[Gateway] | str:
+    """The gateways to poll, or what is wrong with the polling settings."""
+    if not args.watchlist:
+        return "the watchlist is empty (CAPFLOW_WATCHLIST / --watchlist): nothing to poll"
+    try:
+        gateways = gateways_from_args(args.opend, args.opend_host, args.opend_port)
+        check_resolvable(gateways)
+    except GatewayConfigError as exc:
+        return f"bad gateway list (CAPFLOW_OPEND / --opend): {exc}"
+    return gateways
 
 
 def _run(args: argparse.Namespace) -> int:
-    import faust
+    from aiokafka.errors import KafkaError
 
     from streams.pipeline.app import STATE_TABLE, Pipeline
+    from streams.pipeline.shutdown import StoppingWorker
     from streams.pipeline.topics import TopicMismatchError, ensure_topics
+    from streams.polling.ownership import ControlTopicError, ensure_control_topic
+    from streams.polling.service import control_topic, gateway_group
 
     bad = []
     for security in args.watchlist:
@@ -26,38 +53,64 @@ def _run(args: argparse.Namespace) -> int:
         except SecurityFormatError as exc:
             bad.append(str(exc))
     if bad:
-        print(
-            "capflow worker: bad watchlist (CAPFLOW_WATCHLIST / --watchlist):\n  "
-            + "\n  ".join(bad),
-            file=sys.stderr,
+        return _usage_error(
+            "bad watchlist (CAPFLOW_WATCHLIST / --watchlist):\n  " + "\n  ".join(bad)
         )
-        return 2
     if args.opend_rsa_key:
         try:
             load_rsa_key(args.opend_rsa_key)
         except CryptoError as exc:
-            print(f"capflow worker: --opend-rsa-key: {exc}", file=sys.stderr)
-            return 2
+            return _usage_error(f"--opend-rsa-key: {exc}")
+    gateways: list[Gateway] = []
+    if not args.no_poller:
+        checked = _check_polling(args)
+        if isinstance(checked, str):
+            return _usage_error(checked)
+        gateways = checked
     topics = [args.topic_distribution, args.topic_flow, args.topic_alerts, args.topic_deadletter]
     kafka = kafka_client_kwargs(args)
     # A wrong password, certificate or missing ACL ends here, in seconds, instead of in
     # Faust's retries; Faust's own topics (state changelog, leader election) count too.
     faust_topics = [f"{args.app_id}-{STATE_TABLE}-changelog", f"{args.app_id}-__assignor-__leader"]
     check_access_sync(kafka, topics + faust_topics, args.kafka_connect_timeout, group=args.app_id)
+    if gateways:  # the gateway group and its control topic (see streams.polling.service)
+        check_access_sync(
+            kafka, [control_topic(args)], args.kafka_connect_timeout, group=gateway_group(args)
+        )
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
     try:
         asyncio.run(ensure_topics(kafka, topics, args.topic_partitions))
-    except (ConnectionError, TopicMismatchError) as exc:
+        if gateways:
+            asyncio.run(ensure_control_topic(kafka, control_topic(args), len(gateways)))
+    except (ConnectionError, TopicMismatchError, ControlTopicError, KafkaError) as exc:
         print(f"capflow worker: {exc}", file=sys.stderr)
         return 1
+    for gw in gateways:
+        refused = probe(gw)
+        if refused is not None:
+            print(
+                f"capflow worker: warning: gateway {gw.label} ({gw.address}) does not accept "
+                f"connections now ({refused}); its securities go to the other gateways "
+                "while it stays down",
+                file=sys.stderr,
+                flush=True,
+            )
     pipeline = Pipeline(args)
+    opend = ", ".join(f"{g.label}={g.address}" for g in gateways) or "none (--no-poller)"
     print(
         f"capflow worker: app {args.app_id}, Kafka {args.kafka_bootstrap}, "
-        f"OpenD {args.opend_host}:{args.opend_port}, watchlist {','.join(args.watchlist)}, "
+        f"OpenD {opend}, watchlist {','.join(args.watchlist)}, "
         f"web http://127.0.0.1:{args.web_port}/metrics/",
         flush=True,
     )
-    worker = faust.Worker(pipeline.app, loglevel=args.loglevel, quiet=True)
+    polling = pipeline.polling
+    worker = StoppingWorker(
+        pipeline.app,
+        loglevel=args.loglevel,
+        quiet=True,
+        before_stop=polling.stop_polling if polling is not None else None,
+        timeout=args.shutdown_timeout,
+    )
     # Faust's progress spinner lowers the root logger to DEBUG at --loglevel warn/error,
     # which makes every debug call in the hot path build a log record.
     worker.spinner = None
@@ -70,9 +123,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "worker",
         help="run the poller and the flow/alert processors (a Faust worker)",
         description="Start a Faust worker. Every worker of the same --app-id shares the "
-        "snapshot partitions; only the group's leader polls OpenD, so starting more workers "
-        "never breaks the rate limit. Metrics at http://127.0.0.1:<web-port>/metrics/, "
-        "current state of one security at /flow/<SECURITY>/.",
+        "snapshot partitions and the OpenD gateways (--opend): each gateway is polled by "
+        "exactly one worker at a time, the one the gateway group assigns it, so starting "
+        "more workers never breaks a gateway's rate limit. Metrics at "
+        "http://127.0.0.1:<web-port>/metrics/, gateways at /status/, current state of one "
+        "security at /flow/<SECURITY>/.",
     )
     add_options(parser, group_names("kafka", "opend", "poller", "flow", "worker"))
     parser.add_argument("--no-poller", action="store_true", help="process only; never poll OpenD")

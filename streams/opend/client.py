@@ -423,10 +423,24 @@ class OpenDClient:
         return CapitalDistribution.from_s2c(market, code, reply.s2c)
 
 
-def client_from_args(args: argparse.Namespace, **kwargs: Any) -> OpenDClient:
-    """The client the OpenD flags describe (host, port, timeout, RSA key file)."""
+def client_from_args(
+    args: argparse.Namespace,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    **kwargs: Any,
+) -> OpenDClient:
+    """The client the OpenD flags describe (host, port, timeout, RSA key file).
+
+    ``host``/``port`` name one gateway of ``--opend``; the other options (timeout, RSA
+    key) are the same for every gateway.
+    """
     key_file = str(getattr(args, "opend_rsa_key", "") or "")
     key = crypto.load_rsa_key(key_file) if key_file else None
     return OpenDClient(
-        args.opend_host, args.opend_port, timeout=args.opend_timeout, rsa_key=key, **kwargs
+        args.opend_host if host is None else host,
+        args.opend_port if port is None else port,
+        timeout=args.opend_timeout,
+        rsa_key=key,
+        **kwargs,
     )

@@ -169,7 +169,7 @@ class MarketModel:
 
     def _scripted_rates(self, script: SecurityScript, bucket: int, at: float) -> list[float]:
         assert self.scenario is not None
-        seg = script.segment_at(at - self.scenario.start)
+        seg = script.segment_at_epoch(at, self.scenario.start)
         u = _uniform(self.seed, script.security, bucket, n=6)
         net = seg.large_net_rate
         split = {"super": SUPER_SHARE * net, "big": (1 - SUPER_SHARE) * net}

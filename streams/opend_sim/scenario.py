@@ -73,11 +73,16 @@ class SecurityScript:
     security: str
     segments: tuple[Segment, ...]
 
-    def segment_at(self, offset: float) -> Segment:
-        """The segment in force ``offset`` seconds after start (first one before it)."""
+    def segment_at_epoch(self, t: float, start: float) -> Segment:
+        """The segment in force at epoch ``t`` for a scenario starting at epoch ``start``.
+
+        Compares ``start + at <= t`` (the exact times the market model cuts at): the
+        offset ``t - start`` can round below a fractional ``at`` and would apply the
+        previous segment until the next simulated minute.
+        """
         current = self.segments[0]
         for seg in self.segments:
-            if seg.at <= offset:
+            if start + seg.at <= t:
                 current = seg
             else:
                 break

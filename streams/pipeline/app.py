@@ -2,7 +2,8 @@
 
 One table, keyed by security and backed by a changelog topic, holds each security's
 flow history and detector regime. The agent reads snapshots, updates that state and
-publishes flows and alerts; the poller task runs only on the group's leader.
+publishes flows and alerts; the polling service polls the OpenD gateways the
+gateway group assigns this worker (``streams.polling.service``).
 """
 
 from __future__ import annotations
@@ -24,20 +25,15 @@ from faust.web import Request, Response, View
 
 from streams.config import kafka_client_kwargs
 from streams.metrics import ALERTS, DEAD_LETTERS, SNAPSHOTS_PROCESSED, STATE, exposition
-from streams.opend.client import client_from_args
 from streams.pipeline.batch import Batch
 from streams.pipeline.deadletter import DeadLetter, topic_message_limit
 from streams.pipeline.processor import DecodeError, SecurityProcessor
-from streams.polling import market_state
-from streams.polling.poller import Poller, run_while_leader
-from streams.polling.publisher import SnapshotPublisher
+from streams.polling.service import PollingService
 from streams.processing.thresholds import ThresholdConfig
-from streams.ratelimit import SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
 
 STATE_TABLE = "security-state"
-LIMIT_MARGIN_S = 0.5
 DEAD_LETTER_MARGIN = 1024  # bytes below the producer limit, for anything Faust adds
 DEAD_LETTER_FALLBACK_BYTES = 64 * 1024  # when the broker refuses even that
 # Records per batch, and how long a batch waits to fill: a lone snapshot (live polling,
@@ -126,7 +122,7 @@ class Pipeline:
         )
         # CLI/env values, then the thresholds file's defaults, markets and securities.
         self.processor = SecurityProcessor(ThresholdConfig.from_args(args))
-        self.poller: Poller | None = None  # set while this worker runs its poller
+        self.polling: PollingService | None = None if args.no_poller else PollingService(args)
         self._dead_letter_bytes: int | None = None
         self._register()
 
@@ -266,15 +262,30 @@ class Pipeline:
             async def get(self, request: Request) -> Response:
                 return self.bytes(exposition(), content_type="text/plain; version=0.0.4")
 
-        pipeline = self
+        polling = self.polling
+
+        @app.page("/status/")
+        class Status(View):
+            async def get(self, request: Request) -> Response:
+                if polling is None:
+                    return self.json({"poller": False, "gateways": []})
+                return self.json(
+                    {
+                        "poller": True,
+                        "worker": polling.worker_id,
+                        "stopping": polling.pool.stopped,
+                        "schedule": polling.schedule,
+                        "flows_read": polling.flows_read(),
+                        "gateways": polling.pool.status(),
+                    }
+                )
 
         @app.page("/polling/")
         class Polling(View):
             async def get(self, request: Request) -> Response:
-                poller = pipeline.poller
-                if poller is None:
-                    return self.json({"poller": False})
-                return self.json({"poller": True, **poller.status()})
+                if polling is None:
+                    return self.json({"poller": False, "gateways": []})
+                return self.json({"poller": True, **polling.pool.polling_status(time.time())})
 
         table = self.state
 
@@ -303,31 +314,12 @@ class Pipeline:
         return out
 
     async def run_poller(self) -> None:
-        args = self.args
-        client = client_from_args(args)
-        markets = market_state.for_client(client)  # OpenD's market state, hours as fallback
-        publisher = SnapshotPublisher(args.topic_distribution, kafka_client_kwargs(args))
-        await publisher.start()
-        # The margin absorbs network jitter: OpenD counts arrivals, we count departures.
-        window = args.rate_limit_window + LIMIT_MARGIN_S
-        limiter = SlidingWindowLimiter(
-            args.rate_limit_requests, window, spacing=window / args.rate_limit_requests
-        )
-        poller = Poller(
-            client,
-            publisher.publish,
-            args.watchlist,
-            limiter,
-            ignore_market_hours=args.ignore_market_hours,
-            market_state=markets,
-        )
-        STATE.budget = lambda: (limiter.used(), limiter.limit)
-        STATE.rejections = poller.rejections.entries
-        STATE.markets = lambda: markets.status(time.time())
-        self.poller = poller
-        STATE.last_received = lambda: dict(poller.stats.last_received)
-        try:
-            await run_while_leader(poller, self.app.is_leader, handover_grace=args.leader_grace)
-        finally:
-            await asyncio.shield(publisher.stop())
-            await client.close()
+        """Poll the gateways this worker owns until the app stops (see PollingService)."""
+        polling = self.polling
+        assert polling is not None
+        STATE.budget = polling.pool.budget
+        STATE.last_received = polling.pool.last_received
+        STATE.gateways = polling.pool.status
+        STATE.rejections = polling.pool.rejections
+        STATE.markets = lambda: polling.pool.markets(time.time())
+        await polling.run()

@@ -1,4 +1,9 @@
-"""The poller: one OpenD request at a time, round-robin over the open part of the watchlist.
+"""The poller: one OpenD request at a time, among the open part of its share of the watchlist.
+
+Which security each request goes to is the scheduler's choice (``scheduler.py``:
+round-robin, or adaptive), among the securities that are due; which securities are
+its share is the gateway pool's (``share``: the ones the spread gives this poller's
+gateway).
 
 Budget: every request passes the sliding-window limiter first, so no window of
 ``rate_limit_window`` seconds holds more than ``rate_limit_requests`` requests; when
@@ -12,7 +17,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,6 +38,7 @@ from streams.opend.security import SecurityFormatError
 from streams.opend.snapshot import CapitalDistribution, InvalidSnapshot, snapshot_to_proto
 from streams.polling import rejections
 from streams.polling.market_state import MarketState
+from streams.polling.scheduler import RoundRobin, Scheduler
 from streams.ratelimit import SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
@@ -62,6 +68,7 @@ class PollStats:
     ok: int = 0
     rate_limited: int = 0
     errors: int = 0
+    rejected: int = 0  # refusals (unknown, unsupported, no quote right): backed off
     invalid: int = 0  # replies that failed snapshot validation
     published: int = 0
     last_received: dict[str, float] = field(default_factory=dict)  # security -> epoch s
@@ -81,8 +88,14 @@ class Poller:
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         market_state: MarketState | None = None,
+        scheduler: Scheduler | None = None,
+        share: Callable[[], Collection[str]] | None = None,
+        connect_attempts: int | None = None,
     ) -> None:
-        """``market_state``: OpenD's own market states (static hours when None)."""
+        """``market_state``: OpenD's own market states (static hours when None);
+        ``share`` restricts polling to the securities it returns (None: all of them);
+        ``connect_attempts`` makes a refused connection raise ConnectionLost out of
+        :meth:`step` instead of retrying forever, so a pool can mark the gateway down."""
         if not watchlist:
             raise ValueError("the watchlist is empty: set CAPFLOW_WATCHLIST or --watchlist")
         self.client = client
@@ -92,18 +105,26 @@ class Poller:
         self.ignore_market_hours = ignore_market_hours
         self.wall_clock = wall_clock
         self.sleep = sleep
+        self.scheduler: Scheduler = scheduler if scheduler is not None else RoundRobin()
+        self.share = share
+        self.connect_attempts = connect_attempts
+        self.idle = 0.5
         self.stats = PollStats()
         self.rejections = rejections.RejectionTracker()  # refused securities, retried later
         self.market_state = market_state
         self._error_streak = 0  # unexplained OpenD errors in a row, any security
         self._seq = itertools.count(1)
-        self._cursor = 0
         self._logged: set[tuple[str, str]] = set()  # (security, reason) already logged
 
     def active(self, now: float | None = None) -> list[str]:
-        """Securities not backed off after a refusal at ``now``."""
+        """Securities of this poller's share not backed off after a refusal at ``now``."""
         at = self.wall_clock() if now is None else now
-        return [s for s in self.watchlist if not self.rejections.blocked(s, at)]
+        mine = None if self.share is None else set(self.share())
+        return [
+            s
+            for s in self.watchlist
+            if (mine is None or s in mine) and not self.rejections.blocked(s, at)
+        ]
 
     def due(self, now: float) -> list[str]:
         """Securities to poll now: active ones whose market is open (or has unknown hours)."""
@@ -128,16 +149,12 @@ class Poller:
             return self.market_state.is_open(market, now)
         return _market_open(security, now)
 
-    def _next(self, due: list[str]) -> str:
-        security = due[self._cursor % len(due)]
-        self._cursor = (self._cursor + 1) % max(len(due), 1)
-        return security
-
     async def step(self, still_leader: Callable[[], bool] | None = None) -> str | None:
         """One poll (or one wait when nothing is due); returns the security polled.
 
-        ``still_leader`` is asked again after waiting for the budget: leadership can move
-        to another worker during that wait, and then this one must not send.
+        ``still_leader`` (is this worker still the gateway's owner?) is asked again after
+        waiting for the budget: ownership can move to another worker during that wait,
+        and then this one must not send.
         """
         now = self.wall_clock()
         if self.market_state is not None and not self.ignore_market_hours:
@@ -145,6 +162,9 @@ class Poller:
         due = self.due(now)
         if not due:
             active = self.active(now)
+            if not active and self.share is not None and self._unblocked(now):
+                await self.sleep(self.idle)  # the spread gives this gateway nothing now
+                return None
             if not active:
                 retry = self.rejections.next_retry()
                 wait = 60.0 if retry is None else retry - now
@@ -157,8 +177,11 @@ class Poller:
             log.info("all markets of the watchlist are closed; next open in %.0fs", wait)
             await self.sleep(min(max(wait, 1.0), 60.0))
             return None
-        security = self._next(due)
-        await self.client.ensure_connected()
+        security = self.scheduler.next(due, now)
+        if security is None:
+            await self.sleep(self.limiter.spacing or 0.1)  # the scheduler passes this turn
+            return None
+        await self.client.ensure_connected(self.connect_attempts)
         await self.limiter.acquire(self.sleep)
         if still_leader is not None and not still_leader():
             return None
@@ -181,6 +204,7 @@ class Poller:
             kind = _REJECTION_KIND.get(type(exc), rejections.UNKNOWN)
             at = self.wall_clock()
             entry = self.rejections.reject(security, kind, str(exc), at)
+            self.stats.rejected += 1
             OPEND_REQUESTS.labels("rejected").inc()
             log.error(
                 "skipping %s for %.0fs (%s, %d in a row): %s",
@@ -239,10 +263,15 @@ class Poller:
         OPEND_REQUESTS.labels("ok").inc()
         received = self.wall_clock()
         self.stats.last_received[security] = received
+        self.scheduler.polled(security, received)
         record = snapshot_to_proto(dist, self.client.source, int(received * 1000), next(self._seq))
         await self.publish(security, record.SerializeToString())
         self.stats.published += 1
         return security
+
+    def _unblocked(self, now: float) -> bool:
+        """Whether any security of the whole watchlist is not backed off at ``now``."""
+        return any(not self.rejections.blocked(s, now) for s in self.watchlist)
 
     def _log_once(self, security: str, reason: str, msg: str, *args: object, **kw: Any) -> None:
         """Log a failure the first time it happens for this security and reason only."""
@@ -263,32 +292,3 @@ _REJECTION_KIND: dict[type[Exception], str] = {
 
 _market = market_of
 _market_open = may_be_open
-
-
-async def run_while_leader(
-    poller: Poller,
-    is_leader: Callable[[], bool],
-    *,
-    handover_grace: bool = True,
-    idle: float = 0.5,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> None:
-    """Poll only while this worker leads the group; forever.
-
-    On becoming leader the limiter starts full: a previous leader may have spent the
-    window just before it stopped, and OpenD counts per account, not per worker.
-    """
-    leading = False
-    while True:
-        if not is_leader():
-            if leading:
-                log.info("no longer the leader: polling stops here")
-                leading = False
-            await sleep(idle)
-            continue
-        if not leading:
-            leading = True
-            if handover_grace:
-                poller.limiter.penalize()
-            log.info("leader: polling %d securities", len(poller.active()))
-        await poller.step(is_leader)

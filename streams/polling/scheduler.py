@@ -56,3 +56,29 @@ class RoundRobin:
 
     def observe_flow(self, security: str, flow: Mapping[str, Any]) -> None:
         return None
+
+
+SCHEDULES: tuple[str, ...] = ("round-robin", "adaptive")
+DEFAULT_MAX_STALENESS = 600.0
+
+
+def make_scheduler(
+    name: str,
+    *,
+    max_staleness: float = DEFAULT_MAX_STALENESS,
+    interval: float | None = None,
+    confirm: int = 2,
+    cooldown: float = 600.0,
+) -> Scheduler:
+    """The scheduler ``--schedule`` names; ``interval`` is the planned seconds per request.
+
+    ``max_staleness`` and ``interval`` are in the poller's clock; ``confirm`` and
+    ``cooldown`` mirror the detector so the adaptive policy knows when a flip alerts.
+    """
+    if name == "round-robin":
+        return RoundRobin()
+    if name == "adaptive":
+        from streams.polling.adaptive import Adaptive
+
+        return Adaptive(max_staleness, interval=interval, confirm=confirm, cooldown=cooldown)
+    raise ValueError(f"unknown schedule {name!r}: expected one of {', '.join(SCHEDULES)}")

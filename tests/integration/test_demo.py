@@ -43,7 +43,8 @@ def test_demo_shows_alerts_and_cleans_up(tmp_path: Path) -> None:
         assert f"demo: {what}" in out, out
     assert not port_open("127.0.0.1", port)
     logs = list((tmp_path / "demo").glob("*/worker.log"))
-    assert logs and "leader: polling 4 securities" in logs[0].read_text()
+    assert logs and "polling gateway 127.0.0.1:" in logs[0].read_text()
+    assert ": 4 of 4 securities" in logs[0].read_text()
     # Only the demo's own lines reach the terminal: no client library log lines.
     for line in (out + proc.stderr).splitlines():
         assert OWN_LINE.match(line), f"not a demo line: {line!r}"

@@ -1,5 +1,5 @@
-"""Faults mid-stream: a second worker and the leader's death, kill -9 and restart, broker
-restart, OpenD drop. Each shows every scripted reversal alerted, none lost, none renamed,
+"""Faults mid-stream: a second worker and the gateway owner's death, kill -9 and restart,
+broker restart, OpenD drop. Each shows every scripted reversal alerted, none lost, none renamed,
 and the OpenD budget never exceeded."""
 
 from __future__ import annotations
@@ -75,11 +75,12 @@ async def _first_alert(bootstrap: str, topics: Topics, *workers: Worker) -> None
     assert got, "no alert before the fault:\n" + "\n".join(w.tail() for w in workers)
 
 
-async def test_second_worker_and_leader_death_keep_budget_and_alerts(
+async def test_second_worker_and_owner_death_keep_budget_and_alerts(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
-    """Two workers, the real 30/30 s budget: only the leader polls; kill -9 it and the
-    other takes over after a one-window grace without a single over-limit request."""
+    """Two workers, one gateway, the real 30/30 s budget: only the gateway's owner polls;
+    kill -9 it and the other takes over after a one-window grace without a single
+    over-limit request."""
     sim, scenario, requests = await _sim(speed=20.0)  # default limit: 30 per 30 s
     topics = Topics(topic_prefix)
     await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(topics.names.values()), 3)
@@ -91,15 +92,15 @@ async def test_second_worker_and_leader_death_keep_budget_and_alerts(
                       watchlist=WATCHLIST, name="w2", extra=common)  # fmt: skip
     with workers_stopped(w1, w2):
         await _first_alert(kafka_bootstrap, topics, w1, w2)
-        # Exactly one worker is polling now: the leader.
+        # Exactly one worker is polling now: the one the gateway group assigned it.
         before = [metric(w.web_port, "capflow_opend_requests_total", OK) for w in (w1, w2)]
         await asyncio.sleep(4)
         after = [metric(w.web_port, "capflow_opend_requests_total", OK) for w in (w1, w2)]
         polling = [b > a for a, b in zip(before, after, strict=True)]
         assert sorted(polling) == [False, True], (before, after)
-        leader, survivor = (w1, w2) if polling[0] else (w2, w1)
+        owner, survivor = (w1, w2) if polling[0] else (w2, w1)
         steady = [t for t in requests.times if t > requests.times[0] + 30]
-        leader.kill()
+        owner.kill()
         killed_at = time.monotonic()
         survivor_before = metric(survivor.web_port, "capflow_opend_requests_total", OK)
         await wait_for(
@@ -117,10 +118,10 @@ async def test_second_worker_and_leader_death_keep_budget_and_alerts(
     _assert_each_reversal_alerted_once(alerts_of(records), scenario)
     assert requests.refused == 0
     assert requests.max_in_window(30.0) <= 30
-    # While one leader polled undisturbed, it used the budget (~1 request per second).
+    # While one owner polled undisturbed, it used the budget (~1 request per second).
     span = steady[-1] - steady[0] if len(steady) > 1 else 0
     assert span > 5 and len(steady) / span > 0.9, (len(steady), span)
-    # The new leader waits one window (OpenD counts per account, not per worker).
+    # The new owner waits one window (OpenD counts per account, not per worker).
     assert takeover >= 30.0
 
 

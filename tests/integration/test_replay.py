@@ -214,7 +214,7 @@ async def test_replay_of_a_recorded_day_matches_the_live_run(
         assert alert == by_id[alert["id"]]
     assert flows_by_security(flow_records) == live_flows
     log = replayer.log.read_text(errors="replace")
-    assert "leader: polling" not in log  # --no-poller: only the processors ran
+    assert "polling gateway" not in log  # --no-poller: only the processors ran
 
 
 # -- errors of the replay command ----------------------------------------------------------

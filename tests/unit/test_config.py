@@ -338,3 +338,17 @@ def test_worker_refuses_a_malformed_watchlist(capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().err
     assert code == 2
     assert "'00700'" in out and "unknown market 'XX'" in out
+
+
+def test_schedule_and_max_staleness(monkeypatch: pytest.MonkeyPatch) -> None:
+    args = parse("worker")
+    assert args.schedule == "adaptive" and args.max_staleness == 600.0
+    monkeypatch.setenv("CAPFLOW_SCHEDULE", "Round-Robin")
+    monkeypatch.setenv("CAPFLOW_MAX_STALENESS", "120")
+    args = parse("worker")
+    assert args.schedule == "round-robin" and args.max_staleness == 120.0
+    with pytest.raises(SystemExit, match="CAPFLOW_SCHEDULE='random'"):
+        env_default(option("schedule"), {"CAPFLOW_SCHEDULE": "random"})
+    with pytest.raises(SystemExit) as err:
+        parse("worker", "--max-staleness", "0")
+    assert err.value.code == 2

@@ -172,3 +172,38 @@ def test_next_open() -> None:
     inside = hk("2024-06-03", "10:00:00")
     assert next_open("HK", inside) == inside
     assert not is_open("SG", inside)
+
+
+def test_fractional_segment_time_applies_exactly() -> None:
+    """A segment starting at a fractional ``at`` takes effect at start + at, not a minute later.
+
+    ``start + at - start`` rounds below ``at`` for many fractional values; the segment
+    lookup must compare absolute times the way the integration cuts them.
+    """
+    start = hk("2024-06-03", "09:30:00")
+    ats = [600 + k / 100 for k in range(1, 100)]
+    rounded_down = [at for at in ats if (start + at) - start < at]
+    assert rounded_down, "no fractional time rounds down: the test would prove nothing"
+    for at in rounded_down[:10]:
+        scenario = parse_scenario(
+            {
+                "start": "2024-06-03T09:30:00+08:00",
+                "securities": {
+                    "HK.00700": {
+                        "noise": 0,
+                        "segments": [
+                            {"at": 0, "large_net_rate": 100000},
+                            {"at": at, "large_net_rate": -100000},
+                        ],
+                    }
+                },
+            }
+        )
+        model = MarketModel(scenario, seed=1)
+        # Within the second after the cut: (at - 600) s at +100000, the rest at -100000.
+        step = model.large_net("HK.00700", start + 601) - model.large_net("HK.00700", start + 600)
+        frac = at - 600
+        assert step == pytest.approx(100000 * frac - 100000 * (1 - frac), abs=0.05), at
+        # The rest of that simulated minute runs at the new rate.
+        later = model.large_net("HK.00700", start + 659) - model.large_net("HK.00700", start + 601)
+        assert later == pytest.approx(-100000 * 58, abs=0.05), at

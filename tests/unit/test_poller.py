@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from streams.opend.errors import RateLimitError, UnknownSecurityError
 from streams.opend.snapshot import CapitalDistribution
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
-from streams.polling.poller import Poller, run_while_leader
+from streams.polling.poller import Poller
+from streams.polling.scheduler import RoundRobin
 from streams.ratelimit import SlidingWindowLimiter
 
 # Tuesday 2026-11-24 10:00 Hong Kong = 02:00 UTC (HK open, US closed).
@@ -59,7 +62,7 @@ class FakeOpenD:
         )  # fmt: skip
 
 
-def make(clock: Clock, opend: FakeOpenD, watchlist: list[str], **kw: bool) -> tuple[Poller, list]:
+def make(clock: Clock, opend: FakeOpenD, watchlist: list[str], **kw: Any) -> tuple[Poller, list]:
     published: list[tuple[str, bytes]] = []
 
     async def publish(key: str, value: bytes) -> None:
@@ -136,28 +139,6 @@ async def test_empty_watchlist_is_a_clear_error() -> None:
         make(clock, FakeOpenD(clock), [])
 
 
-async def test_only_the_leader_polls_and_a_new_leader_waits_a_window() -> None:
-    clock = Clock(HK_OPEN)
-    opend = FakeOpenD(clock)
-    poller, _ = make(clock, opend, ["HK.00700"])
-    leader = {"now": False}
-    ticks = {"n": 0}
-
-    def is_leader() -> bool:
-        ticks["n"] += 1
-        if ticks["n"] == 10:
-            leader["now"] = True
-        if ticks["n"] > 50:
-            raise StopAsyncIteration
-        return leader["now"]
-
-    with pytest.raises(StopAsyncIteration):
-        await run_while_leader(poller, is_leader, sleep=clock.sleep)
-    assert opend.request_times, "the leader polled"
-    became_leader_at = HK_OPEN + 9 * 0.5
-    assert opend.request_times[0] >= became_leader_at + 30.0
-
-
 async def test_leadership_lost_while_waiting_for_budget_sends_nothing() -> None:
     clock = Clock(HK_OPEN)
     opend = FakeOpenD(clock)
@@ -166,3 +147,42 @@ async def test_leadership_lost_while_waiting_for_budget_sends_nothing() -> None:
     assert await poller.step(still_leader=lambda: False) is None
     assert opend.request_times == [] and published == []
     assert clock.now == HK_OPEN + 30.0
+
+
+class Reverse(RoundRobin):
+    """A scheduler that is not round-robin: always the last due security."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.replies: list[str] = []
+
+    def next(self, due: Sequence[str], now: float) -> str | None:
+        return due[-1]
+
+    def polled(self, security: str, now: float) -> None:
+        self.replies.append(security)
+
+
+async def test_the_scheduler_picks_and_learns_of_each_reply() -> None:
+    clock = Clock(HK_OPEN)
+    opend = FakeOpenD(clock)
+    scheduler = Reverse()
+    poller, published = make(clock, opend, ["HK.00700", "HK.09988"], scheduler=scheduler)
+    for _ in range(3):
+        await poller.step()
+    assert [k for k, _ in published] == ["HK.09988"] * 3
+    assert scheduler.replies == ["HK.09988"] * 3
+
+
+async def test_share_limits_polling_to_the_gateways_securities() -> None:
+    clock = Clock(HK_OPEN)
+    opend = FakeOpenD(clock)
+    mine = {"HK.09988"}
+    poller, published = make(clock, opend, ["HK.00700", "HK.09988"], share=lambda: mine)
+    for _ in range(4):
+        await poller.step()
+    assert {k for k, _ in published} == {"HK.09988"}
+    mine = set()  # the spread moved everything away: the poller idles, sends nothing
+    before = len(opend.request_times)
+    assert await poller.step() is None
+    assert len(opend.request_times) == before

@@ -108,3 +108,33 @@ def test_spacing_never_breaks_the_window(gaps: list[float]) -> None:
     assert all(b - a >= 1.5 for a, b in itertools.pairwise(admitted))
     for i, start in enumerate(admitted):
         assert len([t for t in admitted[i:] if t - start < 10.0]) <= 5
+
+
+def _sustained_share(window: float, limit: int = 30, windows: int = 40) -> float:
+    """Share of the server's budget a limiter built like the worker's spends when saturated."""
+    from streams.ratelimit import limit_margin
+
+    clock = FakeClock()
+    ours = window + limit_margin(window)
+    limiter = SlidingWindowLimiter(limit, ours, clock, spacing=ours / limit)
+    admitted = 0
+    end = windows * window
+    while clock.now < end:
+        if limiter.try_acquire():
+            admitted += 1
+        clock.now += limiter.delay() or 1e-6
+    return admitted / (limit * windows)
+
+
+def test_margin_is_half_a_second_on_opend_window() -> None:
+    from streams.ratelimit import limit_margin
+
+    assert limit_margin(30.0) == 0.5
+
+
+def test_margin_scales_so_speeded_windows_spend_the_same_share() -> None:
+    # OpenD's 30 s window and the same window at simulator speed 20 (1.5 s).
+    real, fast = _sustained_share(30.0), _sustained_share(1.5)
+    assert real > 0.98
+    assert fast > 0.98
+    assert abs(real - fast) < 0.005

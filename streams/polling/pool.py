@@ -1,0 +1,372 @@
+"""The gateway pool of one worker: a poller per owned gateway, each with its own
+client, limiter, scheduler and counters.
+
+Ownership (which gateways this worker polls) comes from ``streams.polling.ownership``;
+the securities a gateway polls are its share of the spread over the gateways that
+are up (``streams.polling.spread``, up set from ``streams.polling.status``). A gateway
+that refuses connections for ``down_after`` seconds is reported down, so its
+securities move to the others; its owner keeps trying and reports it up again when
+it answers. One gateway's troubles never wait on another's: each runs in its own task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+from streams.opend.errors import ConnectionLost
+from streams.polling import spread
+from streams.polling.gateways import Gateway
+from streams.polling.market_state import MarketState
+from streams.polling.poller import DistributionSource, Poller, Publish
+from streams.polling.rejections import Rejection
+from streams.polling.scheduler import Scheduler
+from streams.ratelimit import SlidingWindowLimiter
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 2.0
+
+
+class GatewayClient(DistributionSource, Protocol):
+    """What the pool needs of an OpenD client beyond the poller's needs."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class StatusBoard(Protocol):
+    def up_labels(self) -> list[str]: ...
+
+    def is_up(self, label: str) -> bool: ...
+
+    def report(self, gw: Gateway, up: bool) -> None: ...
+
+
+class GatewayPoller:
+    """One gateway: polls its share while this worker owns it, reports its health."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        client: GatewayClient,
+        limiter: SlidingWindowLimiter,
+        poller: Poller,
+        board: StatusBoard,
+        *,
+        may_send: Callable[[], bool],
+        keep_running: Callable[[], bool] | None = None,
+        handover_grace: bool = True,
+        down_after: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.gateway = gateway
+        self.client = client
+        self.limiter = limiter
+        self.poller = poller
+        self.board = board
+        self.may_send = may_send
+        self.keep_running = keep_running if keep_running is not None else may_send
+        self.handover_grace = handover_grace
+        self.down_after = down_after
+        self.clock = clock
+        self.sleep = sleep
+        self.task: asyncio.Task[None] | None = None
+        self.owned_since: float | None = None
+        self.failing_since: float | None = None
+        self.last_error = ""
+        self._announced = False
+
+    @property
+    def polling(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def start(self, grace: bool = True) -> None:
+        """Poll from now on; ``grace=False`` when no other worker can have polled the
+        gateway since this one last did (its limiter then still holds every request)."""
+        if self.polling:
+            return
+        self.owned_since = self.clock()
+        self._announced = False
+        if self.handover_grace and grace:
+            # The previous owner may have spent the window just before it stopped,
+            # and OpenD counts per account, not per worker.
+            self.limiter.penalize()
+        self.task = asyncio.create_task(self._run(), name=f"gateway-{self.gateway.label}")
+
+    def cancel(self) -> None:
+        """Stop sending now (synchronous, for signal handlers); ``stop`` waits for it."""
+        if self.task is not None:
+            self.task.cancel()
+
+    async def stop(self) -> None:
+        task, self.task = self.task, None
+        self.owned_since = None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(task, STOP_TIMEOUT_S)
+        await self.client.close()
+
+    async def _run(self) -> None:
+        """Poll while owned; while ownership is only unconfirmed (the lease lapsed because
+        Kafka does not answer) wait without sending, and go on once it is confirmed again."""
+        gw = self.gateway
+        log.info(
+            "polling gateway %s (%s): %d of %d securities",
+            gw.label,
+            gw.address,
+            len(self.poller.active()),
+            len(self.poller.watchlist),
+        )
+        backoff = 0.5
+        while self.keep_running():
+            if not self.may_send():
+                await self.sleep(0.5)
+                continue
+            if not self.client.connected:
+                try:
+                    await self.client.ensure_connected(1)
+                except ConnectionLost as exc:
+                    self._failed(exc)
+                    await self.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                backoff = 0.5
+                self._connected()
+            try:
+                await self.poller.step(self.may_send)
+            except ConnectionLost as exc:  # dropped between the check and the request
+                self._failed(exc)
+        log.info("gateway %s: no longer owned here, polling stops", gw.label)
+
+    def _failed(self, exc: Exception) -> None:
+        now = self.clock()
+        self.last_error = str(exc)
+        if self.failing_since is None:
+            self.failing_since = now
+            log.warning("gateway %s does not answer: %s", self.gateway.label, exc)
+        if now - self.failing_since >= self.down_after and self.board.is_up(self.gateway.label):
+            self.board.report(self.gateway, False)
+
+    def _connected(self) -> None:
+        self.failing_since = None
+        self.last_error = ""
+        # The first connection of an ownership tells the others who polls the gateway now.
+        if not self._announced or not self.board.is_up(self.gateway.label):
+            self._announced = True
+            self.board.report(self.gateway, True)
+
+    def describe(self, owned: bool) -> dict[str, Any]:
+        """This gateway as this worker sees it (``/status/`` and metrics)."""
+        share = list(self.poller.share()) if self.poller.share is not None else []
+        last = self.poller.stats.last_received
+        wall = self.poller.wall_clock()
+        stale = [wall - last[s] for s in share if s in last]
+        never = [s for s in share if s not in last]
+        stats = self.poller.stats
+        return {
+            "gateway": self.gateway.label,
+            "address": self.gateway.address,
+            "owned": owned,
+            "up": self.board.is_up(self.gateway.label),
+            "connected": self.client.connected,
+            "securities": share,
+            "never_received": never,
+            "staleness_max_s": round(max(stale), 3) if stale else None,
+            "budget": {
+                "used": self.limiter.used() if owned else 0,
+                "limit": self.limiter.limit,
+                "window_s": self.limiter.window,
+            },
+            "requests": {
+                "total": stats.requests,
+                "ok": stats.ok,
+                "rate_limited": stats.rate_limited,
+                "error": stats.errors,
+                "rejected": stats.rejected,
+                "invalid": stats.invalid,
+            },
+            "backed_off": [entry.as_dict(wall) for entry in self.poller.rejections.entries()],
+            "markets": self.markets(wall),
+            "last_error": self.last_error,
+        }
+
+    def markets(self, now: float) -> dict[str, dict[str, object]] | None:
+        """This gateway's view of the market states (None: static hours only)."""
+        state = self.poller.market_state
+        return state.status(now) if state is not None else None
+
+
+class GatewayPool:
+    """Every configured gateway's poller; starts and stops them as ownership moves."""
+
+    def __init__(
+        self,
+        gateways: list[Gateway],
+        watchlist: list[str],
+        publish: Publish,
+        board: StatusBoard,
+        *,
+        make_client: Callable[[Gateway], GatewayClient],
+        make_limiter: Callable[[], SlidingWindowLimiter],
+        make_scheduler: Callable[[], Scheduler],
+        make_market_state: Callable[[Gateway, GatewayClient], MarketState | None] | None = None,
+        is_owner: Callable[[int], bool],
+        is_assigned: Callable[[int], bool] | None = None,
+        ignore_market_hours: bool = False,
+        handover_grace: bool = True,
+        down_after: float = 10.0,
+        wall_clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """``is_owner(k)``: may gateway k be polled now (assigned and confirmed);
+        ``is_assigned(k)``: is it still this worker's at all (default: ``is_owner``).
+        ``make_market_state`` gives a gateway's poller OpenD's market states, asked of
+        that gateway's own client (None: the static hours table).
+        ``wall_clock`` stamps snapshots and market hours, ``clock`` times health and
+        ownership, ``sleep`` waits (all three are injected by tests)."""
+        self.gateways = gateways
+        self.watchlist = list(dict.fromkeys(watchlist))
+        self.board = board
+        self.is_owner = is_owner
+        self.is_assigned = is_assigned if is_assigned is not None else is_owner
+        self.stopped = False
+        self.pollers: dict[int, GatewayPoller] = {}
+        for gw in gateways:
+            client = make_client(gw)
+            limiter = make_limiter()
+            poller = Poller(
+                client,
+                publish,
+                self.watchlist,
+                limiter,
+                ignore_market_hours=ignore_market_hours,
+                wall_clock=wall_clock,
+                sleep=sleep,
+                market_state=make_market_state(gw, client) if make_market_state else None,
+                scheduler=make_scheduler(),
+                share=self._share_of(gw.label),
+                connect_attempts=1,
+            )
+            self.pollers[gw.index] = GatewayPoller(
+                gw,
+                client,
+                limiter,
+                poller,
+                board,
+                may_send=self._may_send_of(gw.index),
+                keep_running=self._keep_running_of(gw.index),
+                handover_grace=handover_grace,
+                down_after=down_after,
+                clock=clock,
+                sleep=sleep,
+            )
+
+    def _share_of(self, label: str) -> Callable[[], list[str]]:
+        return lambda: spread.share(self.watchlist, self.board.up_labels(), label)
+
+    def _may_send_of(self, index: int) -> Callable[[], bool]:
+        return lambda: not self.stopped and self.is_owner(index)
+
+    def _keep_running_of(self, index: int) -> Callable[[], bool]:
+        return lambda: not self.stopped and self.is_assigned(index)
+
+    async def acquire(self, indexes: set[int], continuing: set[int] | None = None) -> None:
+        """The group gave these gateways to this worker (``continuing``: straight back)."""
+        for k in sorted(indexes):
+            if not self.stopped and k in self.pollers:
+                self.pollers[k].start(grace=k not in (continuing or set()))
+
+    async def release(self, indexes: set[int]) -> None:
+        """The group took these gateways away: their pollers stop before this returns."""
+        await asyncio.gather(*(self.pollers[k].stop() for k in indexes if k in self.pollers))
+
+    def stop_polling(self) -> None:
+        """Stop every poller at once (SIGTERM); nothing is sent after this returns."""
+        self.stopped = True
+        for gp in self.pollers.values():
+            gp.cancel()
+
+    async def close(self) -> None:
+        self.stopped = True
+        await asyncio.gather(*(gp.stop() for gp in self.pollers.values()))
+        for gp in self.pollers.values():
+            await gp.client.close()
+
+    def observe_flow(self, security: str, flow: Mapping[str, Any]) -> None:
+        """A flow record read back from Kafka: every gateway's scheduler may use it."""
+        for gp in self.pollers.values():
+            gp.poller.scheduler.observe_flow(security, flow)
+
+    def status(self) -> list[dict[str, Any]]:
+        return [gp.describe(self.is_owner(k) and gp.polling) for k, gp in self.pollers.items()]
+
+    def owned(self) -> list[GatewayPoller]:
+        """The pollers of the gateways this worker polls now, in gateway order."""
+        return [gp for k, gp in sorted(self.pollers.items()) if self.is_owner(k) and gp.polling]
+
+    def rejections(self) -> list[Rejection]:
+        """Securities backed off after a refusal on the owned gateways, one entry each
+        (the one asked again last when two gateways refused the same security)."""
+        merged: dict[str, Rejection] = {}
+        for gp in self.owned():
+            for entry in gp.poller.rejections.entries():
+                known = merged.get(entry.security)
+                if known is None or entry.retry_at > known.retry_at:
+                    merged[entry.security] = entry
+        return [merged[s] for s in sorted(merged)]
+
+    def markets(self, now: float) -> dict[str, dict[str, object]]:
+        """Per market, the owned gateways' view: OpenD's word where any of them has it,
+        else the static hours (every gateway of a deployment sees the same exchanges)."""
+        merged: dict[str, dict[str, object]] = {}
+        for gp in self.owned():
+            for market, info in (gp.markets(now) or {}).items():
+                if market not in merged or (
+                    merged[market]["source"] != "opend" and info["source"] == "opend"
+                ):
+                    merged[market] = info
+        return merged
+
+    def polling_status(self, now: float) -> dict[str, Any]:
+        """The ``/polling/`` view: per gateway its share, refusals and market states, and
+        the same merged over the gateways this worker polls (the single-gateway view)."""
+        owned = self.owned()
+        gateways = []
+        for _, gp in sorted(self.pollers.items()):
+            view = gp.poller.status(now)
+            gateways.append({"gateway": gp.gateway.label, "owned": gp in owned, **view})
+        active = {s for gp in owned for s in gp.poller.active(now)}
+        return {
+            "watchlist": list(self.watchlist),
+            "active": [s for s in self.watchlist if s in active],
+            "rejected": [entry.as_dict(now) for entry in self.rejections()],
+            "markets": self.markets(now),
+            "gateways": gateways,
+        }
+
+    def last_received(self) -> dict[str, float]:
+        merged: dict[str, float] = {}
+        for gp in self.pollers.values():
+            for security, ts in gp.poller.stats.last_received.items():
+                merged[security] = max(ts, merged.get(security, ts))
+        return merged
+
+    def budget(self) -> tuple[int, int]:
+        """Requests in the current window and the limit, summed over the owned gateways."""
+        used = limit = 0
+        for k, gp in self.pollers.items():
+            if self.is_owner(k):
+                used += gp.limiter.used()
+                limit += gp.limiter.limit
+        return used, limit

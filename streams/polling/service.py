@@ -1,0 +1,167 @@
+"""The polling side of a worker, built from its settings: gateway pool, status board,
+ownership, flow feedback and the snapshot publisher, started and stopped in the right
+order.
+
+Each gateway's poller has its own scheduler (``--schedule``); with the adaptive one,
+one flow feedback consumer per worker reads ``capflow.flow.v1`` back and hands every
+record to the pool, which passes it to the scheduler of every gateway (a security can
+move between gateways, so each keeps the flow state of all).
+
+Order matters on the way out: pollers stop first (nothing is sent to OpenD after
+:meth:`PollingService.stop_polling`), then the worker leaves the gateway group so
+another worker can take over, then the Kafka clients close, each within a bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+from typing import Any
+
+from streams.config import kafka_client_kwargs
+from streams.opend.client import OpenDClient, client_from_args
+from streams.polling import market_state
+from streams.polling.flow_feedback import FlowFeedback
+from streams.polling.gateways import Gateway, gateways_from_args
+from streams.polling.market_state import MarketState
+from streams.polling.ownership import GatewayOwnership
+from streams.polling.pool import GatewayClient, GatewayPool
+from streams.polling.publisher import SnapshotPublisher
+from streams.polling.scheduler import Scheduler, make_scheduler
+from streams.polling.status import GatewayStatusBoard
+from streams.ratelimit import SlidingWindowLimiter, limit_margin
+
+log = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT_S = 5.0
+
+
+def control_topic(args: argparse.Namespace) -> str:
+    """One partition per gateway; its assignment in the gateway group is ownership."""
+    return str(getattr(args, "gateway_topic", "") or f"{args.app_id}.gateways")
+
+
+def gateway_group(args: argparse.Namespace) -> str:
+    """The consumer group whose assignment of the control topic decides ownership."""
+    return f"{args.app_id}.gateways"
+
+
+def limiter_window(args: argparse.Namespace) -> float:
+    """The window the client counts: OpenD's plus a margin, because OpenD counts
+    arrivals and we count departures (the margin scales with the window, so a
+    speeded-up simulation spends the same share of its budget as real time)."""
+    return float(args.rate_limit_window + limit_margin(args.rate_limit_window))
+
+
+def make_limiter(args: argparse.Namespace) -> SlidingWindowLimiter:
+    """One gateway's limiter: its budget, requests paced evenly over the window."""
+    window = limiter_window(args)
+    return SlidingWindowLimiter(
+        args.rate_limit_requests, window, spacing=window / args.rate_limit_requests
+    )
+
+
+def scheduler_from_args(args: argparse.Namespace) -> Scheduler:
+    """A new scheduler of ``--schedule`` for one gateway's poller."""
+    return make_scheduler(
+        getattr(args, "schedule", "round-robin"),
+        max_staleness=getattr(args, "max_staleness", 600.0),
+        interval=limiter_window(args) / args.rate_limit_requests,
+        confirm=args.confirm,
+        cooldown=args.cooldown,
+    )
+
+
+def _market_state_of(gw: Gateway, client: GatewayClient) -> MarketState | None:
+    """OpenD's market states asked of this gateway's own client (hours as fallback)."""
+    if not isinstance(client, OpenDClient):
+        return None
+    return market_state.for_client(client)
+
+
+class PollingService:
+    """Everything a worker needs to poll its gateways; one per worker process."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.worker_id = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.gateways: list[Gateway] = gateways_from_args(
+            getattr(args, "opend", ""), args.opend_host, args.opend_port
+        )
+        kwargs = kafka_client_kwargs(args)
+        topic = control_topic(args)
+        self.publisher = SnapshotPublisher(args.topic_distribution, kwargs)
+        self.board = GatewayStatusBoard(topic, self.gateways, kwargs, worker=self.worker_id)
+        self.pool = GatewayPool(
+            self.gateways,
+            args.watchlist,
+            self.publisher.publish,
+            self.board,
+            make_client=lambda gw: client_from_args(args, host=gw.host, port=gw.port),
+            make_market_state=_market_state_of,
+            make_limiter=lambda: make_limiter(args),
+            make_scheduler=lambda: scheduler_from_args(args),
+            is_owner=self._owns,
+            is_assigned=lambda k: k in self.ownership.owned,
+            ignore_market_hours=args.ignore_market_hours,
+            handover_grace=args.leader_grace,
+            down_after=getattr(args, "gateway_down_after", 10.0),
+        )
+        self.ownership = GatewayOwnership(
+            topic,
+            gateway_group(args),
+            kwargs,
+            session_timeout=args.session_timeout,
+            on_assigned=self.pool.acquire,
+            on_revoked=self.pool.release,
+        )
+        # Only the adaptive schedule reads flows; one consumer feeds every gateway's.
+        self.schedule = str(getattr(args, "schedule", "round-robin"))
+        self.feedback: FlowFeedback | None = None
+        if self.schedule != "round-robin":
+            self.feedback = FlowFeedback(args.topic_flow, self.pool, kwargs)
+
+    def flows_read(self) -> int | None:
+        """Flow records fed back to the schedulers so far (None: the schedule reads none)."""
+        return self.feedback.records if self.feedback is not None else None
+
+    def _owns(self, index: int) -> bool:
+        return self.ownership.owns(index)
+
+    def stop_polling(self) -> None:
+        """Synchronous and immediate: for the SIGTERM handler, before anything else."""
+        if not self.pool.stopped:
+            log.info("stopping: no OpenD request is sent from now on")
+        self.pool.stop_polling()
+
+    async def run(self) -> None:
+        """Poll the gateways the group gives this worker until cancelled."""
+        started: list[Any] = []
+        try:
+            parts: list[Any] = [self.publisher, self.board]
+            if self.feedback is not None:
+                parts.append(self.feedback)  # before ownership: no poll goes unobserved
+            for part in (*parts, self.ownership):
+                await part.start()
+                started.append(part)
+            log.info(
+                "worker %s: %d gateway(s) %s, control topic %s",
+                self.worker_id,
+                len(self.gateways),
+                ", ".join(f"{g.label}={g.address}" for g in self.gateways),
+                self.ownership.topic,
+            )
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.shield(self._shutdown(started))
+
+    async def _shutdown(self, started: list[Any]) -> None:
+        self.stop_polling()
+        await self.pool.close()
+        for part in reversed(started):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(part.stop(), CLOSE_TIMEOUT_S * 2)

@@ -1,0 +1,287 @@
+"""The gateway pool against the real broker and simulated gateways: ownership from the
+gateway group, handover after kill -9 within every gateway's budget, a refused gateway's
+securities moving to the others and back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.broker.local import free_port
+from streams.opend_sim.clock import SimClock
+from streams.opend_sim.market import MarketModel
+from streams.opend_sim.scenario import load_scenario
+from streams.opend_sim.server import OpenDSimulator
+from streams.pipeline.topics import ensure_topics
+from streams.polling import spread
+from tests.integration.harness import (
+    DATA,
+    Topics,
+    Worker,
+    metric,
+    start_worker,
+    wait_for,
+    workers_stopped,
+)
+
+pytestmark = pytest.mark.integration
+
+WATCHLIST = ["HK.00700", "HK.09988", "HK.03690", "HK.01810"]
+# The budget scaled down on both sides: 10 requests per 5 s at the simulators, and the
+# same limit and window at the workers.
+LIMIT, WINDOW = 10, 5.0
+LIMITS = ["--rate-limit-requests", str(LIMIT), "--rate-limit-window", str(WINDOW)]
+SESSION = ["--session-timeout", "6"]
+
+
+class GatewayLog:
+    """Every capital distribution request one simulated gateway saw: (time, worker pid, code)."""
+
+    def __init__(self, sim: OpenDSimulator) -> None:
+        self.requests: list[tuple[float, int, str]] = []
+        self.refused = 0
+        original = sim._capital_distribution
+
+        def recording(conn: Any, request: Any, s2c: Any) -> None:
+            match = re.match(r"capflow-(\d+)-", conn.client_id)
+            pid = int(match.group(1)) if match else -1
+            code = f"HK.{request.c2s.security.code}"
+            self.requests.append((time.monotonic(), pid, code))
+            try:
+                original(conn, request, s2c)
+            except Exception:
+                self.refused += 1
+                raise
+
+        sim._capital_distribution = recording
+
+    def pids(self, since: float = 0.0) -> set[int]:
+        return {pid for t, pid, _ in self.requests if t >= since}
+
+    def codes(self, since: float = 0.0) -> set[str]:
+        return {code for t, _, code in self.requests if t >= since}
+
+    def max_in_window(self, window: float) -> int:
+        times = [t for t, _, _ in self.requests]
+        best = j = 0
+        for i, t in enumerate(times):
+            while t - times[j] >= window:
+                j += 1
+            best = max(best, i - j + 1)
+        return best
+
+    def owner_runs(self, since: float = 0.0) -> list[int]:
+        """The pids in request order with repeats folded: one entry per period of ownership."""
+        runs: list[int] = []
+        for t, pid, _ in self.requests:
+            if t < since:
+                continue
+            if not runs or runs[-1] != pid:
+                runs.append(pid)
+        return runs
+
+
+async def _gateways(count: int, ports: list[int] | None = None) -> list[OpenDSimulator]:
+    """Simulated gateways sharing one market and clock, each with its own budget."""
+    scenario = load_scenario(DATA / "failover.json")
+    market = MarketModel(scenario, seed=5)
+    clock = SimClock(start=scenario.start, speed=1.0)
+    sims = []
+    for i in range(count):
+        port = ports[i] if ports else 0
+        sim = OpenDSimulator(
+            market, clock, port=port, rate_limit_requests=LIMIT, rate_limit_window=WINDOW
+        )
+        sims.append(sim)
+    for sim in sims:
+        await sim.start()
+    return sims
+
+
+def status(w: Worker) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{w.web_port}/status/", timeout=2) as r:
+            return dict(json.loads(r.read()))
+    except OSError:
+        return {}
+
+
+def owned(w: Worker) -> set[str]:
+    return {g["gateway"] for g in status(w).get("gateways", []) if g["owned"]}
+
+
+def opend_arg(sims: list[OpenDSimulator]) -> list[str]:
+    return ["--opend", ",".join(f"127.0.0.1:{s.port}=g{i + 1}" for i, s in enumerate(sims))]
+
+
+async def test_two_workers_two_gateways_handover_after_kill9_within_budget(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    sims = await _gateways(2)
+    logs = {f"g{i + 1}": GatewayLog(sim) for i, sim in enumerate(sims)}
+    topics = Topics(topic_prefix)
+    await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(topics.names.values()), 3)
+    app_id = f"capflow-{uuid.uuid4().hex[:8]}"
+    extra = [*opend_arg(sims), *LIMITS, *SESSION, "--gateway-topic", f"{topic_prefix}.gateways"]
+    w1 = start_worker(kafka_bootstrap, 0, topics, WATCHLIST, tmp_path, app_id=app_id,
+                      name="w1", extra=extra)  # fmt: skip
+    w2 = start_worker(kafka_bootstrap, 0, topics, WATCHLIST, tmp_path, app_id=app_id,
+                      name="w2", extra=extra)  # fmt: skip
+    try:
+        with workers_stopped(w1, w2):
+            await wait_for(
+                lambda: len(owned(w1)) == 1 and len(owned(w2)) == 1,
+                120,
+                "each worker to own one gateway",
+            )
+            owner = {label: (w1 if label in owned(w1) else w2) for label in logs}
+            steady = time.monotonic()
+            await wait_for(
+                lambda: all(log.pids(steady) for log in logs.values()), 60, "both gateways polled"
+            )
+            await asyncio.sleep(3)
+            for label, log in logs.items():
+                # Exactly one worker polls each gateway, and it polls the gateway's share.
+                assert log.pids(steady) == {owner[label].proc.pid}, (label, log.pids(steady))
+                assert log.codes(steady) == set(spread.share(WATCHLIST, ["g1", "g2"], label))
+
+            victim, survivor = owner["g1"], owner["g2"]
+            victim.kill()  # SIGKILL: no goodbye to the group
+            killed = time.monotonic()
+            await wait_for(
+                lambda: survivor.proc.pid in logs["g1"].pids(killed),
+                90,
+                "the survivor to take gateway g1 over",
+            )
+            taken = time.monotonic()
+            await asyncio.sleep(3)
+            assert owned(survivor) == {"g1", "g2"}
+            assert survivor.proc.poll() is None, survivor.tail()
+            # The survivor now polls the whole watchlist (the spread did not change).
+            assert logs["g1"].codes(taken) | logs["g2"].codes(taken) == set(WATCHLIST)
+    finally:
+        for sim in sims:
+            await sim.stop()
+    for label, log in logs.items():
+        # The simulators' own counts: never over the limit, never refused.
+        assert log.refused == 0, label
+        assert log.max_in_window(WINDOW) <= LIMIT, (label, log.max_in_window(WINDOW))
+        # One worker at a time: from the steady split on, each gateway changes hands at
+        # most once (the kill). Before it a worker that joined the group first may have
+        # polled both gateways for a moment: a handover too, within the budget above.
+        runs = log.owner_runs(steady)
+        assert len(runs) == len(set(runs)), (label, runs)
+    assert logs["g1"].owner_runs()[-1] == survivor.proc.pid
+    assert victim.proc.pid in logs["g1"].owner_runs()
+    # A silent member is replaced after the session timeout, and its successor then
+    # waits out one window before its first request.
+    first_after = min(
+        t for t, pid, _ in logs["g1"].requests if pid == survivor.proc.pid and t > killed
+    )
+    assert first_after - killed >= WINDOW
+
+
+async def test_refused_gateway_moves_its_securities_and_gets_them_back(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    (up,) = await _gateways(1)
+    down_port = free_port()  # nothing listens here yet
+    logs = {"g1": GatewayLog(up)}
+    topics = Topics(topic_prefix)
+    await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(topics.names.values()), 3)
+    extra = [
+        "--opend", f"127.0.0.1:{up.port}=g1,127.0.0.1:{down_port}=g2", *LIMITS,
+        "--gateway-down-after", "2", "--no-leader-grace",
+        "--gateway-topic", f"{topic_prefix}.gateways",
+    ]  # fmt: skip
+    w = start_worker(kafka_bootstrap, 0, topics, WATCHLIST, tmp_path,
+                     app_id=f"capflow-{uuid.uuid4().hex[:8]}", extra=extra)  # fmt: skip
+    returned: list[OpenDSimulator] = []
+    try:
+        with workers_stopped(w):
+            # g2 refuses connections: after two seconds it is down and g1 polls everything.
+            await wait_for(lambda: logs["g1"].codes() == set(WATCHLIST), 90, "g1 to poll all")
+            gw = {g["gateway"]: g for g in status(w)["gateways"]}
+            assert gw["g2"]["up"] is False and gw["g2"]["securities"] == []
+            assert gw["g2"]["last_error"]  # why it counts as down
+            assert gw["g1"]["owned"] and gw["g1"]["securities"] == WATCHLIST
+            # The default schedule is adaptive: one flow feed serves every gateway's scheduler.
+            assert status(w)["schedule"] == "adaptive"
+            await wait_for(lambda: (status(w).get("flows_read") or 0) > 0, 60, "flows read back")
+            # The same per gateway in Prometheus.
+            assert metric(w.web_port, "capflow_gateway_up", 'gateway="g2"') == 0
+            assert metric(w.web_port, "capflow_gateway_up", 'gateway="g1"') == 1
+            assert metric(w.web_port, "capflow_gateway_securities", 'gateway="g1"') == 4
+            ok_g1 = 'gateway="g1",outcome="ok"'
+            assert metric(w.web_port, "capflow_gateway_requests_total", ok_g1) > 0
+            # g2 comes back: its share returns to it, g1 drops it.
+            returned.append((await _gateways(1, [down_port]))[0])
+            logs["g2"] = GatewayLog(returned[0])
+            await wait_for(lambda: bool(logs["g2"].requests), 60, "g2 to be polled again")
+            back = time.monotonic()
+            await asyncio.sleep(4)
+            share2 = set(spread.share(WATCHLIST, ["g1", "g2"], "g2"))
+            assert logs["g2"].codes(back) == share2
+            assert logs["g1"].codes(back + 1) == set(WATCHLIST) - share2
+            assert w.proc.poll() is None, w.tail()
+    finally:
+        for sim in [up, *returned]:
+            await sim.stop()
+    for label, log in logs.items():
+        assert log.refused == 0, label
+        assert log.max_in_window(WINDOW) <= LIMIT, label
+
+
+async def test_opend_sim_serves_several_gateways_each_with_its_own_budget() -> None:
+    """``capflow opend-sim --gateways 3``: three ports, one market, three budgets."""
+    import subprocess
+    import sys
+
+    from streams.broker.local import port_open
+    from streams.opend.client import OpenDClient
+    from streams.opend.errors import RateLimitError
+
+    first = next(
+        p for p in (free_port() for _ in range(50))
+        if not port_open("127.0.0.1", p + 1) and not port_open("127.0.0.1", p + 2)
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "opend-sim", "--port", str(first),
+         "--gateways", "3", "--speed", "0", "--rate-limit-requests", "2",
+         "--rate-limit-window", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(3)]
+        for i, line in enumerate(lines):
+            assert f"gateway {i} listening on 127.0.0.1:{first + i} " in line, lines
+        clients = [OpenDClient("127.0.0.1", first + i, timeout=5) for i in range(3)]
+        try:
+            for c in clients:
+                await c.ensure_connected(3)
+            # Gateway 0 spends its whole budget; the others still have all of theirs.
+            for _ in range(2):
+                await clients[0].get_capital_distribution("HK.00700")
+            with pytest.raises(RateLimitError):
+                await clients[0].get_capital_distribution("HK.00700")
+            for c in clients[1:]:
+                a = await c.get_capital_distribution("HK.00700")
+                b = await c.get_capital_distribution("HK.00700")
+                assert a.update_timestamp == b.update_timestamp  # one shared, frozen clock
+                with pytest.raises(RateLimitError):
+                    await c.get_capital_distribution("HK.00700")
+        finally:
+            for c in clients:
+                await c.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -1,0 +1,71 @@
+"""SIGTERM stops polling at once and the worker exits in bounded time, even with the
+broker gone: a replacement worker must never share a gateway's budget with one that
+is still on its way out."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from streams.broker.local import LocalKafka, free_port, port_open
+from streams.pipeline.topics import ensure_topics
+from tests.integration.harness import (
+    RequestLog,
+    Topics,
+    start_scenario_sim,
+    start_worker,
+    wait_for,
+    workers_stopped,
+)
+
+pytestmark = pytest.mark.integration
+
+# The bound the worker promises for a shutdown with Kafka unreachable, plus slack for a
+# loaded machine (the process itself gives up on Kafka after 15 s).
+EXIT_BOUND_S = 25.0
+
+
+def _free_pair() -> int:
+    for _ in range(50):
+        port = free_port()
+        if not port_open("127.0.0.1", port + 1):
+            return port
+    raise RuntimeError("no free pair of ports for the broker")
+
+
+async def test_sigterm_during_broker_outage_stops_polling_and_exits(
+    topic_prefix: str, tmp_path: Path
+) -> None:
+    broker = LocalKafka(tmp_path / "kafka", port=_free_pair())
+    broker.start(progress=False)
+    try:
+        sim, _ = await start_scenario_sim(requests=20, window=10)
+        requests = RequestLog(sim)
+        topics = Topics(topic_prefix)
+        await ensure_topics({"bootstrap_servers": broker.bootstrap}, list(topics.names.values()), 3)
+        w = start_worker(
+            broker.bootstrap, sim.port, topics, ["HK.00700", "HK.09988"], tmp_path,
+            app_id=f"capflow-{uuid.uuid4().hex[:8]}",
+            extra=["--rate-limit-requests", "20", "--rate-limit-window", "10",
+                   "--no-leader-grace", "--session-timeout", "6"],
+        )  # fmt: skip
+        with workers_stopped(w):
+            await wait_for(lambda: len(requests.times) >= 3, 120, "polling to start")
+            await asyncio.to_thread(broker.stop)
+            await asyncio.sleep(1)  # inside the ownership lease: only the signal stops polling
+            sent_at = time.monotonic()
+            w.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(w.proc.wait, EXIT_BOUND_S)
+            except Exception:
+                pytest.fail(f"worker still running {EXIT_BOUND_S}s after SIGTERM:\n{w.tail()}")
+            after = [t for t in requests.times if t > sent_at]
+        await sim.stop()
+    finally:
+        broker.stop()
+    assert after == [], f"{len(after)} OpenD requests after SIGTERM:\n{w.tail()}"

@@ -1,0 +1,351 @@
+"""Adaptive scheduler on a fake clock: the staleness floor, priorities, prediction, determinism."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+from collections import defaultdict
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.polling.adaptive import Adaptive
+from streams.polling.poller import Poller
+from streams.polling.scheduler import RoundRobin, make_scheduler
+from streams.processing.detector import DetectorState
+from streams.processing.events import flow_record
+from streams.processing.flow import FlowState, Snapshot
+from streams.processing.thresholds import DetectorParams
+
+DAY = "2024-06-03"
+T0 = 1717378200.0  # 2024-06-03 09:30 HK
+
+
+def flow(
+    sec: str,
+    t: float,
+    regime: str,
+    *,
+    large: float = 0.0,
+    turnover: float = 0.0,
+    r_w: float = 0.0,
+    d_t: float = 1.0,
+    theta: float = 0.1,
+    window: float = 300.0,
+) -> dict[str, Any]:
+    """The fields of a capflow.flow.v1 record the scheduler reads."""
+    return {
+        "security": sec,
+        "trading_day": DAY,
+        "event_ts": t,
+        "window_s": window,
+        "large_net": large,
+        "turnover": turnover,
+        "change": {"large": r_w, "turnover": d_t},
+        "threshold": theta,
+        "regime": regime,
+    }
+
+
+# -- the floor ------------------------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.integers(min_value=1, max_value=25),
+    slack=st.integers(min_value=0, max_value=10),
+    slower=st.sampled_from([1.0, 1.0, 1.1, 1.5]),
+    steps=st.integers(min_value=50, max_value=400),
+    events=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=24),  # which security
+            st.sampled_from(["INFLOW", "OUTFLOW", "NEUTRAL"]),
+            st.floats(min_value=-1e6, max_value=1e6),  # L change
+            st.floats(min_value=0, max_value=1e6),  # T change
+            st.floats(min_value=0.0, max_value=0.999),  # reply delay, share of an interval
+        ),
+        min_size=1,
+        max_size=400,
+    ),
+)
+def test_no_gap_exceeds_max_staleness_when_feasible(
+    n: int,
+    slack: int,
+    slower: float,
+    steps: int,
+    events: list[tuple[int, str, float, float, float]],
+) -> None:
+    """Whatever the flows say (flips everywhere, wild rates), every security's gap between
+    polls stays within max_staleness while N x interval <= max_staleness - 2 x interval,
+    also when requests come slower than the configured interval."""
+    interval = 1.0 * slower  # what the poller really achieves
+    max_staleness = (n + 2 + slack) * interval
+    sched = Adaptive(max_staleness, interval=1.0, min_gap=0.5, probe_gap=0.5, long_gap=0.1)
+    due = [f"HK.{i:05d}" for i in range(n)]
+    polls: dict[str, list[float]] = defaultdict(list)
+    level: dict[str, tuple[float, float]] = defaultdict(lambda: (0.0, 0.0))
+    for step in range(steps):
+        now = step * interval
+        sec = sched.next(due, now)
+        assert sec in due
+        which, regime, d_l, d_t, delay = events[step % len(events)]
+        received = now + delay * interval
+        sched.polled(sec, received)
+        polls[sec].append(received)
+        # Feed a flow for the polled security, steered by the drawn values.
+        large, turnover = level[sec]
+        large, turnover = large + d_l, turnover + d_t
+        level[sec] = (large, turnover)
+        target = due[which % n]
+        rec = flow(target, received, regime, large=large, turnover=turnover, r_w=d_l, d_t=d_t + 1)
+        sched.observe_flow(target, rec)
+    assert not sched.degraded
+    end = steps * interval
+    for sec in due:
+        times = [0.0, *polls[sec]]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        if end - times[-1] > max_staleness:
+            gaps.append(end - times[-1])
+        assert max(gaps) <= max_staleness, (sec, max(gaps))
+
+
+def test_infeasible_floor_degrades_to_round_robin_by_age(caplog: pytest.LogCaptureFixture) -> None:
+    sched = Adaptive(10.0, interval=1.0)
+    due = [f"HK.{i:05d}" for i in range(9)]  # 9 x 1 s > 10 s - 2 x 1 s
+    picked = []
+    with caplog.at_level(logging.WARNING, logger="streams.polling.adaptive"):
+        for step in range(36):
+            sec = sched.next(due, float(step))
+            assert sec is not None
+            sched.polled(sec, step + 0.5)
+            picked.append(sec)
+            if step == 1:
+                # A flip waiting for confirmation must not jump the queue now.
+                sched.observe_flow(due[5], flow(due[5], 1.0, "INFLOW"))
+                sched.observe_flow(due[5], flow(due[5], 2.0, "OUTFLOW"))
+    assert sched.degraded
+    assert picked == due * 4
+    assert any("cannot be met" in r.getMessage() for r in caplog.records)
+
+
+# -- priorities -----------------------------------------------------------------------
+
+
+def primed(n: int = 10, max_staleness: float = 600.0) -> tuple[Adaptive, list[str], float]:
+    """A scheduler that has polled ``n`` securities once (1 s apart), all INFLOW."""
+    sched = Adaptive(max_staleness, interval=1.0)
+    due = [f"HK.{i:05d}" for i in range(n)]
+    now = 0.0
+    for _ in due:
+        sec = sched.next(due, now)
+        assert sec is not None
+        sched.polled(sec, now)
+        sched.observe_flow(sec, flow(sec, now, "INFLOW", r_w=5.0, d_t=10.0, theta=1.0))
+        now += 1.0
+    return sched, due, now
+
+
+def test_pending_flip_is_polled_first_after_min_gap() -> None:
+    sched, due, _now = primed()
+    sec = due[7]
+    sched.observe_flow(sec, flow(sec, 7.5, "OUTFLOW", r_w=-5.0, d_t=10.0, theta=1.0))
+    assert sched.pending() == [sec]
+    # min_gap (3 s) after its last poll at 7.0: not before 10.0.
+    assert sched.next(due, 9.5) != sec
+    assert sched.next(due, 10.5) == sec
+    assert sched.choices["urgent"] == 1
+
+
+def test_flip_that_returns_before_confirmation_is_not_urgent() -> None:
+    sched, due, _now = primed()
+    sec = due[3]
+    sched.observe_flow(sec, flow(sec, 11.0, "OUTFLOW", r_w=-5.0, d_t=10.0, theta=1.0))
+    sched.observe_flow(sec, flow(sec, 12.0, "INFLOW", r_w=5.0, d_t=10.0, theta=1.0))
+    assert sched.pending() == []
+    assert sched.next(due, 20.0) == due[0]  # the oldest, not the returned flip
+
+
+def test_confirmed_flip_stops_being_urgent() -> None:
+    sched, due, _now = primed()
+    sec = due[3]
+    sched.observe_flow(sec, flow(sec, 11.0, "OUTFLOW", r_w=-5.0, d_t=10.0, theta=1.0))
+    sched.polled(sec, 15.0)
+    sched.observe_flow(sec, flow(sec, 15.0, "OUTFLOW", r_w=-6.0, d_t=10.0, theta=1.0))
+    assert sched.pending() == []
+    assert sched.next(due, 20.0) == due[0]
+
+
+def test_spare_budget_goes_to_the_oldest_with_neutral_weighing_less() -> None:
+    sched = Adaptive(600.0, interval=1.0)
+    due = ["HK.00001", "HK.00002"]
+    sched.next(due, 0.0)
+    sched.polled("HK.00001", 0.0)
+    sched.observe_flow("HK.00001", flow("HK.00001", 0.0, "NEUTRAL"))
+    sched.polled("HK.00002", 1.0)
+    sched.observe_flow("HK.00002", flow("HK.00002", 1.0, "INFLOW", r_w=5, d_t=10, theta=1))
+    # HK.00001 is older (100 s vs 99 s) but NEUTRAL weighs half: HK.00002 goes first.
+    assert sched.next(due, 100.0) == "HK.00002"
+    # Until the neutral one is twice as old.
+    sched.polled("HK.00002", 100.0)
+    assert sched.next(due, 150.0) == "HK.00001"
+
+
+def test_floor_beats_a_hot_security_when_a_deadline_is_due() -> None:
+    sched, due, _now = primed(n=10, max_staleness=13.0)  # 10 x 1 s <= 13 - 2: feasible, tight
+    sec = due[9]
+    sched.observe_flow(sec, flow(sec, 9.5, "OUTFLOW", r_w=-5.0, d_t=10.0, theta=1.0))
+    # HK.00000 was polled at 0.0: its deadline (0 + 13 - 2) leaves no slot to spare.
+    assert sched.next(due, 13.0) == due[0]
+
+
+# -- prediction against the real flow processor -----------------------------------------
+
+
+def _snapshot(t: float, flip: float, rate: float, base: float = 140000.0) -> Snapshot:
+    """Cumulative amounts since the open at T0: net +rate until ``flip``, then -rate."""
+    up = min(t, flip) - T0
+    down = max(0.0, t - flip)
+    return Snapshot(
+        security="HK.00700", market="HK", trading_day=DAY, event_ts=t,
+        in_super=0.0, in_big=base * (t - T0) + rate * up, in_mid=0.0, in_small=0.0,
+        out_super=0.0, out_big=base * (t - T0) + rate * down, out_mid=0.0, out_small=0.0,
+    )  # fmt: skip
+
+
+def _process(flows: FlowState, det: DetectorState, snap: Snapshot) -> dict[str, Any]:
+    params = DetectorParams()
+    point = flows.update(snap)
+    assert point is not None
+    det.step(point, params)
+    return flow_record(point, det.regime, det.threshold)
+
+
+@pytest.mark.parametrize("before", [40.0, 150.0, 260.0])
+def test_predicted_crossing_is_when_the_processor_flips(before: float) -> None:
+    """Polls every 300 s, a flip ``before`` s after the last of them, a poll after the flip
+    and one probe: the scheduler's crossing time is the first second at which the real
+    flow processor and detector would put a snapshot on the opposite side."""
+    flip = T0 + 1200.0 + before
+    polls = [T0 + 300.0 * k for k in range(1, 5)] + [flip + 120.0, flip + 130.0]
+    sched = Adaptive(600.0, interval=1.0, pad=0.0)
+    sec = "HK.00700"
+    sched.next([sec], T0)
+    flows, det = FlowState(), DetectorState()
+    for t in polls:
+        sched.polled(sec, t)
+        sched.observe_flow(sec, _process(flows, det, _snapshot(t, flip, 100000.0)))
+    assert det.regime.value == "INFLOW"
+    predicted = sched._tracks[sec].want_event
+    assert predicted is not None
+    actual = None
+    for t in range(int(polls[-1]) + 1, int(polls[-1]) + 1200):
+        f, d = copy.deepcopy(flows), copy.deepcopy(det)
+        if _process(f, d, _snapshot(float(t), flip, 100000.0))["regime"] == "OUTFLOW":
+            actual = float(t)
+            break
+    assert actual is not None
+    assert actual - 1.0 <= predicted <= actual
+
+
+def test_long_interval_with_flow_against_the_regime_probes_first() -> None:
+    """One post-flip poll after a long gap averages the flip away: probe, then predict."""
+    flip = T0 + 1350.0
+    sched = Adaptive(600.0, interval=1.0)
+    sec = "HK.00700"
+    sched.next([sec], T0)
+    flows, det = FlowState(), DetectorState()
+    for t in [T0 + 300.0 * k for k in range(1, 5)] + [T0 + 1500.0]:
+        sched.polled(sec, t)
+        sched.observe_flow(sec, _process(flows, det, _snapshot(t, flip, 100000.0)))
+    track = sched._tracks[sec]
+    assert track.want_event == T0 + 1500.0 + sched.probe_gap
+
+
+def test_steady_flow_wants_nothing_extra() -> None:
+    sched = Adaptive(600.0, interval=1.0)
+    sec = "HK.00700"
+    sched.next([sec], T0)
+    flows, det = FlowState(), DetectorState()
+    for t in [T0 + 300.0 * k for k in range(1, 6)]:
+        sched.polled(sec, t)
+        sched.observe_flow(sec, _process(flows, det, _snapshot(t, T0 + 99999.0, 100000.0)))
+    assert sched._tracks[sec].want_event is None
+
+
+def test_no_approach_inside_the_cooldown() -> None:
+    flip = T0 + 1350.0
+    sched = Adaptive(600.0, interval=1.0, cooldown=10_000.0)
+    sec = "HK.00700"
+    sched.next([sec], T0)
+    sched._tracks[sec].last_alert_t = T0  # an alert just went out
+    flows, det = FlowState(), DetectorState()
+    for t in [T0 + 300.0 * k for k in range(1, 5)] + [flip + 60.0, flip + 70.0]:
+        sched.polled(sec, t)
+        sched.observe_flow(sec, _process(flows, det, _snapshot(t, flip, 100000.0)))
+    assert sched._tracks[sec].want_event is None
+
+
+# -- clocks, determinism, factory -------------------------------------------------------
+
+
+def test_event_time_running_faster_than_the_poller_clock() -> None:
+    """A simulator at speed 20: 3 event seconds of min_gap are 0.15 poller seconds."""
+    sched = Adaptive(30.0, interval=0.05)
+    due = [f"HK.{i:05d}" for i in range(5)]
+    now = 0.0
+    for _step in range(40):
+        sec = sched.next(due, now)
+        assert sec is not None
+        sched.polled(sec, now)
+        sched.observe_flow(sec, flow(sec, T0 + 20 * now, "INFLOW", r_w=5, d_t=10, theta=1))
+        now += 0.05
+    target = due[2]
+    last = sched._tracks[target].last_poll
+    assert last is not None
+    sched.observe_flow(target, flow(target, T0 + 20 * last + 1, "OUTFLOW", r_w=-5, d_t=10, theta=1))
+    assert sched.next(due, last + 0.1) != target  # 2 event seconds: too soon
+    assert sched.next(due, last + 0.2) == target  # 4 event seconds
+
+
+def _run(sched: Adaptive, seed: int) -> list[str]:
+    due = [f"HK.{i:05d}" for i in range(8)]
+    picked = []
+    for step in range(200):
+        now = float(step)
+        sec = sched.next(due, now)
+        assert sec is not None
+        picked.append(sec)
+        sched.polled(sec, now + 0.3)
+        regime = ["INFLOW", "OUTFLOW"][(step * seed // 7) % 2]
+        sched.observe_flow(sec, flow(sec, now + 0.3, regime, r_w=step % 5 - 2.0, d_t=4.0))
+    return picked
+
+
+def test_same_inputs_same_choices() -> None:
+    assert _run(Adaptive(20.0, interval=1.0), 3) == _run(Adaptive(20.0, interval=1.0), 3)
+
+
+def test_factory_and_poller_default() -> None:
+    assert isinstance(make_scheduler("round-robin"), RoundRobin)
+    adaptive = make_scheduler("adaptive", max_staleness=120.0, interval=1.0, confirm=3)
+    assert isinstance(adaptive, Adaptive)
+    assert adaptive.max_staleness == 120.0 and adaptive.confirm == 3
+    with pytest.raises(ValueError, match="unknown schedule"):
+        make_scheduler("random")
+    with pytest.raises(ValueError, match="max_staleness"):
+        make_scheduler("adaptive", max_staleness=0.0)
+    assert isinstance(Poller.__init__.__kwdefaults__["scheduler"], type(None))
+
+
+def test_flows_read_before_polling_here_are_kept() -> None:
+    """A standby worker follows the flows; once it polls, a pending flip goes first."""
+    sched = Adaptive(600.0, interval=1.0)
+    due = [f"HK.{i:05d}" for i in range(5)]
+    sec = due[3]
+    sched.observe_flow(sec, flow(sec, 1.0, "INFLOW", r_w=5.0, d_t=10.0, theta=1.0))
+    sched.observe_flow(sec, flow(sec, 2.0, "OUTFLOW", r_w=-5.0, d_t=10.0, theta=1.0))
+    assert sched.pending() == [sec]
+    assert sched.next(due, 10.0) == sec
