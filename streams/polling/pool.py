@@ -273,7 +273,8 @@ class GatewayPool:
             )
 
     def _share_of(self, label: str) -> Callable[[], list[str]]:
-        return lambda: spread.share(self.watchlist, self.board.up_labels(), label)
+        configured = [gw.label for gw in self.gateways]
+        return lambda: spread.share(self.watchlist, self.board.up_labels(), label, configured)
 
     def _may_send_of(self, index: int) -> Callable[[], bool]:
         return lambda: not self.stopped and self.is_owner(index)

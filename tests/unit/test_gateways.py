@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import socket
 from pathlib import Path
 from typing import Any
@@ -106,28 +107,46 @@ def test_each_security_has_exactly_one_up_gateway(up: list[str]) -> None:
 
 @given(labels, st.data())
 def test_a_gateway_going_down_moves_only_its_own_securities_and_they_come_back(
-    up: list[str], data: st.DataObject
+    configured: list[str], data: st.DataObject
 ) -> None:
-    down = data.draw(st.sampled_from(up))
-    before = {s: spread.owner(s, up) for s in SECURITIES}
-    rest = [g for g in up if g != down]
-    during = {s: spread.owner(s, rest) for s in SECURITIES}
+    down = data.draw(st.sets(st.sampled_from(configured), max_size=len(configured) - 1))
+    up = [g for g in configured if g not in down]
+    before = _owners(spread.spread(SECURITIES, configured, configured))
+    during = _owners(spread.spread(SECURITIES, up, configured))
     for s in SECURITIES:
-        if before[s] != down:
+        if before[s] not in down:
             assert during[s] == before[s]  # untouched while the set changes elsewhere
         else:
-            assert during[s] != down
-    # Order of the up set does not matter, and the return restores the spread exactly.
-    assert {s: spread.owner(s, list(reversed(up))) for s in SECURITIES} == before
+            assert during[s] in up
+    # Order does not matter, and the return restores the spread exactly.
+    back = spread.spread(SECURITIES, list(reversed(configured)), list(reversed(configured)))
+    assert _owners(back) == before
 
 
-def test_spread_is_roughly_even() -> None:
-    parts = spread.spread(SECURITIES, ["acct1", "acct2", "acct3"])
-    assert all(70 <= len(p) <= 130 for p in parts.values()), {k: len(v) for k, v in parts.items()}
+@given(labels, st.data())
+def test_shares_are_even_whatever_is_down(configured: list[str], data: st.DataObject) -> None:
+    down = data.draw(st.sets(st.sampled_from(configured), max_size=len(configured) - 1))
+    up = [g for g in configured if g not in down]
+    parts = spread.spread(SECURITIES, up, configured)
+    # A gateway's staleness is its share: none may exceed an even split of the up set.
+    assert max(len(p) for p in parts.values()) == math.ceil(len(SECURITIES) / len(up))
+    if not down:
+        assert max(map(len, parts.values())) - min(map(len, parts.values())) <= 1
+
+
+def test_three_gateways_share_300_securities_exactly() -> None:
+    securities = [f"HK.{i:05d}" for i in range(1, 301)]
+    parts = spread.spread(securities, ["g1", "g2", "g3"])
+    assert sorted(len(p) for p in parts.values()) == [100, 100, 100]
+    assert [s for s in securities if s in parts["g2"]] == parts["g2"]  # watchlist order
+
+
+def _owners(parts: dict[str, list[str]]) -> dict[str, str]:
+    return {s: label for label, part in parts.items() for s in part}
 
 
 def test_nothing_is_owned_when_no_gateway_is_up() -> None:
-    assert spread.owner("HK.00700", []) is None
+    assert spread.owner("HK.00700", SECURITIES, []) is None
     assert spread.share(SECURITIES, [], "acct1") == []
     assert spread.share(SECURITIES, ["acct2"], "acct1") == []
 
