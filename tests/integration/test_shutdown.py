@@ -49,8 +49,8 @@ async def test_sigterm_during_broker_outage_stops_polling_and_exits(
         topics = Topics(topic_prefix)
         await ensure_topics({"bootstrap_servers": broker.bootstrap}, list(topics.names.values()), 3)
         w = start_worker(
-            broker.bootstrap, sim.port, topics, ["HK.00700", "HK.09988"], tmp_path,
-            app_id=f"capflow-{uuid.uuid4().hex[:8]}",
+            broker.bootstrap, topics, f"capflow-{uuid.uuid4().hex[:8]}", tmp_path,
+            opend_port=sim.port, watchlist=["HK.00700", "HK.09988"],
             extra=["--rate-limit-requests", "20", "--rate-limit-window", "10",
                    "--no-leader-grace", "--session-timeout", "6"],
         )  # fmt: skip
