@@ -12,6 +12,7 @@ the same bytes and store exactly the same state.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import orjson
 import pytest
 
+from streams.domain.amounts import ZERO
 from streams.pipeline.processor import SecurityProcessor
 from streams.processing.flow import STATE_VERSION, FlowState
 from streams.processing.thresholds import DetectorParams, ThresholdConfig
@@ -58,3 +60,39 @@ def test_the_corrected_case_carries_offsets() -> None:
     flow = orjson.loads(CASES["corrected"]["state"])["flow"]
     assert any(flow["offset"]) and flow["corrections"] and flow["duplicates"]
     assert flow["adjusted"] != flow["last_amounts"]
+
+
+def test_stored_keys_are_the_dataclass_fields_in_version_2_order() -> None:
+    stored = FlowState(window=60.0).to_dict()
+    names = [f.name for f in dataclasses.fields(FlowState)]
+    assert list(stored) == ["v", *names]
+    assert list(orjson.loads(CASES["plain"]["state"])["flow"]) == list(stored)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"history": [[1.0, 2.0, "x", 0.0, 0.0, 0.0]]}, r"^flow\.history: item 0: expected float"),
+        ({"offset": [0.0] * 7}, r"^flow\.offset: expected a list of 8 numbers"),
+        ({"truncated": 0}, r"^flow\.truncated: expected bool"),
+        ({"stale": 1.5}, r"^flow\.stale: expected int"),
+        ({"window": -1.0}, r"^flow: window must be a finite number > 0"),
+        ({"extra": 1}, r"unknown \['extra'\]"),
+    ],
+)
+def test_damaged_state_names_the_field(change: dict[str, Any], message: str) -> None:
+    stored = orjson.loads(CASES["corrected"]["state"])["flow"]
+    with pytest.raises(ValueError, match=message):
+        FlowState.from_dict({**stored, **change})
+
+
+def test_damaged_version_1_state_is_a_clear_error() -> None:
+    v1 = {**orjson.loads(CASES["plain"]["state"])["flow"], "v": 1, "offset": [0.0, 1.0]}
+    with pytest.raises(ValueError, match=r"^flow \(version 1\): not a usable state"):
+        FlowState.from_dict(v1)
+
+
+def test_zero_offsets_load_as_the_shared_zero() -> None:
+    """``_correct`` takes its exact fast path only for the ZERO instance itself."""
+    stored = orjson.loads(CASES["plain"]["state"])["flow"]
+    assert FlowState.from_dict(stored).offset is ZERO
