@@ -203,7 +203,7 @@ def _is_row(hint: Any) -> bool:
 
 def _row_loader(row: type) -> Callable[[Any], Any]:
     width = len(row._fields)  # type: ignore[attr-defined]
-    new = tuple.__new__  # checked above: skips the generated __new__ and its argument parsing
+    new = tuple.__new__  # once the row is checked: skips the generated __new__ (hot path)
 
     def load(raw: Any) -> Any:
         if type(raw) is list and len(raw) == width and {*map(type, raw)} <= _FLOAT:
@@ -226,14 +226,14 @@ def _sequence(hint: Any, where: str) -> tuple[Callable[[Any], Any], Callable[[An
     item = _field("item", args[0], where)
     load_item, dump_item = item.load, item.dump
 
-    rows = _is_row(args[0])
+    rows = _is_row(args[0])  # the history of a state: its rows are checked in one go
     width = len(args[0]._fields) if rows else 0
     make_row = functools.partial(tuple.__new__, args[0])
 
     def load(raw: Any) -> Any:
         if not isinstance(raw, list):
             raise ValueError(f"expected a list, got {raw!r}")
-        if rows and _plain_rows(raw, width):  # a history of rows: checked in one go
+        if rows and _plain_rows(raw, width):
             return kind(map(make_row, raw))
         try:
             return kind(map(load_item, raw))
