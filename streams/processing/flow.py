@@ -42,12 +42,14 @@ import math
 import operator
 import re
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
 
 from streams.domain.amounts import AMOUNT_NAMES, CLASSES, ZERO, Amounts
 from streams.domain.validation import check_amounts
+from streams.processing.stored import from_plain, to_plain
 
 __all__ = [
     "AMOUNT_NAMES",
@@ -107,7 +109,7 @@ class Snapshot:
         if not math.isfinite(ts):
             raise ValueError(f"event_ts must be finite, got {ts!r}")
         object.__setattr__(self, "event_ts", float(ts))
-        check_amounts({field: getattr(self, name) for name, field in _RECORD_FIELDS})
+        check_amounts({key: getattr(self, name) for name, key in _RECORD_FIELDS})
         for name in AMOUNT_NAMES:
             value = getattr(self, name)
             if value is not None and type(value) is not float:
@@ -200,6 +202,7 @@ class Level(NamedTuple):
 _ORIGIN = Level(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # the baseline when the day began in the window
 
 
+@dataclass(eq=False)
 class FlowState:
     """Rolling state of one security for its current trading day.
 
@@ -209,26 +212,34 @@ class FlowState:
     ``max_history`` entries. If the cap ever drops the baseline (more than
     ``max_history`` snapshots inside one window) the oldest kept entry stands in
     for it and ``truncated`` is set.
+
+    The fields are the stored state (:meth:`to_dict`, via streams.processing.stored),
+    in the order a version 2 state has always been written.
     """
 
-    def __init__(self, window: float = DEFAULT_WINDOW, max_history: int = MAX_HISTORY) -> None:
+    window: float = DEFAULT_WINDOW
+    max_history: int = MAX_HISTORY
+    trading_day: str | None = None
+    last_ts: float | None = None
+    last_amounts: Amounts | None = None  # raw, of the last accepted snapshot
+    adjusted: Amounts | None = None  # adjusted, of the last accepted snapshot
+    offset: Amounts = ZERO  # adjusted - raw, per amount, since its last correction
+    history: deque[Level] = field(default_factory=deque)
+    truncated: bool = False
+    # Counters, for metrics and tests; they survive day changes.
+    stale: int = 0
+    duplicates: int = 0
+    corrections: int = 0
+
+    def __post_init__(self) -> None:
+        window = self.window
         if not (isinstance(window, int | float) and math.isfinite(window) and window > 0):
             raise ValueError(f"window must be a finite number > 0, got {window!r}")
-        if max_history < 2:
-            raise ValueError(f"max_history must be >= 2, got {max_history}")
+        if self.max_history < 2:
+            raise ValueError(f"max_history must be >= 2, got {self.max_history}")
         self.window = float(window)
-        self.max_history = max_history
-        self.trading_day: str | None = None
-        self.last_ts: float | None = None
-        self.last_amounts: Amounts | None = None  # raw, of the last accepted snapshot
-        self.adjusted: Amounts | None = None  # adjusted, of the last accepted snapshot
-        self.offset: Amounts = ZERO  # adjusted - raw, per amount, since its last correction
-        self.history: deque[Level] = deque()
-        self.truncated = False
-        # Counters, for metrics and tests; they survive day changes.
-        self.stale = 0
-        self.duplicates = 0
-        self.corrections = 0
+        if self.offset == ZERO:
+            self.offset = ZERO  # by identity: the fast path of _correct
 
     def _start_day(self, day: str) -> None:
         self.trading_day = day
@@ -355,55 +366,51 @@ class FlowState:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able copy of the state (for a Faust table value)."""
-        return {
-            "v": STATE_VERSION,
-            "window": self.window,
-            "max_history": self.max_history,
-            "trading_day": self.trading_day,
-            "last_ts": self.last_ts,
-            "last_amounts": _list(self.last_amounts),
-            "adjusted": _list(self.adjusted),
-            "offset": list(self.offset.values()),
-            "history": [list(level) for level in self.history],
-            "truncated": self.truncated,
-            "stale": self.stale,
-            "duplicates": self.duplicates,
-            "corrections": self.corrections,
-        }
+        return {"v": STATE_VERSION, **to_plain(self)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FlowState:
-        """Restore what :meth:`to_dict` wrote (or version 1 state); behaves identically."""
+    def from_dict(cls, data: Mapping[str, Any]) -> FlowState:
+        """Restore what :meth:`to_dict` wrote, or a version 1 state; behaves identically."""
         version = data.get("v")
-        if version not in (1, STATE_VERSION):
-            raise ValueError(f"unsupported FlowState version {version!r}")
-        state = cls(window=data["window"], max_history=int(data["max_history"]))
-        state.trading_day = data["trading_day"]
-        state.last_ts = None if data["last_ts"] is None else float(data["last_ts"])
-        state.last_amounts = _amounts(data["last_amounts"])
         if version == 1:
-            state.offset = _offsets_from_v1([float(x) for x in data["offset"]])
-            last = state.last_amounts
-            state.adjusted = None if last is None else last + state.offset
-        else:
-            state.offset = Amounts.of(data["offset"])
-            state.adjusted = _amounts(data["adjusted"])
-        if state.offset == ZERO:
-            state.offset = ZERO  # by identity: the fast path of _correct
-        state.history.extend(Level(*e) for e in data["history"])
-        state.truncated = bool(data["truncated"])
-        state.stale = int(data["stale"])
-        state.duplicates = int(data["duplicates"])
-        state.corrections = int(data["corrections"])
-        return state
+            data = _upgrade_v1(data)
+        elif version != STATE_VERSION:
+            raise ValueError(f"unsupported FlowState version {version!r}")
+        return from_plain(cls, {k: v for k, v in data.items() if k != "v"}, "flow")
+
+
+def _upgrade_v1(old: Mapping[str, Any]) -> dict[str, Any]:
+    """Version 1 (changelogs may still hold it) in version 2's shape.
+
+    Version 1 kept offsets of the five series (four nets and T) and no adjusted
+    amounts; version 2 keeps per-amount offsets and the adjusted amounts.
+    """
+    try:
+        offset = _offsets_from_v1([float(x) for x in old["offset"]])
+        last = old["last_amounts"]
+        adjusted = None if last is None else Amounts.of(last) + offset
+        body = {key: old[key] for key in _V1_SAME}
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise ValueError(f"flow (version 1): not a usable state ({exc!r})") from None
+    return {**body, "adjusted": _list(adjusted), "offset": list(offset.values())}
+
+
+_V1_SAME = (
+    "window",
+    "max_history",
+    "trading_day",
+    "last_ts",
+    "last_amounts",
+    "history",
+    "truncated",
+    "stale",
+    "duplicates",
+    "corrections",
+)
 
 
 def _list(amounts: Amounts | None) -> list[float] | None:
     return None if amounts is None else list(amounts.values())
-
-
-def _amounts(values: list[float] | None) -> Amounts | None:
-    return None if values is None else Amounts.of(values)
 
 
 def _offsets_from_v1(offset: list[float]) -> Amounts:

@@ -2,8 +2,10 @@
 
 Table state and payloads are dataclasses; writing their field lists out again by hand
 in ``to_dict``/``from_dict`` lets the two drift. :func:`to_plain` and :func:`from_plain`
-read the fields instead: nested dataclasses become objects, enums their values, and
-loading checks every value against its annotation, so a damaged record fails with the
+read the fields instead: nested dataclasses become objects, enums their values, rows
+(NamedTuples of floats, such as the eight amounts) lists of numbers, and sequences
+(``list[X]``, ``tuple[X, ...]``, ``deque[X]``) lists of their items; loading checks
+every value against its annotation, so a damaged record fails with the
 path of the bad field rather than later in arithmetic. The state of a security is
 loaded and stored for every snapshot, so each class's plan is worked out once and the
 path of a bad field is only spelled out when there is one.
@@ -16,8 +18,10 @@ import functools
 import operator
 import types
 import typing
+from collections import deque
 from collections.abc import Callable, Mapping
 from enum import Enum
+from itertools import chain
 from typing import Any, NamedTuple, TypeVar
 
 T = TypeVar("T")
@@ -46,12 +50,13 @@ def from_plain(cls: type[T], data: object, where: str = "") -> T:
         raise ValueError(f"{where or cls.__name__}: expected an object, got {data!r}")
     if data.keys() != _names(klass):
         raise ValueError(_shape_problem(klass, data, where or cls.__name__))
+    names, loads, positional = _loads(klass)
     try:
-        values = {name: load(data[name]) for name, load in _loads(klass)}
+        values = list(map(operator.call, loads, map(data.__getitem__, names)))
     except ValueError:
         raise ValueError(_field_problem(klass, data, where or cls.__name__)) from None
     try:
-        return cls(**values)
+        return cls(*values) if positional else cls(**dict(zip(names, values, strict=True)))
     except ValueError as exc:  # the class's own checks (__post_init__)
         raise ValueError(f"{where or cls.__name__}: {exc}") from None
 
@@ -96,8 +101,11 @@ def _dumps(
 
 
 @functools.cache
-def _loads(cls: type) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
-    return tuple((f.name, f.load) for f in _plan(cls))
+def _loads(cls: type) -> tuple[tuple[str, ...], tuple[Callable[[Any], Any], ...], bool]:
+    """Field names, their loaders, and whether the constructor takes them in order."""
+    plan = _plan(cls)
+    positional = not any(f.kw_only is True for f in dataclasses.fields(cls) if f.init)
+    return tuple(f.name for f in plan), tuple(f.load for f in plan), positional
 
 
 @functools.cache
@@ -126,6 +134,10 @@ def _field(name: str, hint: Any, owner: str) -> _Field:
         load, dump = _enum_loader(hint), _enum_value
     elif hint in (float, int, str, bool):
         load = _SCALARS[hint]
+    elif _is_row(hint):
+        load, dump = _row_loader(hint), list
+    elif typing.get_origin(hint) in _SEQUENCES:
+        load, dump = _sequence(hint, f"{owner}.{name}")
     else:
         raise TypeError(f"{owner}.{name}: unsupported annotation {hint!r}")
     if optional:
@@ -177,3 +189,78 @@ _SCALARS: dict[type, Callable[[Any], Any]] = {
     str: _exactly(str),
     bool: _exactly(bool),
 }
+
+
+_SEQUENCES: tuple[type, ...] = (list, tuple, deque)
+
+
+def _is_row(hint: Any) -> bool:
+    """A NamedTuple whose fields are all floats (stored as a list of numbers)."""
+    if not (isinstance(hint, type) and issubclass(hint, tuple) and hasattr(hint, "_fields")):
+        return False
+    return all(h is float for h in typing.get_type_hints(hint).values())
+
+
+def _row_loader(row: type) -> Callable[[Any], Any]:
+    width = len(row._fields)  # type: ignore[attr-defined]
+    new = tuple.__new__  # once the row is checked: skips the generated __new__ (hot path)
+
+    def load(raw: Any) -> Any:
+        if type(raw) is list and len(raw) == width and {*map(type, raw)} <= _FLOAT:
+            return new(row, raw)  # the common case: what to_plain wrote, read by orjson
+        if not isinstance(raw, list) or len(raw) != width:
+            raise ValueError(f"expected a list of {width} numbers, got {raw!r}")
+        return row(*map(_float, raw))
+
+    return load
+
+
+def _sequence(hint: Any, where: str) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """Loader and dumper of ``list[X]``, ``tuple[X, ...]`` or ``deque[X]``."""
+    args = typing.get_args(hint)
+    if len(args) == 2 and args[1] is Ellipsis:
+        args = args[:1]
+    if len(args) != 1:
+        raise TypeError(f"{where}: unsupported annotation {hint!r}")
+    kind: Callable[[Any], Any] = typing.get_origin(hint)
+    item = _field("item", args[0], where)
+    load_item, dump_item = item.load, item.dump
+
+    rows = _is_row(args[0])  # the history of a state: its rows are checked in one go
+    width = len(args[0]._fields) if rows else 0
+    make_row = functools.partial(tuple.__new__, args[0])
+
+    def load(raw: Any) -> Any:
+        if not isinstance(raw, list):
+            raise ValueError(f"expected a list, got {raw!r}")
+        if rows and _plain_rows(raw, width):
+            return kind(map(make_row, raw))
+        try:
+            return kind(map(load_item, raw))
+        except ValueError:
+            for i, value in enumerate(raw):  # the first bad item, by its index
+                try:
+                    load_item(value)
+                except ValueError as exc:
+                    raise ValueError(f"item {i}: {exc}") from None
+            raise  # pragma: no cover - an item failed, then did not
+
+    if dump_item is None:
+        return load, list
+    dump_one = dump_item
+    return load, lambda values: [dump_one(v) for v in values]
+
+
+_FLOAT = {float}
+
+
+def _plain_rows(raw: list[Any], width: int) -> bool:
+    """Whether ``raw`` is a list of lists of ``width`` floats each (what orjson reads)."""
+    return (
+        {*map(type, raw)} <= _LIST
+        and {*map(len, raw)} <= {width}
+        and {*map(type, chain.from_iterable(raw))} <= _FLOAT
+    )
+
+
+_LIST = {list}

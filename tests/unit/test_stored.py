@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 import orjson
 import pytest
@@ -129,10 +131,86 @@ def test_damaged_data_names_the_field(data: object, message: str) -> None:
 def test_unsupported_annotations_are_a_programming_error() -> None:
     @dataclass
     class Odd:
-        items: list[int]
+        items: dict[str, int]
 
-    with pytest.raises(TypeError, match="unsupported annotation"):
-        from_plain(Odd, {"items": [1]})
+    @dataclass
+    class Pair:
+        items: tuple[int, str]
+
+    @dataclass
+    class Mixed:
+        row: Labelled
+
+    for cls in (Odd, Pair, Mixed):
+        with pytest.raises(TypeError, match="unsupported annotation"):
+            from_plain(cls, {"items": [1]})
+
+
+class Point(NamedTuple):
+    x: float
+    y: float
+
+
+class Labelled(NamedTuple):
+    name: str
+    y: float
+
+
+@dataclass
+class Track:
+    last: Point | None
+    points: deque[Point]
+    counts: list[int]
+    colours: tuple[Colour, ...]
+    inners: list[Inner]
+
+
+FINITE = st.floats(allow_nan=False, allow_infinity=False)
+points = st.builds(Point, FINITE, FINITE)
+tracks = st.builds(
+    Track,
+    last=st.none() | points,
+    points=st.lists(points, max_size=4).map(deque),
+    counts=st.lists(st.integers(-(2**40), 2**40), max_size=4),
+    colours=st.lists(st.sampled_from(Colour), max_size=3).map(tuple),
+    inners=st.lists(st.builds(Inner, st.sampled_from(Colour), st.floats(0, 1e12)), max_size=2),
+)
+
+
+@given(tracks)
+def test_rows_and_sequences_round_trip_through_json(value: Track) -> None:
+    plain = to_plain(value)
+    assert all(type(p) is list for p in plain["points"])  # rows are lists of numbers
+    assert plain["colours"] == [c.value for c in value.colours]
+    back = from_plain(Track, orjson.loads(orjson.dumps(plain)))
+    assert back == value and type(back.points) is deque and type(back.colours) is tuple
+    assert all(type(p) is Point for p in back.points)
+
+
+TRACK = {"last": None, "points": [[1.0, 2.0]], "counts": [1], "colours": [], "inners": []}
+
+
+def test_rows_accept_integral_numbers_as_floats() -> None:
+    got = from_plain(Track, {**TRACK, "last": [1, 2.5], "points": [[3, 4]]})
+    assert got.last == Point(1.0, 2.5) and type(got.last.x) is float
+    assert type(got.points[0].y) is float
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"last": [1.0]}, r"^t\.last: expected a list of 2 numbers"),
+        ({"last": [1.0, True]}, r"^t\.last: expected float, got True"),
+        ({"points": [[1.0, 2.0], [1.0, "x"]]}, r"^t\.points: item 1: expected float, got 'x'"),
+        ({"points": {"x": 1.0}}, r"^t\.points: expected a list"),
+        ({"counts": [1, 2.0]}, r"^t\.counts: item 1: expected int"),
+        ({"colours": ["red", "green"]}, r"^t\.colours: item 1: 'green' is not a valid Colour"),
+        ({"inners": [{"colour": "red", "size": -1}]}, r"^t\.inners: item 0: .*size must be"),
+    ],
+)
+def test_damaged_rows_and_sequences_name_the_item(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        from_plain(Track, {**TRACK, **change}, "t")
 
 
 @dataclass(frozen=True)
