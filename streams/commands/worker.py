@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 
+from streams.commands import CommandFailed, UsageError
 from streams.config import add_options, group_names, kafka_client_kwargs
 from streams.kafka_access import check_access_sync
 from streams.opend.crypto import CryptoError, load_rsa_key
@@ -20,24 +21,22 @@ from streams.polling.gateways import (
 )
 
 
-def _usage_error(message: str) -> int:
-    print(f"capflow worker: {message}", file=sys.stderr)
-    return 2
-
-
-def _check_polling(args: argparse.Namespace) -> list[Gateway] | str:
-    """The gateways to poll, or what is wrong with the polling settings."""
+def _check_polling(args: argparse.Namespace) -> list[Gateway]:
+    """The gateways to poll; bad polling settings are a usage error."""
     if not args.watchlist:
-        return "the watchlist is empty (CAPFLOW_WATCHLIST / --watchlist): nothing to poll"
+        raise UsageError(
+            "the watchlist is empty (CAPFLOW_WATCHLIST / --watchlist): nothing to poll"
+        )
     try:
         gateways = gateways_from_args(args.opend, args.opend_host, args.opend_port)
         check_resolvable(gateways)
     except GatewayConfigError as exc:
-        return f"bad gateway list (CAPFLOW_OPEND / --opend): {exc}"
+        raise UsageError(f"bad gateway list (CAPFLOW_OPEND / --opend): {exc}") from exc
     return gateways
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Check the settings, create the topics, then run the Faust worker until stopped."""
     from aiokafka.errors import KafkaError
 
     from streams.pipeline.app import STATE_TABLE, Pipeline
@@ -53,20 +52,15 @@ def _run(args: argparse.Namespace) -> int:
         except SecurityFormatError as exc:
             bad.append(str(exc))
     if bad:
-        return _usage_error(
-            "bad watchlist (CAPFLOW_WATCHLIST / --watchlist):\n  " + "\n  ".join(bad)
-        )
+        raise UsageError("bad watchlist (CAPFLOW_WATCHLIST / --watchlist):\n  " + "\n  ".join(bad))
     if args.opend_rsa_key:
         try:
             load_rsa_key(args.opend_rsa_key)
         except CryptoError as exc:
-            return _usage_error(f"--opend-rsa-key: {exc}")
+            raise UsageError(f"--opend-rsa-key: {exc}") from exc
     gateways: list[Gateway] = []
     if not args.no_poller:
-        checked = _check_polling(args)
-        if isinstance(checked, str):
-            return _usage_error(checked)
-        gateways = checked
+        gateways = _check_polling(args)
     topics = [args.topic_distribution, args.topic_flow, args.topic_alerts, args.topic_deadletter]
     kafka = kafka_client_kwargs(args)
     # A wrong password, certificate or missing ACL ends here, in seconds, instead of in
@@ -83,8 +77,7 @@ def _run(args: argparse.Namespace) -> int:
         if gateways:
             asyncio.run(ensure_control_topic(kafka, control_topic(args), len(gateways)))
     except (ConnectionError, TopicMismatchError, ControlTopicError, KafkaError) as exc:
-        print(f"capflow worker: {exc}", file=sys.stderr)
-        return 1
+        raise CommandFailed(str(exc)) from exc
     for gw in gateways:
         refused = probe(gw)
         if refused is not None:
@@ -137,4 +130,4 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         choices=["debug", "info", "warn", "error"],
         help="log level (default %(default)s)",
     )
-    parser.set_defaults(func=_run)
+    parser.set_defaults(func=run)
