@@ -56,7 +56,8 @@ def _positive_float(value: str) -> float:
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
-def _protocol(value: str) -> str:
+def parse_protocol(value: str) -> str:
+    """A Kafka security protocol in any case, or ValueError naming the ones there are."""
     name = value.strip().upper()
     if name not in SECURITY_PROTOCOLS:
         raise ValueError(f"expected one of {', '.join(SECURITY_PROTOCOLS)}")
@@ -94,7 +95,7 @@ OPTIONS: tuple[Option, ...] = (
         "kafka_security_protocol",
         "PLAINTEXT",
         "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
-        _protocol,
+        parse_protocol,
         group="kafka",
     ),
     Option("kafka_sasl_mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", group="kafka"),
@@ -317,24 +318,10 @@ def group_names(*groups: str) -> list[str]:
 
 
 def kafka_client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """aiokafka connection kwargs, including SASL/SSL pass-through for managed clusters."""
-    kwargs: dict[str, Any] = {"bootstrap_servers": args.kafka_bootstrap}
-    protocol = _protocol(str(getattr(args, "kafka_security_protocol", "PLAINTEXT")))
-    if protocol != "PLAINTEXT":
-        kwargs["security_protocol"] = protocol
-    if "SSL" in protocol:
-        import ssl
+    """aiokafka connection kwargs of a command's options (see ``KafkaSettings``)."""
+    from streams.settings import KafkaSettings  # settings builds on this module's table
 
-        from aiokafka.helpers import create_ssl_context
-
-        cafile = getattr(args, "kafka_ssl_cafile", "") or None
-        ctx: ssl.SSLContext = create_ssl_context(cafile=cafile)
-        kwargs["ssl_context"] = ctx
-    if protocol.startswith("SASL"):
-        kwargs["sasl_mechanism"] = args.kafka_sasl_mechanism or "PLAIN"
-        kwargs["sasl_plain_username"] = args.kafka_sasl_username
-        kwargs["sasl_plain_password"] = args.kafka_sasl_password
-    return kwargs
+    return dict(KafkaSettings.from_args(args).client_kwargs)
 
 
 def describe_environment() -> str:

@@ -8,7 +8,7 @@ import logging
 import sys
 
 from streams.commands import CommandFailed, UsageError
-from streams.config import add_options, group_names, kafka_client_kwargs
+from streams.config import add_options, group_names
 from streams.kafka_access import check_access_sync
 from streams.opend.crypto import CryptoError, load_rsa_key
 from streams.opend.security import SecurityFormatError, parse_security
@@ -19,6 +19,7 @@ from streams.polling.gateways import (
     gateways_from_args,
     probe,
 )
+from streams.settings import WorkerConfig
 
 
 def _check_polling(args: argparse.Namespace) -> list[Gateway]:
@@ -43,7 +44,6 @@ def run(args: argparse.Namespace) -> int:
     from streams.pipeline.shutdown import StoppingWorker
     from streams.pipeline.topics import TopicMismatchError, ensure_topics
     from streams.polling.ownership import ControlTopicError, ensure_control_topic
-    from streams.polling.service import control_topic, gateway_group
 
     bad = []
     for security in args.watchlist:
@@ -61,21 +61,21 @@ def run(args: argparse.Namespace) -> int:
     gateways: list[Gateway] = []
     if not args.no_poller:
         gateways = _check_polling(args)
-    topics = [args.topic_distribution, args.topic_flow, args.topic_alerts, args.topic_deadletter]
-    kafka = kafka_client_kwargs(args)
+    config = WorkerConfig.from_args(args)  # the one place the options become settings
+    topics = config.topics.all()
+    kafka = config.kafka.client_kwargs
     # A wrong password, certificate or missing ACL ends here, in seconds, instead of in
     # Faust's retries; Faust's own topics (state changelog, leader election) count too.
     faust_topics = [f"{args.app_id}-{STATE_TABLE}-changelog", f"{args.app_id}-__assignor-__leader"]
-    check_access_sync(kafka, topics + faust_topics, args.kafka_connect_timeout, group=args.app_id)
+    timeout = config.kafka.connect_timeout
+    check_access_sync(kafka, topics + faust_topics, timeout, group=config.worker.app_id)
     if gateways:  # the gateway group and its control topic (see streams.polling.service)
-        check_access_sync(
-            kafka, [control_topic(args)], args.kafka_connect_timeout, group=gateway_group(args)
-        )
+        check_access_sync(kafka, [config.control_topic], timeout, group=config.gateway_group)
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
     try:
-        asyncio.run(ensure_topics(kafka, topics, args.topic_partitions))
+        asyncio.run(ensure_topics(kafka, topics, config.topics.partitions))
         if gateways:
-            asyncio.run(ensure_control_topic(kafka, control_topic(args), len(gateways)))
+            asyncio.run(ensure_control_topic(kafka, config.control_topic, len(gateways)))
     except (ConnectionError, TopicMismatchError, ControlTopicError, KafkaError) as exc:
         raise CommandFailed(str(exc)) from exc
     for gw in gateways:
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-    pipeline = Pipeline(args)
+    pipeline = Pipeline(config)
     opend = ", ".join(f"{g.label}={g.address}" for g in gateways) or "none (--no-poller)"
     print(
         f"capflow worker: app {args.app_id}, Kafka {args.kafka_bootstrap}, "
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         loglevel=args.loglevel,
         quiet=True,
         before_stop=polling.stop_polling if polling is not None else None,
-        timeout=args.shutdown_timeout,
+        timeout=config.worker.shutdown_timeout,
     )
     # Faust's progress spinner lowers the root logger to DEBUG at --loglevel warn/error,
     # which makes every debug call in the hot path build a log record.
