@@ -10,9 +10,11 @@ import argparse
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,20 @@ EXTRA_ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
     ("CAPFLOW_KAFKA_VERSION", "capflow kafka: broker version fetched from Maven", "see --help"),
     ("CAPFLOW_CACHE_DIR", "capflow kafka: where broker jars are cached", "~/.cache/capflow"),
 )
+
+
+def extra_env(name: str, default: T, parse: Callable[[str], T]) -> T:
+    """A single command's variable from ``EXTRA_ENVIRONMENT`` (so ``--help`` lists it),
+    parsed, or ``default`` when unset; a value that does not parse ends the command."""
+    if name not in {env for env, _, _ in EXTRA_ENVIRONMENT}:
+        raise KeyError(f"{name} is not listed in EXTRA_ENVIRONMENT")
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise SystemExit(f"capflow: {name}={raw!r} is not valid: {exc}") from exc
 
 
 # Secrets of single commands (argument names), masked like the secret OPTIONS.

@@ -131,10 +131,10 @@ async def test_two_workers_two_gateways_handover_after_kill9_within_budget(
     await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(topics.names.values()), 3)
     app_id = f"capflow-{uuid.uuid4().hex[:8]}"
     extra = [*opend_arg(sims), *LIMITS, *SESSION, "--gateway-topic", f"{topic_prefix}.gateways"]
-    w1 = start_worker(kafka_bootstrap, 0, topics, WATCHLIST, tmp_path, app_id=app_id,
-                      name="w1", extra=extra)  # fmt: skip
-    w2 = start_worker(kafka_bootstrap, 0, topics, WATCHLIST, tmp_path, app_id=app_id,
-                      name="w2", extra=extra)  # fmt: skip
+    w1 = start_worker(kafka_bootstrap, topics, app_id, tmp_path, name="w1", opend_port=0,
+                      watchlist=WATCHLIST, extra=extra)  # fmt: skip
+    w2 = start_worker(kafka_bootstrap, topics, app_id, tmp_path, name="w2", opend_port=0,
+                      watchlist=WATCHLIST, extra=extra)  # fmt: skip
     try:
         with workers_stopped(w1, w2):
             await wait_for(
@@ -202,8 +202,8 @@ async def test_refused_gateway_moves_its_securities_and_gets_them_back(
         "--gateway-down-after", "2", "--no-leader-grace",
         "--gateway-topic", f"{topic_prefix}.gateways",
     ]  # fmt: skip
-    w = start_worker(kafka_bootstrap, 0, topics, WATCHLIST, tmp_path,
-                     app_id=f"capflow-{uuid.uuid4().hex[:8]}", extra=extra)  # fmt: skip
+    w = start_worker(kafka_bootstrap, topics, f"capflow-{uuid.uuid4().hex[:8]}", tmp_path,
+                     opend_port=0, watchlist=WATCHLIST, extra=extra)  # fmt: skip
     returned: list[OpenDSimulator] = []
     try:
         with workers_stopped(w):
