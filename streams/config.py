@@ -10,9 +10,11 @@ import argparse
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,8 @@ def _positive_float(value: str) -> float:
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
-def _protocol(value: str) -> str:
+def parse_protocol(value: str) -> str:
+    """A Kafka security protocol in any case, or ValueError naming the ones there are."""
     name = value.strip().upper()
     if name not in SECURITY_PROTOCOLS:
         raise ValueError(f"expected one of {', '.join(SECURITY_PROTOCOLS)}")
@@ -94,7 +97,7 @@ OPTIONS: tuple[Option, ...] = (
         "kafka_security_protocol",
         "PLAINTEXT",
         "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
-        _protocol,
+        parse_protocol,
         group="kafka",
     ),
     Option("kafka_sasl_mechanism", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", group="kafka"),
@@ -263,6 +266,20 @@ EXTRA_ENVIRONMENT: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def extra_env(name: str, default: T, parse: Callable[[str], T]) -> T:
+    """A single command's variable from ``EXTRA_ENVIRONMENT`` (so ``--help`` lists it),
+    parsed, or ``default`` when unset; a value that does not parse ends the command."""
+    if name not in {env for env, _, _ in EXTRA_ENVIRONMENT}:
+        raise KeyError(f"{name} is not listed in EXTRA_ENVIRONMENT")
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise SystemExit(f"capflow: {name}={raw!r} is not valid: {exc}") from exc
+
+
 # Secrets of single commands (argument names), masked like the secret OPTIONS.
 SECRET_ARGUMENTS: tuple[str, ...] = ("webhook_secret",)
 
@@ -317,24 +334,10 @@ def group_names(*groups: str) -> list[str]:
 
 
 def kafka_client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """aiokafka connection kwargs, including SASL/SSL pass-through for managed clusters."""
-    kwargs: dict[str, Any] = {"bootstrap_servers": args.kafka_bootstrap}
-    protocol = _protocol(str(getattr(args, "kafka_security_protocol", "PLAINTEXT")))
-    if protocol != "PLAINTEXT":
-        kwargs["security_protocol"] = protocol
-    if "SSL" in protocol:
-        import ssl
+    """aiokafka connection kwargs of a command's options (see ``KafkaSettings``)."""
+    from streams.settings import KafkaSettings  # settings builds on this module's table
 
-        from aiokafka.helpers import create_ssl_context
-
-        cafile = getattr(args, "kafka_ssl_cafile", "") or None
-        ctx: ssl.SSLContext = create_ssl_context(cafile=cafile)
-        kwargs["ssl_context"] = ctx
-    if protocol.startswith("SASL"):
-        kwargs["sasl_mechanism"] = args.kafka_sasl_mechanism or "PLAIN"
-        kwargs["sasl_plain_username"] = args.kafka_sasl_username
-        kwargs["sasl_plain_password"] = args.kafka_sasl_password
-    return kwargs
+    return dict(KafkaSettings.from_args(args).client_kwargs)
 
 
 def describe_environment() -> str:

@@ -14,14 +14,14 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import signal
 import sys
 from typing import Any
 
 from streams.commands import CommandFailed, UsageError
-from streams.config import add_options, group_names
+from streams.config import add_options, extra_env, group_names
 from streams.kafka_access import check_access
+from streams.settings import KafkaSettings
 from streams.sinks.alertmanager import DEFAULT_GENERATOR_URL, AlertmanagerSink
 from streams.sinks.chat import FORMATS, ChatSink, telegram_chat_id
 from streams.sinks.console import format_alert, json_line
@@ -42,8 +42,21 @@ log = logging.getLogger(__name__)
 WEBHOOK_FORMATS = ("cloudevents", *FORMATS)
 
 
+def follow_params(args: argparse.Namespace) -> FollowParams:
+    """What the follower reads: the alerts topic, from where, which securities, how long."""
+    return FollowParams(
+        kafka=KafkaSettings.from_args(args).client_kwargs,
+        topic=args.topic_alerts,
+        group=args.group or None,
+        from_beginning=bool(args.from_beginning),
+        securities=frozenset(s.strip() for s in (args.security or []) if s.strip()),
+        max_events=args.max,
+        timeout=args.timeout,
+    )
+
+
 def _env(name: str) -> str:
-    return os.environ.get(name, "")
+    return extra_env(name, "", str)
 
 
 def _warn(message: str) -> None:
@@ -111,7 +124,7 @@ async def _run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:  # UsageError included: flags that cannot work together
         raise UsageError(str(exc)) from exc
-    params = FollowParams.from_args(args)
+    params = follow_params(args)
     if sinks and params.group is None:
         params.group = default_group(params.topic, identities)
     failures = 0

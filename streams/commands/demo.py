@@ -25,6 +25,7 @@ from streams.broker.local import LocalKafka, free_port
 from streams.broker.resolve import BrokerSetupError
 from streams.commands import CommandFailed
 from streams.commands.alerts import FollowParams, follow_alerts
+from streams.config import env_default, extra_env, option
 from streams.metrics import sample_sum
 from streams.opend_sim.scenario import DEMO_PATH, ScenarioError, load_scenario
 from streams.pipeline.topics import ensure_topics
@@ -235,7 +236,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--port",
         type=int,
-        default=int(os.environ.get("CAPFLOW_KAFKA_PORT", "19092")),
+        default=extra_env("CAPFLOW_KAFKA_PORT", 19092, int),
         help="local broker port (default %(default)s)",
     )
     parser.add_argument(
@@ -243,7 +244,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument(
         "--data-dir",
-        default=os.environ.get("CAPFLOW_DATA_DIR", ".capflow"),
+        default=env_default(option("data_dir")),
         help="broker data and demo logs (default %(default)s)",
     )
     parser.set_defaults(func=run)

@@ -18,11 +18,12 @@ import orjson
 from streams.commands import CommandFailed, UsageError
 from streams.config import add_options
 from streams.domain.snapshot_record import snapshot_to_proto
-from streams.opend.client import client_from_args
+from streams.opend.client import client_from_settings
 from streams.opend.crypto import CryptoError
 from streams.opend.errors import ConnectionLost, OpenDError, RequestTimeout
 from streams.opend.security import SecurityFormatError, parse_security
 from streams.opend.snapshot import CapitalDistribution, InvalidSnapshot
+from streams.settings import OpenDSettings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,7 +75,7 @@ def as_json(dist: CapitalDistribution, source: str, seq: int) -> bytes:
 async def _fetch(args: argparse.Namespace) -> int:
     status = 0
     try:
-        client = client_from_args(args)
+        client = client_from_settings(OpenDSettings.from_args(args))
     except CryptoError as exc:
         raise UsageError(f"--opend-rsa-key: {exc}") from exc
     try:

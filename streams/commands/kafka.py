@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 from pathlib import Path
 
 from streams.broker.local import LocalKafka, metadata_ready
 from streams.broker.resolve import DEFAULT_KAFKA_VERSION, BrokerSetupError
 from streams.commands import CommandFailed
-from streams.config import add_options
+from streams.config import add_options, extra_env
 
 
 def broker_from_args(args: argparse.Namespace) -> LocalKafka:
@@ -26,13 +25,13 @@ def add_broker_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--port",
         type=int,
-        default=int(os.environ.get("CAPFLOW_KAFKA_PORT", "19092")),
+        default=extra_env("CAPFLOW_KAFKA_PORT", 19092, int),
         help="broker port on 127.0.0.1; the controller uses port+1 (env CAPFLOW_KAFKA_PORT, "
         "default %(default)s)",
     )
     parser.add_argument(
         "--kafka-version",
-        default=os.environ.get("CAPFLOW_KAFKA_VERSION", DEFAULT_KAFKA_VERSION),
+        default=extra_env("CAPFLOW_KAFKA_VERSION", DEFAULT_KAFKA_VERSION, str),
         help="org.apache.kafka:kafka_2.13 version (env CAPFLOW_KAFKA_VERSION, default %(default)s)",
     )
 

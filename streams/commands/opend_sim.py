@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sys
 from datetime import datetime
-from typing import Any
 
+from streams.commands import CommandFailed, UsageError
 from streams.config import add_options
 from streams.opend.crypto import CryptoError, load_rsa_key
 from streams.opend.framing import PROTO_QOT_GET_CAPITAL_DISTRIBUTION
@@ -20,7 +19,7 @@ from streams.opend_sim.server import OpenDSimulator
 log = logging.getLogger(__name__)
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "opend-sim",
         help="run the OpenD simulator",
@@ -192,18 +191,17 @@ async def _serve(sims: list[OpenDSimulator]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Serve every gateway until interrupted; bad flags or a scenario are usage errors."""
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
         sims = build_simulators(args)
     except (ScenarioError, CryptoError, ValueError) as exc:
-        print(f"capflow opend-sim: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from exc
     try:
         asyncio.run(_serve(sims))
     except OSError as exc:
         ports = ",".join(str(p) for p in gateway_ports(args))
-        print(f"capflow opend-sim: cannot listen on {args.host}:{ports}: {exc}", file=sys.stderr)
-        return 1
+        raise CommandFailed(f"cannot listen on {args.host}:{ports}: {exc}") from exc
     return 0

@@ -12,8 +12,9 @@ from typing import Any
 import orjson
 
 from streams.commands import CommandFailed, UsageError
-from streams.config import add_options, group_names, kafka_client_kwargs
+from streams.config import add_options, group_names
 from streams.kafka_access import check_access
+from streams.settings import KafkaSettings
 from streams.topic_partitions import assign_whole_topic
 
 
@@ -93,23 +94,22 @@ async def read_topic(
 
 
 async def _load(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    kafka = KafkaSettings.from_args(args)  # one SSL context for every client
     wanted = [] if args.flows_file else [args.topic_flow]
     if not args.alerts_file and not args.flows_file:
         wanted.append(args.topic_alerts)
     if wanted:
-        await check_access(
-            kafka_client_kwargs(args), topics=wanted, timeout=args.kafka_connect_timeout
-        )
+        await check_access(kafka.client_kwargs, topics=wanted, timeout=kafka.connect_timeout)
     if args.flows_file:
         flows = read_json_lines(args.flows_file)
     else:
-        flows = await read_topic(kafka_client_kwargs(args), args.topic_flow, args.read_timeout)
+        flows = await read_topic(kafka.client_kwargs, args.topic_flow, args.read_timeout)
     if args.alerts_file:
         alerts = read_json_lines(args.alerts_file)
     elif args.flows_file:
         alerts = []  # offline mode: do not reach for Kafka just for the markers
     else:
-        alerts = await read_topic(kafka_client_kwargs(args), args.topic_alerts, args.read_timeout)
+        alerts = await read_topic(kafka.client_kwargs, args.topic_alerts, args.read_timeout)
     return flows, alerts
 
 

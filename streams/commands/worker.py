@@ -7,7 +7,8 @@ import asyncio
 import logging
 import sys
 
-from streams.config import add_options, group_names, kafka_client_kwargs
+from streams.commands import CommandFailed, UsageError
+from streams.config import add_options, group_names
 from streams.kafka_access import check_access_sync
 from streams.opend.crypto import CryptoError, load_rsa_key
 from streams.opend.security import SecurityFormatError, parse_security
@@ -18,33 +19,31 @@ from streams.polling.gateways import (
     gateways_from_args,
     probe,
 )
+from streams.settings import WorkerConfig
 
 
-def _usage_error(message: str) -> int:
-    print(f"capflow worker: {message}", file=sys.stderr)
-    return 2
-
-
-def _check_polling(args: argparse.Namespace) -> list[Gateway] | str:
-    """The gateways to poll, or what is wrong with the polling settings."""
+def _check_polling(args: argparse.Namespace) -> list[Gateway]:
+    """The gateways to poll; bad polling settings are a usage error."""
     if not args.watchlist:
-        return "the watchlist is empty (CAPFLOW_WATCHLIST / --watchlist): nothing to poll"
+        raise UsageError(
+            "the watchlist is empty (CAPFLOW_WATCHLIST / --watchlist): nothing to poll"
+        )
     try:
         gateways = gateways_from_args(args.opend, args.opend_host, args.opend_port)
         check_resolvable(gateways)
     except GatewayConfigError as exc:
-        return f"bad gateway list (CAPFLOW_OPEND / --opend): {exc}"
+        raise UsageError(f"bad gateway list (CAPFLOW_OPEND / --opend): {exc}") from exc
     return gateways
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Check the settings, create the topics, then run the Faust worker until stopped."""
     from aiokafka.errors import KafkaError
 
     from streams.pipeline.app import STATE_TABLE, Pipeline
     from streams.pipeline.shutdown import StoppingWorker
     from streams.pipeline.topics import TopicMismatchError, ensure_topics
     from streams.polling.ownership import ControlTopicError, ensure_control_topic
-    from streams.polling.service import control_topic, gateway_group
 
     bad = []
     for security in args.watchlist:
@@ -53,38 +52,32 @@ def _run(args: argparse.Namespace) -> int:
         except SecurityFormatError as exc:
             bad.append(str(exc))
     if bad:
-        return _usage_error(
-            "bad watchlist (CAPFLOW_WATCHLIST / --watchlist):\n  " + "\n  ".join(bad)
-        )
+        raise UsageError("bad watchlist (CAPFLOW_WATCHLIST / --watchlist):\n  " + "\n  ".join(bad))
     if args.opend_rsa_key:
         try:
             load_rsa_key(args.opend_rsa_key)
         except CryptoError as exc:
-            return _usage_error(f"--opend-rsa-key: {exc}")
+            raise UsageError(f"--opend-rsa-key: {exc}") from exc
     gateways: list[Gateway] = []
     if not args.no_poller:
-        checked = _check_polling(args)
-        if isinstance(checked, str):
-            return _usage_error(checked)
-        gateways = checked
-    topics = [args.topic_distribution, args.topic_flow, args.topic_alerts, args.topic_deadletter]
-    kafka = kafka_client_kwargs(args)
+        gateways = _check_polling(args)
+    config = WorkerConfig.from_args(args)  # the one place the options become settings
+    topics = config.topics.all()
+    kafka = config.kafka.client_kwargs
     # A wrong password, certificate or missing ACL ends here, in seconds, instead of in
     # Faust's retries; Faust's own topics (state changelog, leader election) count too.
     faust_topics = [f"{args.app_id}-{STATE_TABLE}-changelog", f"{args.app_id}-__assignor-__leader"]
-    check_access_sync(kafka, topics + faust_topics, args.kafka_connect_timeout, group=args.app_id)
+    timeout = config.kafka.connect_timeout
+    check_access_sync(kafka, topics + faust_topics, timeout, group=config.worker.app_id)
     if gateways:  # the gateway group and its control topic (see streams.polling.service)
-        check_access_sync(
-            kafka, [control_topic(args)], args.kafka_connect_timeout, group=gateway_group(args)
-        )
+        check_access_sync(kafka, [config.control_topic], timeout, group=config.gateway_group)
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
     try:
-        asyncio.run(ensure_topics(kafka, topics, args.topic_partitions))
+        asyncio.run(ensure_topics(kafka, topics, config.topics.partitions))
         if gateways:
-            asyncio.run(ensure_control_topic(kafka, control_topic(args), len(gateways)))
+            asyncio.run(ensure_control_topic(kafka, config.control_topic, len(gateways)))
     except (ConnectionError, TopicMismatchError, ControlTopicError, KafkaError) as exc:
-        print(f"capflow worker: {exc}", file=sys.stderr)
-        return 1
+        raise CommandFailed(str(exc)) from exc
     for gw in gateways:
         refused = probe(gw)
         if refused is not None:
@@ -95,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-    pipeline = Pipeline(args)
+    pipeline = Pipeline(config)
     opend = ", ".join(f"{g.label}={g.address}" for g in gateways) or "none (--no-poller)"
     print(
         f"capflow worker: app {args.app_id}, Kafka {args.kafka_bootstrap}, "
@@ -109,7 +102,7 @@ def _run(args: argparse.Namespace) -> int:
         loglevel=args.loglevel,
         quiet=True,
         before_stop=polling.stop_polling if polling is not None else None,
-        timeout=args.shutdown_timeout,
+        timeout=config.worker.shutdown_timeout,
     )
     # Faust's progress spinner lowers the root logger to DEBUG at --loglevel warn/error,
     # which makes every debug call in the hot path build a log record.
@@ -137,4 +130,4 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         choices=["debug", "info", "warn", "error"],
         help="log level (default %(default)s)",
     )
-    parser.set_defaults(func=_run)
+    parser.set_defaults(func=run)

@@ -14,7 +14,6 @@ so no caller waits forever.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import itertools
@@ -25,7 +24,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.protobuf.message import DecodeError, Message
@@ -40,6 +39,9 @@ from streams.pb.opend import InitConnect_pb2 as init_pb
 from streams.pb.opend import KeepAlive_pb2 as keepalive_pb
 from streams.pb.opend import Notify_pb2 as notify_pb
 from streams.pb.opend import Qot_GetCapitalDistribution_pb2 as capdist_pb
+
+if TYPE_CHECKING:
+    from streams.settings import OpenDSettings
 
 log = logging.getLogger(__name__)
 
@@ -423,24 +425,23 @@ class OpenDClient:
         return CapitalDistribution.from_s2c(market, code, reply.s2c)
 
 
-def client_from_args(
-    args: argparse.Namespace,
+def client_from_settings(
+    settings: OpenDSettings,
     *,
     host: str | None = None,
     port: int | None = None,
     **kwargs: Any,
 ) -> OpenDClient:
-    """The client the OpenD flags describe (host, port, timeout, RSA key file).
+    """The client the OpenD settings describe (host, port, timeout, RSA key file).
 
-    ``host``/``port`` name one gateway of ``--opend``; the other options (timeout, RSA
+    ``host``/``port`` name one gateway of ``--opend``; the other settings (timeout, RSA
     key) are the same for every gateway.
     """
-    key_file = str(getattr(args, "opend_rsa_key", "") or "")
-    key = crypto.load_rsa_key(key_file) if key_file else None
+    key = crypto.load_rsa_key(settings.rsa_key_file) if settings.rsa_key_file else None
     return OpenDClient(
-        args.opend_host if host is None else host,
-        args.opend_port if port is None else port,
-        timeout=args.opend_timeout,
+        settings.host if host is None else host,
+        settings.port if port is None else port,
+        timeout=settings.timeout,
         rsa_key=key,
         **kwargs,
     )

@@ -1,5 +1,8 @@
 """The Faust application of a worker: topics, the state table, the agent, the poller task.
 
+The web pages it serves are in ``streams.pipeline.views``; the polling service is
+assembled in ``streams.polling.service``.
+
 One table, keyed by security and backed by a changelog topic, holds each security's
 flow history and detector regime. The agent reads snapshots, updates that state and
 publishes flows and alerts; the polling service polls the OpenD gateways the
@@ -8,7 +11,6 @@ gateway group assigns this worker (``streams.polling.service``).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import time
@@ -21,15 +23,14 @@ import faust
 import faust.streams as faust_streams
 from aiokafka.errors import MessageSizeTooLargeError
 from faust.exceptions import ProducerSendError
-from faust.web import Request, Response, View
 
-from streams.config import kafka_client_kwargs
-from streams.metrics import ALERTS, DEAD_LETTERS, SNAPSHOTS_PROCESSED, STATE, exposition
+from streams.metrics import ALERTS, DEAD_LETTERS, SNAPSHOTS_PROCESSED, STATE
 from streams.pipeline.batch import Batch
 from streams.pipeline.deadletter import DeadLetter, topic_message_limit
 from streams.pipeline.processor import DecodeError, SecurityProcessor
+from streams.pipeline.views import register_views
 from streams.polling.service import PollingService
-from streams.processing.thresholds import ThresholdConfig
+from streams.settings import KafkaSettings, WorkerConfig
 
 log = logging.getLogger(__name__)
 
@@ -61,36 +62,36 @@ def _raw_schema() -> faust.Schema:
     )
 
 
-def _credentials(args: argparse.Namespace) -> Any:
+def _credentials(kafka: KafkaSettings) -> Any:
     """faust broker_credentials for SASL/SSL managed clusters (None for PLAINTEXT)."""
-    protocol = args.kafka_security_protocol
+    protocol = kafka.security_protocol
     if protocol == "PLAINTEXT":
         return None
-    kwargs = kafka_client_kwargs(args)
+    kwargs = kafka.client_kwargs
     if protocol.startswith("SASL"):
         return faust.SASLCredentials(
-            username=args.kafka_sasl_username,
-            password=args.kafka_sasl_password,
-            mechanism=args.kafka_sasl_mechanism or "PLAIN",
+            username=kafka.sasl_username,
+            password=kafka.sasl_password,
+            mechanism=kafka.sasl_mechanism or "PLAIN",
             ssl_context=kwargs.get("ssl_context"),
         )
     return faust.SSLCredentials(kwargs["ssl_context"])
 
 
 class Pipeline:
-    """Builds and holds everything a worker runs, from the parsed settings."""
+    """Builds and holds everything a worker runs, from its settings."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        partitions = args.topic_partitions
-        brokers = [f"kafka://{b.strip()}" for b in args.kafka_bootstrap.split(",")]
-        datadir = Path(args.data_dir) / f"worker-{args.web_port}"
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        topics, worker = config.topics, config.worker
+        partitions = topics.partitions
+        datadir = Path(worker.data_dir) / f"worker-{worker.web_port}"
         datadir.mkdir(parents=True, exist_ok=True)
         self.app = faust.App(
-            args.app_id,
-            broker=brokers,
-            broker_credentials=_credentials(args),
-            store=args.store,
+            worker.app_id,
+            broker=config.kafka.brokers,
+            broker_credentials=_credentials(config.kafka),
+            store=worker.store,
             datadir=str(datadir),
             topic_partitions=partitions,
             topic_replication_factor=1,
@@ -100,29 +101,29 @@ class Pipeline:
             producer_linger_ms=PRODUCER_LINGER_MS,
             producer_max_batch_size=PRODUCER_MAX_BATCH,
             broker_commit_interval=1.0,
-            broker_session_timeout=args.session_timeout,
-            broker_heartbeat_interval=max(args.session_timeout / 10, 0.5),
+            broker_session_timeout=worker.session_timeout,
+            broker_heartbeat_interval=max(worker.session_timeout / 10, 0.5),
             consumer_auto_offset_reset="earliest",
-            web_port=args.web_port,
+            web_port=worker.web_port,
             web_bind="127.0.0.1",
             web_host="127.0.0.1",
         )
         # One Schema per topic: Faust may rewrite the serializers of a schema it is given.
         self.snapshots = self.app.topic(
-            args.topic_distribution, schema=_raw_schema(), partitions=partitions
+            topics.distribution, schema=_raw_schema(), partitions=partitions
         )
-        self.flows = self.app.topic(args.topic_flow, schema=_raw_schema(), partitions=partitions)
-        self.alerts = self.app.topic(args.topic_alerts, schema=_raw_schema(), partitions=partitions)
+        self.flows = self.app.topic(topics.flow, schema=_raw_schema(), partitions=partitions)
+        self.alerts = self.app.topic(topics.alerts, schema=_raw_schema(), partitions=partitions)
         self.deadletter = self.app.topic(
-            args.topic_deadletter, schema=_raw_schema(), partitions=partitions
+            topics.deadletter, schema=_raw_schema(), partitions=partitions
         )
         # bytes key and value types make Faust pick the raw codec for the changelog.
         self.state = self.app.Table(
             STATE_TABLE, default=None, partitions=partitions, key_type=bytes, value_type=bytes
         )
         # CLI/env values, then the thresholds file's defaults, markets and securities.
-        self.processor = SecurityProcessor(ThresholdConfig.from_args(args))
-        self.polling: PollingService | None = None if args.no_poller else PollingService(args)
+        self.processor = SecurityProcessor(config.flow.thresholds())
+        self.polling: PollingService | None = PollingService(config) if worker.poller else None
         self._dead_letter_bytes: int | None = None
         self._register()
 
@@ -213,10 +214,12 @@ class Pipeline:
             limit = int(self.app.conf.producer_max_request_size)
             try:
                 topic_limit = await topic_message_limit(
-                    kafka_client_kwargs(self.args), self.args.topic_deadletter
+                    self.config.kafka.client_kwargs, self.config.topics.deadletter
                 )
             except Exception as exc:  # the producer's limit still holds
-                log.warning("max.message.bytes of %s unknown: %r", self.args.topic_deadletter, exc)
+                log.warning(
+                    "max.message.bytes of %s unknown: %r", self.config.topics.deadletter, exc
+                )
                 topic_limit = None
             if topic_limit is not None:
                 limit = min(limit, topic_limit)
@@ -237,7 +240,7 @@ class Pipeline:
         # Through the producer itself: a refusal then raises here, once, instead of also
         # failing a Faust message future that nobody awaits.
         producer = self.app.producer
-        fut = await producer.send(self.args.topic_deadletter, key, value, None, None, headers)
+        fut = await producer.send(self.config.topics.deadletter, key, value, None, None, headers)
         await fut
 
     # -- wiring ---------------------------------------------------------------------
@@ -251,61 +254,20 @@ class Pipeline:
             async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
                 await self.handle_batch(events)
 
-        if not self.args.no_poller:
+        if self.polling is not None:
 
             @app.task
             async def poll() -> None:
                 await self.run_poller()
 
-        @app.page("/metrics/")
-        class Metrics(View):
-            async def get(self, request: Request) -> Response:
-                return self.bytes(exposition(), content_type="text/plain; version=0.0.4")
-
-        polling = self.polling
-
-        @app.page("/status/")
-        class Status(View):
-            async def get(self, request: Request) -> Response:
-                if polling is None:
-                    return self.json({"poller": False, "gateways": []})
-                return self.json(
-                    {
-                        "poller": True,
-                        "worker": polling.worker_id,
-                        "stopping": polling.pool.stopped,
-                        "schedule": polling.schedule,
-                        "flows_read": polling.flows_read(),
-                        "gateways": polling.pool.status(),
-                    }
-                )
-
-        @app.page("/polling/")
-        class Polling(View):
-            async def get(self, request: Request) -> Response:
-                if polling is None:
-                    return self.json({"poller": False, "gateways": []})
-                return self.json({"poller": True, **polling.pool.polling_status(time.time())})
-
-        table = self.state
-
-        @app.page("/flow/{security}/")
-        class FlowState(View):
-            @app.table_route(table=table, match_info="security")  # type: ignore[arg-type]
-            async def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-                security = str(kwargs["security"])
-                blob = table.get(security.encode())
-                if blob is None:
-                    return self.json({"security": security, "error": "no state"}, status=404)
-                return self.json({"security": security, **SecurityProcessor.describe(blob)})
-
+        register_views(app, self.polling, self.state)
         STATE.lag = self._lag
 
     def _lag(self) -> dict[str, int]:
         consumer = self.app.consumer
         out: dict[str, int] = {}
         for tp in consumer.assignment():
-            if tp.topic != self.args.topic_distribution:
+            if tp.topic != self.config.topics.distribution:
                 continue
             high = consumer.highwater(tp)
             committed = getattr(consumer, "_committed_offset", {}).get(tp)

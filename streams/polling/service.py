@@ -14,7 +14,6 @@ another worker can take over, then the Kafka clients close, each within a bound.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -22,8 +21,7 @@ import os
 import uuid
 from typing import Any
 
-from streams.config import kafka_client_kwargs
-from streams.opend.client import OpenDClient, client_from_args
+from streams.opend.client import OpenDClient, client_from_settings
 from streams.polling import market_state
 from streams.polling.flow_feedback import FlowFeedback
 from streams.polling.gateways import Gateway, gateways_from_args
@@ -34,45 +32,36 @@ from streams.polling.publisher import SnapshotPublisher
 from streams.polling.scheduler import Scheduler, make_scheduler
 from streams.polling.status import GatewayStatusBoard
 from streams.ratelimit import SlidingWindowLimiter, limit_margin
+from streams.settings import FlowSettings, PollerSettings, WorkerConfig
 
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 5.0
 
 
-def control_topic(args: argparse.Namespace) -> str:
-    """One partition per gateway; its assignment in the gateway group is ownership."""
-    return str(getattr(args, "gateway_topic", "") or f"{args.app_id}.gateways")
-
-
-def gateway_group(args: argparse.Namespace) -> str:
-    """The consumer group whose assignment of the control topic decides ownership."""
-    return f"{args.app_id}.gateways"
-
-
-def limiter_window(args: argparse.Namespace) -> float:
+def limiter_window(poller: PollerSettings) -> float:
     """The window the client counts: OpenD's plus a margin, because OpenD counts
     arrivals and we count departures (the margin scales with the window, so a
     speeded-up simulation spends the same share of its budget as real time)."""
-    return float(args.rate_limit_window + limit_margin(args.rate_limit_window))
+    return float(poller.rate_limit_window + limit_margin(poller.rate_limit_window))
 
 
-def make_limiter(args: argparse.Namespace) -> SlidingWindowLimiter:
+def make_limiter(poller: PollerSettings) -> SlidingWindowLimiter:
     """One gateway's limiter: its budget, requests paced evenly over the window."""
-    window = limiter_window(args)
+    window = limiter_window(poller)
     return SlidingWindowLimiter(
-        args.rate_limit_requests, window, spacing=window / args.rate_limit_requests
+        poller.rate_limit_requests, window, spacing=window / poller.rate_limit_requests
     )
 
 
-def scheduler_from_args(args: argparse.Namespace) -> Scheduler:
+def scheduler_for(poller: PollerSettings, flow: FlowSettings) -> Scheduler:
     """A new scheduler of ``--schedule`` for one gateway's poller."""
     return make_scheduler(
-        getattr(args, "schedule", "round-robin"),
-        max_staleness=getattr(args, "max_staleness", 600.0),
-        interval=limiter_window(args) / args.rate_limit_requests,
-        confirm=args.confirm,
-        cooldown=args.cooldown,
+        poller.schedule,
+        max_staleness=poller.max_staleness,
+        interval=limiter_window(poller) / poller.rate_limit_requests,
+        confirm=flow.confirm,
+        cooldown=flow.cooldown,
     )
 
 
@@ -86,44 +75,45 @@ def _market_state_of(gw: Gateway, client: GatewayClient) -> MarketState | None:
 class PollingService:
     """Everything a worker needs to poll its gateways; one per worker process."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        poller = config.poller
         self.worker_id = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.gateways: list[Gateway] = gateways_from_args(
-            getattr(args, "opend", ""), args.opend_host, args.opend_port
+            config.opend.gateways, config.opend.host, config.opend.port
         )
-        kwargs = kafka_client_kwargs(args)
-        topic = control_topic(args)
-        self.publisher = SnapshotPublisher(args.topic_distribution, kwargs)
+        kwargs = config.kafka.client_kwargs
+        topic = config.control_topic
+        self.publisher = SnapshotPublisher(config.topics.distribution, kwargs)
         self.board = GatewayStatusBoard(topic, self.gateways, kwargs, worker=self.worker_id)
         self.pool = GatewayPool(
             self.gateways,
-            args.watchlist,
+            list(poller.watchlist),
             self.publisher.publish,
             self.board,
-            make_client=lambda gw: client_from_args(args, host=gw.host, port=gw.port),
+            make_client=lambda gw: client_from_settings(config.opend, host=gw.host, port=gw.port),
             make_market_state=_market_state_of,
-            make_limiter=lambda: make_limiter(args),
-            make_scheduler=lambda: scheduler_from_args(args),
+            make_limiter=lambda: make_limiter(poller),
+            make_scheduler=lambda: scheduler_for(poller, config.flow),
             is_owner=self._owns,
             is_assigned=lambda k: k in self.ownership.owned,
-            ignore_market_hours=args.ignore_market_hours,
-            handover_grace=args.leader_grace,
-            down_after=getattr(args, "gateway_down_after", 10.0),
+            ignore_market_hours=poller.ignore_market_hours,
+            handover_grace=poller.leader_grace,
+            down_after=poller.gateway_down_after,
         )
         self.ownership = GatewayOwnership(
             topic,
-            gateway_group(args),
+            config.gateway_group,
             kwargs,
-            session_timeout=args.session_timeout,
+            session_timeout=config.worker.session_timeout,
             on_assigned=self.pool.acquire,
             on_revoked=self.pool.release,
         )
         # Only the adaptive schedule reads flows; one consumer feeds every gateway's.
-        self.schedule = str(getattr(args, "schedule", "round-robin"))
+        self.schedule = poller.schedule
         self.feedback: FlowFeedback | None = None
         if self.schedule != "round-robin":
-            self.feedback = FlowFeedback(args.topic_flow, self.pool, kwargs)
+            self.feedback = FlowFeedback(config.topics.flow, self.pool, kwargs)
 
     def flows_read(self) -> int | None:
         """Flow records fed back to the schedulers so far (None: the schedule reads none)."""

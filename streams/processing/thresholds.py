@@ -203,16 +203,15 @@ class ThresholdConfig:
         return cls.from_mapping(data, defaults, where=str(path))
 
     @classmethod
-    def from_args(cls, args: object) -> ThresholdConfig:
-        """From parsed ``capflow`` options: window, theta_abs, theta_rel, confirm, cooldown
-        (any missing one keeps its built-in default) as defaults, then ``thresholds_file``
-        (if given and non-empty) layered on top."""
-        given = {k: getattr(args, k) for k in PARAM_KEYS if getattr(args, k, None) is not None}
+    def layered(cls, given: Mapping[str, Any], path: str = "") -> ThresholdConfig:
+        """The command's values (window, theta_abs, theta_rel, confirm, cooldown; any
+        missing or None keeps its built-in default) as defaults, then the thresholds
+        file at ``path`` (if non-empty) layered on top."""
+        values = {k: given[k] for k in PARAM_KEYS if given.get(k) is not None}
         try:
-            defaults = DetectorParams(**given)
+            defaults = DetectorParams(**values)
         except ThresholdConfigError as exc:
             raise ThresholdConfigError(f"options: {exc}") from None
-        path = getattr(args, "thresholds_file", None)
         if path:
             return cls.load(path, defaults)
         return cls(defaults)

@@ -15,7 +15,6 @@ follower hands each id to the handler once per run.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import inspect
@@ -29,8 +28,6 @@ from typing import Any
 
 import orjson
 
-from streams.config import kafka_client_kwargs
-
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[dict[str, Any]], Awaitable[Any] | Any]
@@ -41,7 +38,7 @@ DEDUPE_MEMORY = 100_000  # ids remembered; bounds memory on very long runs
 
 @dataclass
 class FollowParams:
-    """What ``follow_alerts`` needs; built from CLI args or directly by callers and tests."""
+    """What ``follow_alerts`` needs; built by ``capflow alerts`` from its options, or directly."""
 
     kafka: dict[str, Any] = field(default_factory=lambda: {"bootstrap_servers": "127.0.0.1:19092"})
     topic: str = "capflow.alerts.v1"
@@ -50,18 +47,6 @@ class FollowParams:
     securities: frozenset[str] = frozenset()
     max_events: int | None = None
     timeout: float | None = None
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> FollowParams:
-        return cls(
-            kafka=kafka_client_kwargs(args),
-            topic=args.topic_alerts,
-            group=args.group or None,
-            from_beginning=bool(args.from_beginning),
-            securities=frozenset(s.strip() for s in (args.security or []) if s.strip()),
-            max_events=args.max,
-            timeout=args.timeout,
-        )
 
 
 class _Seen:
@@ -295,7 +280,7 @@ class _Follower:
 
 
 async def follow_alerts(
-    params: FollowParams | argparse.Namespace,
+    params: FollowParams,
     on_event: EventHandler | None = None,
     *,
     on_record: RecordHandler | None = None,
@@ -314,8 +299,6 @@ async def follow_alerts(
     """
     from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 
-    if isinstance(params, argparse.Namespace):
-        params = FollowParams.from_args(params)
     if (on_event is None) == (on_record is None):
         raise TypeError("pass exactly one of on_event and on_record")
     if on_record is None:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.cli import COMMANDS, main
+from streams.cli import COMMANDS, build_parser, main
+from streams.commands import UsageError
 from streams.devtools import free_port
 
 # (command module, argv, exit status, text stderr must contain); {tmp} is a fresh
@@ -26,9 +27,19 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("plot", ["plot", "HK.00700", "--flows-file", "{tmp}/missing.jsonl"], 1, "capflow plot: "),
     ("plot", ["plot", "HK.00700", "--flows-file", "{tmp}/empty.jsonl"], 1, "capflow plot: "),
     ("opend_sim", ["opend-sim", "--port", "x"], 2, "invalid int value"),
+    ("opend_sim", ["opend-sim", "--gateways", "0"], 2, "capflow opend-sim: --gateways must"),
+    ("opend_sim", ["opend-sim", "--host", "256.0.0.1", "--port", "0"], 1, "cannot listen on"),
     ("fetch", ["fetch", "00700"], 2, "capflow fetch: "),
     ("fetch", ["fetch", "HK.00700", "--opend-port", "{port}"], 1, "cannot connect"),
     ("worker", ["worker", "--web-port", "x"], 2, "invalid int value"),
+    ("worker", ["worker", "--watchlist", "00700"], 2, "capflow worker: bad watchlist"),
+    (
+        "worker",
+        ["worker", "--watchlist", "", "--no-poller", "--opend-rsa-key", "{tmp}/no.pem"],
+        2,
+        "capflow worker: --opend-rsa-key",
+    ),
+    ("worker", ["worker", "--watchlist", "HK.00700", *NO_KAFKA], 1, "capflow worker: "),
     ("replay", ["replay", "{tmp}/empty.jsonl", "--speed", "0"], 2, "capflow replay: --speed"),
     ("replay", ["replay", "{tmp}/missing.jsonl"], 1, "capflow replay: "),
     ("record", ["record"], 2, "required: file"),
@@ -67,3 +78,32 @@ def test_errors_go_to_stderr_with_the_right_exit_status(
     assert text in err, err
     assert "Traceback" not in err
     assert text not in out and "error" not in out.lower(), out
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_every_command_registers_its_module_run(module: str) -> None:
+    """One entry-point shape: the parser's ``func`` is the module's public ``run``."""
+    import importlib
+
+    mod = importlib.import_module(f"streams.commands.{module}")
+    sub = build_parser()._subparsers
+    assert sub is not None
+    choices = sub._group_actions[0].choices
+    assert isinstance(choices, dict)
+    name = module.replace("_", "-")
+    assert choices[name].get_default("func") is mod.run
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["worker", "--watchlist", "00700"], ["opend-sim", "--gateways", "0"]],
+    ids=["worker", "opend-sim"],
+)
+def test_bad_usage_is_raised_not_printed(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command raises UsageError and leaves printing to the CLI, like every command."""
+    args = build_parser().parse_args(argv)
+    with pytest.raises(UsageError):
+        args.func(args)
+    assert capsys.readouterr().err == ""

@@ -202,21 +202,20 @@ async def test_stop_polling_is_immediate_and_final() -> None:
 
 
 def test_each_gateway_gets_its_own_scheduler_of_the_schedule() -> None:
-    import argparse
-
     from streams.polling.adaptive import Adaptive
-    from streams.polling.service import scheduler_from_args
+    from streams.polling.service import scheduler_for
+    from streams.settings import FlowSettings, PollerSettings
 
-    args = argparse.Namespace(
-        schedule="adaptive", max_staleness=120.0, rate_limit_window=30.0,
-        rate_limit_requests=30, confirm=2, cooldown=600.0,
-    )  # fmt: skip
-    first, second = scheduler_from_args(args), scheduler_from_args(args)
+    poller = PollerSettings(
+        schedule="adaptive", max_staleness=120.0, rate_limit_window=30.0, rate_limit_requests=30
+    )
+    flow = FlowSettings(confirm=2, cooldown=600.0)
+    first, second = scheduler_for(poller, flow), scheduler_for(poller, flow)
     assert isinstance(first, Adaptive) and isinstance(second, Adaptive)
     assert first is not second
     assert first.interval == pytest.approx(30.5 / 30)  # the limiter's window / requests
-    args.schedule = "round-robin"
-    assert isinstance(scheduler_from_args(args), RoundRobin)
+    round_robin = PollerSettings(schedule="round-robin")
+    assert isinstance(scheduler_for(round_robin, flow), RoundRobin)
 
 
 async def test_ownership_is_a_lease_that_lapses_before_the_group_can_reassign() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import replace
 
 from streams.opend.errors import NoQuoteRightError
 from streams.opend.snapshot import CapitalDistribution
@@ -173,13 +174,15 @@ def test_the_polling_service_is_built_before_the_event_loop_runs() -> None:
     included) before Faust starts the loop: nothing may need a running loop then."""
     from streams import cli
     from streams.polling.service import PollingService
+    from streams.settings import WorkerConfig
 
     args = cli.build_parser().parse_args(
         ["worker", "--kafka-bootstrap", "127.0.0.1:9", "--schedule", "adaptive",
          "--opend", "127.0.0.1:11111=a,127.0.0.1:11112=b"]
     )  # fmt: skip
-    service = PollingService(args)
+    config = WorkerConfig.from_args(args)
+    service = PollingService(config)
     assert service.feedback is not None and service.flows_read() == 0
     assert [gp.gateway.label for gp in service.pool.pollers.values()] == ["a", "b"]
-    args.schedule = "round-robin"
-    assert PollingService(args).flows_read() is None
+    round_robin = replace(config, poller=replace(config.poller, schedule="round-robin"))
+    assert PollingService(round_robin).flows_read() is None

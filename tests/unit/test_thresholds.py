@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
 import pytest
 
 from streams.processing.thresholds import DetectorParams, ThresholdConfig, ThresholdConfigError
+from streams.settings import FlowSettings
 
 
 def write(tmp_path: Path, data: object) -> Path:
@@ -86,18 +87,19 @@ def test_params_validate_directly() -> None:
         DetectorParams(confirm=0)
 
 
-def test_from_args_layers_file_over_options(tmp_path: Path) -> None:
-    args = argparse.Namespace(
-        window=120.0, theta_abs=1.0, theta_rel=0.05, confirm=2, cooldown=60.0, thresholds_file=""
-    )
-    assert ThresholdConfig.from_args(args).for_security("HK.00700") == DetectorParams(
-        120.0, 1.0, 0.05, 2, 60.0
-    )
-    args.thresholds_file = str(write(tmp_path, {"markets": {"HK": {"confirm": 4}}}))
-    config = ThresholdConfig.from_args(args)
+def test_flow_settings_layer_the_file_over_the_options(tmp_path: Path) -> None:
+    flow = FlowSettings(window=120.0, theta_abs=1.0, theta_rel=0.05, confirm=2, cooldown=60.0)
+    assert flow.thresholds().for_security("HK.00700") == DetectorParams(120.0, 1.0, 0.05, 2, 60.0)
+    path = str(write(tmp_path, {"markets": {"HK": {"confirm": 4}}}))
+    config = replace(flow, thresholds_file=path).thresholds()
     assert config.for_security("HK.00700") == DetectorParams(120.0, 1.0, 0.05, 4, 60.0)
     assert config.for_security("US.AAPL").confirm == 2
-    assert ThresholdConfig.load(args.thresholds_file).for_security("HK.1").confirm == 4
+    assert ThresholdConfig.load(path).for_security("HK.1").confirm == 4
+
+
+def test_bad_option_values_name_the_options() -> None:
+    with pytest.raises(ThresholdConfigError, match=r"^options: .*finite"):
+        FlowSettings(theta_abs=float("inf")).thresholds()
 
 
 @pytest.mark.parametrize(
