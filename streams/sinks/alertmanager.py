@@ -11,13 +11,12 @@ retries and re-deliveries are harmless.
 from __future__ import annotations
 
 import math
-from types import TracebackType
 from typing import Any
 
 import orjson
 
 from streams.processing.events import rfc3339
-from streams.sinks.http import DeliveryError, HttpPoster, Request, redact_url
+from streams.sinks.http import DeliveryError, HttpPoster, PostingSink, Request, redact_url
 
 ALERTNAME = "CapflowFlowReversal"
 API_PATH = "/api/v2/alerts"
@@ -88,7 +87,7 @@ def postable_alert(
     }
 
 
-class AlertmanagerSink:
+class AlertmanagerSink(PostingSink):
     """POST each alert as a one-element list to ``<base>/api/v2/alerts``."""
 
     kind = "alertmanager"
@@ -108,20 +107,6 @@ class AlertmanagerSink:
         self.target = redact_url(url)
         self.cooldown = cooldown
         self.generator_url = generator_url
-
-    async def __aenter__(self) -> AlertmanagerSink:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        await self.poster.close()
 
     async def deliver_once(self, event: dict[str, Any]) -> None:
         try:

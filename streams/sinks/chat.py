@@ -19,13 +19,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import orjson
 
 from streams.sinks.console import format_time, human_amount
-from streams.sinks.http import HttpPoster, Request, redact_url
+from streams.sinks.http import HttpPoster, PostingSink, Request, redact_url
 
 FORMATS = ("slack", "discord", "telegram")
 DISCORD_CONTENT_MAX = 2000
@@ -235,7 +234,7 @@ def body_retry_after(status: int, text: str) -> float | None:
     return None
 
 
-class ChatSink:
+class ChatSink(PostingSink):
     """POST one chat message per alert to an incoming webhook (or the Bot API URL)."""
 
     def __init__(
@@ -259,20 +258,6 @@ class ChatSink:
             "telegram": lambda event: telegram_message(event, telegram_chat or ""),
         }
         self.render = render[fmt]
-
-    async def __aenter__(self) -> ChatSink:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        await self.poster.close()
 
     async def deliver_once(self, event: dict[str, Any]) -> None:
         body = orjson.dumps(self.render(event))

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -175,3 +175,23 @@ class HttpPoster:
             raise DeliveryError(
                 f"{where}: {type(exc).__name__}: {reason}", retryable=True
             ) from None
+
+
+class PostingSink:
+    """A sink that posts through one :class:`HttpPoster`: usable as an async context."""
+
+    poster: HttpPoster
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.poster.close()

@@ -13,12 +13,11 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
 import orjson
 
-from streams.sinks.http import HttpPoster, Request, redact_url
+from streams.sinks.http import HttpPoster, PostingSink, Request, redact_url
 
 SIGNATURE_HEADER = "X-Capflow-Signature"
 TIMESTAMP_HEADER = "X-Capflow-Timestamp"
@@ -41,7 +40,7 @@ def verify_signature(secret: str | bytes, body: bytes, header: str | None) -> bo
     return hmac.compare_digest(expected.encode(), header.strip().encode())
 
 
-class WebhookSink:
+class WebhookSink(PostingSink):
     """Deliver one CloudEvents JSON body per POST, signed and keyed by the alert id."""
 
     kind = "webhook"
@@ -58,20 +57,6 @@ class WebhookSink:
         self.target = redact_url(url)
         self.secret = secret
         self._clock = clock
-
-    async def __aenter__(self) -> WebhookSink:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        await self.poster.close()
 
     def headers(self, event: dict[str, Any], body: bytes) -> dict[str, str]:
         """Request headers for one delivery (exposed so receivers' tests can reuse them)."""
