@@ -26,8 +26,10 @@ from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
 from streams.opend_sim.scenario import Reversal, Scenario, load_scenario, reversal_times
 from streams.opend_sim.server import OpenDSimulator
+from streams.processing.detector import INFLOW_TO_OUTFLOW, Alert
 
 DATA = Path(__file__).resolve().parent.parent / "data"
+ALERT_T0 = 1_717_378_200.0  # 2024-06-03 09:30 HKT
 QUIET = {"HK.01810"}  # its large net rate is far below theta: any alert there is a false one
 
 
@@ -105,3 +107,26 @@ async def run_cli(*argv: str, timeout: float = 60.0) -> tuple[int, str, str]:
         raise
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+def make_alert(security: str, minute: int, direction: str = INFLOW_TO_OUTFLOW) -> Alert:
+    """A confirmed reversal ``minute`` minutes into 2024-06-03, for sink tests."""
+    t = ALERT_T0 + 60.0 * minute
+    sign = -1.0 if direction == INFLOW_TO_OUTFLOW else 1.0
+    return Alert(
+        security=security,
+        market=security.split(".")[0],
+        trading_day="2024-06-03",
+        direction=direction,
+        event_ts=t + 60.0,
+        r_w=sign * 4.2e6,
+        threshold=1.5e6,
+        window_s=300.0,
+        previous_regime="INFLOW" if direction == INFLOW_TO_OUTFLOW else "OUTFLOW",
+        previous_peak=-sign * 9.0e6,
+        previous_regime_started_ts=ALERT_T0,
+        regime_started_ts=t,
+        large_net=sign * 1.0e7,
+        turnover=8.0e8,
+        confirm=2,
+    )

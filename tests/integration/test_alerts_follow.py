@@ -16,37 +16,14 @@ from aiokafka import AIOKafkaProducer
 from streams.broker.local import free_port
 from streams.commands.alerts import FollowParams, follow_alerts
 from streams.pipeline.topics import ensure_topics
-from streams.processing.detector import INFLOW_TO_OUTFLOW, OUTFLOW_TO_INFLOW, Alert
+from streams.processing.detector import OUTFLOW_TO_INFLOW
 from streams.processing.events import alert_event, alert_payload
 from streams.sinks.webhook import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify_signature
-from tests.integration.harness import run_cli
+from tests.integration.harness import make_alert, run_cli
 
 pytestmark = pytest.mark.integration
 
-T0 = 1_717_378_200.0  # 2024-06-03 09:30 HKT
 SECRET = "hook-secret"
-
-
-def make_alert(security: str, minute: int, direction: str = INFLOW_TO_OUTFLOW) -> Alert:
-    t = T0 + 60.0 * minute
-    sign = -1.0 if direction == INFLOW_TO_OUTFLOW else 1.0
-    return Alert(
-        security=security,
-        market=security.split(".")[0],
-        trading_day="2024-06-03",
-        direction=direction,
-        event_ts=t + 60.0,
-        r_w=sign * 4.2e6,
-        threshold=1.5e6,
-        window_s=300.0,
-        previous_regime="INFLOW" if direction == INFLOW_TO_OUTFLOW else "OUTFLOW",
-        previous_peak=-sign * 9.0e6,
-        previous_regime_started_ts=T0,
-        regime_started_ts=t,
-        large_net=sign * 1.0e7,
-        turnover=8.0e8,
-        confirm=2,
-    )
 
 
 A1 = make_alert("HK.00700", 15)
