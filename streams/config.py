@@ -91,6 +91,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("topic_alerts", "capflow.alerts.v1", "reversal alert topic", group="kafka"),
     Option("topic_deadletter", "capflow.deadletter.v1", "dead-letter topic", group="kafka"),
     Option(
+        "topic_capitalflow",
+        "capflow.capitalflow.v1",
+        "capital-flow (minute history, OpenD 3211) topic",
+        group="kafka",
+    ),
+    Option(
         "topic_partitions", 3, "partitions for topics capflow creates", _positive_int, group="kafka"
     ),
     Option(

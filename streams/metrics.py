@@ -36,11 +36,21 @@ OPEND_PUSHES = Counter(
 )
 SNAPSHOTS_PROCESSED = Counter(
     "capflow_snapshots_processed",
-    "snapshots read by the flow processor, by result (flow, duplicate, stale)",
+    "snapshots read by the flow processor, by result (flow, duplicate, stale, waiting: "
+    "held for the capital-flow series it names)",
     ["result"],
     registry=REGISTRY,
 )
-for _result in ("flow", "duplicate", "stale"):  # exported at 0 before the first one
+CAPITAL_FLOW_RECORDS = Counter(
+    "capflow_capital_flow_records",
+    "capital-flow (minute history) records read by the flow processor, by result "
+    "(accepted, dead_letter)",
+    ["result"],
+    registry=REGISTRY,
+)
+for _result in ("accepted", "dead_letter"):
+    CAPITAL_FLOW_RECORDS.labels(_result)
+for _result in ("flow", "duplicate", "stale", "waiting"):  # exported at 0 before the first one
     SNAPSHOTS_PROCESSED.labels(_result)
 ALERTS = Counter("capflow_alerts", "reversal alerts published", ["direction"], registry=REGISTRY)
 DEAD_LETTERS = Counter(

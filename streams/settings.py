@@ -30,10 +30,11 @@ class TopicNames:
     flow: str = _default("topic_flow")
     alerts: str = _default("topic_alerts")
     deadletter: str = _default("topic_deadletter")
+    capitalflow: str = _default("topic_capitalflow")
     partitions: int = _default("topic_partitions")
 
     def all(self) -> list[str]:
-        return [self.distribution, self.flow, self.alerts, self.deadletter]
+        return [self.distribution, self.flow, self.alerts, self.deadletter, self.capitalflow]
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TopicNames:
@@ -42,6 +43,7 @@ class TopicNames:
             flow=args.topic_flow,
             alerts=args.topic_alerts,
             deadletter=args.topic_deadletter,
+            capitalflow=getattr(args, "topic_capitalflow", _default("topic_capitalflow")),
             partitions=args.topic_partitions,
         )
 

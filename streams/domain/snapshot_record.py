@@ -43,25 +43,34 @@ class Reading(Protocol):
 
 
 def snapshot_to_proto(
-    reading: Reading, source: str, received_at_ms: int, poll_seq: int
+    reading: Reading,
+    source: str,
+    received_at_ms: int,
+    poll_seq: int,
+    capital_flow_ref_ms: int = 0,
 ) -> DistributionSnapshot:
-    """The record for one reply, plus trading day, receive time and source.
+    """The record for one reply, plus trading day, receive time and source, and the
+    capital-flow series polled before it (``capital_flow_ref_ms``, 0: none).
 
     An absent (None) super amount is left unset, so it stays distinct from 0.
     """
-    return DistributionSnapshot(
+    msg = DistributionSnapshot(
         security=reading.security,
         market=reading.market,
         qot_market=reading.qot_market,
         code=reading.code,
-        **{name: value for name, value in reading.amounts().items() if value is not None},
         update_time=reading.update_time,
         update_timestamp=reading.update_timestamp,
         trading_day=reading.trading_day,
         received_at_ms=received_at_ms,
         source=source,
         poll_seq=poll_seq,
+        capital_flow_ref_ms=capital_flow_ref_ms,
     )
+    for name, value in reading.amounts().items():
+        if value is not None:
+            setattr(msg, name, value)
+    return msg
 
 
 def record_amounts(msg: DistributionSnapshot) -> dict[str, float | None]:

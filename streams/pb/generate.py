@@ -33,7 +33,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "Qot_GetCapitalDistribution.proto",
         ),
     ),
-    ("", "", ("capflow/v1/snapshot.proto",)),
+    ("", "", ("capflow/v1/snapshot.proto", "capflow/v1/capital_flow.proto")),
 )
 
 _PY_IMPORT = re.compile(r"^import (\w+_pb2) as (\w+)$", re.MULTILINE)

@@ -18,7 +18,7 @@ from streams.processing.events import parse_alert, parse_flow
 from streams.processing.thresholds import DetectorParams, ThresholdConfig
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "definitions.md"
-T0 = 1_795_572_000.0  # 2026-11-25 10:00:00 Hong Kong time
+T0 = 1_795_570_200.0  # 2026-11-25 09:30:00 Hong Kong time, the open
 MILLION = 1e6
 PARAMS = DetectorParams(window=120, theta_abs=0, theta_rel=0.10, confirm=2, cooldown=600)
 
