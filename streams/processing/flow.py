@@ -14,14 +14,14 @@ Levels and baselines. A security's day history holds levels from snapshots (the 
 nets and T) and from minute rows of OpenD's capital flow (3211: the four nets, no
 turnover), folded in by :meth:`FlowState.fold_minutes`. The baseline of a point at t is
 the latest level at or before t - W from either source (a snapshot wins a tie), the
-open of the day's regular session counting as a level of zeros (the origin); T at a
+open of the day's regular session counting as a level of zeros (the origin). T at a
 minute level is interpolated linearly, over trading time, between the latest snapshot
 level before it (or the open, T = 0) and the earliest snapshot level after it. When
-t - W is before the open, the origin is the baseline. A level more than W of trading time (lunch breaks do
-not count) before t - W is no baseline: R_W never spans a hole in polling, nor the whole
-day's flow for a worker that starts after the open; such a point has no baseline and no
-R_W until history fills the gap. Each point names its baseline (:class:`Baseline`); the
-detector does not step on a point without one.
+t - W is before the open, the origin is the baseline. A level more than W of trading
+time (a lunch break does not count) before t - W is no baseline: R_W never spans a
+hole in polling, nor the whole day's flow for a worker that starts after the open;
+such a point has no baseline and no R_W until history fills the gap. Each point names
+its baseline (:class:`Baseline`); the detector does not step on a point without one.
 
 Late and duplicate snapshots. One older than the last accepted snapshot of its
 security (or of an earlier trading day) is ``stale``; one with the same event time
