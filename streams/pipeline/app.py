@@ -36,7 +36,7 @@ from streams.pipeline.processor import (
 )
 from streams.pipeline.views import register_views
 from streams.polling.service import PollingService
-from streams.settings import KafkaSettings, WorkerConfig
+from streams.settings import KafkaSettings, PipelineSettings
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def _credentials(kafka: KafkaSettings) -> Any:
 class Pipeline:
     """Builds and holds everything a worker runs, from its settings."""
 
-    def __init__(self, config: WorkerConfig) -> None:
+    def __init__(self, config: PipelineSettings) -> None:
         self.config = config
         topics, worker = config.topics, config.worker
         partitions = topics.partitions

@@ -110,6 +110,8 @@ def format_alert(event: dict[str, Any], colour: bool | None = None) -> str:
         f"{human_amount(data.get('previous_peak'))}",
         f"id={event_id[:12]}",
     ]
+    # Whatever a record holds, it prints as one line: no newline or escape from the data.
+    parts = [_printable(part) for part in parts]
     if not colour:
         return "  ".join(parts)
     tint = _COLOURS.get(direction, "")
@@ -117,6 +119,11 @@ def format_alert(event: dict[str, Any], colour: bool | None = None) -> str:
     parts[2] = f"{tint}{_BOLD}{parts[2]}{_RESET}"
     parts[3] = f"{tint}{parts[3]}{_RESET}"
     return "  ".join(parts)
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters (newlines, escapes) shown as '?'."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
 
 
 def json_line(event: dict[str, Any]) -> str:

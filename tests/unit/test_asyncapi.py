@@ -9,7 +9,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from streams.config import option
+from streams.settings import TopicSettings
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
@@ -21,8 +21,8 @@ def _doc() -> dict[str, Any]:
 
 def test_every_default_topic_is_a_channel() -> None:
     channels = set(_doc()["channels"])
-    for name in ("topic_distribution", "topic_flow", "topic_alerts", "topic_deadletter"):
-        assert option(name).default in channels
+    for topic in TopicSettings().all():
+        assert topic in channels
 
 
 def test_json_examples_validate_against_their_schemas() -> None:
@@ -38,3 +38,14 @@ def test_json_examples_validate_against_their_schemas() -> None:
             jsonschema.validate(example["payload"], schema)
             checked += 1
     assert checked >= 2  # the flow and the alert examples at least
+
+
+def test_embedded_protos_are_the_files() -> None:
+    """The protobuf payloads the document carries for tools are proto/'s files verbatim."""
+    messages = _doc()["components"]["messages"]
+    root = SCHEMAS.parent / "proto" / "capflow" / "v1"
+    for name, path in (
+        ("DistributionSnapshot", root / "snapshot.proto"),
+        ("CapitalFlowSeries", root / "capital_flow.proto"),
+    ):
+        assert messages[name]["payload"].strip() == path.read_text().strip(), name
