@@ -148,6 +148,20 @@ OPTIONS: tuple[Option, ...] = (
         "rate_limit_window", 30.0, "rate limit window in seconds", _positive_float, group="poller"
     ),
     Option(
+        "flow_rate_limit_requests",
+        30,
+        "capital-flow (3211) requests allowed per window, separate from capital distribution's",
+        _positive_int,
+        group="poller",
+    ),
+    Option(
+        "flow_rate_limit_window",
+        30.0,
+        "capital-flow (3211) rate limit window in seconds, separate from capital distribution's",
+        _positive_float,
+        group="poller",
+    ),
+    Option(
         "ignore_market_hours",
         False,
         "poll even when a market is closed (simulator)",

@@ -133,6 +133,8 @@ class PollerSettings:
     watchlist: tuple[str, ...] = tuple(_default("watchlist"))
     rate_limit_requests: int = _default("rate_limit_requests")
     rate_limit_window: float = _default("rate_limit_window")
+    flow_rate_limit_requests: int = _default("flow_rate_limit_requests")
+    flow_rate_limit_window: float = _default("flow_rate_limit_window")
     ignore_market_hours: bool = _default("ignore_market_hours")
     leader_grace: bool = _default("leader_grace")
     schedule: str = _default("schedule")
@@ -146,6 +148,12 @@ class PollerSettings:
             watchlist=tuple(args.watchlist),
             rate_limit_requests=args.rate_limit_requests,
             rate_limit_window=args.rate_limit_window,
+            flow_rate_limit_requests=getattr(
+                args, "flow_rate_limit_requests", _default("flow_rate_limit_requests")
+            ),
+            flow_rate_limit_window=getattr(
+                args, "flow_rate_limit_window", _default("flow_rate_limit_window")
+            ),
             ignore_market_hours=args.ignore_market_hours,
             leader_grace=args.leader_grace,
             schedule=str(getattr(args, "schedule", "round-robin")),
