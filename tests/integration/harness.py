@@ -11,7 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from streams.devtools import (  # noqa: F401 (the shared dev harness, re-exported for tests)
+    SdkMissing,
     Topics,
     Worker,
     alerts_of,
@@ -19,6 +22,8 @@ from streams.devtools import (  # noqa: F401 (the shared dev harness, re-exporte
     metric,
     read_to_end,
     read_topic,
+    run_sdk,
+    sim_process,
     start_worker,
     workers_stopped,
 )
@@ -107,6 +112,14 @@ async def run_cli(*argv: str, timeout: float = 60.0) -> tuple[int, str, str]:
         raise
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+def sdk(script: str, args: list[str], home: Path, stdin: str = "") -> Any:
+    """:func:`streams.devtools.run_sdk`, skipping the test where futu-api is missing."""
+    try:
+        return run_sdk(script, args, home, stdin)
+    except SdkMissing:
+        pytest.skip("futu-api not installed")
 
 
 def make_alert(security: str, minute: int, direction: str = INFLOW_TO_OUTFLOW) -> Alert:
