@@ -27,6 +27,7 @@ from streams.devtools import (  # noqa: F401 (the shared dev harness, re-exporte
     start_worker,
     workers_stopped,
 )
+from streams.opend import framing
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
 from streams.opend_sim.scenario import Reversal, Scenario, load_scenario, reversal_times
@@ -96,6 +97,21 @@ async def start_scenario_sim(
     )  # fmt: skip
     await sim.start()
     return sim, scenario
+
+
+async def exchange(port: int, frames: list[bytes], replies: int) -> list[framing.Frame]:
+    """Raw frames sent on one connection; the first ``replies`` frames that come back."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"".join(frames))
+        await writer.drain()
+        decoder = framing.FrameDecoder()
+        got: list[framing.Frame] = []
+        while len(got) < replies:
+            got += decoder.feed(await asyncio.wait_for(reader.read(65536), 3))
+        return got
+    finally:
+        writer.close()
 
 
 async def run_cli(*argv: str, timeout: float = 60.0) -> tuple[int, str, str]:

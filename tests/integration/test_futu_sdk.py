@@ -7,9 +7,11 @@ in another; our client runs here.
 
 from __future__ import annotations
 
+import inspect
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -181,3 +183,51 @@ async def test_a_capital_flow_rate_limit_is_an_error_to_the_sdk_and_to_our_clien
     assert "频率" in read["2:HK.00700"]["error"] and "capital flow" in read["2:HK.00700"]["error"]
     assert "error" not in read["3212"]
     assert caught.value.proto_id == 3211 and "at most 2 requests per 600" in caught.value.ret_msg
+
+
+def describe(common: Any, *modules: Any) -> dict[str, Any]:
+    """Name, number, label, type and type name of every field of ``modules``' messages,
+    and the PeriodType enum of ``common`` (run here on ours, in the SDK's process on its)."""
+    from google.protobuf import descriptor_pb2
+
+    out: dict[str, Any] = {}
+    for module in modules:
+        proto = descriptor_pb2.FileDescriptorProto()
+        module.DESCRIPTOR.CopyToProto(proto)
+        for message in proto.message_type:
+            out[f"{proto.package}.{message.name}"] = {
+                f.name: [f.number, f.label, f.type, f.type_name] for f in message.field
+            }
+    period = common.DESCRIPTOR.enum_types_by_name["PeriodType"]
+    out["PeriodType"] = {v.name: v.number for v in period.values}
+    return out
+
+
+SDK_DESCRIPTORS = (
+    "from typing import Any\n"
+    + textwrap.dedent(inspect.getsource(describe))
+    + textwrap.dedent(
+        """
+        import json, sys
+        from futu.common.pb import Qot_Common_pb2 as common
+        from futu.common.pb import Qot_GetCapitalDistribution_pb2, Qot_GetCapitalFlow_pb2
+        out = describe(common, Qot_GetCapitalFlow_pb2, Qot_GetCapitalDistribution_pb2)
+        open(sys.argv[1], "w").write(json.dumps(out))
+        """
+    )
+)
+
+
+def test_our_protocol_files_match_the_sdks(tmp_path: Path) -> None:
+    """Field names, numbers, labels and types of 3211 and 3212 as the official SDK has them."""
+    from streams.pb.opend import (
+        Qot_Common_pb2,
+        Qot_GetCapitalDistribution_pb2,
+        Qot_GetCapitalFlow_pb2,
+    )
+
+    theirs = sdk(SDK_DESCRIPTORS, [], tmp_path)
+    ours = describe(Qot_Common_pb2, Qot_GetCapitalFlow_pb2, Qot_GetCapitalDistribution_pb2)
+    assert ours == theirs
+    assert ours["PeriodType"]["PeriodType_INTRADAY"] == 1
+    assert ours["Qot_GetCapitalFlow.CapitalFlowItem"]["inFlow"][0] == 1
