@@ -5,7 +5,9 @@ the flow processor checks each record (an invalid record is a dead letter with t
 reason), so nothing that fails it reaches a table. One bad value must not poison a
 security: a far-future timestamp accepted once would make every later snapshot
 "stale", a negative amount would look like a correction. The rules are the user
-documentation's "valid snapshots" (docs/definitions.md).
+documentation's "valid snapshots" (docs/definitions.md). A capital-flow series (3211)
+is checked with the same error and the same day and security rules, plus its own
+(streams.domain.capital_flow).
 """
 
 from __future__ import annotations
