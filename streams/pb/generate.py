@@ -31,6 +31,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "GetGlobalState.proto",
             "Notify.proto",
             "Qot_GetCapitalDistribution.proto",
+            "Qot_GetCapitalFlow.proto",
         ),
     ),
     ("", "", ("capflow/v1/snapshot.proto", "capflow/v1/capital_flow.proto")),

@@ -9,8 +9,6 @@ reason by the agent, and never reaches the table.
 
 from __future__ import annotations
 
-import itertools
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -20,6 +18,7 @@ from typing import Any
 import orjson
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
+from streams.domain.capital_flow import CapitalFlow, capital_flow_from_proto
 from streams.domain.snapshot_record import record_amounts
 from streams.domain.validation import AMOUNT_FIELDS, InvalidSnapshot, validate_snapshot
 from streams.pb.capflow.v1.capital_flow_pb2 import CapitalFlowSeries
@@ -125,7 +124,9 @@ def snapshot_from_record(
 
 
 def series_from_record(key: bytes | None, value: bytes | None, now: float) -> MinuteSeries:
-    """The minute levels of a capital-flow record; DecodeError for anything unusable."""
+    """The minute levels of a capital-flow record, validated like the client validates a
+    reply (streams.domain.capital_flow); DecodeError for anything unusable, naming the
+    security and receive time when the record has them."""
     if not value:
         raise DecodeError("empty record value")
     try:
@@ -138,18 +139,31 @@ def series_from_record(key: bytes | None, value: bytes | None, now: float) -> Mi
         raise DecodeError(f"key {key!r} does not match security {msg.security!r}")
     if msg.received_at_ms <= 0:
         raise DecodeError(f"capital flow of {msg.security} without received_at_ms")
+    try:
+        flow = capital_flow_from_proto(msg, now)
+    except (InvalidSnapshot, ValueError) as exc:
+        detail = exc.detail if isinstance(exc, InvalidSnapshot) else str(exc)
+        raise DecodeError(
+            f"invalid capital flow of {msg.security}: {detail}", msg.security, msg.received_at_ms
+        ) from exc
+    return minute_series(flow, msg.received_at_ms)
+
+
+def minute_series(flow: CapitalFlow, received_ms: int) -> MinuteSeries:
+    """A validated capital-flow series as the flow processor folds it: per row its time
+    and the four class nets (OpenD's inFlow is not needed: L is super + big)."""
     rows = tuple(
         MinuteLevel(r.timestamp, r.super_in_flow, r.big_in_flow, r.mid_in_flow, r.sml_in_flow)
-        for r in msg.rows
+        for r in flow.rows
     )
-    if any(not math.isfinite(v) for row in rows for v in row) or any(
-        b.ts <= a.ts for a, b in itertools.pairwise(rows)
-    ):
-        raise DecodeError(
-            f"capital flow of {msg.security}: rows not usable", msg.security, msg.received_at_ms
-        )
-    last = msg.last_valid_timestamp if msg.last_valid_timestamp > 0 else None
-    return MinuteSeries(msg.security, msg.market, msg.trading_day, msg.received_at_ms, last, rows)
+    return MinuteSeries(
+        flow.security,
+        flow.market,
+        flow.trading_day,
+        received_ms,
+        flow.last_valid_timestamp,
+        rows,
+    )
 
 
 class SecurityProcessor:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -19,7 +20,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streams.domain.market import format_local_time
+from streams.pb.capflow.v1.capital_flow_pb2 import CapitalFlowRow, CapitalFlowSeries
 from streams.pipeline.processor import (
+    DecodeError,
     Incoming,
     Outcome,
     Polled,
@@ -403,3 +407,52 @@ def test_minute_levels_are_trimmed_to_the_window() -> None:
     )
     assert len(state.flow.minutes) <= 7
     assert state.flow.minutes[0].ts <= state.flow.last_ts - PARAMS.window  # type: ignore[operator]
+
+
+# -- the capital-flow record ----------------------------------------------------------------
+
+
+def _record(at: float, received_ms: int = 1_795_575_601_000) -> CapitalFlowSeries:
+    history = series(at)
+    return CapitalFlowSeries(
+        security=SEC,
+        market="HK",
+        qot_market=1,
+        code="00700",
+        trading_day=DAY,
+        rows=[
+            CapitalFlowRow(
+                time=format_local_time("HK", r.ts),
+                timestamp=r.ts,
+                in_flow=r.net_super + r.net_big,
+                super_in_flow=r.net_super,
+                big_in_flow=r.net_big,
+                mid_in_flow=r.net_mid,
+                sml_in_flow=r.net_small,
+            )
+            for r in history.rows
+        ],
+        last_valid_time=format_local_time("HK", at),
+        last_valid_timestamp=at,
+        received_at_ms=received_ms,
+        source="test",
+        period_type=1,
+    )
+
+
+def test_a_capital_flow_record_decodes_to_its_minute_levels() -> None:
+    at = OPEN + 5400 + 25
+    got = processor().decode_series(SEC.encode(), _record(at).SerializeToString())
+    assert got == replace(series(at), received_ms=1_795_575_601_000)
+
+
+def test_an_invalid_capital_flow_record_names_its_security_and_receive_time() -> None:
+    msg = _record(OPEN + 5400)
+    msg.rows[3].timestamp, msg.rows[4].timestamp = msg.rows[4].timestamp, msg.rows[3].timestamp
+    with pytest.raises(DecodeError) as err:
+        processor().decode_series(SEC.encode(), msg.SerializeToString())
+    assert (err.value.security, err.value.received_ms) == (SEC, 1_795_575_601_000)
+    with pytest.raises(DecodeError, match="does not match"):
+        processor().decode_series(b"HK.09988", _record(OPEN + 5400).SerializeToString())
+    with pytest.raises(DecodeError, match=r"not a capflow\.v1\.CapitalFlowSeries"):
+        processor().decode_series(SEC.encode(), b"\xff\xff")
