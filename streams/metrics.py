@@ -23,9 +23,9 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 OPEND_REQUESTS = Counter(
     "capflow_opend_requests",
-    "OpenD capital distribution requests by outcome "
+    "OpenD requests by protocol (3212 capital distribution, 3211 capital flow) and outcome "
     "(ok, rate_limited, rejected, error, invalid, unexpected)",
-    ["outcome"],
+    ["protocol", "outcome"],
     registry=REGISTRY,
 )
 OPEND_PUSHES = Counter(
