@@ -10,6 +10,7 @@ import jsonschema
 import yaml
 
 from streams.config import option
+from streams.processing.events import alert_headers
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
@@ -38,3 +39,23 @@ def test_json_examples_validate_against_their_schemas() -> None:
             jsonschema.validate(example["payload"], schema)
             checked += 1
     assert checked >= 2  # the flow and the alert examples at least
+
+
+def test_example_headers_validate_against_their_messages() -> None:
+    checked = 0
+    for message in _doc()["components"]["messages"].values():
+        for example in message.get("examples", []):
+            if example.get("headers") and "headers" in message:
+                jsonschema.validate(example["headers"], message["headers"])
+                checked += 1
+    assert checked >= 3  # dead letter, undelivered alert, alert
+
+
+def test_alert_headers_are_documented_as_written() -> None:
+    """The ``ce_*`` headers the worker writes are the ones described, in the example too."""
+    message = _doc()["components"]["messages"]["ReversalAlert"]
+    example = message["examples"][0]
+    written = dict((name, value.decode()) for name, value in alert_headers(example["payload"]))
+    assert set(written) == set(message["headers"]["properties"])
+    assert set(message["headers"]["required"]) == set(written)
+    assert example["headers"] == written
