@@ -248,6 +248,14 @@ OPTIONS: tuple[Option, ...] = (
         _positive_float,
         group="sinks",
     ),
+    Option(
+        "late_alert_active",
+        900.0,
+        "seconds an alert delivered to Alertmanager after its cooldown had passed stays "
+        "active from its delivery (marked late)",
+        _positive_float,
+        group="sinks",
+    ),
 )
 
 _BY_NAME = {opt.name: opt for opt in OPTIONS}

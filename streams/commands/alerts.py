@@ -94,7 +94,13 @@ def build_sinks(args: argparse.Namespace) -> tuple[list[Sink], list[str]]:
                 identities.append(f"{fmt}|{args.webhook}|{chat or ''}")
         for url in args.alertmanager or []:
             sinks.append(
-                AlertmanagerSink(url, args.cooldown, args.generator_url, args.sink_timeout)
+                AlertmanagerSink(
+                    url,
+                    args.cooldown,
+                    args.generator_url,
+                    args.sink_timeout,
+                    late_active=args.late_alert_active,
+                )
             )
             identities.append(f"alertmanager|{url}")
     except UsageError:
@@ -282,7 +288,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Follow capflow.alerts.v1. Duplicate alert ids are dropped within a run. With a "
             "sink (--webhook, --alertmanager) every alert is delivered at least once: offsets "
             "are committed only after delivery, failures are retried with capped backoff, and "
-            "an alert still failing after --give-up-after goes to --topic-undelivered."
+            "an alert a sink rejects for good (a 4xx answer other than 408 and 429, or an "
+            "alert the sink cannot express) or that still fails after --give-up-after goes "
+            "to --topic-undelivered, as do records that are not alerts. Exit status: 1 if "
+            "any alert was not delivered to a sink (the run still goes on until --max, "
+            "--timeout or a signal stops it) or Kafka cannot be used, 2 for bad usage, "
+            "130 after Ctrl-C, else 0."
         ),
     )
     add_options(parser, [*group_names("kafka"), *group_names("sinks"), "cooldown"])
@@ -346,7 +357,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=[u.strip() for u in _env("CAPFLOW_ALERTMANAGER_URL").split(",") if u.strip()],
         metavar="URL",
         help="Alertmanager base URL, e.g. http://127.0.0.1:9093; alerts resolve after "
-        "--cooldown (repeatable; env CAPFLOW_ALERTMANAGER_URL, comma-separated)",
+        "--cooldown, late ones --late-alert-active after delivery (repeatable; env "
+        "CAPFLOW_ALERTMANAGER_URL, comma-separated)",
     )
     parser.add_argument(
         "--generator-url",
