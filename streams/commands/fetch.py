@@ -16,7 +16,6 @@ from typing import Any
 import orjson
 
 from streams.commands import CommandFailed, UsageError
-from streams.config import add_options
 from streams.domain.market import currency_of
 from streams.domain.snapshot_record import snapshot_to_proto
 from streams.opend.client import client_from_settings
@@ -25,6 +24,7 @@ from streams.opend.errors import ConnectionLost, OpenDError, RequestTimeout
 from streams.opend.security import SecurityFormatError, parse_security
 from streams.opend.snapshot import CapitalDistribution, InvalidSnapshot
 from streams.settings import OpenDSettings
+from streams.settings.flags import add_settings, from_args
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("codes", nargs="+", metavar="CODE", help="e.g. HK.00700 US.AAPL")
     parser.add_argument("--json", action="store_true", help="print one JSON object per line")
-    add_options(parser, ["opend_host", "opend_port", "opend_timeout", "opend_rsa_key"])
+    add_settings(parser, OpenDSettings, only=["host", "port", "timeout", "rsa_key"])
     parser.set_defaults(func=run)
 
 
@@ -80,7 +80,7 @@ def as_json(dist: CapitalDistribution, source: str, seq: int) -> bytes:
 async def _fetch(args: argparse.Namespace) -> int:
     status = 0
     try:
-        client = client_from_settings(OpenDSettings.from_args(args))
+        client = client_from_settings(from_args(args, OpenDSettings))
     except CryptoError as exc:
         raise UsageError(f"--opend-rsa-key: {exc}") from exc
     try:

@@ -8,13 +8,14 @@ import logging
 from datetime import datetime
 
 from streams.commands import CommandFailed, UsageError
-from streams.config import add_options
 from streams.opend.crypto import CryptoError, load_rsa_key
 from streams.opend.framing import PROTO_QOT_GET_CAPITAL_DISTRIBUTION
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
 from streams.opend_sim.scenario import DEMO_PATH, Scenario, ScenarioError, load_scenario
 from streams.opend_sim.server import OpenDSimulator
+from streams.settings import OpenDSettings, PollerSettings
+from streams.settings.flags import add_settings, from_args
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="close a connection silent (no KeepAlive) for this many intervals (default 3)",
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
-    add_options(parser, ["rate_limit_requests", "rate_limit_window", "opend_rsa_key"])
+    add_settings(parser, PollerSettings, only=["rate_limit_requests", "rate_limit_window"])
+    add_settings(parser, OpenDSettings, only=["rsa_key"])
     parser.set_defaults(func=run)
 
 
@@ -118,8 +120,8 @@ def build_simulators(args: argparse.Namespace) -> list[OpenDSimulator]:
             first.clock,
             host=args.host,
             port=port,
-            rate_limit_requests=args.rate_limit_requests,
-            rate_limit_window=args.rate_limit_window,
+            rate_limit_requests=first.rate_limit_requests,
+            rate_limit_window=first.rate_limit_window,
             rate_limit_scope=args.rate_limit_scope,
             keep_alive_interval=args.keep_alive_interval,
             keep_alive_misses=first.keep_alive_misses,
@@ -141,17 +143,18 @@ def build_simulator(args: argparse.Namespace, port: int | None = None) -> OpenDS
     speed = args.speed if args.speed is not None else (scenario.speed if scenario else None)
     seed = args.seed if args.seed is not None else (scenario.seed if scenario else None)
     run_speed = 1.0 if speed is None else speed
+    limits, key_file = from_args(args, PollerSettings), from_args(args, OpenDSettings).rsa_key
     sim = OpenDSimulator(
         MarketModel(scenario, seed or 0),
         SimClock(start, 0.0 if getattr(args, "hold", False) else run_speed),
         host=args.host,
         port=port if port is not None else gateway_ports(args)[0],
-        rate_limit_requests=args.rate_limit_requests,
-        rate_limit_window=args.rate_limit_window,
+        rate_limit_requests=limits.rate_limit_requests,
+        rate_limit_window=limits.rate_limit_window,
         rate_limit_scope=args.rate_limit_scope,
         keep_alive_interval=args.keep_alive_interval,
         keep_alive_misses=getattr(args, "keep_alive_misses", 3),
-        rsa_key=load_rsa_key(args.opend_rsa_key) if getattr(args, "opend_rsa_key", "") else None,
+        rsa_key=load_rsa_key(key_file) if key_file else None,
         no_quote_right=frozenset(
             m.strip().upper() for m in getattr(args, "no_quote_right", "").split(",") if m.strip()
         ),

@@ -437,7 +437,7 @@ def client_from_settings(
     ``host``/``port`` name one gateway of ``--opend``; the other settings (timeout, RSA
     key) are the same for every gateway.
     """
-    key = crypto.load_rsa_key(settings.rsa_key_file) if settings.rsa_key_file else None
+    key = crypto.load_rsa_key(settings.rsa_key) if settings.rsa_key else None
     return OpenDClient(
         settings.host if host is None else host,
         settings.port if port is None else port,

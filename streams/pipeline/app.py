@@ -31,7 +31,7 @@ from streams.pipeline.processor import DecodeError, SecurityProcessor
 from streams.pipeline.views import register_views
 from streams.polling.service import PollingService
 from streams.processing.events import alert_headers, parse_alert
-from streams.settings import KafkaSettings, WorkerConfig
+from streams.settings import KafkaSettings, PipelineSettings
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def _credentials(kafka: KafkaSettings) -> Any:
 class Pipeline:
     """Builds and holds everything a worker runs, from its settings."""
 
-    def __init__(self, config: WorkerConfig) -> None:
+    def __init__(self, config: PipelineSettings) -> None:
         self.config = config
         topics, worker = config.topics, config.worker
         partitions = topics.partitions

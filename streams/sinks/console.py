@@ -23,7 +23,6 @@ _COLOURS = {"inflow_to_outflow": "\033[31m", "outflow_to_inflow": "\033[32m"}
 _BOLD = "\033[1m"
 _RESET = "\033[0m"
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def human_amount(value: Any) -> str:
@@ -62,12 +61,6 @@ def alert_currency(event: dict[str, Any]) -> str | None:
 def with_currency(amount: str, currency: str | None) -> str:
     """'-17.5M' -> '-17.5M HKD'; unchanged when the currency is unknown."""
     return f"{amount} {currency}" if currency else amount
-
-
-def _printable(text: str) -> str:
-    """Control characters from a record shown as '?', so a line stays one line and no
-    escape sequence from the topic reaches the terminal."""
-    return _CONTROL.sub("?", text)
 
 
 def _event_datetime(event: dict[str, Any]) -> datetime | None:
@@ -139,6 +132,7 @@ def format_alert(event: dict[str, Any], colour: bool | None = None) -> str:
         f"{human_amount(data.get('previous_peak'))}",
         f"id={event_id[:12]}",
     ]
+    # Whatever a record holds, it prints as one line: no newline or escape from the data.
     parts = [_printable(part) for part in parts]
     if not colour:
         return "  ".join(parts)
@@ -147,6 +141,11 @@ def format_alert(event: dict[str, Any], colour: bool | None = None) -> str:
     parts[2] = f"{tint}{_BOLD}{parts[2]}{_RESET}"
     parts[3] = f"{tint}{parts[3]}{_RESET}"
     return "  ".join(parts)
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters (newlines, escapes) shown as '?'."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
 
 
 def json_line(event: dict[str, Any]) -> str:

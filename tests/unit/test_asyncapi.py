@@ -9,8 +9,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from streams.config import option
 from streams.processing.events import alert_headers
+from streams.settings import TopicSettings
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
@@ -22,8 +22,8 @@ def _doc() -> dict[str, Any]:
 
 def test_every_default_topic_is_a_channel() -> None:
     channels = set(_doc()["channels"])
-    for name in ("topic_distribution", "topic_flow", "topic_alerts", "topic_deadletter"):
-        assert option(name).default in channels
+    for topic in TopicSettings().all():
+        assert topic in channels
 
 
 def test_json_examples_validate_against_their_schemas() -> None:

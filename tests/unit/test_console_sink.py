@@ -6,7 +6,7 @@ import io
 from typing import Any
 
 import orjson
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from streams.sinks.console import (
@@ -149,6 +149,8 @@ json_values = st.recursive(
     ),
     time_text=st.one_of(st.none(), st.text(max_size=30)),
 )  # fmt: skip
+@example(data={"security": "\n"}, time_text=None)  # a control character in the data
+@example(data={"direction": "x\x1b[2J"}, time_text="\r")
 def test_any_decoded_alert_renders_without_raising(
     data: dict[str, Any], time_text: str | None
 ) -> None:
