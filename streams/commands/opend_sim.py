@@ -9,7 +9,7 @@ from datetime import datetime
 
 from streams.commands import CommandFailed, UsageError
 from streams.opend.crypto import CryptoError, load_rsa_key
-from streams.opend.framing import PROTO_QOT_GET_CAPITAL_DISTRIBUTION
+from streams.opend.framing import PROTO_QOT_GET_CAPITAL_DISTRIBUTION, PROTO_QOT_GET_CAPITAL_FLOW
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
 from streams.opend_sim.scenario import DEMO_PATH, Scenario, ScenarioError, load_scenario
@@ -24,10 +24,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "opend-sim",
         help="run the OpenD simulator",
-        description="OpenD simulator: InitConnect, KeepAlive, GetGlobalState and "
-        "Qot_GetCapitalDistribution over the real wire protocol, Notify pushes at market "
-        "open and close, RSA + AES encryption with --opend-rsa-key, holidays and half days "
-        f"from the scenario. Demo scenario: {DEMO_PATH}",
+        description="OpenD simulator: InitConnect, KeepAlive, GetGlobalState, "
+        "Qot_GetCapitalDistribution (3212) and Qot_GetCapitalFlow (3211, today's minute "
+        "series from the same market model) over the real wire protocol, each quote "
+        "protocol with its own rate limit; Notify pushes at market open and close, RSA + "
+        "AES encryption with --opend-rsa-key, holidays and half days from the scenario. "
+        f"Demo scenario: {DEMO_PATH}",
     )
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default %(default)s)")
     parser.add_argument(
@@ -62,14 +64,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--hold",
         action="store_true",
-        help="freeze simulated time until the first capital distribution request",
+        help="freeze simulated time until the first capital distribution or flow request",
     )
     parser.add_argument("--keep-alive-interval", type=int, default=10, help="seconds (default 10)")
     parser.add_argument(
         "--rate-limit-scope",
         choices=("account", "connection"),
         default="account",
-        help="share the quota across connections like one OpenD account (default) or not",
+        help="share each quota across connections like one OpenD account (default) or not",
     )
     parser.add_argument(
         "--no-quote-right",
@@ -83,7 +85,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="close a connection silent (no KeepAlive) for this many intervals (default 3)",
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
-    add_settings(parser, PollerSettings, only=["rate_limit_requests", "rate_limit_window"])
+    add_settings(
+        parser,
+        PollerSettings,
+        only=[
+            "rate_limit_requests",
+            "rate_limit_window",
+            "flow_rate_limit_requests",
+            "flow_rate_limit_window",
+        ],
+    )
     add_settings(parser, OpenDSettings, only=["rsa_key"])
     parser.set_defaults(func=run)
 
@@ -123,6 +134,8 @@ def build_simulators(args: argparse.Namespace) -> list[OpenDSimulator]:
             rate_limit_requests=first.rate_limit_requests,
             rate_limit_window=first.rate_limit_window,
             rate_limit_scope=args.rate_limit_scope,
+            flow_rate_limit_requests=first.flow_rate_limit_requests,
+            flow_rate_limit_window=first.flow_rate_limit_window,
             keep_alive_interval=args.keep_alive_interval,
             keep_alive_misses=first.keep_alive_misses,
             rsa_key=first.rsa_key,  # --opend-rsa-key applies to every gateway
@@ -152,6 +165,8 @@ def build_simulator(args: argparse.Namespace, port: int | None = None) -> OpenDS
         rate_limit_requests=limits.rate_limit_requests,
         rate_limit_window=limits.rate_limit_window,
         rate_limit_scope=args.rate_limit_scope,
+        flow_rate_limit_requests=limits.flow_rate_limit_requests,
+        flow_rate_limit_window=limits.flow_rate_limit_window,
         keep_alive_interval=args.keep_alive_interval,
         keep_alive_misses=getattr(args, "keep_alive_misses", 3),
         rsa_key=load_rsa_key(key_file) if key_file else None,
@@ -177,6 +192,7 @@ async def _serve(sims: list[OpenDSimulator]) -> None:
             f"(scenario={scenario.name if scenario and scenario.name else 'none'}, "
             f"seed={sim.market.seed}, speed={sim.clock.speed:g}, simulated time={start}, "
             f"limit={sim.rate_limit_requests}/{sim.rate_limit_window:g}s, "
+            f"flow limit={sim.flow_rate_limit_requests}/{sim.flow_rate_limit_window:g}s, "
             f"encryption={'rsa+aes' if sim.rsa_key is not None else 'none'})",
             flush=True,
         )
@@ -186,10 +202,11 @@ async def _serve(sims: list[OpenDSimulator]) -> None:
         for sim in sims:
             await sim.stop()
             log.info(
-                "gateway %s:%s answered %d capital distribution requests",
+                "gateway %s:%s answered %d capital distribution and %d capital flow requests",
                 sim.host,
                 sim.port,
                 sim.counts[PROTO_QOT_GET_CAPITAL_DISTRIBUTION],
+                sim.counts[PROTO_QOT_GET_CAPITAL_FLOW],
             )
 
 

@@ -65,6 +65,8 @@ _PREFIX_BY_NUMBER: dict[int, str] = {m.qot_market: p for p, m in MARKET_TABLE.it
 _PREFIX_BY_NUMBER[2] = "HK"  # QotMarket_HK_Future is deprecated and means HK
 
 _CODE = re.compile(r"^\.?[A-Za-z0-9][A-Za-z0-9.\-_]{0,31}$")
+LOCAL_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # OpenD's times: "yyyy-MM-dd HH:mm:ss", market local
+_LOCAL_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
 
 class SecurityFormatError(ValueError):
@@ -169,6 +171,27 @@ def market_zone(market: str | None, security: str | None = None) -> ZoneInfo | N
         return ZoneInfo(row.tz)
     except ZoneInfoNotFoundError:  # tzdata missing on a minimal system
         return None
+
+
+def format_local_time(market: str, timestamp: float) -> str:
+    """Epoch seconds as OpenD writes a time: "yyyy-MM-dd HH:mm:ss" in the market's zone."""
+    return datetime.fromtimestamp(timestamp, ZoneInfo(MARKET_TZ[market])).strftime(
+        LOCAL_TIME_FORMAT
+    )
+
+
+def parse_local_time(market: str, text: str) -> float:
+    """OpenD's "yyyy-MM-dd HH:mm:ss" (market local) as epoch seconds.
+
+    ValueError when the text has another shape or names no real time (2024-02-30).
+    """
+    if not isinstance(text, str) or not _LOCAL_TIME.match(text):
+        raise ValueError(f"must be 'yyyy-MM-dd HH:mm:ss', got {text!r}")
+    try:
+        local = datetime.fromisoformat(text)  # the shape is checked: ~60x strptime's speed
+    except ValueError:
+        raise ValueError(f"{text!r} is not a real time") from None
+    return local.replace(tzinfo=ZoneInfo(MARKET_TZ[market])).timestamp()
 
 
 def trading_sessions(market: str, t: float) -> tuple[str, list[tuple[float, float]]]:

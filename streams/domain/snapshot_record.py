@@ -51,12 +51,15 @@ def snapshot_to_proto(
 
     An absent (None) super amount is left unset, so it stays distinct from 0.
     """
+    present: dict[str, Any] = {
+        name: value for name, value in reading.amounts().items() if value is not None
+    }
     return DistributionSnapshot(
         security=reading.security,
         market=reading.market,
         qot_market=reading.qot_market,
         code=reading.code,
-        **{name: value for name, value in reading.amounts().items() if value is not None},
+        **present,
         update_time=reading.update_time,
         update_timestamp=reading.update_timestamp,
         trading_day=reading.trading_day,

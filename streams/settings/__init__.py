@@ -136,6 +136,14 @@ class PollerSettings(Settings):
     )
     rate_limit_requests: int = setting(30, "OpenD requests allowed per window", positive_int)
     rate_limit_window: float = setting(30.0, "rate limit window in seconds", positive_number)
+    flow_rate_limit_requests: int = setting(
+        30,
+        "capital-flow (3211) requests allowed per window, separate from capital distribution's",
+        positive_int,
+    )
+    flow_rate_limit_window: float = setting(
+        30.0, "capital-flow (3211) rate limit window in seconds", positive_number
+    )
     ignore_market_hours: bool = setting(
         False, "poll even when a market is closed (simulator)", boolean
     )

@@ -41,6 +41,34 @@ def test_json_examples_validate_against_their_schemas() -> None:
     assert checked >= 2  # the flow and the alert examples at least
 
 
+PROTO = SCHEMAS.parent / "proto" / "capflow" / "v1"
+
+
+def test_protobuf_payloads_are_copies_of_the_proto_files() -> None:
+    messages = _doc()["components"]["messages"]
+    for name, path in (
+        ("DistributionSnapshot", PROTO / "snapshot.proto"),
+        ("CapitalFlowSeries", PROTO / "capital_flow.proto"),
+    ):
+        assert messages[name]["payload"].strip() == path.read_text().strip(), name
+
+
+def test_the_capital_flow_topic_and_its_example() -> None:
+    from google.protobuf import json_format
+
+    from streams.domain.capital_flow import capital_flow_from_proto
+    from streams.pb.capflow.v1.capital_flow_pb2 import CapitalFlowSeries
+
+    doc = _doc()
+    channel = doc["channels"]["capflow.capitalflow.v1"]
+    assert channel["subscribe"]["message"]["$ref"].endswith("/CapitalFlowSeries")
+    (example,) = doc["components"]["messages"]["CapitalFlowSeries"]["examples"]
+    series = capital_flow_from_proto(json_format.ParseDict(example["payload"], CapitalFlowSeries()))
+    assert series.partial_row is series.rows[-1] and series.rows[0].in_flow == 0.0
+    for row in series.rows:  # the example's inFlow is the sum of its classes
+        assert row.in_flow == round(row.large_net + row.mid_in_flow + row.sml_in_flow, 2)
+
+
 def test_example_headers_validate_against_their_messages() -> None:
     checked = 0
     for message in _doc()["components"]["messages"].values():
