@@ -30,6 +30,7 @@ from streams.pipeline.deadletter import DeadLetter, topic_message_limit
 from streams.pipeline.processor import DecodeError, SecurityProcessor
 from streams.pipeline.views import register_views
 from streams.polling.service import PollingService
+from streams.processing.events import alert_headers, parse_alert
 from streams.settings import KafkaSettings, PipelineSettings
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,8 @@ class Pipeline:
                 # record); the ack is not awaited, as before.
                 await self.app.producer.send(flow_topic, key, outcome.flow, None, None, None)
             if outcome.alert is not None:
-                alerts.append(await self.alerts.send(key=key, value=outcome.alert))
+                headers = alert_headers(parse_alert(outcome.alert))  # CloudEvents binding
+                alerts.append(await self.alerts.send(key=key, value=outcome.alert, headers=headers))
                 directions.append(outcome.direction or "unknown")
                 log.info("alert %s", outcome.alert.decode())
         for result, count in batch.results.items():
