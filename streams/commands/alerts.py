@@ -83,7 +83,15 @@ def build_sinks(settings: SinkSettings, cooldown: float) -> tuple[list[Sink], li
                 sinks.append(ChatSink(url, fmt, telegram_chat=chat, timeout=timeout))
                 identities.append(f"{fmt}|{url}|{chat or ''}")
         for url in settings.alertmanager_url:
-            sinks.append(AlertmanagerSink(url, cooldown, settings.generator_url, timeout))
+            sinks.append(
+                AlertmanagerSink(
+                    url,
+                    cooldown,
+                    settings.generator_url,
+                    timeout,
+                    late_active=settings.late_alert_active,
+                )
+            )
             identities.append(f"alertmanager|{url}")
     except UsageError:
         raise
@@ -268,7 +276,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Follow capflow.alerts.v1. Duplicate alert ids are dropped within a run. With a "
             "sink (--webhook, --alertmanager) every alert is delivered at least once: offsets "
             "are committed only after delivery, failures are retried with capped backoff, and "
-            "an alert still failing after --give-up-after goes to --topic-undelivered."
+            "an alert a sink rejects for good (a 4xx answer other than 408 and 429, or an "
+            "alert the sink cannot express) or that still fails after --give-up-after goes "
+            "to --topic-undelivered, as do records that are not alerts. Exit status: 1 if "
+            "any alert was not delivered to a sink (the run still goes on until --max, "
+            "--timeout or a signal stops it) or Kafka cannot be used, 2 for bad usage, "
+            "130 after Ctrl-C, else 0."
         ),
     )
     add_settings(parser, KafkaSettings, TopicSettings, SinkSettings)

@@ -20,6 +20,7 @@ import orjson
 
 from streams.commands import CommandFailed, UsageError
 from streams.domain.capital_flow import CapitalFlow
+from streams.domain.market import currency_of
 from streams.domain.snapshot_record import snapshot_to_proto
 from streams.opend.client import OpenDClient, client_from_settings
 from streams.opend.crypto import CryptoError
@@ -59,7 +60,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def format_readable(dist: CapitalDistribution) -> str:
-    lines = [f"{dist.security}  updated {dist.update_time} ({dist.update_timestamp:.0f})"]
+    lines = [
+        f"{dist.security}  updated {dist.update_time} ({dist.update_timestamp:.0f})"
+        f"  amounts in {currency_of(dist.market)}"
+    ]
     for cls in ("super", "big", "mid", "small"):
         cin = getattr(dist, f"capital_in_{cls}")
         cout = getattr(dist, f"capital_out_{cls}")
@@ -87,6 +91,7 @@ def as_json(dist: CapitalDistribution, source: str, seq: int) -> bytes:
         "trading_day": snap.trading_day,
         "received_at_ms": snap.received_at_ms,
         "source": snap.source,
+        "currency": snap.currency,
     }
     return orjson.dumps(record)
 

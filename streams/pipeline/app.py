@@ -36,6 +36,7 @@ from streams.pipeline.processor import (
 )
 from streams.pipeline.views import register_views
 from streams.polling.service import PollingService
+from streams.processing.events import alert_headers, parse_alert
 from streams.settings import KafkaSettings, PipelineSettings
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,8 @@ class Pipeline:
                     # record); the ack is not awaited, as before.
                     await self.app.producer.send(flow_topic, key, outcome.flow, None, None, None)
                 for payload, direction in outcome.alerts():
-                    alerts.append(await self.alerts.send(key=key, value=payload))
+                    headers = alert_headers(parse_alert(payload))  # CloudEvents binding
+                    alerts.append(await self.alerts.send(key=key, value=payload, headers=headers))
                     directions.append(direction or "unknown")
                     log.info("alert %s", payload.decode())
         for result, count in batch.results.items():

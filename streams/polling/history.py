@@ -63,7 +63,9 @@ class CapitalFlowSource(Protocol):
     @property
     def connected(self) -> bool: ...
 
-    async def get_capital_flow(self, security: str, timeout: float | None = None) -> CapitalFlow: ...
+    async def get_capital_flow(
+        self, security: str, timeout: float | None = None
+    ) -> CapitalFlow: ...
 
 
 Publish = Callable[[str, bytes], Awaitable[None]]
@@ -231,9 +233,7 @@ class HistoryFetcher:
             self.stats.before_poll += 1
             await self.fetch(security)
 
-    async def run(
-        self, due: Callable[[float], list[str]], may_send: Callable[[], bool]
-    ) -> None:
+    async def run(self, due: Callable[[float], list[str]], may_send: Callable[[], bool]) -> None:
         """Spend the budget on the planner's choices while ``may_send`` (until cancelled)."""
         while True:
             now = self.wall_clock()

@@ -264,7 +264,8 @@ class SinkSettings(Settings):
     alertmanager_url: tuple[str, ...] = setting(
         (),
         "Alertmanager base URL(s), e.g. http://127.0.0.1:9093, comma-separated or the flag "
-        "repeated; alerts resolve after --cooldown",
+        "repeated; alerts resolve after --cooldown, late ones --late-alert-active after "
+        "delivery",
         csv,
         flag="--alertmanager",
         repeatable=True,
@@ -274,6 +275,12 @@ class SinkSettings(Settings):
         "generatorURL of Alertmanager alerts; {security} and {id} are filled in",
     )
     sink_timeout: float = setting(10.0, "seconds one delivery attempt may take", positive_number)
+    late_alert_active: float = setting(
+        900.0,
+        "seconds an alert delivered to Alertmanager after its cooldown had passed stays "
+        "active from its delivery (marked late)",
+        positive_number,
+    )
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from streams.processing.events import alert_headers
 from streams.settings import TopicSettings
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
@@ -66,3 +67,23 @@ def test_the_capital_flow_topic_and_its_example() -> None:
     assert series.partial_row is series.rows[-1] and series.rows[0].in_flow == 0.0
     for row in series.rows:  # the example's inFlow is the sum of its classes
         assert row.in_flow == round(row.large_net + row.mid_in_flow + row.sml_in_flow, 2)
+
+
+def test_example_headers_validate_against_their_messages() -> None:
+    checked = 0
+    for message in _doc()["components"]["messages"].values():
+        for example in message.get("examples", []):
+            if example.get("headers") and "headers" in message:
+                jsonschema.validate(example["headers"], message["headers"])
+                checked += 1
+    assert checked >= 3  # dead letter, undelivered alert, alert
+
+
+def test_alert_headers_are_documented_as_written() -> None:
+    """The ``ce_*`` headers the worker writes are the ones described, in the example too."""
+    message = _doc()["components"]["messages"]["ReversalAlert"]
+    example = message["examples"][0]
+    written = dict((name, value.decode()) for name, value in alert_headers(example["payload"]))
+    assert set(written) == set(message["headers"]["properties"])
+    assert set(message["headers"]["required"]) == set(written)
+    assert example["headers"] == written

@@ -25,7 +25,8 @@ def test_absent_super_amounts_print_as_absent_and_null() -> None:
     assert super_line.count("absent") == 2 and "net" not in super_line
     data = orjson.loads(as_json(reply(None, 0.0), "opend://t:1", 1))
     assert data["capital_in_super"] is None and data["capital_out_super"] == 0.0
-    assert data["trading_day"] == "2024-06-03"
+    assert data["trading_day"] == "2024-06-03" and data["currency"] == "HKD"
+    assert text.splitlines()[0].endswith("amounts in HKD")
 
 
 def test_present_amounts_print_with_their_net() -> None:

@@ -7,7 +7,9 @@ amounts, a duplicate and a late snapshot, so its offsets are not zero) and the f
 and alert payloads published for the snapshots after it, plus the state stored after
 the last one. A worker of this release must continue from that state, publish exactly
 the same payloads and store the same state, but for the fields added since
-(tests/unit/compat.py): version 3 of the flow state keeps minute levels too.
+(tests/unit/compat.py): version 3 of the flow state keeps minute levels too. The
+expected payloads differ from what that release published in one deliberate way, said
+in the fixture's "payloads": the ``currency`` every payload carries since.
 """
 
 from __future__ import annotations
