@@ -134,6 +134,7 @@ class Pipeline:
         self.processor = SecurityProcessor(config.flow.thresholds())
         self.polling: PollingService | None = PollingService(config) if worker.poller else None
         self._dead_letter_bytes: int | None = None
+        self._minute_levels: dict[bytes, int] = {}  # per security processed here, for metrics
         self._register()
 
     # -- stream processing ----------------------------------------------------------
@@ -184,6 +185,7 @@ class Pipeline:
         for key, event, blob in batch.states():
             _make_current(event)  # the table's partition is that of the record
             self.state[key] = blob
+        self._minute_levels.update(batch.minute_levels())
 
     async def _decode(self, message: Any) -> Incoming | None:
         """A snapshot or capital-flow record as the processor takes it; None when it was
@@ -290,6 +292,7 @@ class Pipeline:
 
         register_views(app, self.polling, self.state)
         STATE.lag = self._lag
+        STATE.minute_levels = lambda: sum(self._minute_levels.values())
 
     def _lag(self) -> dict[str, int]:
         consumer = self.app.consumer

@@ -77,6 +77,12 @@ class Batch:
         for incoming in entry.applied:
             self.processor.take(entry.state, incoming)
 
+    def minute_levels(self) -> Iterator[tuple[bytes, int]]:
+        """(key, minute levels its flow state holds) of every security the batch changed."""
+        for key, entry in self.entries.items():
+            if entry.applied:
+                yield key, len(entry.state.flow.minutes)
+
     def states(self) -> Iterator[tuple[bytes, Any, bytes]]:
         """(key, token, state blob) of every security the batch changed."""
         for key, entry in self.entries.items():

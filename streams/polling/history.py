@@ -289,11 +289,15 @@ class HistoryFetcher:
     def _count(self, outcome: str) -> None:
         OPEND_REQUESTS.labels(PROTOCOL, outcome).inc()
 
-    def describe(self) -> dict[str, Any]:
-        """This gateway's capital-flow side for ``/status/``."""
+    def describe(self, owned: bool = True) -> dict[str, Any]:
+        """This gateway's capital-flow side for ``/status/`` and metrics."""
         stats = self.stats
         return {
-            "budget": {"used": self.limiter.used(), "limit": self.limiter.limit},
+            "budget": {
+                "used": self.limiter.used() if owned else 0,
+                "limit": self.limiter.limit,
+                "window_s": self.limiter.window,
+            },
             "requests": {
                 "total": stats.requests,
                 "ok": stats.ok,

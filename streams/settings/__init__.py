@@ -148,6 +148,12 @@ class PollerSettings(Settings):
     flow_rate_limit_window: float = setting(
         30.0, "capital-flow (3211) rate limit window in seconds", positive_number
     )
+    minute_history: bool = setting(
+        True,
+        "fetch minute history (OpenD capital flow, 3211) where the flow processor lacks a "
+        "baseline (a start after the open, a hole in polling) and before polls far apart",
+        boolean,
+    )
     ignore_market_hours: bool = setting(
         False, "poll even when a market is closed (simulator)", boolean
     )

@@ -357,3 +357,20 @@ def test_flows_read_before_polling_here_are_kept() -> None:
     sched.observe_flow(sec, flow(sec, 2.0, "OUTFLOW", r_w=-5.0, d_t=10.0, theta=1.0))
     assert sched.pending() == [sec]
     assert sched.next(due, 10.0) == sec
+
+
+def test_a_flow_without_baseline_pairs_the_clocks_and_changes_nothing_else() -> None:
+    sched = Adaptive(600.0, interval=1.0)
+    sec = "HK.00700"
+    sched.next([sec], T0)
+    sched.polled(sec, 100.0)
+    none = {
+        "security": sec, "trading_day": DAY, "event_ts": T0 + 5400.0, "window_s": 300.0,
+        "large_net": 1e7, "turnover": 1e9, "regime": "NEUTRAL", "threshold": None,
+        "change": dict.fromkeys(("super", "big", "mid", "small", "large", "turnover")),
+        "baseline": "none", "baseline_ts": None,
+    }  # fmt: skip
+    sched.observe_flow(sec, none)
+    track = sched._tracks[sec]
+    assert track.awaiting is None and sched._pairs[-1] == (100.0, T0 + 5400.0)
+    assert track.regime == "NEUTRAL" and track.base is None and track.last_t is None
