@@ -23,8 +23,8 @@ from streams.domain.snapshot_record import record_amounts
 from streams.domain.validation import AMOUNT_FIELDS, InvalidSnapshot, validate_snapshot
 from streams.pb.capflow.v1.capital_flow_pb2 import CapitalFlowSeries
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
-from streams.processing.backfill import Inbox, MinuteSeries, Waiting, fold_series, replay
-from streams.processing.detector import Alert, DetectorState
+from streams.processing.backfill import Inbox, MinuteSeries, Waiting, advance
+from streams.processing.detector import DetectorState
 from streams.processing.events import alert_payload, flow_payload
 from streams.processing.flow import FlowState, MinuteLevel, Skip, Snapshot
 from streams.processing.stored import from_plain, to_plain
@@ -258,20 +258,14 @@ class SecurityProcessor:
     def _step(self, state: SecurityState, waiting: Waiting) -> Outcome:
         """One snapshot, after the series it names (if any) is folded in."""
         snap = waiting.snapshot
-        flow, detector, inbox = state.flow, state.detector, state.inbox
+        detector = state.detector
         params = self.thresholds.for_security(snap.security)
-        series = inbox.take(waiting.ref_ms)
-        if series is not None:
-            fold_series(flow, series)
-        point = flow.fold(snap)
+        step = advance(state.flow, state.inbox, waiting, [(detector, params)])
+        point = step.point
         if isinstance(point, Skip):
             # Duplicate or stale: the state counted it, nothing is published.
             return Outcome(Result(point.value), None)
-        found: list[Alert] = []
-        if inbox.replay is not None:
-            found = replay(flow, detector, inbox.replay, params, snap.security)
-            inbox.replay = None
-        alert = detector.step(point, params)
+        (found,), (alert,) = step.found, step.alerts
         return Outcome(
             Result.FLOW,
             None,

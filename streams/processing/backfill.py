@@ -25,6 +25,7 @@ Pure logic, no Kafka, like the rest of streams.processing.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from streams.processing.detector import Alert, DetectorState
@@ -34,6 +35,7 @@ from streams.processing.flow import (
     Level,
     MinuteLevel,
     Resolved,
+    Skip,
     Snapshot,
     choose_baseline,
     make_point,
@@ -270,3 +272,38 @@ def _point(flow: FlowState, security: str, level: Level, base: Resolved) -> Flow
     return make_point(
         security, flow.market, flow.trading_day or "", flow.window, level, base, in_window=0
     )
+
+
+@dataclass
+class Step:
+    """What one snapshot did to a flow state and the detectors it feeds (one per set of
+    parameters: the worker has one, a backtest many)."""
+
+    point: FlowPoint | Skip
+    found: list[list[Alert]]  # per detector: reversals minute history found, to publish
+    alerts: list[Alert | None]  # per detector: the reversal this snapshot confirmed
+
+
+def advance(
+    flow: FlowState,
+    inbox: Inbox,
+    waiting: Waiting,
+    detectors: Sequence[tuple[DetectorState, DetectorParams]],
+) -> Step:
+    """One snapshot the inbox let through: the series it names folded in first, then
+    the snapshot, then (after a fold) the replay of what history makes steppable,
+    then the detectors' step on the snapshot's point."""
+    series = inbox.take(waiting.ref_ms)
+    if series is not None:
+        fold_series(flow, series)
+    snap = waiting.snapshot
+    point = flow.fold(snap)
+    if isinstance(point, Skip):
+        return Step(point, [], [])  # duplicate or stale: only counted
+    found: list[list[Alert]] = [[] for _ in detectors]
+    if inbox.replay is not None:
+        found = [
+            replay(flow, det, inbox.replay, params, snap.security) for det, params in detectors
+        ]
+        inbox.replay = None
+    return Step(point, found, [det.step(point, params) for det, params in detectors])
