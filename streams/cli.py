@@ -25,6 +25,8 @@ COMMANDS: tuple[str, ...] = (
     "replay",
     "record",
     "backtest",
+    "archive",
+    "history",
     "demo",
 )
 
