@@ -168,14 +168,16 @@ class Archiver:
     async def run(self) -> Totals:
         """Archive until stopped (or at the end with ``stop_at_end``); the open batches
         are written and committed before it returns."""
+        limit = self.options.flush_records
         while not self.stop.is_set():
-            fetched = await self.consumer.getmany(timeout_ms=200)
+            fetched = await self.consumer.getmany(timeout_ms=200, max_records=limit)
             for tp, records in fetched.items():
                 for record in records:
                     await self._take(tp, record)
-            due = self._due()
-            if due:
-                await self._flush(due)
+                    if self.waiting >= limit:
+                        await self._flush(self._open())
+            if self._open() and time.monotonic() - self._oldest() >= self.options.flush_seconds:
+                await self._flush(self._open())
             if self.options.stop_at_end and await self._at_end():
                 break
         await self._flush([tp for tp, part in self.parts.items() if part.redo is None])
@@ -241,18 +243,18 @@ class Archiver:
                     "does not archive (a newer producer? upgrade capflow)"
                 )
 
-    def _due(self) -> list[TopicPartition]:
-        """The open batches to write now: enough records, or the oldest waited long enough."""
-        open_parts = {tp: p for tp, p in self.parts.items() if p.batch.records and p.redo is None}
-        if not open_parts:
-            return []
-        records = sum(p.batch.records for p in open_parts.values())
-        oldest = min(p.since or 0.0 for p in open_parts.values())
-        if records >= self.options.flush_records:
-            return list(open_parts)
-        if time.monotonic() - oldest >= self.options.flush_seconds:
-            return list(open_parts)
-        return []
+    def _open(self) -> list[TopicPartition]:
+        """Partitions with records waiting to be written (a range being redone waits for its
+        end instead)."""
+        return [tp for tp, p in self.parts.items() if p.batch.records and p.redo is None]
+
+    def _oldest(self) -> float:
+        return min(self.parts[tp].since or 0.0 for tp in self._open())
+
+    @property
+    def waiting(self) -> int:
+        """Records taken and not yet written, over all partitions."""
+        return sum(p.batch.records for p in self.parts.values())
 
     # -- writing and committing ------------------------------------------------------------
 

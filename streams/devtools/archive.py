@@ -8,12 +8,20 @@ consecutive offsets of one topic partition.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from streams.archive.datasets import Dataset
 from streams.archive.layout import ArchivedFile
 from streams.archive.writer import ArchiveWriter, Batch
+from streams.domain.market import MARKET_TZ, parse_security
+from streams.domain.snapshot_record import snapshot_to_proto
+from streams.domain.validation import AMOUNT_FIELDS
+from streams.opend.snapshot import CapitalDistribution
+from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 
 KAFKA_TIMESTAMP_MS = 1_717_400_000_000
 
@@ -66,3 +74,23 @@ def archive_records(
         return write_records(writer, dataset, topic, partition, records, per_file=per_file)
     finally:
         writer.close()
+
+
+def snapshot_at(
+    security: str, t: float, amounts: Sequence[float | None], seq: int = 0
+) -> DistributionSnapshot:
+    """The record the poller publishes for a reply at epoch ``t`` with these eight amounts
+    (AMOUNT_FIELDS order; None: an absent super amount), trading day and all."""
+    sec = parse_security(security)
+    local = datetime.fromtimestamp(t, ZoneInfo(MARKET_TZ[sec.market]))
+    by_name: dict[str, Any] = dict(zip(AMOUNT_FIELDS, amounts, strict=True))
+    reading = CapitalDistribution(
+        security=str(sec),
+        market=sec.market,
+        qot_market=sec.qot_market,
+        code=sec.code,
+        **by_name,
+        update_time=local.strftime("%Y-%m-%d %H:%M:%S"),
+        update_timestamp=t,
+    )
+    return snapshot_to_proto(reading, "devtools://generated", int(t * 1000) + 150, seq)
