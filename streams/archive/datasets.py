@@ -20,10 +20,10 @@ import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from google.protobuf.descriptor import FieldDescriptor
 
@@ -62,23 +62,39 @@ PROVENANCE: tuple[Column, ...] = (
 )
 
 _INT_RANGE = {"INTEGER": 2**31, "BIGINT": 2**63}
+# The Python types a column of each type takes (exact types: a bool is no number here).
+_PY_TYPES: dict[str, frozenset[type]] = {
+    "VARCHAR": frozenset({str}),
+    "BOOLEAN": frozenset({bool}),
+    "DOUBLE": frozenset({float, int}),
+    "FLOAT": frozenset({float, int}),
+    "INTEGER": frozenset({int}),
+    "BIGINT": frozenset({int}),
+}
 
 
-def _type_error(column: Column, value: Any) -> str | None:
-    """Why ``value`` cannot be stored in ``column``, or None when it can (NULL always can)."""
-    if value is None:
-        return None
-    kind = column.type
-    if kind == "VARCHAR":
-        ok = isinstance(value, str)
-    elif kind == "BOOLEAN":
-        ok = isinstance(value, bool)
-    elif kind in ("DOUBLE", "FLOAT"):
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-    else:
-        limit = _INT_RANGE[kind]
-        ok = isinstance(value, int) and not isinstance(value, bool) and -limit <= value < limit
-    return None if ok else f"{'.'.join(column.path)}={value!r} is not a {kind}"
+class _Check(NamedTuple):
+    """How one column's value is found and checked (worked out once per dataset)."""
+
+    name: str
+    path: tuple[str, ...]
+    types: frozenset[type]
+    limit: int  # integers: |value| bound; 0: none
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` cannot be stored in the column, or None when it can (NULL can)."""
+        if value is None:
+            return None
+        if type(value) in self.types and (not self.limit or -self.limit <= value < self.limit):
+            return None
+        return f"{'.'.join(self.path)}={value!r} is not a {_type_name(self.types, self.limit)}"
+
+
+def _type_name(types: frozenset[type], limit: int) -> str:
+    for name, kinds in _PY_TYPES.items():
+        if kinds == types and _INT_RANGE.get(name, 0) == limit:
+            return name
+    return "/".join(sorted(t.__name__ for t in types))
 
 
 @dataclass(frozen=True)
@@ -95,6 +111,16 @@ class Dataset:
     columns: tuple[Column, ...]
     time: str
     decode: Callable[[bytes | None, bytes | None], dict[str, Any]]
+    _checks: tuple[_Check, ...] = field(init=False, repr=False, compare=False)
+    _paths: frozenset[tuple[str, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        checks = tuple(
+            _Check(c.name, c.path, _PY_TYPES[c.type], _INT_RANGE.get(c.type, 0))
+            for c in self.columns
+        )
+        object.__setattr__(self, "_checks", checks)
+        object.__setattr__(self, "_paths", frozenset(c.path for c in self.columns))
 
     @property
     def file_columns(self) -> tuple[Column, ...]:
@@ -114,15 +140,15 @@ class Dataset:
         to ``unknown`` when given, so the caller can say so once.
         """
         row: dict[str, Any] = {}
-        for column in self.columns:
-            value = _lookup(record, column.path)
-            problem = _type_error(column, value)
-            if problem is not None:
-                raise BadRecord(problem)
-            row[column.name] = value
+        for check in self._checks:
+            path = check.path
+            value = record.get(path[0]) if len(path) == 1 else _lookup(record, path)
+            if value is not None and check.problem(value) is not None:
+                raise BadRecord(check.problem(value))
+            row[check.name] = value
         check_partition(row.get("market"), row.get("trading_day"))
         if unknown is not None:
-            unknown.update(_paths(record) - {c.path for c in self.columns})
+            unknown.update(_paths(record) - self._paths)
         return row
 
     def kafka_row(
@@ -165,7 +191,7 @@ def check_partition(market: Any, trading_day: Any) -> None:
 def _lookup(record: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     node: Any = record
     for key in path:
-        if not isinstance(node, Mapping):
+        if type(node) is not dict:
             return None
         node = node.get(key)
     return node
@@ -175,7 +201,7 @@ def _paths(record: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> set[tuple
     """The path of every leaf value of a nested record."""
     out: set[tuple[str, ...]] = set()
     for key, value in record.items():
-        if isinstance(value, Mapping):
+        if type(value) is dict:
             out |= _paths(value, (*prefix, key))
         else:
             out.add((*prefix, key))

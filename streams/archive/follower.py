@@ -50,7 +50,7 @@ class ArchiveOptions:
     group: str
     from_beginning: bool = False
     flush_records: int = 100_000
-    flush_seconds: float = 60.0
+    flush_seconds: float = 300.0
     stop_at_end: bool = False
 
 
@@ -108,6 +108,9 @@ class Archiver:
         self.consumer = consumer
         self.writer = writer
         self.archived = archived
+        # The newest range with files written by this run, per (topic, partition): what
+        # a scan would find now, without keeping every file in memory.
+        self.written: dict[tuple[str, int], tuple[int, int]] = {}
         self.say = say
         self.parts: dict[TopicPartition, _Partition] = {}
         self.lock = asyncio.Lock()
@@ -136,7 +139,8 @@ class Archiver:
         """Where a newly assigned partition starts, and whether a range is to be rewritten."""
         dataset = self.options.datasets[tp.topic]
         committed = await self.consumer.committed(tp)
-        found = self.archived.last_range(tp.topic, tp.partition)
+        key = (tp.topic, tp.partition)
+        found = self.written.get(key) or self.archived.last_range(*key)
         redo = None
         if found is not None and (committed is None or committed <= found[1]):
             start, redo = found[0], found
@@ -276,7 +280,11 @@ class Archiver:
                 if (done := self.parts.get(tp)) is not None:
                     done.batch = Batch(batch.dataset, batch.topic, batch.partition)
                     done.since = done.redo = None
-            self.archived.files += written
+            for done_file in written:
+                self.written[(done_file.topic, done_file.partition)] = (
+                    done_file.first,
+                    done_file.last,
+                )
             self._progress(jobs, written, committed)
 
     def _write(self, jobs: list[tuple[TopicPartition, Batch, int, int]]) -> list[ArchivedFile]:

@@ -20,7 +20,14 @@ from typing import Any
 import orjson
 
 from streams.archive.datasets import Dataset
-from streams.archive.layout import SCRATCH_NAME, ArchivedFile, day_dir, file_name, tmp_path
+from streams.archive.layout import (
+    SCRATCH_NAME,
+    ArchivedFile,
+    ArchiveError,
+    day_dir,
+    file_name,
+    tmp_path,
+)
 
 
 @dataclass
@@ -135,7 +142,7 @@ class ArchiveWriter:
         ).fetchone() or (0,)
         if count != len(lines):
             tmp.unlink(missing_ok=True)
-            raise RuntimeError(f"{final}: DuckDB wrote {count} rows of {len(lines)}")
+            raise ArchiveError(f"{final}: DuckDB wrote {count} rows of {len(lines)}")
         _fsync_file(tmp)
         os.replace(tmp, final)
         fsync_dir(final.parent)

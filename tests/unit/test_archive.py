@@ -326,3 +326,23 @@ def test_partition_keys_are_columns_of_every_dataset() -> None:
     for dataset in (SNAPSHOTS, FLOWS, ALERTS):
         assert set(PARTITION_KEYS) <= set(dataset.column_names)
         assert {"security", dataset.time} <= {c.name for c in dataset.file_columns}
+
+
+def _doc_tables() -> dict[str, list[tuple[str, str]]]:
+    """(column, type) rows of each dataset's table in docs/archive.md."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "archive.md").read_text()
+    tables: dict[str, list[tuple[str, str]]] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith("### "):
+            current = line[4:].strip()
+        elif current is not None and line.startswith("| `"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            tables.setdefault(current, []).append((cells[0].strip("`"), cells[1]))
+    return tables
+
+
+def test_docs_list_every_column_with_its_type() -> None:
+    tables = _doc_tables()
+    for dataset in (SNAPSHOTS, FLOWS, ALERTS):
+        assert tables[dataset.name] == [(c.name, c.type) for c in dataset.file_columns]
