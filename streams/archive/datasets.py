@@ -11,6 +11,10 @@ files written before it are still read (their rows have it as NULL).
 Every row also names where it came from in Kafka (``kafka_partition``,
 ``kafka_offset``, ``kafka_timestamp_ms``). ``market`` and ``trading_day`` are the
 hive partition directories, not columns inside the files. Pure: no I/O.
+
+A new topic is a new :class:`Dataset` in ``DATASETS``: its directory name, the option
+naming its topic, its columns (``proto_columns`` or ``json_columns`` of a sample), its
+event-time column and its decoder; ``capflow archive`` then needs a flag for it.
 """
 
 from __future__ import annotations

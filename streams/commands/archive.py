@@ -15,6 +15,10 @@ row is lost and none is doubled. Records the worker would dead-letter are skippe
 reported. Progress goes to stderr; Ctrl-C or SIGTERM writes what is open, commits, and
 stops. One archive process per DIR (a lock file says so); ``capflow history`` reads
 DIR while it is written.
+
+Exit status: 0 stopped by SIGTERM or at the end (--stop-at-end), 1 Kafka or the disk
+failed or DIR holds something that is not part of an archive (named), 2 bad usage,
+130 Ctrl-C (after writing and committing what was open).
 """
 
 from __future__ import annotations
