@@ -175,7 +175,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=300.0,
         metavar="S",
         help="write files once the oldest waiting record has waited S seconds (default "
-        "%(default)s: a live day gets a few hundred files; each costs queries about 1 ms)",
+        "%(default)s: a live day gets a few hundred files, and a query opens each file of "
+        "the days it reads)",
     )
     parser.add_argument(
         "--stop-at-end",
