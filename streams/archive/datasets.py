@@ -20,6 +20,7 @@ event-time column and its decoder; ``capflow archive`` then needs a flag for it.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 import types
 import typing
@@ -35,9 +36,7 @@ from streams.domain.market import MARKETS
 from streams.domain.snapshot_record import RECORD_FIELDS, record_fields
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.pipeline.processor import DecodeError, SecurityProcessor
-from streams.processing.detector import Alert, Regime
 from streams.processing.events import alert_event, flow_record, parse_alert, parse_flow
-from streams.processing.flow import FlowPoint
 from streams.processing.thresholds import ThresholdConfig
 
 PARTITION_KEYS: tuple[str, ...] = ("market", "trading_day")  # directories, in this order
@@ -268,19 +267,28 @@ def json_columns(
 _SAMPLE_SCALARS: dict[Any, Any] = {float: 1.5, int: 1, str: "HK", bool: False}
 
 
-def sample_of(cls: type) -> Any:
-    """An instance of a dataclass with a typed sample in every field (never None)."""
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for f in dataclasses.fields(cls):
-        hint = hints[f.name]
-        if typing.get_origin(hint) in (typing.Union, types.UnionType):
-            hint = next(a for a in typing.get_args(hint) if a is not type(None))
-        if isinstance(hint, type) and issubclass(hint, Enum):
-            values[f.name] = next(iter(hint))
-        else:
-            values[f.name] = _SAMPLE_SCALARS[hint]
-    return cls(**values)
+def sample(hint: Any) -> Any:
+    """A value of an annotation (never None): dataclasses filled field by field."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return next(iter(hint))
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        hints = typing.get_type_hints(hint)
+        return hint(**{f.name: sample(hints[f.name]) for f in dataclasses.fields(hint) if f.init})
+    return _SAMPLE_SCALARS[hint]
+
+
+def sample_call(build: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """What a payload builder returns for sample arguments (those without a default), so
+    a parameter or field added to it changes the columns, not this module."""
+    hints = typing.get_type_hints(build)
+    arguments = {
+        name: sample(hints[name])
+        for name, parameter in inspect.signature(build).parameters.items()
+        if parameter.default is inspect.Parameter.empty
+    }
+    return build(**arguments)
 
 
 # -- the datasets ---------------------------------------------------------------------------
@@ -321,14 +329,14 @@ SNAPSHOTS = Dataset(
 FLOWS = Dataset(
     "flows",
     "topic_flow",
-    json_columns(flow_record(sample_of(FlowPoint), Regime.NEUTRAL, 1.5), "_".join),
+    json_columns(sample_call(flow_record), "_".join),
     "event_ts",
     _json_decoder(parse_flow),
 )
 ALERTS = Dataset(
     "alerts",
     "topic_alerts",
-    json_columns(alert_event(sample_of(Alert)), _alert_column),
+    json_columns(sample_call(alert_event), _alert_column),
     "event_ts",
     _json_decoder(parse_alert),
 )

@@ -24,6 +24,7 @@ from streams.archive.datasets import (
     Dataset,
     json_columns,
     proto_columns,
+    sample_call,
 )
 from streams.archive.layout import ArchiveError, day_dir, file_name, scan, tmp_path
 from streams.archive.query import DayRange, count_rows, read_records, read_rows
@@ -31,8 +32,9 @@ from streams.archive.writer import ArchiveWriter, Batch
 from streams.devtools.archive import archive_records, write_records
 from streams.domain.snapshot_record import record_fields, record_from_fields
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
-from streams.processing.events import alert_payload, flow_payload
-from streams.processing.flow import FlowState, Snapshot
+from streams.processing.detector import Regime
+from streams.processing.events import alert_payload, flow_payload, flow_record
+from streams.processing.flow import FlowPoint, FlowState, Snapshot
 from tests.integration.harness import make_alert
 from tests.unit.test_recording import snapshot
 
@@ -135,6 +137,18 @@ def test_a_field_added_to_the_proto_is_a_column_and_old_files_still_read(tmp_pat
     assert [r["currency"] for r in rows] == [None, "HKD"]
     rows = list(read_rows(tmp_path, SNAPSHOTS, DayRange(), ["HK.00700"]))  # the older reader
     assert [record_from_fields(r).capital_out_small for r in rows] == [43.0, 44.0]
+
+
+def test_a_parameter_added_to_a_payload_builder_is_sampled() -> None:
+    """Builders are called with samples of every parameter without a default."""
+
+    def build(
+        point: FlowPoint, regime: Regime | str, threshold: float, baseline_ts: float | None
+    ) -> dict[str, Any]:
+        return flow_record(point, regime, threshold) | {"baseline_ts": baseline_ts}
+
+    columns = {c.name: c.type for c in json_columns(sample_call(build), "_".join)}
+    assert columns["baseline_ts"] == "DOUBLE" and columns["regime"] == "VARCHAR"
 
 
 def test_a_field_added_to_a_json_record_is_a_column() -> None:
