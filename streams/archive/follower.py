@@ -34,6 +34,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from streams.archive.datasets import DATASETS, BadRecord, Dataset
 from streams.archive.layout import LOCK_NAME, SCRATCH_NAME, ArchivedFile, ArchiveError, Scan, scan
+from streams.archive.query import range_rows
 from streams.archive.writer import ArchiveWriter, Batch, make_dirs
 
 Say = Callable[[str], None]
@@ -221,15 +222,10 @@ class Archiver:
         if part.redo is not None:
             first, last = part.redo
             if part.batch.first is None and record.offset > first:
-                self.say(
-                    f"{tp.topic}[{tp.partition}]: offsets {first}-{record.offset - 1} are gone "
-                    f"from the topic; keeping the archived files of {first}-{last} as they are"
-                )
-                part.redo, part.next = None, last + 1
-                if record.offset <= last:
-                    return
-            elif record.offset > last:  # the range ended on offsets without records
+                await self._keep_archived(tp, part, record.offset)
+            if record.offset > last:  # the range ended on offsets without records
                 await self._flush([tp])
+                part.redo = None  # (nothing to write: nothing to redo either)
         part.batch.take(record.offset, self._row(part.batch.dataset, record))
         part.next = record.offset + 1
         if part.since is None:
@@ -237,6 +233,24 @@ class Archiver:
         self._tell_unknown(part.batch.dataset)
         if part.redo is not None and record.offset >= part.redo[1]:
             await self._flush([tp])
+
+    async def _keep_archived(self, tp: TopicPartition, part: _Partition, available: int) -> None:
+        """The range being written again starts on offsets the topic no longer has
+        (retention ran while the archive was stopped): take their rows from the range's
+        archived files, so the rewrite keeps them."""
+        assert part.redo is not None
+        first, last = part.redo
+        dataset = part.batch.dataset
+        rows = await asyncio.to_thread(
+            range_rows, self.options.root, dataset, tp.topic, tp.partition, first, last, available
+        )
+        for row in rows:
+            part.batch.take(row["kafka_offset"], row)
+        part.batch.first = first
+        self.say(
+            f"{tp.topic}[{tp.partition}]: offsets {first}-{available - 1} are gone from the "
+            f"topic; {len(rows)} archived rows of them are kept from the files of {first}-{last}"
+        )
 
     def _tell_unknown(self, dataset: Dataset) -> None:
         for path in sorted(self.unknown[dataset.name]):

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from streams.archive.datasets import PARTITION_KEYS, Dataset
-from streams.archive.layout import ArchiveError, archived_days, archived_markets, day_dir, day_files
+from streams.archive.layout import (
+    ArchiveError,
+    archived_days,
+    archived_markets,
+    day_dir,
+    day_files,
+    file_name,
+)
 from streams.domain.market import market_of
 
 FETCH_ROWS = 10_000
@@ -89,17 +96,24 @@ def read_rows(
 
 
 def _select(
-    paths: list[Path], dataset: Dataset, securities: Sequence[str] | None, order: Sequence[str]
+    paths: list[Path],
+    dataset: Dataset,
+    securities: Sequence[str] | None,
+    order: Sequence[str],
+    below_offset: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     hive_types = ", ".join(f"{_quote(k)}: 'VARCHAR'" for k in PARTITION_KEYS)
     sql = (
         "SELECT * FROM read_parquet($files, hive_partitioning = true, union_by_name = true, "
-        f"hive_types = {{{hive_types}}})"
+        f"hive_types = {{{hive_types}}}) WHERE true"
     )
     params: dict[str, Any] = {"files": [str(p) for p in paths]}
     if securities:
-        sql += " WHERE security IN (SELECT unnest($securities))"
+        sql += " AND security IN (SELECT unnest($securities))"
         params["securities"] = list(securities)
+    if below_offset is not None:
+        sql += " AND kafka_offset < $below"
+        params["below"] = below_offset
     import duckdb  # lazily: every capflow command imports this module
 
     sql += " ORDER BY " + ", ".join(f'"{c}"' for c in order)
@@ -114,6 +128,18 @@ def _select(
         raise ArchiveError(str(exc).splitlines()[0]) from None
     finally:
         con.close()
+
+
+def range_rows(
+    root: Path, dataset: Dataset, topic: str, partition: int, first: int, last: int, below: int
+) -> list[dict[str, Any]]:
+    """The archived rows of one offset range (every file with its name) below an offset,
+    in offset order: what the archive alone still holds once the topic dropped them."""
+    name = file_name(topic, partition, first, last)
+    paths = sorted((root / dataset.name).glob(f"market=*/trading_day=*/{name}"))
+    if not paths:
+        return []
+    return list(_select(paths, dataset, None, ("kafka_offset",), below_offset=below))
 
 
 def count_rows(

@@ -17,7 +17,8 @@ from pathlib import Path
 import orjson
 import pyarrow.dataset as pads
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from streams.archive.datasets import DATASETS, FLOWS, SNAPSHOTS, BadRecord, Dataset
 from streams.archive.follower import ArchiveOptions, follow, open_archive
@@ -222,6 +223,45 @@ async def test_a_range_cut_short_by_a_crash_is_written_again_exactly(
     expected = await expected_rows(kafka_bootstrap, topics.distribution, SNAPSHOTS)
     assert len(expected) == 900
     assert_exactly_once(archived(root, SNAPSHOTS), expected)
+
+
+async def test_rows_retention_removed_from_a_cut_range_are_kept_from_its_files(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Crash in a range, then the topic drops that range's first records before the
+    restart: the rewrite keeps their archived rows and archives everything still there."""
+    topics = Topics(topic_prefix)
+    kafka = {"bootstrap_servers": kafka_bootstrap}
+    await ensure_topics(kafka, [topics.distribution], 1)
+    await produce(kafka_bootstrap, topics.distribution, [snapshot_value(i) for i in range(900)])
+    root = tmp_path / "archive"
+    options = ArchiveOptions(
+        root=root, datasets={topics.distribution: SNAPSHOTS}, kafka=kafka,
+        group=f"{topic_prefix}-g", from_beginning=True, flush_records=250, stop_at_end=True,
+    )  # fmt: skip
+    with pytest.raises(SystemExit), open_archive(root) as (_, found):
+        await follow(options, CrashAfterOneFile(root), found, lambda _: None, asyncio.Event())
+    cut = [p for p in parquet_files(root) if p.name.endswith("-250-499.parquet")]
+    assert len(cut) == 1  # one file of the range 250-499 made it
+    archived_early = {row for row in archived(root, SNAPSHOTS) if row[1] < 260}
+    before = {row for row in archived_early if row[1] >= 250}
+    assert before  # rows of the offsets about to be deleted are in that file
+    admin = AIOKafkaAdminClient(**kafka)
+    await admin.start()
+    try:
+        tp = TopicPartition(topics.distribution, 0)
+        await admin.delete_records({tp: RecordsToDelete(before_offset=260)})
+    finally:
+        await admin.close()
+    code, _, err = await run_cli(
+        "archive", str(root), "--topic-distribution", topics.distribution, "--group",
+        options.group, "--kafka-bootstrap", kafka_bootstrap, "--stop-at-end", timeout=120,
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"{len(before)} archived rows of them are kept" in err, err
+    expected = await expected_rows(kafka_bootstrap, topics.distribution, SNAPSHOTS)
+    assert min(offset for _, offset in expected) == 260
+    assert_exactly_once(archived(root, SNAPSHOTS), expected | archived_early)
 
 
 async def test_a_foreign_file_stops_the_archive_with_its_name(tmp_path: Path) -> None:
