@@ -12,7 +12,7 @@ Every row also names where it came from in Kafka (``kafka_partition``,
 ``kafka_offset``, ``kafka_timestamp_ms``). ``market`` and ``trading_day`` are the
 hive partition directories, not columns inside the files. Pure: no I/O.
 
-A new topic is a new :class:`Dataset` in ``DATASETS``: its directory name, the option
+A new topic is a new :class:`Dataset` in ``DATASETS``: its directory name, the setting
 naming its topic, its columns (``proto_columns`` or ``json_columns`` of a sample), its
 event-time column and its decoder; ``capflow archive`` then needs a flag for it.
 """
@@ -102,7 +102,7 @@ def _type_name(types: frozenset[type], limit: int) -> str:
 
 @dataclass(frozen=True)
 class Dataset:
-    """One archived topic: its directory, the option naming the topic, its columns.
+    """One archived topic: its directory, the setting naming the topic, its columns.
 
     ``decode(key, value)`` turns a Kafka record into the topic's record (a dict, nested
     as on the topic) or raises BadRecord; ``columns`` are that record's values in order,
@@ -110,7 +110,7 @@ class Dataset:
     """
 
     name: str
-    topic_option: str
+    topic_setting: str  # the field of TopicSettings naming its topic
     columns: tuple[Column, ...]
     time: str
     decode: Callable[[bytes | None, bytes | None], dict[str, Any]]
@@ -323,19 +323,19 @@ def _alert_column(path: tuple[str, ...]) -> str:
 
 
 SNAPSHOTS = Dataset(
-    "snapshots", "topic_distribution", proto_columns(RECORD_FIELDS), "update_timestamp",
+    "snapshots", "distribution", proto_columns(RECORD_FIELDS), "update_timestamp",
     decode_snapshot,
 )  # fmt: skip
 FLOWS = Dataset(
     "flows",
-    "topic_flow",
+    "flow",
     json_columns(sample_call(flow_record), "_".join),
     "event_ts",
     _json_decoder(parse_flow),
 )
 ALERTS = Dataset(
     "alerts",
-    "topic_alerts",
+    "alerts",
     json_columns(sample_call(alert_event), _alert_column),
     "event_ts",
     _json_decoder(parse_alert),

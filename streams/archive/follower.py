@@ -49,6 +49,7 @@ class ArchiveOptions:
     datasets: dict[str, Dataset]  # topic -> the dataset it is archived as
     kafka: dict[str, Any]
     group: str
+    connect_timeout: float = 30.0  # how long a broker that does not answer is waited for
     from_beginning: bool = False
     flush_records: int = 100_000
     flush_seconds: float = 300.0

@@ -37,9 +37,9 @@ from streams.archive.datasets import ALERTS, FLOWS, SNAPSHOTS, Dataset
 from streams.archive.follower import ArchiveOptions, follow, open_archive
 from streams.archive.layout import ArchiveError
 from streams.commands import CommandFailed, UsageError
-from streams.config import add_options, group_names
 from streams.kafka_access import check_access
-from streams.settings import KafkaSettings
+from streams.settings import KafkaSettings, TopicSettings
+from streams.settings.flags import add_settings, from_args
 
 
 def default_group(root: Path) -> str:
@@ -54,6 +54,7 @@ def _say(message: str) -> None:
 
 def _datasets(args: argparse.Namespace) -> dict[str, Dataset]:
     """Topic -> dataset for what the flags ask for."""
+    names = from_args(args, TopicSettings)
     wanted = [SNAPSHOTS]
     if args.flows:
         wanted.append(FLOWS)
@@ -61,7 +62,7 @@ def _datasets(args: argparse.Namespace) -> dict[str, Dataset]:
         wanted.append(ALERTS)
     topics: dict[str, Dataset] = {}
     for dataset in wanted:
-        topic = getattr(args, dataset.topic_option)
+        topic = getattr(names, dataset.topic_setting)
         if topic in topics:
             raise UsageError(f"{topic} is named for both {topics[topic].name} and {dataset.name}")
         topics[topic] = dataset
@@ -74,10 +75,12 @@ def options_of(args: argparse.Namespace) -> ArchiveOptions:
     if not args.flush_seconds > 0:
         raise UsageError(f"--flush-seconds must be > 0, got {args.flush_seconds}")
     root = Path(args.dir)
+    kafka = from_args(args, KafkaSettings)
     return ArchiveOptions(
         root=root,
         datasets=_datasets(args),
-        kafka=KafkaSettings.from_args(args).client_kwargs,
+        kafka=kafka.client_kwargs,
+        connect_timeout=kafka.connect_timeout,
         group=args.group or default_group(root),
         from_beginning=args.from_beginning,
         flush_records=args.flush_records,
@@ -108,7 +111,7 @@ async def _archive(args: argparse.Namespace) -> int:
 
     with open_archive(options.root) as (writer, archived):
         topics = list(options.datasets)
-        await check_access(options.kafka, topics, args.kafka_connect_timeout, group=options.group)
+        await check_access(options.kafka, topics, options.connect_timeout, group=options.group)
         missing = await _missing_topics(options.kafka, topics)
         if missing:
             raise CommandFailed(f"topic(s) {', '.join(missing)} do not exist (no worker yet?)")
@@ -185,5 +188,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "then stop (for cron jobs; the group's only member); default: follow until Ctrl-C "
         "or SIGTERM",
     )
-    add_options(parser, group_names("kafka"))
+    add_settings(parser, KafkaSettings, TopicSettings)
     parser.set_defaults(func=run)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -45,27 +45,25 @@ from streams.backtest import (
 )
 from streams.commands import CommandFailed, UsageError
 from streams.commands.history import add_archive_options, day_range
-from streams.config import env_default, option
+from streams.processing.thresholds import PARAM_KEYS
 from streams.recording import RecordingError
+from streams.settings import FlowSettings
+from streams.settings.declare import Declared, declarations
+from streams.settings.flags import add_settings
 
-_SWEPT: tuple[tuple[str, Callable[[str], Any]], ...] = (
-    ("window", float),
-    ("theta_abs", float),
-    ("theta_rel", float),
-    ("confirm", int),
-    ("cooldown", float),
-)
+# The detector settings a comma-separated list sweeps, with the worker's flags and
+# variables; the detector's parameters check each value's range.
+_SWEPT: tuple[Declared, ...] = tuple(d for d in declarations(FlowSettings) if d.field in PARAM_KEYS)
 
 
-def _values(name: str, text: str, kind: Callable[[str], Any]) -> list[Any]:
+def _values(decl: Declared, text: str) -> list[Any]:
+    kind = type(decl.default)  # int or float
     try:
         values = [kind(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ParameterError(
-            f"--{name.replace('_', '-')}: {text!r} is not a list of numbers"
-        ) from None
+        raise ParameterError(f"{decl.flag}: {text!r} is not a list of numbers") from None
     if not values:
-        raise ParameterError(f"--{name.replace('_', '-')}: no value given")
+        raise ParameterError(f"{decl.flag}: no value given")
     return values
 
 
@@ -129,7 +127,7 @@ def _load(args: argparse.Namespace) -> Recording:
 
 
 def backtest(args: argparse.Namespace) -> int:
-    values = {name: _values(name, getattr(args, name), kind) for name, kind in _SWEPT}
+    values = {d.field: _values(d, getattr(args, d.name)) for d in _SWEPT}
     sets = parameter_grid(values, thresholds_file=args.thresholds_file or None)
     if args.alerts_out and len(sets) != 1:
         raise ParameterError(
@@ -193,24 +191,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="SEC",
         help="only this security, e.g. HK.00700 (repeatable; default: all)",
     )
-    for name, _kind in _SWEPT:
-        opt = option(name)
+    for decl in _SWEPT:
         parser.add_argument(
-            opt.flag,
-            dest=name,
-            default=str(env_default(opt)),
+            decl.flag,
+            dest=decl.name,
+            default=decl.shown(decl.from_environment()),
             metavar="V[,V...]",
-            help=f"{opt.help}; a comma-separated list sweeps it (env {opt.env}, "
+            help=f"{decl.help}; a comma-separated list sweeps it (env {decl.env}, "
             "default %(default)s)",
         )
-    opt = option("thresholds_file")
-    parser.add_argument(
-        opt.flag,
-        dest="thresholds_file",
-        default=env_default(opt),
-        metavar="JSON",
-        help="per-market / per-security overrides, layered on every parameter set",
-    )
+    add_settings(parser, FlowSettings, only=["thresholds_file"])  # layered on every set
     parser.add_argument(
         "--alerts-out",
         metavar="JSONL",

@@ -15,9 +15,9 @@ import orjson
 from streams.archive.layout import ArchiveError
 from streams.commands import CommandFailed, UsageError
 from streams.commands.history import add_archive_options, day_range
-from streams.config import add_options, group_names
 from streams.kafka_access import check_access
-from streams.settings import KafkaSettings
+from streams.settings import KafkaSettings, TopicSettings
+from streams.settings.flags import add_settings, from_args
 from streams.topic_partitions import assign_whole_topic
 
 
@@ -97,22 +97,23 @@ async def read_topic(
 
 
 async def _load(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    kafka = KafkaSettings.from_args(args)  # one SSL context for every client
-    wanted = [] if args.flows_file else [args.topic_flow]
+    kafka = from_args(args, KafkaSettings)  # one SSL context for every client
+    topics = from_args(args, TopicSettings)
+    wanted = [] if args.flows_file else [topics.flow]
     if not args.alerts_file and not args.flows_file:
-        wanted.append(args.topic_alerts)
+        wanted.append(topics.alerts)
     if wanted:
         await check_access(kafka.client_kwargs, topics=wanted, timeout=kafka.connect_timeout)
     if args.flows_file:
         flows = read_json_lines(args.flows_file)
     else:
-        flows = await read_topic(kafka.client_kwargs, args.topic_flow, args.read_timeout)
+        flows = await read_topic(kafka.client_kwargs, topics.flow, args.read_timeout)
     if args.alerts_file:
         alerts = read_json_lines(args.alerts_file)
     elif args.flows_file:
         alerts = []  # offline mode: do not reach for Kafka just for the markers
     else:
-        alerts = await read_topic(kafka.client_kwargs, args.topic_alerts, args.read_timeout)
+        alerts = await read_topic(kafka.client_kwargs, topics.alerts, args.read_timeout)
     return flows, alerts
 
 
@@ -203,5 +204,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="S",
         help="give up reading a topic after S seconds",
     )
-    add_options(parser, [*group_names("kafka")])
+    add_settings(parser, KafkaSettings, TopicSettings)
     parser.set_defaults(func=run)

@@ -105,20 +105,20 @@ def test_json_columns_match_the_published_schema(dataset: Dataset, schema: str) 
 
 
 def test_a_field_added_to_the_proto_is_a_column_and_old_files_still_read(tmp_path: Path) -> None:
-    """The parallel `currency` change: new files have the column, old ones read as NULL."""
+    """A field added later (here `venue`): new files have the column, old ones read NULL."""
     proto = descriptor_pb2.FileDescriptorProto()
     DistributionSnapshot.DESCRIPTOR.file.CopyToProto(proto)
-    proto.name = "capflow/v1/snapshot_with_currency.proto"
+    proto.name = "capflow/v1/snapshot_with_venue.proto"
     proto.package = "capflow.v1.test"
     proto.message_type[0].field.add(
-        name="currency", number=99, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING
+        name="venue", number=99, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING
     )
     pool = descriptor_pool.DescriptorPool()
     newer = message_factory.GetMessageClass(
         pool.Add(proto).message_types_by_name["DistributionSnapshot"]  # type: ignore[attr-defined]
     )
     columns = proto_columns(newer.DESCRIPTOR.fields)
-    assert columns[-1].name == "currency" and columns[-1].type == "VARCHAR"
+    assert columns[-1].name == "venue" and columns[-1].type == "VARCHAR"
 
     def decode(key: bytes | None, value: bytes | None) -> dict[str, Any]:
         msg = newer.FromString(value or b"")
@@ -127,14 +127,14 @@ def test_a_field_added_to_the_proto_is_a_column_and_old_files_still_read(tmp_pat
             "capital_out_super": None,
         }
 
-    v2 = Dataset("snapshots", "topic_distribution", columns, "update_timestamp", decode)
+    v2 = Dataset("snapshots", "distribution", columns, "update_timestamp", decode)
     old = archive_records(tmp_path, SNAPSHOTS, records_of([snapshot(1)]), partition=0)
     new_msg = newer.FromString(snapshot(2).SerializeToString())
-    new_msg.currency = "HKD"
+    new_msg.venue = "SEHK"
     new = archive_records(tmp_path, v2, [(b"HK.00700", new_msg.SerializeToString())], partition=1)
     assert len(old) == len(new) == 1
     rows = list(read_rows(tmp_path, v2, DayRange(), ["HK.00700"]))
-    assert [r["currency"] for r in rows] == [None, "HKD"]
+    assert [r["venue"] for r in rows] == [None, "SEHK"]
     rows = list(read_rows(tmp_path, SNAPSHOTS, DayRange(), ["HK.00700"]))  # the older reader
     assert [record_from_fields(r).capital_out_small for r in rows] == [43.0, 44.0]
 

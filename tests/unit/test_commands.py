@@ -31,7 +31,7 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("opend_sim", ["opend-sim", "--host", "256.0.0.1", "--port", "0"], 1, "cannot listen on"),
     ("fetch", ["fetch", "00700"], 2, "capflow fetch: "),
     ("fetch", ["fetch", "HK.00700", "--opend-port", "{port}"], 1, "cannot connect"),
-    ("worker", ["worker", "--web-port", "x"], 2, "invalid int value"),
+    ("worker", ["worker", "--web-port", "x"], 2, "--web-port: 'x' is not valid: expected a whole"),
     ("worker", ["worker", "--watchlist", "00700"], 2, "capflow worker: bad watchlist"),
     (
         "worker",
@@ -82,6 +82,19 @@ def test_errors_go_to_stderr_with_the_right_exit_status(
     assert text in err, err
     assert "Traceback" not in err
     assert text not in out and "error" not in out.lower(), out
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_a_bad_variable_ends_every_command_with_status_2(
+    module: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CAPFLOW_KAFKA_PORT", "x")  # a variable of two commands only
+    assert _run([module.replace("_", "-"), "--help"]) == 2
+    out, err = capsys.readouterr()
+    assert (
+        out == ""
+        and err == "capflow: CAPFLOW_KAFKA_PORT='x' is not valid: expected a whole number\n"
+    )
 
 
 @pytest.mark.parametrize("module", COMMANDS)
