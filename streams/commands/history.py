@@ -30,7 +30,7 @@ from streams.archive.datasets import ALERTS, FLOWS, SNAPSHOTS, Dataset
 from streams.archive.layout import ArchiveError, archived_days
 from streams.archive.query import DayRange, read_rows
 from streams.commands import CommandFailed, UsageError
-from streams.domain.market import SecurityFormatError, parse_security
+from streams.domain.market import SecurityFormatError, market_currency, parse_security
 from streams.domain.snapshot_record import record_from_fields
 from streams.recording import to_json_line
 from streams.sinks.console import human_amount
@@ -46,6 +46,12 @@ def _text(name: str) -> Cell:
     return lambda row: "" if row.get(name) is None else str(row[name])
 
 
+def _currency(row: dict[str, Any]) -> str:
+    """The amounts' currency: the record's, else (written before records named it) the
+    market's."""
+    return row.get("currency") or market_currency(row.get("market"), row.get("security")) or ""
+
+
 _CLASSES = ("super", "big", "mid", "small")
 # What --format table shows per dataset: (header, cell); csv and json show every column.
 TABLES: dict[str, list[tuple[str, Cell]]] = {
@@ -53,6 +59,7 @@ TABLES: dict[str, list[tuple[str, Cell]]] = {
         ("update_time", _text("update_time")),
         *((f"in_{c}", _amount(f"capital_in_{c}")) for c in _CLASSES),
         *((f"out_{c}", _amount(f"capital_out_{c}")) for c in _CLASSES),
+        ("currency", _currency),
     ],
     FLOWS.name: [
         ("event_time", _text("event_time")),
@@ -62,6 +69,7 @@ TABLES: dict[str, list[tuple[str, Cell]]] = {
         ("threshold", _amount("threshold")),
         ("T", _amount("turnover")),
         ("snapshots", _text("snapshots_in_window")),
+        ("currency", _currency),
     ],
     ALERTS.name: [
         ("event_time", _text("event_time")),
@@ -69,6 +77,7 @@ TABLES: dict[str, list[tuple[str, Cell]]] = {
         ("R_W", _amount("r_w")),
         ("threshold", _amount("threshold")),
         ("L", _amount("large_net")),
+        ("currency", _currency),
         ("id", _text("alert_id")),
     ],
 }

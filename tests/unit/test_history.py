@@ -80,8 +80,9 @@ def test_table_shows_the_latest_day_by_default(
     assert code == 0 and len(lines) == 81
     assert lines[0].split() == [
         "update_time", "in_super", "in_big", "in_mid", "in_small",
-        "out_super", "out_big", "out_mid", "out_small",
+        "out_super", "out_big", "out_mid", "out_small", "currency",
     ]  # fmt: skip
+    assert lines[1].split()[-1] == "HKD"
     assert lines[1].startswith("2024-06-04 09:30:00")
     assert lines[-1].startswith("2024-06-04 10:09:30")
     assert lines[40].split()[3] == "+40.0M"  # in_big after 40 snapshots of +1M
