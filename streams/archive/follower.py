@@ -123,12 +123,17 @@ class Archiver:
         }
         self.unknown_told: set[tuple[str, tuple[str, ...]]] = set()
         self.assigned_once = False
+        # aiokafka only logs what a rebalance listener raises: keep it for the loop.
+        self.failure: BaseException | None = None
 
     # -- partitions coming and going -----------------------------------------------------
 
     async def assigned(self, tps: set[TopicPartition]) -> None:
-        for tp in sorted(tps):
-            self.parts[tp] = await self._start(tp)
+        try:
+            for tp in sorted(tps):
+                self.parts[tp] = await self._start(tp)
+        except Exception as exc:  # raised again by the loop: the command fails, not quietly
+            self.failure = exc
         self.assigned_once = True
 
     async def revoked(self, tps: set[TopicPartition]) -> None:
@@ -177,6 +182,8 @@ class Archiver:
         limit = self.options.flush_records
         while not self.stop.is_set():
             fetched = await self.consumer.getmany(timeout_ms=200, max_records=limit)
+            if self.failure is not None:
+                raise self.failure
             for tp, records in fetched.items():
                 for record in records:
                     await self._take(tp, record)
