@@ -26,6 +26,8 @@ COMMANDS: tuple[str, ...] = (
     "replay",
     "record",
     "backtest",
+    "archive",
+    "history",
     "demo",
 )
 

@@ -1,10 +1,12 @@
 """``capflow backtest FILE``: alerts a recorded day would have given, per parameter set.
 
-Reads the JSON lines of ``capflow record`` and runs the worker's flow and reversal
-logic over them without Kafka. Each detector option takes a comma-separated list; every
-combination is one parameter set and one row of the output:
+Reads the JSON lines of ``capflow record`` (or, with ``--archive DIR --from --to``, the
+snapshots of the Parquet archive ``capflow archive`` writes) and runs the worker's flow
+and reversal logic over them without Kafka. Each detector option takes a comma-separated
+list; every combination is one parameter set and one row of the output:
 
     capflow backtest day.jsonl --theta-rel 0.05,0.1,0.2 --confirm 1,2,3 --window 120,300
+    capflow backtest --archive /data/capflow --from 2024-06-03 --to 2024-06-28 --confirm 1,2
 
 A row gives the alerts, alerts per security per trading day, and the median event time
 between two alerts of the same security on the same day. ``--alerts-out`` writes the
@@ -25,11 +27,14 @@ from typing import Any
 
 import orjson
 
+from streams.archive.layout import ArchiveError
 from streams.backtest import (
     BacktestError,
     ParameterError,
     Progress,
+    Recording,
     Result,
+    load_archive,
     load_recording,
     parameter_grid,
     render_sweep,
@@ -39,6 +44,7 @@ from streams.backtest import (
     run as run_sets,
 )
 from streams.commands import CommandFailed, UsageError
+from streams.commands.history import add_archive_options, day_range
 from streams.processing.thresholds import PARAM_KEYS
 from streams.recording import RecordingError
 from streams.settings import FlowSettings
@@ -104,6 +110,22 @@ def _table(results: Sequence[Result]) -> list[str]:
     return ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
 
 
+def _load(args: argparse.Namespace) -> Recording:
+    """The recording file, or the archive's days: one of them, not both."""
+    securities = frozenset(args.security or ())
+    if args.archive:
+        if args.file:
+            raise UsageError("give a recording FILE or --archive DIR, not both")
+        days = day_range(args)
+        progress = _progress(f"reading {args.archive}", args.quiet)
+        return load_archive(args.archive, days, progress, securities)
+    if not args.file:
+        raise UsageError("give a recording FILE (from `capflow record`) or --archive DIR")
+    if args.from_day or args.to_day:
+        raise UsageError("--from and --to read the archive: add --archive DIR")
+    return load_recording(args.file, _progress(f"reading {args.file}", args.quiet), securities)
+
+
 def backtest(args: argparse.Namespace) -> int:
     values = {d.field: _values(d, getattr(args, d.name)) for d in _SWEPT}
     sets = parameter_grid(values, thresholds_file=args.thresholds_file or None)
@@ -112,7 +134,7 @@ def backtest(args: argparse.Namespace) -> int:
             f"--alerts-out needs exactly one parameter set, these options give {len(sets)}"
         )
     started = time.monotonic()
-    recording = load_recording(args.file, _progress(f"reading {args.file}", args.quiet))
+    recording = _load(args)
     for line in recording.rejected[:5]:
         print(f"capflow backtest: skipped (the worker dead-letters it) {line}", file=sys.stderr)
     if len(recording.rejected) > 5:
@@ -146,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         return backtest(args)
     except ParameterError as exc:
         raise UsageError(str(exc)) from exc
-    except (BacktestError, RecordingError, OSError) as exc:
+    except (BacktestError, RecordingError, ArchiveError, OSError) as exc:
         raise CommandFailed(str(exc)) from exc
     except RuntimeError as exc:  # matplotlib missing for --plot
         raise UsageError(str(exc)) from exc
@@ -159,7 +181,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("file", help="JSON lines written by `capflow record`")
+    parser.add_argument(
+        "file", nargs="?", help="JSON lines written by `capflow record` (or --archive DIR)"
+    )
+    add_archive_options(parser, required=False)
+    parser.add_argument(
+        "--security",
+        action="append",
+        metavar="SEC",
+        help="only this security, e.g. HK.00700 (repeatable; default: all)",
+    )
     for decl in _SWEPT:
         parser.add_argument(
             decl.flag,

@@ -103,3 +103,27 @@ def reading_fields(msg: DistributionSnapshot) -> dict[str, Any]:
         "update_time": msg.update_time,
         "update_timestamp": msg.update_timestamp,
     }
+
+
+# Every field of the record (protobuf FieldDescriptors), in the order of the .proto.
+RECORD_FIELDS: tuple[Any, ...] = tuple(DistributionSnapshot.DESCRIPTOR.fields)
+_FIELD_NAMES: frozenset[str] = frozenset(f.name for f in RECORD_FIELDS)
+
+
+def record_fields(msg: DistributionSnapshot) -> dict[str, Any]:
+    """Every field of a record by name, in field order; None for an unset optional one.
+
+    Tabular copies of the topic (the Parquet archive) store these; a field added to
+    the .proto is one more key here without a change to this function.
+    """
+    return {
+        f.name: None if f.has_presence and not msg.HasField(f.name) else getattr(msg, f.name)
+        for f in RECORD_FIELDS
+    }
+
+
+def record_from_fields(fields: Mapping[str, Any]) -> DistributionSnapshot:
+    """The record of :func:`record_fields`' dict: None stays unset, unknown keys are ignored
+    (a table written by a newer release may carry fields this one does not know)."""
+    known = {k: v for k, v in fields.items() if v is not None and k in _FIELD_NAMES}
+    return DistributionSnapshot(**known)

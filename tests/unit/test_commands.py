@@ -46,6 +46,10 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("record", ["record", "{tmp}/out.jsonl", *NO_KAFKA], 1, "capflow record: "),
     ("backtest", ["backtest", "{tmp}/empty.jsonl", "--confirm", "x"], 2, "capflow backtest: "),
     ("backtest", ["backtest", "{tmp}/missing.jsonl"], 1, "capflow backtest: "),
+    ("archive", ["archive", "{tmp}/a", "--flush-records", "0"], 2, "capflow archive: --flush"),
+    ("archive", ["archive", "{tmp}", *NO_KAFKA], 1, "empty.jsonl is not part of a capflow"),
+    ("history", ["history", "HK.00700", "--archive", "{tmp}", "--from", "x"], 2, "--from: 'x'"),
+    ("history", ["history", "HK.00700", "--archive", "{tmp}/no"], 1, "capflow history: "),
     ("demo", ["demo", "--speed", "fast"], 2, "invalid float value"),
     ("demo", ["demo", "--scenario", "{tmp}/no.json", "--data-dir", "{tmp}"], 1, "capflow demo: "),
 ]
