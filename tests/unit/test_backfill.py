@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,8 +21,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streams.backtest import load_recording, parameter_grid, run
 from streams.domain.market import format_local_time
 from streams.pb.capflow.v1.capital_flow_pb2 import CapitalFlowRow, CapitalFlowSeries
+from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.pipeline.processor import (
     DecodeError,
     Incoming,
@@ -35,6 +38,7 @@ from streams.processing.backfill import MAX_WAITING, Inbox, MinuteSeries
 from streams.processing.events import parse_alert, parse_flow
 from streams.processing.flow import Baseline, FlowState, MinuteLevel, Snapshot
 from streams.processing.thresholds import DetectorParams, ThresholdConfig
+from streams.recording import read_recording, to_json_line
 
 SEC = "HK.00700"
 DAY = "2026-11-25"
@@ -456,3 +460,67 @@ def test_an_invalid_capital_flow_record_names_its_security_and_receive_time() ->
         processor().decode_series(b"HK.09988", _record(OPEN + 5400).SerializeToString())
     with pytest.raises(DecodeError, match=r"not a capflow\.v1\.CapitalFlowSeries"):
         processor().decode_series(SEC.encode(), b"\xff\xff")
+
+
+# -- recordings: capflow record / replay / backtest -----------------------------------------
+
+
+def _records_as_messages(records: list[Incoming]) -> list[Any]:
+    """The poller's records as the topics hold them (what ``capflow record`` writes)."""
+    out: list[Any] = []
+    for record in records:
+        if isinstance(record, MinuteSeries):
+            msg = _record(record.last_valid_ts or OPEN, received_ms=record.received_ms)
+            out.append(msg)
+        else:
+            assert isinstance(record, Polled)
+            s = record.snapshot
+            out.append(
+                DistributionSnapshot(
+                    security=SEC,
+                    market="HK",
+                    qot_market=1,
+                    code="00700",
+                    trading_day=DAY,
+                    capital_in_super=s.in_super,
+                    capital_in_big=s.in_big,
+                    capital_in_mid=s.in_mid,
+                    capital_in_small=s.in_small,
+                    capital_out_super=s.out_super,
+                    capital_out_big=s.out_big,
+                    capital_out_mid=s.out_mid,
+                    capital_out_small=s.out_small,
+                    update_timestamp=s.event_ts,
+                    capital_flow_ref_ms=record.ref_ms,
+                )
+            )
+    return out
+
+
+def test_a_recording_with_minute_history_backtests_as_the_worker_processes_it(
+    tmp_path: Path,
+) -> None:
+    rng = random.Random(3)
+    records = interleave(poller_day(rng, OPEN + 5400), rng)
+    path = tmp_path / "day.jsonl"
+    path.write_bytes(b"".join(to_json_line(m) for m in _records_as_messages(records)))
+    assert [type(m) for m in read_recording(path)] == [
+        CapitalFlowSeries if isinstance(r, MinuteSeries) else DistributionSnapshot for r in records
+    ]
+    # The worker: each record decoded from the file, through the processing step.
+    proc = processor()
+    state = proc.load(None, SEC)
+    worker: list[bytes] = []
+    for msg in read_recording(path):
+        value = msg.SerializeToString()
+        incoming = (
+            proc.decode_series(SEC.encode(), value)
+            if isinstance(msg, CapitalFlowSeries)
+            else proc.decode_polled(SEC.encode(), value)
+        )
+        worker += [payload for o in proc.take(state, incoming) for payload, _ in o.alerts()]
+    assert worker  # the day has reversals
+    recording = load_recording(path)
+    assert len(recording.series) == sum(isinstance(r, MinuteSeries) for r in records)
+    (result,) = run(recording, parameter_grid({}, PARAMS))
+    assert list(result.payloads()) == worker
