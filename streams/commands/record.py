@@ -31,6 +31,7 @@ async def record(args: argparse.Namespace) -> int:
     settings, topics = from_args(args, KafkaSettings), from_args(args, TopicSettings)
     kafka = settings.client_kwargs
     await check_access(kafka, topics=[topics.distribution], timeout=settings.connect_timeout)
+    await _require(kafka, topics.distribution)  # before the file is made
     counts = {"snapshots": 0, "series": 0, "skipped": 0}
     with open(Path(args.file), "wb") as out:
 
@@ -55,6 +56,17 @@ async def record(args: argparse.Namespace) -> int:
     note = "".join(" " + n for n in notes)
     print(f"recorded {counts['snapshots']} snapshots{note} to {args.file}")
     return 0
+
+
+async def _require(kafka: dict[str, Any], topic: str) -> None:
+    """CommandFailed unless ``topic`` exists (a group-less look at the cluster's topics)."""
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **kafka)
+    await consumer.start()
+    try:
+        if topic not in await consumer.topics():
+            raise CommandFailed(f"topic {topic} does not exist")
+    finally:
+        await consumer.stop()
 
 
 async def _copy(
