@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from google.protobuf.message import DecodeError as ProtobufDecodeError
@@ -123,20 +123,29 @@ def snapshot_from_record(
     return Snapshot(msg.security, msg.market, msg.trading_day, msg.update_timestamp, *values)
 
 
+M = TypeVar("M", DistributionSnapshot, CapitalFlowSeries)
+
+
+def _message(kind: type[M], key: bytes | None, value: bytes | None, what: str) -> M:
+    """The record as ``kind``, naming a security and a trading day that its key matches."""
+    if not value:
+        raise DecodeError("empty record value")
+    try:
+        msg = kind.FromString(value)
+    except (ProtobufDecodeError, ValueError) as exc:
+        raise DecodeError(f"not a {kind.DESCRIPTOR.full_name}: {exc}") from exc
+    if not msg.security or not msg.trading_day:
+        raise DecodeError(f"{what} without security or trading_day")
+    if key is not None and key.decode(errors="replace") != msg.security:
+        raise DecodeError(f"key {key!r} does not match security {msg.security!r}")
+    return msg
+
+
 def series_from_record(key: bytes | None, value: bytes | None, now: float) -> MinuteSeries:
     """The minute levels of a capital-flow record, validated like the client validates a
     reply (streams.domain.capital_flow); DecodeError for anything unusable, naming the
     security and receive time when the record has them."""
-    if not value:
-        raise DecodeError("empty record value")
-    try:
-        msg = CapitalFlowSeries.FromString(value)
-    except (ProtobufDecodeError, ValueError) as exc:
-        raise DecodeError(f"not a capflow.v1.CapitalFlowSeries: {exc}") from exc
-    if not msg.security or not msg.trading_day:
-        raise DecodeError("capital flow without security or trading_day")
-    if key is not None and key.decode(errors="replace") != msg.security:
-        raise DecodeError(f"key {key!r} does not match security {msg.security!r}")
+    msg = _message(CapitalFlowSeries, key, value, "capital flow")
     if msg.received_at_ms <= 0:
         raise DecodeError(f"capital flow of {msg.security} without received_at_ms")
     try:
@@ -179,16 +188,7 @@ class SecurityProcessor:
 
     def decode_polled(self, key: bytes | None, value: bytes | None) -> Polled:
         """A valid snapshot record with the series it names; DecodeError otherwise."""
-        if not value:
-            raise DecodeError("empty record value")
-        try:
-            msg = DistributionSnapshot.FromString(value)
-        except (ProtobufDecodeError, ValueError) as exc:
-            raise DecodeError(f"not a capflow.v1.DistributionSnapshot: {exc}") from exc
-        if not msg.security or not msg.trading_day:
-            raise DecodeError("snapshot without security or trading_day")
-        if key is not None and key.decode(errors="replace") != msg.security:
-            raise DecodeError(f"key {key!r} does not match security {msg.security!r}")
+        msg = _message(DistributionSnapshot, key, value, "snapshot")
         if msg.update_timestamp <= 0:
             raise DecodeError(f"snapshot of {msg.security} without updateTimestamp")
         amounts = record_amounts(msg)

@@ -180,6 +180,29 @@ class HistoryPlanner:
         return sorted(s for s, t in self._tracks.items() if t.needs_since is not None)
 
 
+class Counts(Protocol):
+    """Requests of one protocol by outcome (the poller's and the fetcher's stats)."""
+
+    requests: int
+    ok: int
+    rate_limited: int
+    errors: int
+    rejected: int
+    invalid: int
+
+
+def request_counts(stats: Counts) -> dict[str, int]:
+    """Requests by outcome, as ``/status/`` and the metrics show them."""
+    return {
+        "total": stats.requests,
+        "ok": stats.ok,
+        "rate_limited": stats.rate_limited,
+        "error": stats.errors,
+        "rejected": stats.rejected,
+        "invalid": stats.invalid,
+    }
+
+
 @dataclass
 class HistoryStats:
     """Capital-flow requests of one gateway, by outcome (``/status/`` and metrics)."""
@@ -291,21 +314,8 @@ class HistoryFetcher:
 
     def describe(self, owned: bool = True) -> dict[str, Any]:
         """This gateway's capital-flow side for ``/status/`` and metrics."""
-        stats = self.stats
         return {
-            "budget": {
-                "used": self.limiter.used() if owned else 0,
-                "limit": self.limiter.limit,
-                "window_s": self.limiter.window,
-            },
-            "requests": {
-                "total": stats.requests,
-                "ok": stats.ok,
-                "rate_limited": stats.rate_limited,
-                "error": stats.errors,
-                "rejected": stats.rejected,
-                "invalid": stats.invalid,
-                "before_poll": stats.before_poll,
-            },
+            "budget": self.limiter.view(owned),
+            "requests": {**request_counts(self.stats), "before_poll": self.stats.before_poll},
             "waiting_for_history": self.planner.waiting(),
         }

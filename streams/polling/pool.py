@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from streams.opend.errors import ConnectionLost
 from streams.polling import spread
 from streams.polling.gateways import Gateway
-from streams.polling.history import CapitalFlowSource, HistoryFetcher
+from streams.polling.history import CapitalFlowSource, HistoryFetcher, request_counts
 from streams.polling.market_state import MarketState
 from streams.polling.poller import DistributionSource, Poller, Publish
 from streams.polling.rejections import Rejection
@@ -198,19 +198,8 @@ class GatewayPoller:
             "securities": share,
             "never_received": never,
             "staleness_max_s": round(max(stale), 3) if stale else None,
-            "budget": {
-                "used": self.limiter.used() if owned else 0,
-                "limit": self.limiter.limit,
-                "window_s": self.limiter.window,
-            },
-            "requests": {
-                "total": stats.requests,
-                "ok": stats.ok,
-                "rate_limited": stats.rate_limited,
-                "error": stats.errors,
-                "rejected": stats.rejected,
-                "invalid": stats.invalid,
-            },
+            "budget": self.limiter.view(owned),
+            "requests": request_counts(stats),
             "backed_off": [entry.as_dict(wall) for entry in self.poller.rejections.entries()],
             "markets": self.markets(wall),
             "last_error": self.last_error,
