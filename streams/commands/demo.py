@@ -85,7 +85,7 @@ def _progress(web_port: int, started: float, alerts: int) -> str:
             text = r.read().decode()
     except OSError:
         return f"demo: {time.monotonic() - started:4.0f}s  worker starting ..."
-    polled = sample_sum(text, "capflow_opend_requests_total", 'outcome="ok"')
+    polled = sample_sum(text, "capflow_opend_requests_total", 'outcome="ok",protocol="3212"')
     flows = sample_sum(text, "capflow_snapshots_processed_total", 'result="flow"')
     used = sample_sum(text, "capflow_opend_budget", 'kind="used"')
     limit = sample_sum(text, "capflow_opend_budget", 'kind="limit"')

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -240,3 +241,42 @@ def next_open(market: str, t: float) -> float:
             if t < c:
                 return max(o, t)
     raise ValueError(f"no session for {market} within two weeks of {t}")
+
+
+@lru_cache(maxsize=4096)
+def day_sessions(market: str, day: str) -> tuple[tuple[float, float], ...]:
+    """The regular sessions of ``market`` on the market-local date ``day`` ("yyyy-MM-dd")
+    as epoch intervals; empty on weekends, for markets without known hours and for a
+    day that does not parse. Cached: the flow processor asks once per snapshot."""
+    sessions = SESSIONS.get(market)
+    if not sessions:
+        return ()
+    try:
+        local = datetime.strptime(day, "%Y-%m-%d")
+        tz = ZoneInfo(MARKET_TZ[market])
+    except (ValueError, ZoneInfoNotFoundError):
+        return ()
+    if local.weekday() >= 5:
+        return ()
+    midnight = local.replace(tzinfo=tz)
+    return tuple(
+        (
+            (midnight + timedelta(seconds=o)).timestamp(),
+            (midnight + timedelta(seconds=c)).timestamp(),
+        )
+        for o, c in sessions
+    )
+
+
+def session_open(market: str, day: str) -> float | None:
+    """When the regular session of ``day`` opens (epoch s); None when hours are unknown."""
+    sessions = day_sessions(market, day)
+    return sessions[0][0] if sessions else None
+
+
+def trading_seconds(sessions: tuple[tuple[float, float], ...], start: float, end: float) -> float:
+    """Seconds of ``[start, end]`` inside ``sessions`` (a lunch break or the night do not
+    count); the plain difference when there are no sessions (hours unknown)."""
+    if not sessions:
+        return max(0.0, end - start)
+    return sum(max(0.0, min(end, c) - max(start, o)) for o, c in sessions)

@@ -45,29 +45,35 @@ class Reading(Protocol):
 
 
 def snapshot_to_proto(
-    reading: Reading, source: str, received_at_ms: int, poll_seq: int
+    reading: Reading,
+    source: str,
+    received_at_ms: int,
+    poll_seq: int,
+    capital_flow_ref_ms: int = 0,
 ) -> DistributionSnapshot:
-    """The record for one reply, plus trading day, receive time, source and currency.
+    """The record for one reply, plus trading day, receive time, source and currency, and
+    the capital-flow series polled before it (``capital_flow_ref_ms``, 0: none).
 
     An absent (None) super amount is left unset, so it stays distinct from 0.
     """
-    present: dict[str, Any] = {
-        name: value for name, value in reading.amounts().items() if value is not None
-    }
-    return DistributionSnapshot(
+    msg = DistributionSnapshot(
         security=reading.security,
         market=reading.market,
         qot_market=reading.qot_market,
         code=reading.code,
-        **present,
         update_time=reading.update_time,
         update_timestamp=reading.update_timestamp,
         trading_day=reading.trading_day,
         received_at_ms=received_at_ms,
         source=source,
         poll_seq=poll_seq,
+        capital_flow_ref_ms=capital_flow_ref_ms,
         currency=currency_of(reading.market),
     )
+    for name, value in reading.amounts().items():
+        if value is not None:
+            setattr(msg, name, value)
+    return msg
 
 
 def record_currency(msg: DistributionSnapshot) -> str | None:

@@ -17,12 +17,13 @@ import orjson
 
 from streams.domain.market import currency_of
 from streams.processing.detector import Alert, Regime
-from streams.processing.flow import CLASSES, FlowPoint
+from streams.processing.flow import CLASSES, Baseline, FlowPoint
 
 FLOW_SCHEMA = "capflow.flow.v1"
 ALERT_TYPE = "capflow.alert.reversal.v1"
 ALERT_SOURCE = "capflow/reversal-detector"
 _ALERT_ATTRIBUTES = ("specversion", "id", "source", "type", "subject", "time", "data")
+CHANGE_KEYS = (*CLASSES, "large", "turnover")  # the members of a flow record's ``change``
 # The CloudEvents Kafka binding's media type of a structured JSON event.
 ALERT_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
 _HEADER_ATTRIBUTES = ("specversion", "id", "source", "type", "time", "subject")
@@ -38,7 +39,12 @@ def rfc3339(ts: float) -> str:
 
 
 def flow_record(point: FlowPoint, regime: Regime | str, threshold: float) -> dict[str, Any]:
-    """The capflow.flow.v1 value as a dict (``regime`` and ``threshold`` after this point)."""
+    """The capflow.flow.v1 value as a dict (``regime`` and ``threshold`` after this point).
+
+    A point without a baseline (``baseline: none``) has no R_W: its changes and threshold
+    are null, and ``regime`` is the one it left unchanged.
+    """
+    known = point.has_change
     return {
         "schema": FLOW_SCHEMA,
         "security": point.security,
@@ -51,10 +57,12 @@ def flow_record(point: FlowPoint, regime: Regime | str, threshold: float) -> dic
         "net": point.net,
         "large_net": point.large_net,
         "turnover": point.turnover,
-        "change": point.change,
-        "threshold": float(threshold),
+        "change": point.change if known else dict.fromkeys(CHANGE_KEYS),
+        "threshold": float(threshold) if known else None,
         "regime": Regime(regime).value,
         "snapshots_in_window": point.snapshots_in_window,
+        "baseline": point.baseline.value,
+        "baseline_ts": point.baseline_ts,
     }
 
 
@@ -72,10 +80,20 @@ def parse_flow(raw: bytes) -> dict[str, Any]:
 
 
 def flow_point_from_record(data: dict[str, Any]) -> FlowPoint:
-    """Rebuild the FlowPoint of a capflow.flow.v1 record (for consumers of that topic)."""
+    """Rebuild the FlowPoint of a capflow.flow.v1 record (for consumers of that topic).
+
+    A record from before baselines were published counts as measured against a snapshot;
+    one without a baseline (null changes) gets zero changes and ``Baseline.NONE``.
+    """
     net, change = data["net"], data["change"]
+    baseline = Baseline(data.get("baseline", Baseline.SNAPSHOT.value))
+
+    def num(value: Any) -> float:
+        return 0.0 if value is None and baseline is Baseline.NONE else float(value)
+
     kwargs: dict[str, Any] = {f"net_{c}": float(net[c]) for c in CLASSES}
-    kwargs.update({f"change_{c}": float(change[c]) for c in CLASSES})
+    kwargs.update({f"change_{c}": num(change[c]) for c in CLASSES})
+    baseline_ts = data.get("baseline_ts")
     return FlowPoint(
         security=data["security"],
         market=data["market"],
@@ -84,9 +102,11 @@ def flow_point_from_record(data: dict[str, Any]) -> FlowPoint:
         window_s=float(data["window_s"]),
         large_net=float(data["large_net"]),
         turnover=float(data["turnover"]),
-        change_large=float(change["large"]),
-        change_turnover=float(change["turnover"]),
+        change_large=num(change["large"]),
+        change_turnover=num(change["turnover"]),
         snapshots_in_window=int(data["snapshots_in_window"]),
+        baseline=baseline,
+        baseline_ts=None if baseline_ts is None else float(baseline_ts),
         **kwargs,
     )
 

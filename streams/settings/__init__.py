@@ -87,7 +87,8 @@ class KafkaSettings(Settings):
 
 @dataclass(frozen=True)
 class TopicSettings(Settings):
-    """The four pipeline topics and how many partitions capflow creates them with."""
+    """The pipeline topics and how many partitions capflow creates them with (all alike:
+    snapshots and capital-flow series of a security meet in one partition number)."""
 
     prefix = "topic_"
     title = "topics"
@@ -96,10 +97,13 @@ class TopicSettings(Settings):
     flow: str = setting("capflow.flow.v1", "rolling flow topic")
     alerts: str = setting("capflow.alerts.v1", "reversal alert topic")
     deadletter: str = setting("capflow.deadletter.v1", "dead-letter topic")
+    capitalflow: str = setting(
+        "capflow.capitalflow.v1", "capital-flow (minute history, OpenD 3211) topic"
+    )
     partitions: int = setting(3, "partitions for topics capflow creates", positive_int)
 
     def all(self) -> list[str]:
-        return [self.distribution, self.flow, self.alerts, self.deadletter]
+        return [self.distribution, self.flow, self.alerts, self.deadletter, self.capitalflow]
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,12 @@ class PollerSettings(Settings):
     )
     flow_rate_limit_window: float = setting(
         30.0, "capital-flow (3211) rate limit window in seconds", positive_number
+    )
+    minute_history: bool = setting(
+        True,
+        "fetch minute history (OpenD capital flow, 3211) where the flow processor lacks a "
+        "baseline (a start after the open, a hole in polling) and before polls far apart",
+        boolean,
     )
     ignore_market_hours: bool = setting(
         False, "poll even when a market is closed (simulator)", boolean

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 
 WATCHLIST = ["HK.00700", "HK.09988"]
 FAST = ["--rate-limit-requests", "100", "--rate-limit-window", "10", "--no-leader-grace"]
-OK = 'outcome="ok"'
+OK = 'outcome="ok",protocol="3212"'  # capital-distribution requests answered
 
 
 async def _sim(speed: float, **limits: Any) -> tuple[OpenDSimulator, Scenario, RequestLog]:

@@ -91,7 +91,14 @@ def _schema_columns(
             out |= _schema_columns(spec, path)
         else:
             kind = spec.get("type", "string")  # const / enum of strings
-            out[path] = {"number": "DOUBLE", "integer": "BIGINT", "string": "VARCHAR"}[kind]
+            if isinstance(kind, list):  # nullable: ["number", "null"]
+                (kind,) = [k for k in kind if k != "null"]
+            out[path] = {
+                "number": "DOUBLE",
+                "integer": "BIGINT",
+                "string": "VARCHAR",
+                "boolean": "BOOLEAN",
+            }[kind]
     return out
 
 
@@ -152,9 +159,10 @@ def test_a_parameter_added_to_a_payload_builder_is_sampled() -> None:
 
 
 def test_a_field_added_to_a_json_record_is_a_column() -> None:
-    sample = orjson.loads(flows_of_a_day(1)[0]) | {"baseline": "snapshot", "baseline_ts": 1.5}
+    sample = orjson.loads(flows_of_a_day(1)[0]) | {"venue": "XHKG", "venue_rank": 1.5}
+    sample["baseline_ts"] = 1.5  # the sample types each column: null has no type
     columns = {c.name: c.type for c in json_columns(sample, "_".join)}
-    assert columns["baseline"] == "VARCHAR" and columns["baseline_ts"] == "DOUBLE"
+    assert columns["venue"] == "VARCHAR" and columns["venue_rank"] == "DOUBLE"
     assert set(FLOWS.column_names) < set(columns)
 
 
@@ -177,8 +185,8 @@ def test_records_that_cannot_be_archived_are_bad_records() -> None:
     with pytest.raises(BadRecord, match="tombstone"):
         ALERTS.kafka_row(b"HK.00700", None, (0, 0, 0))
     unknown: set[tuple[str, ...]] = set()
-    row = FLOWS.kafka_row(b"k", orjson.dumps(flow | {"baseline": "minute"}), (2, 7, 9), unknown)
-    assert unknown == {("baseline",)}
+    row = FLOWS.kafka_row(b"k", orjson.dumps(flow | {"venue": "XHKG"}), (2, 7, 9), unknown)
+    assert unknown == {("venue",)}
     assert (row["kafka_partition"], row["kafka_offset"], row["kafka_timestamp_ms"]) == (2, 7, 9)
 
 

@@ -185,5 +185,10 @@ def test_the_polling_service_is_built_before_the_event_loop_runs() -> None:
     service = PollingService(config)
     assert service.feedback is not None and service.flows_read() == 0
     assert [gp.gateway.label for gp in service.pool.pollers.values()] == ["a", "b"]
+    # Round-robin reads flows only for the minute-history planners.
     round_robin = replace(config, poller=replace(config.poller, schedule="round-robin"))
-    assert PollingService(round_robin).flows_read() is None
+    assert PollingService(round_robin).flows_read() == 0
+    without = replace(round_robin, poller=replace(round_robin.poller, minute_history=False))
+    service = PollingService(without)
+    assert service.flows_read() is None and service.series_publisher is None
+    assert all(gp.history is None for gp in service.pool.pollers.values())

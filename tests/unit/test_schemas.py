@@ -76,7 +76,7 @@ def test_flow_payloads_validate_and_round_trip() -> None:
     assert list(first) == [
         "schema", "security", "market", "currency", "trading_day", "event_time", "event_ts",
         "window_s", "net", "large_net", "turnover", "change", "threshold", "regime",
-        "snapshots_in_window",
+        "snapshots_in_window", "baseline", "baseline_ts",
     ]  # fmt: skip
     assert first["currency"] == "HKD"
     assert first["event_time"] == "2026-11-25T01:30:00Z"
