@@ -20,12 +20,11 @@ import orjson
 
 from streams.commands import CommandFailed, UsageError
 from streams.domain.capital_flow import CapitalFlow
-from streams.domain.market import currency_of
+from streams.domain.market import SecurityFormatError, currency_of, parse_security
 from streams.domain.snapshot_record import snapshot_to_proto
 from streams.opend.client import OpenDClient, client_from_settings
 from streams.opend.crypto import CryptoError
 from streams.opend.errors import ConnectionLost, OpenDError, RequestTimeout
-from streams.opend.security import SecurityFormatError, parse_security
 from streams.opend.snapshot import CapitalDistribution, InvalidSnapshot
 from streams.settings import OpenDSettings
 from streams.settings.flags import add_settings, from_args

@@ -8,9 +8,9 @@ import logging
 import sys
 
 from streams.commands import CommandFailed, UsageError
+from streams.domain.market import SecurityFormatError, parse_security
 from streams.kafka_access import check_access_sync
 from streams.opend.crypto import CryptoError, load_rsa_key
-from streams.opend.security import SecurityFormatError, parse_security
 from streams.polling.gateways import (
     Gateway,
     GatewayConfigError,

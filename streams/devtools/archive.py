@@ -12,12 +12,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from streams.archive.datasets import Dataset
 from streams.archive.layout import ArchivedFile
 from streams.archive.writer import ArchiveWriter, Batch
-from streams.domain.market import MARKET_TZ, parse_security
+from streams.domain.market import parse_security, zone
 from streams.domain.snapshot_record import snapshot_to_proto
 from streams.domain.validation import AMOUNT_FIELDS
 from streams.opend.snapshot import CapitalDistribution
@@ -82,7 +81,7 @@ def snapshot_at(
     """The record the poller publishes for a reply at epoch ``t`` with these eight amounts
     (AMOUNT_FIELDS order; None: an absent super amount), trading day and all."""
     sec = parse_security(security)
-    local = datetime.fromtimestamp(t, ZoneInfo(MARKET_TZ[sec.market]))
+    local = datetime.fromtimestamp(t, zone(sec.market))
     by_name: dict[str, Any] = dict(zip(AMOUNT_FIELDS, amounts, strict=True))
     reading = CapitalDistribution(
         security=str(sec),

@@ -102,8 +102,32 @@ def parse_security(text: str) -> SecurityId:
 
 
 def market_of(security: str) -> str:
-    """'HK.00700' -> 'HK'; raises SecurityFormatError for what :func:`parse_security` rejects."""
+    """'HK.00700' -> 'HK'; raises SecurityFormatError for what :func:`parse_security` rejects.
+
+    Cached: the flow processor asks for every record, and the same few keys recur.
+    """
+    if not isinstance(security, str):
+        return parse_security(security).market  # raises, naming what it got
+    return _market_of(security)
+
+
+@lru_cache(maxsize=65536)
+def _market_of(security: str) -> str:
     return parse_security(security).market
+
+
+@lru_cache(maxsize=64)
+def zone(market: str) -> ZoneInfo:
+    """The exchange time zone of ``market``; SecurityFormatError for an unknown market.
+
+    The one place a market's zone is made (cached): every trading day, updateTime and
+    session of capflow is computed in it. Readers of records that must never fail use
+    :func:`market_zone` instead.
+    """
+    row = MARKET_TABLE.get(market)
+    if row is None:
+        raise SecurityFormatError(f"unknown market {market!r} (known: {', '.join(MARKETS)})")
+    return ZoneInfo(row.tz)
 
 
 def parse_market(text: str) -> str:
@@ -169,16 +193,14 @@ def market_zone(market: str | None, security: str | None = None) -> ZoneInfo | N
     if row is None:
         return None
     try:
-        return ZoneInfo(row.tz)
+        return zone(row.prefix)
     except ZoneInfoNotFoundError:  # tzdata missing on a minimal system
         return None
 
 
 def format_local_time(market: str, timestamp: float) -> str:
     """Epoch seconds as OpenD writes a time: "yyyy-MM-dd HH:mm:ss" in the market's zone."""
-    return datetime.fromtimestamp(timestamp, ZoneInfo(MARKET_TZ[market])).strftime(
-        LOCAL_TIME_FORMAT
-    )
+    return datetime.fromtimestamp(timestamp, zone(market)).strftime(LOCAL_TIME_FORMAT)
 
 
 def parse_local_time(market: str, text: str) -> float:
@@ -192,12 +214,12 @@ def parse_local_time(market: str, text: str) -> float:
         local = datetime.fromisoformat(text)  # the shape is checked: ~60x strptime's speed
     except ValueError:
         raise ValueError(f"{text!r} is not a real time") from None
-    return local.replace(tzinfo=ZoneInfo(MARKET_TZ[market])).timestamp()
+    return local.replace(tzinfo=zone(market)).timestamp()
 
 
 def trading_sessions(market: str, t: float) -> tuple[str, list[tuple[float, float]]]:
     """Market-local date of t and that day's sessions as epoch intervals (none on weekends)."""
-    tz = ZoneInfo(MARKET_TZ[market])
+    tz = zone(market)
     local = datetime.fromtimestamp(t, tz)
     day = local.strftime("%Y-%m-%d")
     if local.weekday() >= 5:
@@ -253,7 +275,7 @@ def day_sessions(market: str, day: str) -> tuple[tuple[float, float], ...]:
         return ()
     try:
         local = datetime.strptime(day, "%Y-%m-%d")
-        tz = ZoneInfo(MARKET_TZ[market])
+        tz = zone(market)
     except (ValueError, ZoneInfoNotFoundError):
         return ()
     if local.weekday() >= 5:

@@ -18,30 +18,15 @@ import sys
 from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo
 
-from streams.domain.market import MARKET_TZ, SecurityFormatError, parse_security
+from streams.domain.amounts import AMOUNT_NAMES
+from streams.domain.market import MARKET_TZ, SecurityFormatError, market_of, zone
 
-# The eight amounts by their record field names; super is optional on the OpenD wire.
-SUPER_AMOUNTS: tuple[str, ...] = ("capital_in_super", "capital_out_super")
-CLASSIC_AMOUNTS: tuple[str, ...] = (
-    "capital_in_big",
-    "capital_in_mid",
-    "capital_in_small",
-    "capital_out_big",
-    "capital_out_mid",
-    "capital_out_small",
-)
-AMOUNT_FIELDS: tuple[str, ...] = (
-    "capital_in_super",
-    "capital_in_big",
-    "capital_in_mid",
-    "capital_in_small",
-    "capital_out_super",
-    "capital_out_big",
-    "capital_out_mid",
-    "capital_out_small",
-)
+# The eight amounts by their record field names (capital_<name> of streams.domain.amounts'
+# AMOUNT_NAMES, in that order); super is optional on the OpenD wire.
+AMOUNT_FIELDS: tuple[str, ...] = tuple(f"capital_{name}" for name in AMOUNT_NAMES)
+SUPER_AMOUNTS: tuple[str, ...] = tuple(f for f in AMOUNT_FIELDS if f.endswith("_super"))
+CLASSIC_AMOUNTS: tuple[str, ...] = tuple(f for f in AMOUNT_FIELDS if f not in SUPER_AMOUNTS)
 
 EARLIEST_TIMESTAMP = 946_684_800.0  # 2000-01-01T00:00:00Z: nothing older is OpenD data
 MAX_AHEAD_S = 86_400.0  # a clock may be off, but not by more than a day
@@ -110,7 +95,7 @@ def check_timestamp(update_timestamp: float, now: float, security: str = "") -> 
 
 def market_date(market: str, update_timestamp: float) -> date:
     """The market-local date of a (plausible) timestamp."""
-    return datetime.fromtimestamp(update_timestamp, ZoneInfo(MARKET_TZ[market])).date()
+    return datetime.fromtimestamp(update_timestamp, zone(market)).date()
 
 
 @lru_cache(maxsize=4096)
@@ -120,7 +105,7 @@ def _local_day(market: str, trading_day: str) -> tuple[float, float]:
     Cached: every snapshot of a market on a day asks the same question.
     """
     day = date.fromisoformat(trading_day)
-    tz = ZoneInfo(MARKET_TZ[market])
+    tz = zone(market)
     start = datetime.combine(day, time(), tz).timestamp()
     end = datetime.combine(day + timedelta(days=1), time(), tz).timestamp()
     return start, end
@@ -158,16 +143,10 @@ def check_trading_day(
         )
 
 
-@lru_cache(maxsize=65536)
-def _market_of(security: str) -> str:
-    """The market prefix of a valid security (cached: the same few keys recur)."""
-    return parse_security(security).market
-
-
 def check_security(security: str, market: str) -> None:
     """A known "MARKET.CODE" whose market prefix is ``market``."""
     try:
-        parsed = _market_of(security)
+        parsed = market_of(security)
     except SecurityFormatError as exc:
         raise InvalidSnapshot("security", str(exc)) from None
     if market != parsed:

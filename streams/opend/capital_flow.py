@@ -19,8 +19,8 @@ from streams.domain.capital_flow import (
     series_day,
     validate_capital_flow,
 )
+from streams.domain.market import from_wire, parse_security
 from streams.domain.validation import InvalidSnapshot
-from streams.opend.security import from_wire, parse_security
 from streams.pb.opend import Qot_GetCapitalFlow_pb2 as capflow_pb
 
 # Wire field -> FlowRow field; all but mainInFlow are required of a row.

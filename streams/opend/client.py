@@ -30,11 +30,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from google.protobuf.message import DecodeError, Message
 
 from streams.domain.capital_flow import PERIOD_INTRADAY, CapitalFlow
+from streams.domain.market import to_wire
 from streams.metrics import OPEND_PUSHES
 from streams.opend import crypto, framing
 from streams.opend.capital_flow import capital_flow_from_s2c
 from streams.opend.errors import ConnectionLost, OpenDError, RequestTimeout, classify
-from streams.opend.security import to_wire
 from streams.opend.snapshot import CapitalDistribution
 from streams.pb.opend import GetGlobalState_pb2 as global_state_pb
 from streams.pb.opend import InitConnect_pb2 as init_pb

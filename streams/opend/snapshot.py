@@ -11,9 +11,14 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
-from streams.domain.market import parse_local_time
+from streams.domain.market import (
+    SecurityFormatError,
+    from_wire,
+    parse_local_time,
+    parse_security,
+    zone,
+)
 from streams.domain.snapshot_record import reading_fields, snapshot_to_proto
 from streams.domain.validation import (
     AMOUNT_FIELDS,
@@ -22,7 +27,6 @@ from streams.domain.validation import (
     check_timestamp,
     validate_snapshot,
 )
-from streams.opend.security import MARKET_TZ, from_wire, parse_security
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.pb.opend import Qot_GetCapitalDistribution_pb2 as capdist_pb
 
@@ -136,10 +140,10 @@ class CapitalDistribution:
         """
         if _DAY.match(self.update_time):
             return self.update_time[:10]
-        tz = ZoneInfo(MARKET_TZ.get(self.market, "UTC"))
         try:
+            tz = zone(self.market)
             return datetime.fromtimestamp(self.update_timestamp, tz).strftime("%Y-%m-%d")
-        except (ValueError, OverflowError, OSError):
+        except (SecurityFormatError, ValueError, OverflowError, OSError):
             return ""
 
 

@@ -28,9 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from streams.domain.capital_flow import CapitalFlow, FlowRow
-from streams.domain.market import format_local_time
-from streams.opend.hours import SESSIONS
-from streams.opend.security import SecurityFormatError, parse_security
+from streams.domain.market import SESSIONS, SecurityFormatError, format_local_time, parse_security
 from streams.opend.snapshot import CapitalDistribution
 from streams.opend_sim.calendar import Calendar
 from streams.opend_sim.scenario import CLASSES, Scenario, SecurityScript

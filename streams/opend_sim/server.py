@@ -40,10 +40,9 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from streams.domain.capital_flow import PERIOD_INTRADAY
+from streams.domain.market import SESSIONS, SecurityFormatError, from_wire
 from streams.opend import crypto, errors, framing
 from streams.opend.capital_flow import capital_flow_to_s2c
-from streams.opend.hours import SESSIONS
-from streams.opend.security import SecurityFormatError, from_wire
 from streams.opend_sim import calendar
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel

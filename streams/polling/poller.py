@@ -21,9 +21,8 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from streams.domain.market import market_of, may_be_open
+from streams.domain.market import SESSIONS, SecurityFormatError, market_of, may_be_open, next_open
 from streams.metrics import OPEND_REQUESTS
-from streams.opend import hours
 from streams.opend.errors import (
     ConnectionLost,
     NoQuoteRightError,
@@ -34,7 +33,6 @@ from streams.opend.errors import (
     UnknownSecurityError,
     UnsupportedSecurityError,
 )
-from streams.opend.security import SecurityFormatError
 from streams.opend.snapshot import CapitalDistribution, InvalidSnapshot, snapshot_to_proto
 from streams.polling import rejections
 from streams.polling.history import HistoryFetcher
@@ -151,10 +149,10 @@ class Poller:
         }
 
     def _market_open(self, security: str, now: float) -> bool:
-        market = _market(security)
-        if self.market_state is not None and market in hours.SESSIONS:
+        market = market_of(security)
+        if self.market_state is not None and market in SESSIONS:
             return self.market_state.is_open(market, now)
-        return _market_open(security, now)
+        return may_be_open(security, now)
 
     async def step(self, still_leader: Callable[[], bool] | None = None) -> str | None:
         """One poll (or one wait when nothing is due); returns the security polled.
@@ -178,7 +176,7 @@ class Poller:
                 log.warning("every security is backed off after refusals; retry in %.0fs", wait)
                 await self.sleep(min(max(wait, 1.0), 60.0))
                 return None
-            wait = min(hours.next_open(_market(s), now) for s in active) - now
+            wait = min(next_open(market_of(s), now) for s in active) - now
             if self.market_state is not None:
                 wait = min(wait, self.market_state.next_attempt - now)
             log.info("all markets of the watchlist are closed; next open in %.0fs", wait)
@@ -304,7 +302,3 @@ _REJECTION_KIND: dict[type[Exception], str] = {
     UnsupportedSecurityError: rejections.UNSUPPORTED,
     NoQuoteRightError: rejections.NO_QUOTE_RIGHT,
 }
-
-
-_market = market_of
-_market_open = may_be_open

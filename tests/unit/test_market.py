@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -24,7 +25,6 @@ from streams.domain.market import (
     parse_market,
     parse_security,
 )
-from streams.opend import hours, security
 from streams.sinks import console
 
 # Tuesday 2026-11-24 10:00 in Hong Kong, 21:00 (closed) in New York the evening before.
@@ -58,10 +58,11 @@ def test_every_market_names_the_currency_of_its_amounts() -> None:
     assert market_currency("US", "HK.00700") == "USD"  # the market given wins
 
 
-def test_old_modules_re_export_the_same_objects() -> None:
-    assert security.MARKETS is MARKETS and security.MARKET_TZ is MARKET_TZ
-    assert security.parse_security is parse_security
-    assert hours.SESSIONS is SESSIONS and hours.is_open is market.is_open
+def test_markets_have_one_import_path() -> None:
+    """Everything about markets comes from streams.domain.market: no re-exporting module."""
+    root = Path(__file__).resolve().parents[2] / "streams"
+    for gone in ("opend/security.py", "opend/hours.py"):
+        assert not (root / gone).exists(), gone
     # The console shows times in the zone the trading day is computed in.
     assert console.market_zone is market_zone
 
@@ -107,3 +108,11 @@ def test_market_of_agrees_with_the_parser(text: str) -> None:
             market_of(text)
     else:
         assert market_of(text) == expected
+
+
+def test_one_zone_per_market_and_one_failure() -> None:
+    """``zone`` is every market's zone, made once; an unknown market is the parser's error."""
+    assert market.zone("HK") is market.zone("HK") == ZoneInfo("Asia/Hong_Kong")
+    with pytest.raises(SecurityFormatError, match="unknown market 'XX'"):
+        market.zone("XX")
+    assert market_zone("XX") is None  # readers of records: never raises
