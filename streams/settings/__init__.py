@@ -28,11 +28,12 @@ from streams.settings.declare import (
     positive_number,
     setting,
 )
-from streams.sinks.alertmanager import DEFAULT_GENERATOR_URL
-from streams.sinks.chat import FORMATS
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-WEBHOOK_FORMATS = ("cloudevents", *FORMATS)
+# Defaults the sinks take from here, so reading settings does not load the HTTP stack.
+CHAT_FORMATS = ("slack", "discord", "telegram")
+WEBHOOK_FORMATS = ("cloudevents", *CHAT_FORMATS)
+DEFAULT_GENERATOR_URL = "http://127.0.0.1:6066/flow/{security}/"
 
 
 @dataclass(frozen=True)

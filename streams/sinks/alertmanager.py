@@ -23,12 +23,12 @@ from typing import Any
 import orjson
 
 from streams.processing.events import rfc3339
+from streams.settings import DEFAULT_GENERATOR_URL
 from streams.sinks.console import alert_currency, format_time, with_currency
 from streams.sinks.http import DeliveryError, HttpPoster, PostingSink, Request, redact_url
 
 ALERTNAME = "CapflowFlowReversal"
 API_PATH = "/api/v2/alerts"
-DEFAULT_GENERATOR_URL = "http://127.0.0.1:6066/flow/{security}/"
 DEFAULT_LATE_ACTIVE = 900.0  # seconds a late alert stays active after its delivery
 MAX_EVENT_TS = 32_503_680_000.0  # year 3000: beyond it an RFC 3339 time cannot be formed
 

@@ -23,10 +23,11 @@ from typing import Any
 
 import orjson
 
+from streams.settings import CHAT_FORMATS
 from streams.sinks.console import alert_currency, format_time, human_amount, with_currency
 from streams.sinks.http import HttpPoster, PostingSink, Request, redact_url
 
-FORMATS = ("slack", "discord", "telegram")
+FORMATS = CHAT_FORMATS
 DISCORD_CONTENT_MAX = 2000
 DISCORD_TITLE_MAX = 256
 DISCORD_DESCRIPTION_MAX = 4096
