@@ -36,15 +36,8 @@ def _check_polling(args: argparse.Namespace) -> list[Gateway]:
     return gateways
 
 
-def run(args: argparse.Namespace) -> int:
-    """Check the settings, create the topics, then run the Faust worker until stopped."""
-    from aiokafka.errors import KafkaError
-
-    from streams.pipeline.app import STATE_TABLE, Pipeline
-    from streams.pipeline.shutdown import StoppingWorker
-    from streams.pipeline.topics import TopicMismatchError, ensure_topics
-    from streams.polling.ownership import ControlTopicError, ensure_control_topic
-
+def _check_args(args: argparse.Namespace) -> None:
+    """A malformed watchlist or RSA key is a usage error, found before anything starts."""
     bad = []
     for security in args.watchlist:
         try:
@@ -58,26 +51,37 @@ def run(args: argparse.Namespace) -> int:
             load_rsa_key(args.opend_rsa_key)
         except CryptoError as exc:
             raise UsageError(f"--opend-rsa-key: {exc}") from exc
-    gateways: list[Gateway] = []
-    if not args.no_poller:
-        gateways = _check_polling(args)
-    config = WorkerConfig.from_args(args)  # the one place the options become settings
-    topics = config.topics.all()
-    kafka = config.kafka.client_kwargs
-    # A wrong password, certificate or missing ACL ends here, in seconds, instead of in
-    # Faust's retries; Faust's own topics (state changelog, leader election) count too.
-    faust_topics = [f"{args.app_id}-{STATE_TABLE}-changelog", f"{args.app_id}-__assignor-__leader"]
-    timeout = config.kafka.connect_timeout
-    check_access_sync(kafka, topics + faust_topics, timeout, group=config.worker.app_id)
+
+
+def _check_kafka(config: WorkerConfig, gateways: list[Gateway]) -> None:
+    """A wrong password, certificate or missing ACL ends here, in seconds, instead of in
+    Faust's retries; Faust's own topics (state changelog, leader election) count too."""
+    from streams.pipeline.app import STATE_TABLE
+
+    app_id = config.worker.app_id
+    faust_topics = [f"{app_id}-{STATE_TABLE}-changelog", f"{app_id}-__assignor-__leader"]
+    kafka, timeout = config.kafka.client_kwargs, config.kafka.connect_timeout
+    check_access_sync(kafka, config.topics.all() + faust_topics, timeout, group=app_id)
     if gateways:  # the gateway group and its control topic (see streams.polling.service)
         check_access_sync(kafka, [config.control_topic], timeout, group=config.gateway_group)
-    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
+
+
+def _create_topics(config: WorkerConfig, gateways: list[Gateway]) -> None:
+    from aiokafka.errors import KafkaError
+
+    from streams.pipeline.topics import TopicMismatchError, ensure_topics
+    from streams.polling.ownership import ControlTopicError, ensure_control_topic
+
+    kafka = config.kafka.client_kwargs
     try:
-        asyncio.run(ensure_topics(kafka, topics, config.topics.partitions))
+        asyncio.run(ensure_topics(kafka, config.topics.all(), config.topics.partitions))
         if gateways:
             asyncio.run(ensure_control_topic(kafka, config.control_topic, len(gateways)))
     except (ConnectionError, TopicMismatchError, ControlTopicError, KafkaError) as exc:
         raise CommandFailed(str(exc)) from exc
+
+
+def _warn_refusing(gateways: list[Gateway]) -> None:
     for gw in gateways:
         refused = probe(gw)
         if refused is not None:
@@ -88,6 +92,22 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the settings, create the topics, then run the Faust worker until stopped."""
+    from streams.pipeline.app import Pipeline
+    from streams.pipeline.shutdown import StoppingWorker
+
+    _check_args(args)
+    gateways: list[Gateway] = []
+    if not args.no_poller:
+        gateways = _check_polling(args)
+    config = WorkerConfig.from_args(args)  # the one place the options become settings
+    _check_kafka(config, gateways)
+    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    _create_topics(config, gateways)
+    _warn_refusing(gateways)
     pipeline = Pipeline(config)
     opend = ", ".join(f"{g.label}={g.address}" for g in gateways) or "none (--no-poller)"
     print(
