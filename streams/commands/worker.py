@@ -66,19 +66,35 @@ def _check_kafka(config: WorkerConfig, gateways: list[Gateway]) -> None:
         check_access_sync(kafka, [config.control_topic], timeout, group=config.gateway_group)
 
 
-def _create_topics(config: WorkerConfig, gateways: list[Gateway]) -> None:
+def _create_topics(config: WorkerConfig, gateways: list[Gateway]) -> int | None:
+    """Create what is missing; the dead-letter topic's record limit (see Pipeline)."""
     from aiokafka.errors import KafkaError
 
-    from streams.pipeline.topics import TopicMismatchError, ensure_topics
-    from streams.polling.ownership import ControlTopicError, ensure_control_topic
+    from streams.pipeline.topics import TopicMismatchError
+    from streams.polling.ownership import ControlTopicError
 
-    kafka = config.kafka.client_kwargs
     try:
-        asyncio.run(ensure_topics(kafka, config.topics.all(), config.topics.partitions))
-        if gateways:
-            asyncio.run(ensure_control_topic(kafka, config.control_topic, len(gateways)))
+        return asyncio.run(_topics(config, len(gateways)))
     except (ConnectionError, TopicMismatchError, ControlTopicError, KafkaError) as exc:
         raise CommandFailed(str(exc)) from exc
+
+
+async def _topics(config: WorkerConfig, gateways: int) -> int | None:
+    from streams.pipeline.deadletter import ensure_deadletter_topic
+    from streams.pipeline.topics import ensure_topics
+    from streams.polling.ownership import ensure_control_topic
+
+    kafka, topics = config.kafka.client_kwargs, config.topics
+    await ensure_topics(
+        kafka, [t for t in topics.all() if t != topics.deadletter], topics.partitions
+    )
+    # Then the dead-letter topic, with room for any record the snapshot topic holds.
+    limit = await ensure_deadletter_topic(
+        kafka, topics.distribution, topics.deadletter, topics.partitions
+    )
+    if gateways:
+        await ensure_control_topic(kafka, config.control_topic, gateways)
+    return limit
 
 
 def _warn_refusing(gateways: list[Gateway]) -> None:
@@ -106,9 +122,9 @@ def run(args: argparse.Namespace) -> int:
     config = WorkerConfig.from_args(args)  # the one place the options become settings
     _check_kafka(config, gateways)
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
-    _create_topics(config, gateways)
+    dead_letter_limit = _create_topics(config, gateways)
     _warn_refusing(gateways)
-    pipeline = Pipeline(config)
+    pipeline = Pipeline(config, dead_letter_limit=dead_letter_limit)
     opend = ", ".join(f"{g.label}={g.address}" for g in gateways) or "none (--no-poller)"
     print(
         f"capflow worker: app {args.app_id}, Kafka {args.kafka_bootstrap}, "

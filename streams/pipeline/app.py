@@ -43,6 +43,7 @@ BATCH_MAX = 1000
 BATCH_WITHIN_S = 0.005
 PRODUCER_LINGER_MS = 2
 PRODUCER_MAX_BATCH = 256 * 1024  # bytes per partition batch (aiokafka's default is 16 kB)
+PRODUCER_MAX_REQUEST = 1_000_000  # Faust's default; raised to the dead-letter topic's limit
 
 
 def _make_current(event: faust.EventT) -> None:
@@ -81,7 +82,9 @@ def _credentials(kafka: KafkaSettings) -> Any:
 class Pipeline:
     """Builds and holds everything a worker runs, from its settings."""
 
-    def __init__(self, config: WorkerConfig) -> None:
+    def __init__(self, config: WorkerConfig, *, dead_letter_limit: int | None = None) -> None:
+        """``dead_letter_limit``: the dead-letter topic's max.message.bytes, when known;
+        the producer is sized to it so a dead letter is stored whole."""
         self.config = config
         topics, worker = config.topics, config.worker
         partitions = topics.partitions
@@ -100,6 +103,7 @@ class Pipeline:
             # produce request carry many flows and state updates.
             producer_linger_ms=PRODUCER_LINGER_MS,
             producer_max_batch_size=PRODUCER_MAX_BATCH,
+            producer_max_request_size=max(PRODUCER_MAX_REQUEST, dead_letter_limit or 0),
             broker_commit_interval=1.0,
             broker_session_timeout=worker.session_timeout,
             broker_heartbeat_interval=max(worker.session_timeout / 10, 0.5),
