@@ -73,6 +73,16 @@ def _schedule(value: str) -> str:
     return name
 
 
+STALL_ACTIONS = ("exit", "log")
+
+
+def _stall_action(value: str) -> str:
+    name = value.strip().lower()
+    if name not in STALL_ACTIONS:
+        raise ValueError("expected exit or log")
+    return name
+
+
 def _bool(value: str) -> bool:
     """1/true/yes/on or 0/false/no/off (any case); anything else is an error, not False."""
     word = value.strip().lower()
@@ -231,6 +241,22 @@ OPTIONS: tuple[Option, ...] = (
         15.0,
         "seconds a stopping worker waits for Kafka before it exits anyway",
         _positive_float,
+        group="worker",
+    ),
+    Option(
+        "stall_timeout",
+        60.0,
+        "seconds a snapshot partition this worker owns may have lag without a processed "
+        "record before it counts as stalled",
+        _positive_float,
+        group="worker",
+    ),
+    Option(
+        "stall_action",
+        "exit",
+        "on a stalled partition: exit (status 1, for the supervisor to restart the worker) "
+        "or log (count it and go on)",
+        _stall_action,
         group="worker",
     ),
     # Alert sinks (capflow alerts)

@@ -202,6 +202,8 @@ class WorkerSettings:
     web_port: int = _default("web_port")
     session_timeout: float = _default("session_timeout")
     shutdown_timeout: float = _default("shutdown_timeout")
+    stall_timeout: float = _default("stall_timeout")
+    stall_action: str = _default("stall_action")  # "exit" or "log"
     poller: bool = True  # False: --no-poller, process only
 
     @classmethod
@@ -213,6 +215,8 @@ class WorkerSettings:
             web_port=args.web_port,
             session_timeout=args.session_timeout,
             shutdown_timeout=args.shutdown_timeout,
+            stall_timeout=args.stall_timeout,
+            stall_action=args.stall_action,
             poller=not getattr(args, "no_poller", False),
         )
 

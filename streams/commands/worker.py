@@ -132,14 +132,14 @@ def run(args: argparse.Namespace) -> int:
         f"web http://127.0.0.1:{args.web_port}/metrics/",
         flush=True,
     )
-    polling = pipeline.polling
     worker = StoppingWorker(
         pipeline.app,
         loglevel=args.loglevel,
         quiet=True,
-        before_stop=polling.stop_polling if polling is not None else None,
+        before_stop=pipeline.before_stop,
         timeout=config.worker.shutdown_timeout,
     )
+    pipeline.stall_exit = worker.fail  # a stalled partition: stop in order, exit 1
     # Faust's progress spinner lowers the root logger to DEBUG at --loglevel warn/error,
     # which makes every debug call in the hot path build a log record.
     worker.spinner = None

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from streams.pipeline.batch import Batch
 from streams.pipeline.deadletter import DeadLetter, topic_message_limit
 from streams.pipeline.processor import DecodeError, SecurityProcessor
 from streams.pipeline.views import register_views
+from streams.pipeline.watchdog import OffsetProbe, StallWatchdog, exit_at_once, log_stalls
 from streams.polling.service import PollingService
 from streams.settings import KafkaSettings, WorkerConfig
 
@@ -129,6 +130,9 @@ class Pipeline:
         self.processor = SecurityProcessor(config.flow.thresholds())
         self.polling: PollingService | None = PollingService(config) if worker.poller else None
         self._dead_letter_bytes: int | None = None
+        self.progress: dict[Any, int] = {}  # partition -> offset of the record last taken up
+        self.stall_exit: Callable[[str], None] = exit_at_once  # the worker sets its own
+        self.watchdog = self._stall_watchdog()
         self._register()
 
     # -- stream processing ----------------------------------------------------------
@@ -146,9 +150,11 @@ class Pipeline:
         alerts: list[Any] = []  # futures of the alerts sent
         directions: list[str] = []  # of those alerts, counted once acknowledged
         flow_topic = self.flows.get_topic_name()
+        progress = self.progress
         for event in events:
             _make_current(event)
             message = event.message
+            progress[message.tp] = message.offset  # for the stall watchdog
             try:
                 snap = self.processor.decode(message.key, message.value)
             except DecodeError as exc:
@@ -264,8 +270,38 @@ class Pipeline:
             async def poll() -> None:
                 await self.run_poller()
 
+        @app.task
+        async def watch_stalls() -> None:
+            self.watchdog.start()
+
         register_views(app, self.polling, self.state)
         STATE.lag = self._lag
+
+    def _stall_watchdog(self) -> StallWatchdog:
+        """Checks that every owned snapshot partition with lag processes records."""
+        config = self.config
+        app = self.app
+        return StallWatchdog(
+            lambda: OffsetProbe(config.kafka.client_kwargs, config.worker.app_id),
+            topic=config.topics.distribution,
+            timeout=config.worker.stall_timeout,
+            owned=lambda: app.consumer.assignment(),
+            processed=self.progress,
+            busy=lambda: bool(app.rebalancing or getattr(app, "in_recovery", False)),
+            on_report=self._on_stalls,
+        )
+
+    def _on_stalls(self, report: Any) -> None:
+        """In the watchdog's thread: log, count, and exit if so configured."""
+        reason = log_stalls(report)
+        if reason is not None and self.config.worker.stall_action == "exit":
+            self.stall_exit(reason)
+
+    def before_stop(self) -> None:
+        """First thing on SIGTERM: stop polling (the budget), and judging stalls."""
+        self.watchdog.stop()
+        if self.polling is not None:
+            self.polling.stop_polling()
 
     def _lag(self) -> dict[str, int]:
         consumer = self.app.consumer

@@ -21,7 +21,6 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.pipeline.deadletter import (
     HEADER_OFFSET,
     HEADER_ORIGINAL_SHA256,
@@ -32,20 +31,19 @@ from streams.pipeline.deadletter import (
     topic_message_limit,
 )
 from streams.pipeline.topics import ensure_topics
-from tests.integration.harness import Topics, Worker, read_topic, start_worker, workers_stopped
+from tests.integration.harness import (
+    ALERT_T0,
+    Topics,
+    Worker,
+    minute_snapshot,
+    read_topic,
+    start_worker,
+    workers_stopped,
+)
 
 pytestmark = pytest.mark.integration
 
-T0 = 1_717_378_200.0  # 2024-06-03 09:30 HKT
 SEC = "HK.00700"
-
-
-def snapshot(i: int) -> bytes:
-    return DistributionSnapshot(
-        security=SEC, market="HK", qot_market=1, code="00700",
-        capital_in_big=1000.0 * i, update_timestamp=T0 + 60 * i, trading_day="2024-06-03",
-        source="test",
-    ).SerializeToString()  # fmt: skip
 
 
 def processing_worker(bootstrap: str, topics: Topics, tmp_path: Path) -> Worker:
@@ -97,7 +95,14 @@ async def test_records_as_large_as_the_snapshot_topic_takes_are_dead_lettered_wh
     assert source_limit is not None
     huge = b"\xff" * 1_000_000  # not protobuf: a decode dead letter
     largest = b"\xfe" * largest_value(SEC.encode(), source_limit)
-    values = [snapshot(0), snapshot(1), snapshot(2), huge, largest, *map(snapshot, (3, 4, 5))]
+    values = [
+        minute_snapshot(0),
+        minute_snapshot(1),
+        minute_snapshot(2),
+        huge,
+        largest,
+        *map(minute_snapshot, (3, 4, 5)),
+    ]
     metas = (await publish(kafka_bootstrap, names["distribution"], values))[3:5]
 
     worker = processing_worker(kafka_bootstrap, topics, tmp_path)
@@ -114,7 +119,9 @@ async def test_records_as_large_as_the_snapshot_topic_takes_are_dead_lettered_wh
     assert "crashed" not in log and "MessageSizeTooLarge" not in log, worker.tail(80)
     assert "never retrieved" not in log and "truncated" not in log, worker.tail(80)
 
-    assert [orjson.loads(r.value)["event_ts"] for r in flows] == [T0 + 60 * i for i in range(6)]
+    assert [orjson.loads(r.value)["event_ts"] for r in flows] == [
+        ALERT_T0 + 60 * i for i in range(6)
+    ]
     dead_limit = await topic_message_limit(kafka, names["deadletter"])
     assert dead_limit is not None and dead_limit > source_limit
     assert [(r.key, r.value) for r in dead] == [(SEC.encode(), huge), (SEC.encode(), largest)]
@@ -135,7 +142,7 @@ async def test_a_smaller_dead_letter_topic_limit_keeps_a_cut_copy(
     await create_deadletter_topic(kafka_bootstrap, names["deadletter"], 200_000)
     await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(names.values()), 3)
     huge = b"\xff" * 1_000_000
-    meta, _ = await publish(kafka_bootstrap, names["distribution"], [huge, snapshot(0)])
+    meta, _ = await publish(kafka_bootstrap, names["distribution"], [huge, minute_snapshot(0)])
 
     worker = processing_worker(kafka_bootstrap, topics, tmp_path)
     with workers_stopped(worker):
@@ -184,7 +191,9 @@ async def test_limit_lowered_while_running_still_keeps_the_record(
                 await admin.close()
             huge = b"\xfe" * 300_000
             meta = await producer.send_and_wait(names["distribution"], huge, key=b"b")
-            await producer.send_and_wait(names["distribution"], snapshot(0), key=SEC.encode())
+            await producer.send_and_wait(
+                names["distribution"], minute_snapshot(0), key=SEC.encode()
+            )
             dead = await read_topic(
                 kafka_bootstrap, names["deadletter"], until=lambda r: len(r) >= 2, timeout=60
             )
