@@ -142,7 +142,7 @@ class _Follower:
         self.consumer = consumer
         self.params = params
         self.handlers = handlers
-        self.done = done  # set: stop (SIGTERM, the caller) or the limit was reached
+        self.done = done  # set: the caller's stop (SIGTERM), or the limit was reached
         self.commits = params.group is not None
         self.committer = OffsetCommitter(consumer.commit, consumer.assignment)
         self.lanes: dict[Any, _Lane] = {}
@@ -182,9 +182,10 @@ class _Follower:
             _, late = await asyncio.wait(busy, timeout=self.params.grace)
             for task in late:
                 task.cancel()
+            await asyncio.wait(busy)
             for task in busy:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("alert handling failed", exc_info=task.exception())
         if self.commits and not await self.committer.flush(self.params.grace):
             log.warning("commits of %s not confirmed before %s", sorted(partitions), why)
         self.committer.forget(partitions)
@@ -367,13 +368,21 @@ async def follow_alerts(
     handlers = _Handlers(
         _record_handler(on_event, on_record), on_undecodable, warn or warn_stderr, on_ready
     )
-    follower = _Follower(consumer, params, handlers, stop or asyncio.Event())
+    follower = _Follower(consumer, params, handlers, asyncio.Event())
     consumer.subscribe([params.topic], listener=_listener(follower))
     await consumer.start()
+    stopping = asyncio.create_task(_set_when(stop, follower.done)) if stop else None
     try:
         return await follower.run()
     finally:
+        if stopping is not None:
+            stopping.cancel()
         await consumer.stop()
+
+
+async def _set_when(stop: asyncio.Event, done: asyncio.Event) -> None:
+    await stop.wait()
+    done.set()
 
 
 def _record_handler(
