@@ -311,7 +311,8 @@ def report(r: dict[str, Any], label: str = "baseline") -> list[str]:
         f"(measured in the same run: {fmt(commit['one'], 1)} ms per commit, "
         f"{fmt(commit['three'], 1)} ms for 3 at once). With commits coalesced, one commit "
         "covers every alert delivered while the previous one was out, so the backlog rate "
-        "is bounded by the HTTP round trip and the follower's own CPU instead. Live latency "
+        "is bounded by the HTTP round trips and CPU instead (the follower's, and the "
+        "receiver's: it runs in the benchmark process, on the same cores). Live latency "
         "includes the follower's fetch long-poll (at most 100 ms) after a partition is "
         "resumed.",
     ]
@@ -326,7 +327,8 @@ def main() -> None:
     parser.add_argument(
         "--baseline",
         metavar="DIR",
-        help="also run the backlogs with the follower of this checkout (its streams/)",
+        help="also run the backlogs with the follower of the checkout in DIR (its streams/), "
+        "e.g. one made with: git archive main | tar -x -C DIR",
     )
     parser.add_argument("--baseline-label", default="baseline", help="its name in the report")
     args = parser.parse_args()
