@@ -18,14 +18,15 @@ from __future__ import annotations
 import itertools
 import os
 import statistics
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from google.protobuf.descriptor import FieldDescriptor
 
+from streams.domain.snapshot_record import record_from_fields
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.pipeline.processor import DecodeError, SecurityProcessor
 from streams.processing.detector import Alert, DetectorState
@@ -39,8 +40,14 @@ from streams.processing.thresholds import (
 )
 from streams.recording import from_json_line
 
+if TYPE_CHECKING:
+    from streams.archive.query import DayRange
+
 Progress = Callable[[int, int], None]  # (done, total)
 PROGRESS_EVERY = 16384  # records between two progress calls: cheap, yet about 10 per second
+# An archive's snapshots in the order the worker reads them: per partition, by offset
+# (a security is always in one partition, so each security's records keep their order).
+TOPIC_ORDER = ("kafka_partition", "kafka_offset")
 
 
 class BacktestError(ValueError):
@@ -148,38 +155,86 @@ class Recording:
         return len({(s.security, s.trading_day) for s in self.snapshots})
 
 
-def load_recording(path: str | Path, progress: Progress | None = None) -> Recording:
+# A snapshot to decode: where it is from (for messages), the record, progress so far.
+_Item = tuple[str, DistributionSnapshot, int]
+
+
+def load_recording(
+    path: str | Path,
+    progress: Progress | None = None,
+    securities: Collection[str] = (),
+) -> Recording:
     """Read and decode a recording; lines that are not snapshots raise RecordingError.
 
     A line that is a snapshot but one the worker would send to the dead-letter topic
-    (its decoder refuses it) is left out and listed in ``rejected``.
+    (its decoder refuses it) is left out and listed in ``rejected``. ``securities``:
+    only these (empty: all).
     """
     path = Path(path)
     if not path.is_file():
         raise BacktestError(f"{path} does not exist or is not a file")
+
+    def lines() -> Iterator[_Item]:
+        done = 0
+        with open(path, "rb") as handle:
+            for number, line in enumerate(handle, 1):
+                done += len(line)
+                if line.strip():
+                    where = f"{path}:{number}"
+                    yield where, parse_line(line, where), done
+
+    snapshots = _decode(lines(), os.path.getsize(path), progress, securities)
+    if not snapshots[0]:
+        raise BacktestError(f"{path} holds no usable snapshots")
+    return Recording(path, *snapshots)
+
+
+def load_archive(
+    root: str | Path,
+    days: DayRange,
+    progress: Progress | None = None,
+    securities: Collection[str] = (),
+) -> Recording:
+    """The snapshots of a Parquet archive (``capflow archive``) in ``days``, decoded as
+    :func:`load_recording` decodes a file's; each security's in its topic order."""
+    from streams.archive.datasets import SNAPSHOTS
+    from streams.archive.query import count_rows, read_rows
+
+    root = Path(root)
+    wanted = sorted(securities) or None
+    rows = read_rows(root, SNAPSHOTS, days, wanted, order=("trading_day", *TOPIC_ORDER))
+
+    def records() -> Iterator[_Item]:
+        for done, row in enumerate(rows, 1):
+            where = f"{root}: {row['security']} {row['trading_day']} offset {row['kafka_offset']}"
+            yield where, record_from_fields(row), done
+
+    total = count_rows(root, SNAPSHOTS, days, wanted)
+    snapshots = _decode(records(), total, progress, ())
+    if not snapshots[0]:
+        raise BacktestError(f"{root} holds no usable snapshots {days.describe()}")
+    return Recording(root, *snapshots)
+
+
+def _decode(
+    items: Iterable[_Item], total: int, progress: Progress | None, securities: Collection[str]
+) -> tuple[list[Snapshot], list[str]]:
+    """Each record through the worker's decoder: the snapshots, and the refused ones."""
     decoder = SecurityProcessor(ThresholdConfig())
-    total = os.path.getsize(path)
     snapshots: list[Snapshot] = []
     rejected: list[str] = []
-    done = 0
-    with open(path, "rb") as handle:
-        for number, line in enumerate(handle, 1):
-            done += len(line)
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            msg = parse_line(line, where)
-            try:
-                snapshots.append(decoder.decode(msg.security.encode(), msg.SerializeToString()))
-            except DecodeError as exc:
-                rejected.append(f"{where}: {exc}")
-            if progress is not None and number % PROGRESS_EVERY == 0:
-                progress(done, total)
+    for number, (where, msg, done) in enumerate(items, 1):
+        if securities and msg.security not in securities:
+            continue
+        try:
+            snapshots.append(decoder.decode(msg.security.encode(), msg.SerializeToString()))
+        except DecodeError as exc:
+            rejected.append(f"{where}: {exc}")
+        if progress is not None and number % PROGRESS_EVERY == 0:
+            progress(done, total)
     if progress is not None:
         progress(total, total)
-    if not snapshots:
-        raise BacktestError(f"{path} holds no usable snapshots")
-    return Recording(path, snapshots, rejected)
+    return snapshots, rejected
 
 
 # -- parameter sets ---------------------------------------------------------------------------

@@ -14,23 +14,26 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from streams.commands import CommandFailed
-from streams.config import add_options, group_names, kafka_client_kwargs
 from streams.kafka_access import check_access
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.recording import to_json_line
+from streams.settings import KafkaSettings, TopicSettings
+from streams.settings.flags import add_settings, from_args
 from streams.topic_partitions import assign_whole_topic
 
 
 async def record(args: argparse.Namespace) -> int:
-    kafka = kafka_client_kwargs(args)
-    await check_access(kafka, topics=[args.topic_distribution], timeout=args.kafka_connect_timeout)
+    settings = from_args(args, KafkaSettings)
+    topic = from_args(args, TopicSettings).distribution
+    kafka = settings.client_kwargs
+    await check_access(kafka, topics=[topic], timeout=settings.connect_timeout)
     consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest", **kafka)
     await consumer.start()
     written = skipped = 0
     try:
-        tps = await assign_whole_topic(consumer, args.topic_distribution)
+        tps = await assign_whole_topic(consumer, topic)
         if not tps:
-            raise CommandFailed(f"topic {args.topic_distribution} does not exist")
+            raise CommandFailed(f"topic {topic} does not exist")
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
         with open(Path(args.file), "wb") as out:
@@ -77,5 +80,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("file", help="output file (JSON lines)")
     parser.add_argument("--security", action="append", help="only this security (repeatable)")
     parser.add_argument("--follow", action="store_true", help="keep recording until Ctrl-C")
-    add_options(parser, group_names("kafka"))
+    add_settings(parser, KafkaSettings, TopicSettings)
     parser.set_defaults(func=run)

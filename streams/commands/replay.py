@@ -21,10 +21,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from streams.commands import CommandFailed, UsageError
-from streams.config import add_options, group_names, kafka_client_kwargs
 from streams.kafka_access import check_access
 from streams.pipeline.topics import TopicMismatchError, ensure_topics
 from streams.recording import RecordingError, read_recording
+from streams.settings import KafkaSettings, TopicSettings
+from streams.settings.flags import add_settings, from_args
 
 MAX_PENDING = 10_000  # sends in flight before replay waits for the oldest
 
@@ -98,9 +99,10 @@ async def replay(args: argparse.Namespace) -> int:
     snapshots = list(read_recording(path))
     if not snapshots:
         raise CommandFailed(f"{path} holds no snapshots")
-    kwargs = kafka_client_kwargs(args)
-    await check_access(kwargs, topics=[args.topic_distribution], timeout=args.kafka_connect_timeout)
-    await ensure_topics(kwargs, [args.topic_distribution], args.topic_partitions)
+    kafka, topics = from_args(args, KafkaSettings), from_args(args, TopicSettings)
+    kwargs = kafka.client_kwargs
+    await check_access(kwargs, topics=[topics.distribution], timeout=kafka.connect_timeout)
+    await ensure_topics(kwargs, [topics.distribution], topics.partitions)
     # The outcome is reported by one line of ours; aiokafka's per-attempt connection
     # errors during an outage would only repeat it, many times a second.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
@@ -127,7 +129,7 @@ async def replay(args: argparse.Namespace) -> int:
                     await asyncio.sleep(delay)
             tracker.add(
                 await producer.send(
-                    args.topic_distribution, msg.SerializeToString(), key=msg.security.encode()
+                    topics.distribution, msg.SerializeToString(), key=msg.security.encode()
                 )
             )
             await tracker.drain(keep=MAX_PENDING)
@@ -153,7 +155,7 @@ async def replay(args: argparse.Namespace) -> int:
         cause = failure or tracker.first_error or RuntimeError("sends were not confirmed")
         raise ReplayFailed(tracker.confirmed, total, cause)
     print(
-        f"replayed {total} snapshots from {path} to {args.topic_distribution}: "
+        f"replayed {total} snapshots from {path} to {topics.distribution}: "
         f"{tracker.confirmed} confirmed written in {time.monotonic() - started:.1f}s"
     )
     return 0
@@ -195,5 +197,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="give up when the broker has not confirmed a send for S seconds (default 30)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
-    add_options(parser, group_names("kafka"))
+    add_settings(parser, KafkaSettings, TopicSettings)
     parser.set_defaults(func=run)

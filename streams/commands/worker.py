@@ -8,7 +8,6 @@ import logging
 import sys
 
 from streams.commands import CommandFailed, UsageError
-from streams.config import add_options, group_names
 from streams.kafka_access import check_access_sync
 from streams.opend.crypto import CryptoError, load_rsa_key
 from streams.opend.security import SecurityFormatError, parse_security
@@ -19,41 +18,43 @@ from streams.polling.gateways import (
     gateways_from_args,
     probe,
 )
-from streams.settings import WorkerConfig
+from streams.settings import PipelineSettings
+from streams.settings.flags import add_settings, from_args
 
 
-def _check_polling(args: argparse.Namespace) -> list[Gateway]:
+def _check_polling(config: PipelineSettings) -> list[Gateway]:
     """The gateways to poll; bad polling settings are a usage error."""
-    if not args.watchlist:
+    if not config.poller.watchlist:
         raise UsageError(
             "the watchlist is empty (CAPFLOW_WATCHLIST / --watchlist): nothing to poll"
         )
+    opend = config.opend
     try:
-        gateways = gateways_from_args(args.opend, args.opend_host, args.opend_port)
+        gateways = gateways_from_args(opend.gateways, opend.host, opend.port)
         check_resolvable(gateways)
     except GatewayConfigError as exc:
         raise UsageError(f"bad gateway list (CAPFLOW_OPEND / --opend): {exc}") from exc
     return gateways
 
 
-def _check_args(args: argparse.Namespace) -> None:
+def _check_settings(config: PipelineSettings) -> None:
     """A malformed watchlist or RSA key is a usage error, found before anything starts."""
     bad = []
-    for security in args.watchlist:
+    for security in config.poller.watchlist:
         try:
             parse_security(security)
         except SecurityFormatError as exc:
             bad.append(str(exc))
     if bad:
         raise UsageError("bad watchlist (CAPFLOW_WATCHLIST / --watchlist):\n  " + "\n  ".join(bad))
-    if args.opend_rsa_key:
+    if config.opend.rsa_key:
         try:
-            load_rsa_key(args.opend_rsa_key)
+            load_rsa_key(config.opend.rsa_key)
         except CryptoError as exc:
             raise UsageError(f"--opend-rsa-key: {exc}") from exc
 
 
-def _check_kafka(config: WorkerConfig, gateways: list[Gateway]) -> None:
+def _check_kafka(config: PipelineSettings, gateways: list[Gateway]) -> None:
     """A wrong password, certificate or missing ACL ends here, in seconds, instead of in
     Faust's retries; Faust's own topics (state changelog, leader election) count too."""
     from streams.pipeline.app import STATE_TABLE
@@ -66,7 +67,7 @@ def _check_kafka(config: WorkerConfig, gateways: list[Gateway]) -> None:
         check_access_sync(kafka, [config.control_topic], timeout, group=config.gateway_group)
 
 
-def _create_topics(config: WorkerConfig, gateways: list[Gateway]) -> int | None:
+def _create_topics(config: PipelineSettings, gateways: list[Gateway]) -> int | None:
     """Create what is missing; the dead-letter topic's record limit (see Pipeline)."""
     from aiokafka.errors import KafkaError
 
@@ -79,7 +80,7 @@ def _create_topics(config: WorkerConfig, gateways: list[Gateway]) -> int | None:
         raise CommandFailed(str(exc)) from exc
 
 
-async def _topics(config: WorkerConfig, gateways: int) -> int | None:
+async def _topics(config: PipelineSettings, gateways: int) -> int | None:
     from streams.pipeline.deadletter import ensure_deadletter_topic
     from streams.pipeline.topics import ensure_topics
     from streams.polling.ownership import ensure_control_topic
@@ -115,11 +116,11 @@ def run(args: argparse.Namespace) -> int:
     from streams.pipeline.app import Pipeline
     from streams.pipeline.shutdown import StoppingWorker
 
-    _check_args(args)
+    config = from_args(args, PipelineSettings)  # the one place the options become settings
+    _check_settings(config)
     gateways: list[Gateway] = []
-    if not args.no_poller:
-        gateways = _check_polling(args)
-    config = WorkerConfig.from_args(args)  # the one place the options become settings
+    if config.worker.poller:
+        gateways = _check_polling(config)
     _check_kafka(config, gateways)
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
     dead_letter_limit = _create_topics(config, gateways)
@@ -127,9 +128,9 @@ def run(args: argparse.Namespace) -> int:
     pipeline = Pipeline(config, dead_letter_limit=dead_letter_limit)
     opend = ", ".join(f"{g.label}={g.address}" for g in gateways) or "none (--no-poller)"
     print(
-        f"capflow worker: app {args.app_id}, Kafka {args.kafka_bootstrap}, "
-        f"OpenD {opend}, watchlist {','.join(args.watchlist)}, "
-        f"web http://127.0.0.1:{args.web_port}/metrics/",
+        f"capflow worker: app {config.worker.app_id}, Kafka {config.kafka.bootstrap}, "
+        f"OpenD {opend}, watchlist {','.join(config.poller.watchlist)}, "
+        f"web http://127.0.0.1:{config.worker.web_port}/metrics/",
         flush=True,
     )
     worker = StoppingWorker(
@@ -158,8 +159,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "http://127.0.0.1:<web-port>/metrics/, gateways at /status/, current state of one "
         "security at /flow/<SECURITY>/.",
     )
-    add_options(parser, group_names("kafka", "opend", "poller", "flow", "worker"))
-    parser.add_argument("--no-poller", action="store_true", help="process only; never poll OpenD")
+    add_settings(parser, PipelineSettings)
     parser.add_argument(
         "--loglevel",
         default="info",

@@ -5,7 +5,9 @@ the flow processor checks each record (an invalid record is a dead letter with t
 reason), so nothing that fails it reaches a table. One bad value must not poison a
 security: a far-future timestamp accepted once would make every later snapshot
 "stale", a negative amount would look like a correction. The rules are the user
-documentation's "valid snapshots" (docs/definitions.md).
+documentation's "valid snapshots" (docs/definitions.md). A capital-flow series (3211)
+is checked with the same error and the same day and security rules, plus its own
+(streams.domain.capital_flow).
 """
 
 from __future__ import annotations
@@ -51,14 +53,17 @@ _MAX_FLOAT = sys.float_info.max
 class InvalidSnapshot(ValueError):
     """A snapshot that breaks a validity rule; ``rule`` names the rule, ``detail`` says how.
 
-    ``rule`` is one of "missing", "security", "amount", "timestamp", "trading_day":
-    a short stable key, so callers can count and log a failure once per kind.
+    ``rule`` is one of "missing", "security", "amount", "timestamp", "trading_day"; a
+    capital-flow series (streams.domain.capital_flow) adds "order", "last_valid_time"
+    and "period_type": a short stable key, so callers can count and log a failure once
+    per kind. ``row`` is the index of the series row at fault, None for the whole.
     """
 
-    def __init__(self, rule: str, detail: str, security: str = "") -> None:
+    def __init__(self, rule: str, detail: str, security: str = "", row: int | None = None) -> None:
         self.rule = rule
         self.detail = detail
         self.security = security
+        self.row = row
         super().__init__(f"{security}: {detail}" if security else detail)
 
 
@@ -121,20 +126,28 @@ def _local_day(market: str, trading_day: str) -> tuple[float, float]:
     return start, end
 
 
-def check_trading_day(
-    trading_day: str, update_timestamp: float, market: str, security: str = ""
-) -> None:
-    """A real "yyyy-MM-dd" date equal to updateTimestamp's date in the market's time zone."""
+def day_bounds(trading_day: str, market: str, security: str = "") -> tuple[float, float]:
+    """[start, end) in epoch seconds of a real "yyyy-MM-dd" day in the market's time zone.
+
+    Raises :class:`InvalidSnapshot` ("trading_day") when the text is no such date.
+    """
     if not isinstance(trading_day, str) or not _DAY.match(trading_day):
         raise InvalidSnapshot(
             "trading_day", f"trading_day must be yyyy-MM-dd, got {trading_day!r}", security
         )
     try:
-        start, end = _local_day(market, trading_day)
+        return _local_day(market, trading_day)
     except (ValueError, OverflowError):
         raise InvalidSnapshot(
             "trading_day", f"trading_day {trading_day!r} is not a real date", security
         ) from None
+
+
+def check_trading_day(
+    trading_day: str, update_timestamp: float, market: str, security: str = ""
+) -> None:
+    """A real "yyyy-MM-dd" date equal to updateTimestamp's date in the market's time zone."""
+    start, end = day_bounds(trading_day, market, security)
     if not start <= update_timestamp < end:
         local = market_date(market, update_timestamp)
         raise InvalidSnapshot(

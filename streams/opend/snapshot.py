@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from streams.domain.market import parse_local_time
 from streams.domain.snapshot_record import reading_fields, snapshot_to_proto
 from streams.domain.validation import (
     AMOUNT_FIELDS,
@@ -26,7 +27,6 @@ from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.pb.opend import Qot_GetCapitalDistribution_pb2 as capdist_pb
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}")
-_UPDATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
 # Fields a reply must carry (proto2 "required", plus updateTime which capflow needs).
 # updateTimestamp is optional in the protocol (the official SDK does not read it for
@@ -148,23 +148,14 @@ def _update_timestamp(security: str, market: str, s2c: capdist_pb.S2C, now: floa
     has_timestamp = s2c.HasField("updateTimestamp")
     if has_timestamp:
         check_timestamp(s2c.updateTimestamp, now, security)
-    if not _UPDATE_TIME.match(s2c.updateTime):
-        raise InvalidSnapshot(
-            "timestamp",
-            f"updateTime must be 'yyyy-MM-dd HH:mm:ss', got {s2c.updateTime!r}",
-            security,
-        )
+    try:
+        local = parse_local_time(market, s2c.updateTime)
+    except ValueError as exc:
+        raise InvalidSnapshot("timestamp", f"updateTime {exc}", security) from None
     if has_timestamp:
         return float(s2c.updateTimestamp)
-    try:
-        local = datetime.strptime(s2c.updateTime, "%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        raise InvalidSnapshot(
-            "timestamp", f"updateTime {s2c.updateTime!r} is not a real time", security
-        ) from None
-    timestamp = local.replace(tzinfo=ZoneInfo(MARKET_TZ[market])).timestamp()
-    check_timestamp(timestamp, now, security)
-    return timestamp
+    check_timestamp(local, now, security)
+    return local
 
 
 def snapshot_from_proto(msg: DistributionSnapshot) -> CapitalDistribution:

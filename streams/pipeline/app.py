@@ -31,7 +31,8 @@ from streams.pipeline.processor import DecodeError, SecurityProcessor
 from streams.pipeline.views import register_views
 from streams.pipeline.watchdog import OffsetProbe, StallWatchdog, exit_at_once, log_stalls
 from streams.polling.service import PollingService
-from streams.settings import KafkaSettings, WorkerConfig
+from streams.processing.events import alert_headers, parse_alert
+from streams.settings import KafkaSettings, PipelineSettings
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def _credentials(kafka: KafkaSettings) -> Any:
 class Pipeline:
     """Builds and holds everything a worker runs, from its settings."""
 
-    def __init__(self, config: WorkerConfig, *, dead_letter_limit: int | None = None) -> None:
+    def __init__(self, config: PipelineSettings, *, dead_letter_limit: int | None = None) -> None:
         """``dead_letter_limit``: the dead-letter topic's max.message.bytes, when known;
         the producer is sized to it so a dead letter is stored whole."""
         self.config = config
@@ -172,7 +173,8 @@ class Pipeline:
                 # record); the ack is not awaited, as before.
                 await self.app.producer.send(flow_topic, key, outcome.flow, None, None, None)
             if outcome.alert is not None:
-                alerts.append(await self.alerts.send(key=key, value=outcome.alert))
+                headers = alert_headers(parse_alert(outcome.alert))  # CloudEvents binding
+                alerts.append(await self.alerts.send(key=key, value=outcome.alert, headers=headers))
                 directions.append(outcome.direction or "unknown")
                 log.info("alert %s", outcome.alert.decode())
         for result, count in batch.results.items():

@@ -32,7 +32,7 @@ from streams.polling.publisher import SnapshotPublisher
 from streams.polling.scheduler import Scheduler, make_scheduler
 from streams.polling.status import GatewayStatusBoard
 from streams.ratelimit import SlidingWindowLimiter, limit_margin
-from streams.settings import FlowSettings, PollerSettings, WorkerConfig
+from streams.settings import FlowSettings, PipelineSettings, PollerSettings
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def _market_state_of(gw: Gateway, client: GatewayClient) -> MarketState | None:
 class PollingService:
     """Everything a worker needs to poll its gateways; one per worker process."""
 
-    def __init__(self, config: WorkerConfig) -> None:
+    def __init__(self, config: PipelineSettings) -> None:
         self.config = config
         poller = config.poller
         self.worker_id = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"

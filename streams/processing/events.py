@@ -4,15 +4,18 @@ The shapes are fixed by schemas/flow.v1.schema.json and schemas/alert.v1.schema.
 the numbers in them are defined for users in docs/definitions.md.
 Alerts are CloudEvents 1.0 (structured JSON mode) so integrations can route them on
 ``type`` / ``subject`` and deduplicate on ``id`` without knowing capflow.
+Amounts are in the currency of the security's market, which both payloads name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from streams.domain.market import currency_of
 from streams.processing.detector import Alert, Regime
 from streams.processing.flow import CLASSES, FlowPoint
 
@@ -20,6 +23,9 @@ FLOW_SCHEMA = "capflow.flow.v1"
 ALERT_TYPE = "capflow.alert.reversal.v1"
 ALERT_SOURCE = "capflow/reversal-detector"
 _ALERT_ATTRIBUTES = ("specversion", "id", "source", "type", "subject", "time", "data")
+# The CloudEvents Kafka binding's media type of a structured JSON event.
+ALERT_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
+_HEADER_ATTRIBUTES = ("specversion", "id", "source", "type", "time", "subject")
 
 
 def rfc3339(ts: float) -> str:
@@ -37,6 +43,7 @@ def flow_record(point: FlowPoint, regime: Regime | str, threshold: float) -> dic
         "schema": FLOW_SCHEMA,
         "security": point.security,
         "market": point.market,
+        "currency": currency_of(point.market),
         "trading_day": point.trading_day,
         "event_time": rfc3339(point.event_ts),
         "event_ts": point.event_ts,
@@ -90,6 +97,7 @@ def alert_event(alert: Alert, source: str = ALERT_SOURCE) -> dict[str, Any]:
     data["event_time"] = rfc3339(alert.event_ts)
     data["previous_regime_started_time"] = rfc3339(alert.previous_regime_started_ts)
     data["regime_started_time"] = rfc3339(alert.regime_started_ts)
+    data["currency"] = currency_of(alert.market)
     return {
         "specversion": "1.0",
         "id": alert.alert_id,
@@ -105,6 +113,19 @@ def alert_event(alert: Alert, source: str = ALERT_SOURCE) -> dict[str, Any]:
 def alert_payload(alert: Alert, source: str = ALERT_SOURCE) -> bytes:
     """The capflow.alerts.v1 value as orjson bytes."""
     return orjson.dumps(alert_event(alert, source))
+
+
+def alert_headers(event: Mapping[str, Any]) -> list[tuple[str, bytes]]:
+    """Kafka headers of an alert record: the CloudEvents Kafka binding's ``ce_*`` ones.
+
+    They repeat the structured body's attributes (UTF-8), so consumers can route and
+    filter on headers without parsing the value. ``content-type`` names the structured
+    JSON format, as the binding asks when the value is the whole event: CloudEvents
+    SDKs then read the value as the event, and the ``ce_*`` headers are for routing.
+    """
+    headers = [(f"ce_{name}", str(event[name]).encode()) for name in _HEADER_ATTRIBUTES]
+    headers.append(("content-type", ALERT_CONTENT_TYPE.encode()))
+    return headers
 
 
 def parse_alert(raw: bytes) -> dict[str, Any]:

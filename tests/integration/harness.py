@@ -11,7 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from streams.devtools import (  # noqa: F401 (the shared dev harness, re-exported for tests)
+    SdkMissing,
     Topics,
     Worker,
     alerts_of,
@@ -19,9 +22,12 @@ from streams.devtools import (  # noqa: F401 (the shared dev harness, re-exporte
     metric,
     read_to_end,
     read_topic,
+    run_sdk,
+    sim_process,
     start_worker,
     workers_stopped,
 )
+from streams.opend import framing
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
 from streams.opend_sim.scenario import Reversal, Scenario, load_scenario, reversal_times
@@ -94,6 +100,21 @@ async def start_scenario_sim(
     return sim, scenario
 
 
+async def exchange(port: int, frames: list[bytes], replies: int) -> list[framing.Frame]:
+    """Raw frames sent on one connection; the first ``replies`` frames that come back."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"".join(frames))
+        await writer.drain()
+        decoder = framing.FrameDecoder()
+        got: list[framing.Frame] = []
+        while len(got) < replies:
+            got += decoder.feed(await asyncio.wait_for(reader.read(65536), 3))
+        return got
+    finally:
+        writer.close()
+
+
 async def run_cli(*argv: str, timeout: float = 60.0) -> tuple[int, str, str]:
     """``capflow ARGV`` in a subprocess: (exit code, stdout, stderr)."""
     proc = await asyncio.create_subprocess_exec(
@@ -117,6 +138,14 @@ def minute_snapshot(minute: int, security: str = "HK.00700") -> bytes:
         capital_in_big=1000.0 * minute, update_timestamp=ALERT_T0 + 60 * minute,
         trading_day="2024-06-03", source="test",
     ).SerializeToString()  # fmt: skip
+
+
+def sdk(script: str, args: list[str], home: Path, stdin: str = "") -> Any:
+    """:func:`streams.devtools.run_sdk`, skipping the test where futu-api is missing."""
+    try:
+        return run_sdk(script, args, home, stdin)
+    except SdkMissing:
+        pytest.skip("futu-api not installed")
 
 
 def make_alert(security: str, minute: int, direction: str = INFLOW_TO_OUTFLOW) -> Alert:

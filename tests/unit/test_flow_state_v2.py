@@ -6,7 +6,9 @@ after some snapshots (one plain, one with per-amount corrections, absent super
 amounts, a duplicate and a late snapshot, so its offsets are not zero) and the flow
 and alert payloads published for the snapshots after it, plus the state stored after
 the last one. A worker of this release must continue from that state, publish exactly
-the same bytes and store exactly the same state.
+the same bytes and store exactly the same state. The expected payloads differ from
+what that release published in one deliberate way, said in the fixture's "payloads":
+the ``currency`` every payload carries since; the stored state is byte for byte as then.
 """
 
 from __future__ import annotations

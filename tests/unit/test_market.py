@@ -16,6 +16,8 @@ from streams.domain.market import (
     MARKETS,
     SESSIONS,
     SecurityFormatError,
+    currency_of,
+    market_currency,
     market_of,
     market_zone,
     may_be_open,
@@ -37,6 +39,23 @@ def test_views_are_the_table() -> None:
         ZoneInfo(m.tz)  # every zone exists
         assert all(0 <= o < c <= 86_400 for o, c in m.sessions)
     assert set(SESSIONS) == {"HK", "US", "SH", "SZ"}
+
+
+def test_every_market_names_the_currency_of_its_amounts() -> None:
+    currencies = {prefix: m.currency for prefix, m in MARKET_TABLE.items()}
+    assert currencies == {
+        "HK": "HKD", "US": "USD", "SH": "CNY", "SZ": "CNY", "SG": "SGD",
+        "JP": "JPY", "AU": "AUD", "MY": "MYR", "CA": "CAD",
+    }  # fmt: skip
+    for prefix, currency in currencies.items():
+        assert currency_of(prefix) == currency
+        assert market_currency(prefix.lower()) == market_currency(None, f"{prefix}.X1") == currency
+    with pytest.raises(KeyError):
+        currency_of("XX")
+    # Readers of records never fail on what a record holds.
+    for market_name, sec in (("XX", None), (None, "XX.1"), (None, "HK.00 700"), (None, None)):
+        assert market_currency(market_name, sec) is None
+    assert market_currency("US", "HK.00700") == "USD"  # the market given wins
 
 
 def test_old_modules_re_export_the_same_objects() -> None:

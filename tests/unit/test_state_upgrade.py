@@ -5,7 +5,8 @@ state version 1 (commit 7a5f685): for two securities, the stored state at one
 snapshot (one with a flip pending, one after a confirmed alert, whose ``prev_*``
 fields are left over) and the flow and alert payloads it published for that snapshot
 and the ones after it. A worker of this release must continue from that state and
-publish exactly the same bytes.
+publish exactly the same bytes, but for the ``currency`` every payload carries since
+(the fixture's "payloads" says where).
 """
 
 from __future__ import annotations
