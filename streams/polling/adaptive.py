@@ -99,6 +99,15 @@ def _num(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _start_day(track: _Track, day: str) -> None:
+    """A flow of a new trading day: the security's regime and points start again."""
+    track.day = day
+    track.last_t = None
+    track.regime, track.ref, track.run, track.pending = NEUTRAL, None, 0, False
+    track.points.clear()
+    track.recent.clear()
+
+
 class Adaptive:
     """The adaptive policy; see the module docstring."""
 
@@ -257,11 +266,7 @@ class Adaptive:
             self._pairs.append((track.awaiting, t))
             track.awaiting = None
         if track.day != day:
-            track.day = str(day)
-            track.last_t = None
-            track.regime, track.ref, track.run, track.pending = NEUTRAL, None, 0, False
-            track.points.clear()
-            track.recent.clear()
+            _start_day(track, str(day))
         elif track.last_t is not None and t <= track.last_t:
             return
         track.last_t = t

@@ -166,21 +166,7 @@ class Poller:
             await self.market_state.refresh_if_due(now)
         due = self.due(now)
         if not due:
-            active = self.active(now)
-            if not active and self.share is not None and self._unblocked(now):
-                await self.sleep(self.idle)  # the spread gives this gateway nothing now
-                return None
-            if not active:
-                retry = self.rejections.next_retry()
-                wait = 60.0 if retry is None else retry - now
-                log.warning("every security is backed off after refusals; retry in %.0fs", wait)
-                await self.sleep(min(max(wait, 1.0), 60.0))
-                return None
-            wait = min(next_open(market_of(s), now) for s in active) - now
-            if self.market_state is not None:
-                wait = min(wait, self.market_state.next_attempt - now)
-            log.info("all markets of the watchlist are closed; next open in %.0fs", wait)
-            await self.sleep(min(max(wait, 1.0), 60.0))
+            await self.sleep(self._idle_wait(now))
             return None
         security = self.scheduler.next(due, now)
         if security is None:
@@ -193,78 +179,105 @@ class Poller:
         await self.limiter.acquire(self.sleep)
         if still_leader is not None and not still_leader():
             return None
+        await self.request(security)
+        return security
+
+    def _idle_wait(self, now: float) -> float:
+        """How long to sleep when nothing is due at ``now``, and why (logged)."""
+        active = self.active(now)
+        if not active and self.share is not None and self._unblocked(now):
+            return self.idle  # the spread gives this gateway nothing now
+        if not active:
+            retry = self.rejections.next_retry()
+            wait = 60.0 if retry is None else retry - now
+            log.warning("every security is backed off after refusals; retry in %.0fs", wait)
+            return min(max(wait, 1.0), 60.0)
+        wait = min(next_open(market_of(s), now) for s in active) - now
+        if self.market_state is not None:
+            wait = min(wait, self.market_state.next_attempt - now)
+        log.info("all markets of the watchlist are closed; next open in %.0fs", wait)
+        return min(max(wait, 1.0), 60.0)
+
+    async def request(self, security: str) -> bool:
+        """One capital-distribution request (its budget already acquired): the snapshot
+        is published; a failure is counted and handled by its kind. True on data."""
         self.stats.requests += 1
         try:
             dist = await self.client.get_capital_distribution(security)
         except RateLimitError as exc:
-            # OpenD counted more than we did (another client on the account?): back off a window.
-            self.stats.rate_limited += 1
-            OPEND_REQUESTS.labels(PROTOCOL, "rate_limited").inc()
-            self.limiter.penalize()
-            log.warning("rate limited by OpenD (%s); waiting a full window", exc)
-            return security
-        except (
-            UnknownSecurityError,
-            UnsupportedSecurityError,
-            NoQuoteRightError,
-            SecurityFormatError,
-        ) as exc:
-            kind = _REJECTION_KIND.get(type(exc), rejections.UNKNOWN)
-            at = self.wall_clock()
-            entry = self.rejections.reject(security, kind, str(exc), at)
-            self.stats.rejected += 1
-            OPEND_REQUESTS.labels(PROTOCOL, "rejected").inc()
-            log.error(
-                "skipping %s for %.0fs (%s, %d in a row): %s",
-                security,
-                entry.retry_at - at,
-                kind,
-                entry.count,
-                exc,
-            )
-            return security
+            self._rate_limited(exc)
+        except _REFUSALS as exc:
+            self._refused(security, exc)
         except (ConnectionLost, RequestTimeout, ServerTimeoutError, OSError) as exc:
             # The connection or OpenD failed, not this security: nothing to back off.
-            self.stats.errors += 1
-            OPEND_REQUESTS.labels(PROTOCOL, "error").inc()
+            self._count_error("error")
             log.warning("request for %s failed: %s", security, exc)
-            return security
         except OpenDError as exc:
-            self.stats.errors += 1
-            OPEND_REQUESTS.labels(PROTOCOL, "error").inc()
-            at = self.wall_clock()
-            entry = self.rejections.error(security, str(exc), at)
-            self._error_streak += 1
-            if self._error_streak >= ERROR_STREAK_PAUSE:
-                # Unexplained failures across securities look like OpenD-wide trouble
-                # (a rate limit in words we do not know?): wait a full window.
-                self.limiter.penalize()
-                self._error_streak = 0
-            log.warning(
-                "request for %s failed (%d in a row): %s%s",
-                security,
-                entry.count,
-                exc,
-                f"; asking again in {entry.retry_at - at:.0f}s" if entry.retry_at > at else "",
-            )
-            return security
+            self._unexplained(security, exc)
         except InvalidSnapshot as exc:
             # Not data: never published; the next poll may well be fine.
             self.stats.invalid += 1
             OPEND_REQUESTS.labels(PROTOCOL, "invalid").inc()
             self._log_once(security, exc.rule, "invalid reply for %s: %s", security, exc.detail)
-            return security
         except Exception as exc:  # one bad reply must not stop the poller
-            self.stats.errors += 1
-            OPEND_REQUESTS.labels(PROTOCOL, "unexpected").inc()
+            self._count_error("unexpected")
+            name = type(exc).__name__
             self._log_once(
-                security,
-                type(exc).__name__,
-                "request for %s failed unexpectedly",
-                security,
-                exc_info=True,
+                security, name, "request for %s failed unexpectedly", security, exc_info=True
             )
-            return security
+        else:
+            await self._received(security, dist)
+            return True
+        return False
+
+    def _count_error(self, outcome: str) -> None:
+        self.stats.errors += 1
+        OPEND_REQUESTS.labels(PROTOCOL, outcome).inc()
+
+    def _rate_limited(self, exc: RateLimitError) -> None:
+        """OpenD counted more than we did (another client on the account?): back off a window."""
+        self.stats.rate_limited += 1
+        OPEND_REQUESTS.labels(PROTOCOL, "rate_limited").inc()
+        self.limiter.penalize()
+        log.warning("rate limited by OpenD (%s); waiting a full window", exc)
+
+    def _refused(self, security: str, exc: Exception) -> None:
+        """OpenD refused this security (unknown, unsupported, no quote right): back it off."""
+        kind = _REJECTION_KIND.get(type(exc), rejections.UNKNOWN)
+        at = self.wall_clock()
+        entry = self.rejections.reject(security, kind, str(exc), at)
+        self.stats.rejected += 1
+        OPEND_REQUESTS.labels(PROTOCOL, "rejected").inc()
+        log.error(
+            "skipping %s for %.0fs (%s, %d in a row): %s",
+            security,
+            entry.retry_at - at,
+            kind,
+            entry.count,
+            exc,
+        )
+
+    def _unexplained(self, security: str, exc: OpenDError) -> None:
+        """An error OpenD gave no known reason for: retried, then backed off per security."""
+        self._count_error("error")
+        at = self.wall_clock()
+        entry = self.rejections.error(security, str(exc), at)
+        self._error_streak += 1
+        if self._error_streak >= ERROR_STREAK_PAUSE:
+            # Unexplained failures across securities look like OpenD-wide trouble
+            # (a rate limit in words we do not know?): wait a full window.
+            self.limiter.penalize()
+            self._error_streak = 0
+        log.warning(
+            "request for %s failed (%d in a row): %s%s",
+            security,
+            entry.count,
+            exc,
+            f"; asking again in {entry.retry_at - at:.0f}s" if entry.retry_at > at else "",
+        )
+
+    async def _received(self, security: str, dist: CapitalDistribution) -> None:
+        """A reply with data: the security is in good standing; publish its snapshot."""
         self.rejections.success(security)
         self._error_streak = 0
         self.stats.ok += 1
@@ -281,7 +294,6 @@ class Poller:
         )
         await self.publish(security, record.SerializeToString())
         self.stats.published += 1
-        return security
 
     def _unblocked(self, now: float) -> bool:
         """Whether any security of the whole watchlist is not backed off at ``now``."""
@@ -296,6 +308,7 @@ class Poller:
 
 ERROR_STREAK_PAUSE = 3  # unexplained errors in a row before a full-window pause
 
+_REFUSALS = (UnknownSecurityError, UnsupportedSecurityError, NoQuoteRightError, SecurityFormatError)
 _REJECTION_KIND: dict[type[Exception], str] = {
     UnknownSecurityError: rejections.UNKNOWN,
     SecurityFormatError: rejections.UNKNOWN,
