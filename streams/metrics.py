@@ -16,6 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from streams.polling.health import CAUSES, STATES
+
 if TYPE_CHECKING:
     from streams.polling.rejections import Rejection
 
@@ -137,7 +139,9 @@ class StateCollector(Collector):
                 g.add_metric([market, str(info["source"])], 1.0 if info["open"] else 0.0)
             yield g
         if self.gateways is not None:
-            yield from _gateway_families(self.gateways())
+            gateways = self.gateways()
+            yield from _gateway_families(gateways)
+            yield from _health_families(gateways)
         if self.minute_levels is not None:
             yield GaugeMetricFamily(
                 "capflow_minute_levels",
@@ -211,6 +215,40 @@ def _gateway_families(gateways: list[dict[str, Any]]) -> Iterator[Any]:
         "securities whose latest flow had no baseline and that wait for minute history",
         value=len(waiting),
     )
+
+
+def _health_families(gateways: list[dict[str, Any]]) -> Iterator[Any]:
+    """Per gateway: up, down or sick (every worker's view), and why (its owner's counts)."""
+    state = GaugeMetricFamily(
+        "capflow_gateway_state",
+        "1 for the gateway's state (up, down: connections fail, sick: its requests fail), "
+        "0 for the others",
+        labels=["gateway", "state"],
+    )
+    failing = GaugeMetricFamily(
+        "capflow_gateway_failing_seconds",
+        "seconds the gateway's quote requests have failed without a reply with data "
+        "(0: not failing; owned here)",
+        labels=["gateway"],
+    )
+    failures = CounterMetricFamily(
+        "capflow_gateway_failures",
+        "failures that count against the gateway's health, by cause (refused: a connection "
+        "attempt; error: an error reply naming no security; timeout; dropped: the connection "
+        "closed under a request); owned here",
+        labels=["gateway", "cause"],
+    )
+    for gw in gateways:
+        label = gw["gateway"]
+        for name in STATES:
+            state.add_metric([label, name], 1.0 if gw["state"] == name else 0.0)
+        health = gw.get("health")
+        if health is None:
+            continue
+        failing.add_metric([label], health["failing_for_s"] or 0.0)
+        for cause in CAUSES:
+            failures.add_metric([label, cause], health["failures"].get(cause, 0))
+    yield from (state, failing, failures)
 
 
 STATE = StateCollector()

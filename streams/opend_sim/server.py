@@ -19,6 +19,7 @@ In-process use (tests)::
     await sim.start()            # port 0 -> a free port, see sim.port
     sim.clock.set(t)             # jump simulated time
     sim.counts[3212]             # requests per protoID, all connections (3211: flow)
+    sim.error_replies[3212] = "..."  # answer every such request with this error text
     sim.connections[conn_id].counts
     sim.notifies                 # Notify pushes sent, all connections
     await sim.stop()
@@ -184,6 +185,9 @@ class OpenDSimulator:
         self.connections: dict[int, ConnectionStats] = {}
         self.frame_errors: list[str] = []
         self.silent_proto_ids: set[int] = set()  # never answered (client timeout tests)
+        # protoID -> an error text every quote request of it is answered with (after its
+        # quota, before the security is looked at): a gateway that is sick, not down.
+        self.error_replies: dict[int, str] = {}
         # When set, simulated time stands still until the first quote request (capital
         # distribution or flow) and then runs at this speed: a demo's scenario starts
         # when polling does.
@@ -445,6 +449,8 @@ class OpenDSimulator:
         if not self._limiter(conn, proto_id).try_acquire():
             limit, window, text = self._quotas[proto_id]
             raise _Reply(errors.ERR_RATE_LIMIT, text.format(limit=limit, window=window))
+        if proto_id in self.error_replies:
+            raise _Reply(errors.ERR_BAD_REQUEST, self.error_replies[proto_id])
         sec = request.c2s.security
         try:
             security = from_wire(sec.market, sec.code)

@@ -46,6 +46,7 @@ from streams.opend.errors import (
     UnknownSecurityError,
     UnsupportedSecurityError,
 )
+from streams.polling.health import GatewayHealth, cause_of
 from streams.ratelimit import SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
@@ -230,7 +231,9 @@ class HistoryFetcher:
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         idle: float = 0.5,
+        health: GatewayHealth | None = None,
     ) -> None:
+        """``health`` (the gateway's) counts the failures that are not one security's."""
         self.client = client
         self.publish = publish
         self.limiter = limiter
@@ -238,6 +241,7 @@ class HistoryFetcher:
         self.wall_clock = wall_clock
         self.sleep = sleep
         self.idle = idle
+        self.health = health
         self.stats = HistoryStats()
         self.refs: dict[str, int] = {}  # security -> received_at_ms of its latest series
         self._seq = itertools.count(1)
@@ -296,6 +300,8 @@ class HistoryFetcher:
         except (ConnectionLost, RequestTimeout, ServerTimeoutError, OpenDError, OSError) as exc:
             self.stats.errors += 1
             self._count("error")
+            if self.health is not None:
+                self.health.failed(security, cause_of(exc), f"capital flow {security}: {exc}")
             log.warning("capital flow request for %s failed: %s", security, exc)
             return False
         received = self.wall_clock()

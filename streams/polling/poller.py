@@ -35,6 +35,7 @@ from streams.opend.errors import (
 )
 from streams.opend.snapshot import CapitalDistribution, InvalidSnapshot, snapshot_to_proto
 from streams.polling import rejections
+from streams.polling.health import SICK, GatewayHealth, cause_of
 from streams.polling.history import HistoryFetcher
 from streams.polling.market_state import MarketState
 from streams.polling.scheduler import RoundRobin, Scheduler
@@ -93,13 +94,16 @@ class Poller:
         share: Callable[[], Collection[str]] | None = None,
         connect_attempts: int | None = None,
         history: HistoryFetcher | None = None,
+        health: GatewayHealth | None = None,
     ) -> None:
         """``market_state``: OpenD's own market states (static hours when None);
         ``share`` restricts polling to the securities it returns (None: all of them);
         ``connect_attempts`` makes a refused connection raise ConnectionLost out of
         :meth:`step` instead of retrying forever, so a pool can mark the gateway down;
         ``history`` (the gateway's capital-flow side) may fetch a security's minute
-        series right before it is polled, and each snapshot names the latest series."""
+        series right before it is polled, and each snapshot names the latest series;
+        ``health`` (the gateway's) is told of failures that are not one security's and
+        of replies with data."""
         if not watchlist:
             raise ValueError("the watchlist is empty: set CAPFLOW_WATCHLIST or --watchlist")
         self.client = client
@@ -113,6 +117,7 @@ class Poller:
         self.share = share
         self.connect_attempts = connect_attempts
         self.history = history
+        self.health = health
         self.idle = 0.5
         self.stats = PollStats()
         self.rejections = rejections.RejectionTracker()  # refused securities, retried later
@@ -137,6 +142,18 @@ class Poller:
         if self.ignore_market_hours:
             return active
         return [s for s in active if self._market_open(s, now)]
+
+    def probe_choices(self, securities: Collection[str], now: float) -> list[str]:
+        """Of ``securities``, those a probe of the gateway may ask at ``now``: market open,
+        no refusal of their own (an error backoff does not count: the gateway's fault)."""
+        wanted = set(securities)
+        return [
+            s
+            for s in self.watchlist
+            if s in wanted
+            and not self.rejections.refused(s)
+            and (self.ignore_market_hours or self._market_open(s, now))
+        ]
 
     def status(self, now: float | None = None) -> dict[str, object]:
         """For the worker's status view: refused securities and market states."""
@@ -179,6 +196,8 @@ class Poller:
         await self.limiter.acquire(self.sleep)
         if still_leader is not None and not still_leader():
             return None
+        if self.share is not None and security not in self.share():
+            return None  # moved to another gateway during the wait (this one went sick?)
         await self.request(security)
         return security
 
@@ -211,6 +230,7 @@ class Poller:
         except (ConnectionLost, RequestTimeout, ServerTimeoutError, OSError) as exc:
             # The connection or OpenD failed, not this security: nothing to back off.
             self._count_error("error")
+            self._gateway_failed(security, exc)
             log.warning("request for %s failed: %s", security, exc)
         except OpenDError as exc:
             self._unexplained(security, exc)
@@ -233,6 +253,11 @@ class Poller:
     def _count_error(self, outcome: str) -> None:
         self.stats.errors += 1
         OPEND_REQUESTS.labels(PROTOCOL, outcome).inc()
+
+    def _gateway_failed(self, security: str, exc: Exception) -> None:
+        """A failure that may be the gateway's: its health counts it (refusals never come here)."""
+        if self.health is not None:
+            self.health.failed(security, cause_of(exc), f"capital distribution {security}: {exc}")
 
     def _rate_limited(self, exc: RateLimitError) -> None:
         """OpenD counted more than we did (another client on the account?): back off a window."""
@@ -260,6 +285,10 @@ class Poller:
     def _unexplained(self, security: str, exc: OpenDError) -> None:
         """An error OpenD gave no known reason for: retried, then backed off per security."""
         self._count_error("error")
+        self._gateway_failed(security, exc)
+        if self.health is not None and self.health.state == SICK:
+            log.info("probe with %s failed: %s", security, exc)  # the gateway's, not its
+            return
         at = self.wall_clock()
         entry = self.rejections.error(security, str(exc), at)
         self._error_streak += 1
@@ -283,6 +312,12 @@ class Poller:
         self.stats.ok += 1
         OPEND_REQUESTS.labels(PROTOCOL, "ok").inc()
         received = self.wall_clock()
+        fault = self.health.answered() if self.health is not None else None
+        if fault is not None:
+            # The gateway is well again: the backoffs its fault set go (a margin for the
+            # two clocks), so its securities are asked at once, not 30-120 s later.
+            cleared = self.rejections.clear_errors(received - fault - 1.0)
+            log.info("gateway answers again after %.0fs; backoffs cleared: %s", fault, cleared)
         self.stats.last_received[security] = received
         self.scheduler.polled(security, received)
         ref = 0

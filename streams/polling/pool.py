@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from streams.opend.errors import ConnectionLost
 from streams.polling import spread
 from streams.polling.gateways import Gateway
+from streams.polling.health import SICK, UP, GatewayHealth, HealthPolicy
 from streams.polling.history import CapitalFlowSource, HistoryFetcher, request_counts
 from streams.polling.market_state import MarketState
 from streams.polling.poller import DistributionSource, Poller, Publish
@@ -31,6 +32,7 @@ from streams.ratelimit import SlidingWindowLimiter
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 2.0
+HEALTH_TICK_S = 0.25  # how often an owner judges its gateway's health
 
 
 class GatewayClient(DistributionSource, CapitalFlowSource, Protocol):
@@ -47,11 +49,16 @@ class StatusBoard(Protocol):
 
     def is_up(self, label: str) -> bool: ...
 
-    def report(self, gw: Gateway, up: bool) -> None: ...
+    def state_of(self, label: str) -> str: ...
+
+    def reason_of(self, label: str) -> str: ...
+
+    def report(self, gw: Gateway, state: str, reason: str = "") -> None: ...
 
 
 class GatewayPoller:
-    """One gateway: polls its share while this worker owns it, reports its health."""
+    """One gateway: polls its share while this worker owns it, judges and reports its
+    health (``streams.polling.health``) on a timer, probes it while it is sick."""
 
     def __init__(
         self,
@@ -64,11 +71,15 @@ class GatewayPoller:
         may_send: Callable[[], bool],
         keep_running: Callable[[], bool] | None = None,
         history: HistoryFetcher | None = None,
+        health: GatewayHealth | None = None,
+        home: Callable[[], list[str]] | None = None,
         handover_grace: bool = True,
-        down_after: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """``health`` is shared with the poller and the history fetcher, which tell it
+        what their requests see; ``home`` gives the securities a probe may ask (the
+        gateway's share were it up)."""
         self.gateway = gateway
         self.client = client
         self.limiter = limiter
@@ -77,64 +88,77 @@ class GatewayPoller:
         self.may_send = may_send
         self.keep_running = keep_running if keep_running is not None else may_send
         self.history = history
+        self.health = health if health is not None else GatewayHealth(clock=clock)
+        self.home = home if home is not None else lambda: list(poller.watchlist)
         self.handover_grace = handover_grace
-        self.down_after = down_after
         self.clock = clock
         self.sleep = sleep
         self.task: asyncio.Task[None] | None = None
         self.history_task: asyncio.Task[None] | None = None
+        self.watch_task: asyncio.Task[None] | None = None
         self.owned_since: float | None = None
-        self.failing_since: float | None = None
-        self.last_error = ""
         self._announced = False
+        self._probes = 0
 
     @property
     def polling(self) -> bool:
         return self.task is not None and not self.task.done()
 
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The gateway's running tasks: polling, capital flow, health timer."""
+        return [t for t in (self.task, self.history_task, self.watch_task) if t is not None]
+
+    @property
+    def last_error(self) -> str:
+        return self.health.last_error
+
     def start(self, grace: bool = True) -> None:
         """Poll from now on; ``grace=False`` when no other worker can have polled the
-        gateway since this one last did (its limiter then still holds every request)."""
+        gateway since this one last did (its limiter then still holds every request,
+        and its health is still what this worker saw)."""
         if self.polling:
             return
         self.owned_since = self.clock()
         self._announced = False
         history = self.history
+        if grace:
+            self.health.reset()
         if self.handover_grace and grace:
             # The previous owner may have spent the window just before it stopped,
             # and OpenD counts per account, not per worker: both budgets.
             self.limiter.penalize()
             if history is not None:
                 history.limiter.penalize()
-        self.task = asyncio.create_task(self._run(), name=f"gateway-{self.gateway.label}")
+        label = self.gateway.label
+        self.task = asyncio.create_task(self._run(), name=f"gateway-{label}")
+        self.watch_task = asyncio.create_task(self._watch(), name=f"gateway-{label}-health")
         if history is not None:
             self.history_task = asyncio.create_task(
-                history.run(self.poller.due, self.may_send),
-                name=f"gateway-{self.gateway.label}-history",
+                history.run(self.poller.due, self.may_send), name=f"gateway-{label}-history"
             )
 
     def cancel(self) -> None:
         """Stop sending now (synchronous, for signal handlers); ``stop`` waits for it."""
-        for task in (self.task, self.history_task):
-            if task is not None:
-                task.cancel()
+        for task in self.tasks:
+            task.cancel()
 
     async def stop(self) -> None:
-        task, self.task = self.task, None
-        history, self.history_task = self.history_task, None
+        tasks = self.tasks
+        self.task = self.history_task = self.watch_task = None
         self.owned_since = None
-        if task is None and history is None:
+        if not tasks:
             return
-        for running in (task, history):
-            if running is not None:
-                running.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(running, STOP_TIMEOUT_S)
+        for running in tasks:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(running, STOP_TIMEOUT_S)
         await self.client.close()
 
     async def _run(self) -> None:
-        """Poll while owned; while ownership is only unconfirmed (the lease lapsed because
-        Kafka does not answer) wait without sending, and go on once it is confirmed again."""
+        """Poll while owned (probe while sick); while ownership is only unconfirmed (the
+        lease lapsed because Kafka does not answer) wait without sending, and go on once
+        it is confirmed again."""
         gw = self.gateway
         log.info(
             "polling gateway %s (%s): %d of %d securities",
@@ -149,37 +173,70 @@ class GatewayPoller:
                 await self.sleep(0.5)
                 continue
             if not self.client.connected:
-                try:
-                    await self.client.ensure_connected(1)
-                except ConnectionLost as exc:
-                    self._failed(exc)
+                if not await self._connect():
                     await self.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
                 backoff = 0.5
-                self._connected()
             try:
-                await self.poller.step(self.may_send)
+                if self.health.state == SICK:
+                    await self._probe()
+                else:
+                    await self.poller.step(self.may_send)
             except ConnectionLost as exc:  # dropped between the check and the request
-                self._failed(exc)
+                self.health.unreachable(str(exc))
         log.info("gateway %s: no longer owned here, polling stops", gw.label)
 
-    def _failed(self, exc: Exception) -> None:
-        now = self.clock()
-        self.last_error = str(exc)
-        if self.failing_since is None:
-            self.failing_since = now
-            log.warning("gateway %s does not answer: %s", self.gateway.label, exc)
-        if now - self.failing_since >= self.down_after and self.board.is_up(self.gateway.label):
-            self.board.report(self.gateway, False)
-
-    def _connected(self) -> None:
-        self.failing_since = None
-        self.last_error = ""
+    async def _connect(self) -> bool:
+        try:
+            await self.client.ensure_connected(1)
+        except ConnectionLost as exc:
+            if self.health.unreachable(str(exc)):
+                log.warning("gateway %s does not answer: %s", self.gateway.label, exc)
+            return False
+        self.health.reachable()
         # The first connection of an ownership tells the others who polls the gateway now.
-        if not self._announced or not self.board.is_up(self.gateway.label):
-            self._announced = True
-            self.board.report(self.gateway, True)
+        self.judge(announce=not self._announced)
+        self._announced = True
+        return True
+
+    async def _watch(self) -> None:
+        """Judge the gateway's health every HEALTH_TICK_S while it is owned, whatever the
+        polling loop waits for (a connection attempt, its backoff, the budget)."""
+        while self.keep_running():
+            if self.may_send():
+                self.judge()
+            await self.sleep(HEALTH_TICK_S)
+
+    def judge(self, announce: bool = False) -> None:
+        """Report the gateway's state when it changed, when ``announce`` is asked, or when
+        the board says otherwise (a late record of another worker; up only once connected)."""
+        label, health = self.gateway.label, self.health
+        change = health.check(any(other != label for other in self.board.up_labels()))
+        if change is None and not announce:
+            if self.board.state_of(label) == health.state:
+                return
+            if health.state == UP and not self.client.connected:
+                return  # not before it has answered
+        self.board.report(self.gateway, health.state, health.reason)
+
+    async def _probe(self) -> None:
+        """One capital-distribution request to a security of the gateway's home share,
+        every ``probe_every`` seconds within its budget: a reply with data heals it."""
+        wait = self.health.probe_due()
+        choices = self.poller.probe_choices(self.home(), self.poller.wall_clock())
+        if wait > 0 or not choices:
+            await self.sleep(min(wait, HEALTH_TICK_S) if wait > 0 else self.poller.idle)
+            return
+        security = choices[self._probes % len(choices)]
+        await self.limiter.acquire(self.sleep)
+        if not self.may_send() or self.health.state != SICK:
+            return
+        self._probes += 1
+        self.health.probed()
+        if await self.poller.request(security):
+            log.info("gateway %s answered a probe (%s)", self.gateway.label, security)
+        self.judge()
 
     def describe(self, owned: bool) -> dict[str, Any]:
         """This gateway as this worker sees it (``/status/`` and metrics)."""
@@ -189,11 +246,15 @@ class GatewayPoller:
         stale = [wall - last[s] for s in share if s in last]
         never = [s for s in share if s not in last]
         stats = self.poller.stats
+        label = self.gateway.label
         return {
-            "gateway": self.gateway.label,
+            "gateway": label,
             "address": self.gateway.address,
             "owned": owned,
-            "up": self.board.is_up(self.gateway.label),
+            "up": self.board.is_up(label),
+            "state": self.board.state_of(label),
+            "state_reason": self.board.reason_of(label),
+            "health": self.health.describe() if owned else None,
             "connected": self.client.connected,
             "securities": share,
             "never_received": never,
@@ -233,6 +294,7 @@ class GatewayPool:
         ignore_market_hours: bool = False,
         handover_grace: bool = True,
         down_after: float = 10.0,
+        sick_after: float = 30.0,
         wall_clock: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -243,6 +305,7 @@ class GatewayPool:
         that gateway's own client (None: the static hours table).
         ``make_flow_limiter`` and ``publish_series`` give each gateway its capital-flow
         side (its own budget; None: no minute history is fetched).
+        ``down_after`` and ``sick_after`` are the health policy of every gateway.
         ``wall_clock`` stamps snapshots and market hours, ``clock`` times health and
         ownership, ``sleep`` waits (all three are injected by tests)."""
         self.gateways = gateways
@@ -252,13 +315,20 @@ class GatewayPool:
         self.is_assigned = is_assigned if is_assigned is not None else is_owner
         self.stopped = False
         self.pollers: dict[int, GatewayPoller] = {}
+        policy = HealthPolicy(down_after=down_after, sick_after=sick_after)
         for gw in gateways:
             client = make_client(gw)
             limiter = make_limiter()
+            health = GatewayHealth(policy, clock)
             history = None
             if make_flow_limiter is not None and publish_series is not None:
                 history = HistoryFetcher(
-                    client, publish_series, make_flow_limiter(), wall_clock=wall_clock, sleep=sleep
+                    client,
+                    publish_series,
+                    make_flow_limiter(),
+                    wall_clock=wall_clock,
+                    sleep=sleep,
+                    health=health,
                 )
             poller = Poller(
                 client,
@@ -273,6 +343,7 @@ class GatewayPool:
                 share=self._share_of(gw.label),
                 connect_attempts=1,
                 history=history,
+                health=health,
             )
             self.pollers[gw.index] = GatewayPoller(
                 gw,
@@ -283,8 +354,9 @@ class GatewayPool:
                 may_send=self._may_send_of(gw.index),
                 keep_running=self._keep_running_of(gw.index),
                 history=history,
+                health=health,
+                home=self._home_of(gw.label),
                 handover_grace=handover_grace,
-                down_after=down_after,
                 clock=clock,
                 sleep=sleep,
             )
@@ -292,6 +364,13 @@ class GatewayPool:
     def _share_of(self, label: str) -> Callable[[], list[str]]:
         configured = [gw.label for gw in self.gateways]
         return lambda: spread.share(self.watchlist, self.board.up_labels(), label, configured)
+
+    def _home_of(self, label: str) -> Callable[[], list[str]]:
+        """The share ``label`` would poll were it up now: what its probes may ask."""
+        configured = [gw.label for gw in self.gateways]
+        return lambda: spread.share(
+            self.watchlist, {*self.board.up_labels(), label}, label, configured
+        )
 
     def _may_send_of(self, index: int) -> Callable[[], bool]:
         return lambda: not self.stopped and self.is_owner(index)

@@ -111,6 +111,19 @@ class RejectionTracker:
         """A reply with data: the security is in good standing again."""
         self._entries.pop(security, None)
 
+    def clear_errors(self, since: float) -> list[str]:
+        """Forget the error streaks that began at or after ``since``: a fault of the whole
+        gateway set them, not the securities (refusals are kept). Returns who was cleared."""
+        cleared = [s for s, e in self._entries.items() if e.kind == ERROR and e.since >= since]
+        for security in cleared:
+            del self._entries[security]
+        return sorted(cleared)
+
+    def refused(self, security: str) -> bool:
+        """Whether the security's own refusal (not an error) stands, whatever its retry time."""
+        entry = self._entries.get(security)
+        return entry is not None and entry.kind != ERROR
+
     def blocked(self, security: str, now: float) -> bool:
         """Whether the security must not be asked at ``now``."""
         entry = self._entries.get(security)

@@ -115,6 +115,7 @@ class PollingService:
             ignore_market_hours=poller.ignore_market_hours,
             handover_grace=poller.leader_grace,
             down_after=poller.gateway_down_after,
+            sick_after=poller.gateway_sick_after,
         )
         self.ownership = GatewayOwnership(
             topic,

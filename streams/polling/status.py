@@ -1,11 +1,13 @@
 """Which gateways are up, shared by every worker through the control topic.
 
-Only a gateway's owner can see whether it answers, but every worker needs the up set
-to compute the same spread of securities. The owner writes the gateway's status
-(``{"gateway", "address", "up", "since", "worker"}``, keyed by label) to the
-gateway's own partition of the compacted control topic; every worker reads all
+Only a gateway's owner can see whether it answers (``streams.polling.health``), but
+every worker needs the up set to compute the same spread of securities. The owner
+writes the gateway's status (``{"gateway", "address", "up", "state", "reason", "since",
+"worker"}``, keyed by label; ``state`` is up, down or sick, ``up`` is whether it is up)
+to the gateway's own partition of the compacted control topic; every worker reads all
 partitions from the beginning and keeps the latest status per gateway. A gateway
-nobody has reported on yet counts as up.
+nobody has reported on yet counts as up; a status without ``state`` (an older worker's)
+is up or down as its ``up`` says.
 
 The rare case: for the moment a status takes to reach the other workers (well under
 a second with the broker up), two workers may compute different spreads, so a
@@ -29,20 +31,37 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from streams.polling.gateways import Gateway
+from streams.polling.health import DOWN, STATES, UP
 
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 5.0
 
 
-def encode_status(gw: Gateway, up: bool, worker: str, since: float) -> bytes:
+def encode_status(gw: Gateway, state: str, reason: str, worker: str, since: float) -> bytes:
     return orjson.dumps(
-        {"gateway": gw.label, "address": gw.address, "up": up, "since": since, "worker": worker}
+        {
+            "gateway": gw.label,
+            "address": gw.address,
+            "up": state == UP,
+            "state": state,
+            "reason": reason,
+            "since": since,
+            "worker": worker,
+        }
     )
 
 
+def decode_state(status: dict[str, Any]) -> tuple[str, str]:
+    """(state, reason) of a status record; KeyError or TypeError when it has none."""
+    state = status.get("state")
+    if state not in STATES:
+        state = UP if bool(status["up"]) else DOWN
+    return str(state), str(status.get("reason") or "")
+
+
 class GatewayStatusBoard:
-    """The latest up/down status of every gateway: written by owners, read by all."""
+    """The latest state (up, down, sick) of every gateway: written by owners, read by all."""
 
     def __init__(
         self,
@@ -58,7 +77,7 @@ class GatewayStatusBoard:
         self.worker = worker
         self._kwargs = client_kwargs
         self._clock = clock
-        self._up: dict[str, bool] = {gw.label: True for gw in self.gateways}
+        self._state: dict[str, tuple[str, str]] = {gw.label: (UP, "") for gw in self.gateways}
         self._since: dict[str, float] = {}
         self._addresses = {gw.label: gw.address for gw in self.gateways}
         self._producer: AIOKafkaProducer | None = None
@@ -68,10 +87,17 @@ class GatewayStatusBoard:
 
     def up_labels(self) -> list[str]:
         """Labels of the gateways that are up, in list order."""
-        return [gw.label for gw in self.gateways if self._up.get(gw.label, True)]
+        return [gw.label for gw in self.gateways if self.is_up(gw.label)]
 
     def is_up(self, label: str) -> bool:
-        return self._up.get(label, True)
+        return self.state_of(label) == UP
+
+    def state_of(self, label: str) -> str:
+        return self._state.get(label, (UP, ""))[0]
+
+    def reason_of(self, label: str) -> str:
+        """Why the gateway is down or sick, in its owner's words (empty when up)."""
+        return self._state.get(label, (UP, ""))[1]
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(acks="all", request_timeout_ms=10000, **self._kwargs)
@@ -97,15 +123,23 @@ class GatewayStatusBoard:
                     await asyncio.wait_for(client.stop(), PUBLISH_TIMEOUT_S)
         self._consumer = self._producer = None
 
-    def report(self, gw: Gateway, up: bool) -> None:
-        """This worker (the owner) saw ``gw`` go up or down: apply now, tell the others."""
+    def report(self, gw: Gateway, state: str, reason: str = "") -> None:
+        """This worker (the owner) saw ``gw`` go up, down or sick: apply now, tell the others."""
         now = self._clock()
-        self._up[gw.label] = up
+        self._state[gw.label] = (state, reason)
         self._since[gw.label] = now
-        log.info("gateway %s (%s) is %s", gw.label, gw.address, "up" if up else "down")
+        log.log(
+            logging.INFO if state == UP else logging.WARNING,
+            "gateway %s (%s) is %s%s",
+            gw.label,
+            gw.address,
+            state,
+            f": {reason}" if reason else "",
+        )
         if self._producer is None:
             return
-        task = asyncio.create_task(self._send(gw, encode_status(gw, up, self.worker, now)))
+        value = encode_status(gw, state, reason, self.worker, now)
+        task = asyncio.create_task(self._send(gw, value))
         self._sends.add(task)
         task.add_done_callback(self._sends.discard)
 
@@ -129,11 +163,11 @@ class GatewayStatusBoard:
             return
         try:
             status = orjson.loads(value)
-            label, up = str(status["gateway"]), bool(status["up"])
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            label, state = str(status["gateway"]), decode_state(status)
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             log.warning("ignoring a malformed gateway status %r: %s", value[:200], exc)
             return
-        if label not in self._up:
+        if label not in self._state:
             log.warning("status for gateway %r, which this worker does not know", label)
             return
         address = status.get("address")
@@ -146,7 +180,7 @@ class GatewayStatusBoard:
                 address,
                 status.get("worker"),
             )
-        self._up[label] = up
+        self._state[label] = state
 
     async def _read(self) -> None:
         consumer = self._consumer

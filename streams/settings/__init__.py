@@ -180,6 +180,13 @@ class PollerSettings(Settings):
         "seconds of refused connections before a gateway's securities move to the others",
         positive_number,
     )
+    gateway_sick_after: float = setting(
+        30.0,
+        "seconds of failing quote requests (error replies, timeouts; never one security's "
+        "refusal) before a gateway that accepts connections counts as sick and its securities "
+        "move to the others; a probe every few seconds brings them back",
+        positive_number,
+    )
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,9 @@ waiting for budget, a refused gateway's securities moving to the others and back
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -12,7 +15,7 @@ from streams.opend.errors import ConnectionLost
 from streams.opend.snapshot import CapitalDistribution
 from streams.polling import spread
 from streams.polling.gateways import Gateway, parse_gateways
-from streams.polling.pool import GatewayPool
+from streams.polling.pool import HEALTH_TICK_S, GatewayPool
 from streams.polling.scheduler import RoundRobin
 from streams.ratelimit import SlidingWindowLimiter
 
@@ -25,18 +28,38 @@ class Done(Exception):
 
 
 class Clock:
+    """Virtual time shared by concurrent tasks: a sleep returns once every task that can
+    run has run and the time has reached its deadline, so tasks wake in deadline order,
+    as in real time, without waiting."""
+
     def __init__(self, start: float, end: float) -> None:
         self.now = start
         self.end = end
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._driver: asyncio.Task[None] | None = None
 
     def __call__(self) -> float:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
-        self.now += seconds
+        loop = asyncio.get_running_loop()
+        wake: asyncio.Future[None] = loop.create_future()
+        heapq.heappush(self._sleepers, (self.now + max(0.0, seconds), next(self._order), wake))
+        if self._driver is None or self._driver.done():
+            self._driver = loop.create_task(self._drive())
+        await wake
         if self.now > self.end:
             raise Done
-        await asyncio.sleep(0)  # let the other gateways' tasks run
+
+    async def _drive(self) -> None:
+        while self._sleepers:
+            for _ in range(10):  # let every task that can run get to its next sleep
+                await asyncio.sleep(0)
+            deadline, _, wake = heapq.heappop(self._sleepers)
+            if not wake.done():
+                self.now = max(self.now, deadline)
+                wake.set_result(None)
 
 
 class FakeGateway:
@@ -78,36 +101,53 @@ class Board:
     """The status board's contract, kept in memory (one worker)."""
 
     def __init__(self, gateways: list[Gateway]) -> None:
-        self.up = {gw.label: True for gw in gateways}
-        self.reports: list[tuple[float, str, bool]] = []
+        self.states = {gw.label: ("up", "") for gw in gateways}
+        self.reports: list[tuple[float, str, str]] = []  # (time, label, state)
         self.clock: Clock | None = None
 
     def up_labels(self) -> list[str]:
-        return [label for label, up in self.up.items() if up]
+        return [label for label in self.states if self.is_up(label)]
 
     def is_up(self, label: str) -> bool:
-        return self.up[label]
+        return self.state_of(label) == "up"
 
-    def report(self, gw: Gateway, up: bool) -> None:
-        self.up[gw.label] = up
-        self.reports.append((self.clock.now if self.clock else 0.0, gw.label, up))
+    def state_of(self, label: str) -> str:
+        return self.states[label][0]
+
+    def reason_of(self, label: str) -> str:
+        return self.states[label][1]
+
+    def report(self, gw: Gateway, state: str, reason: str = "") -> None:
+        self.states[gw.label] = (state, reason)
+        self.reports.append((self.clock.now if self.clock else 0.0, gw.label, state))
 
 
 def make_pool(
-    clock: Clock, owned: set[int], *, grace: bool = True, labels: str = "a:1=a,b:2=b"
+    clock: Clock,
+    owned: set[int],
+    *,
+    grace: bool = True,
+    labels: str = "a:1=a,b:2=b",
+    fake: Callable[[str, Clock], FakeGateway] = FakeGateway,
+    history: bool = False,
 ) -> tuple[GatewayPool, dict[str, FakeGateway], Board]:
+    """A pool of fake gateways (``history``: with a capital-flow side each)."""
     gateways = parse_gateways(labels)
-    fakes = {gw.label: FakeGateway(gw.label, clock) for gw in gateways}
+    fakes = {gw.label: fake(gw.label, clock) for gw in gateways}
     board = Board(gateways)
     board.clock = clock
 
     async def publish(key: str, value: bytes) -> None:
         return None
 
+    def limiter() -> SlidingWindowLimiter:
+        return SlidingWindowLimiter(30, 30.0, clock, spacing=1.0)
+
     pool = GatewayPool(
         gateways, WATCHLIST, publish, board,
         make_client=lambda gw: fakes[gw.label],
-        make_limiter=lambda: SlidingWindowLimiter(30, 30.0, clock, spacing=1.0),
+        make_limiter=limiter, make_flow_limiter=limiter if history else None,
+        publish_series=publish if history else None,
         make_scheduler=RoundRobin, is_owner=lambda k: k in owned,
         handover_grace=grace, down_after=10.0, wall_clock=clock, clock=clock, sleep=clock.sleep,
     )  # fmt: skip
@@ -116,7 +156,7 @@ def make_pool(
 
 async def run_until_done(pool: GatewayPool, owned: set[int]) -> None:
     await pool.acquire(owned)
-    tasks = [gp.task for gp in pool.pollers.values() if gp.task is not None]
+    tasks = [task for gp in pool.pollers.values() for task in gp.tasks]
     results = await asyncio.gather(*tasks, return_exceptions=True)
     for r in results:
         if isinstance(r, BaseException) and not isinstance(r, Done):
@@ -164,14 +204,15 @@ async def test_a_refused_gateway_goes_down_its_securities_move_and_come_back() -
     healer = asyncio.create_task(heal())
     await run_until_done(pool, set())
     healer.cancel()
-    assert [(label, up) for _, label, up in board.reports] == [
-        ("a", True),
-        ("b", False),
-        ("b", True),
+    assert [(label, state) for _, label, state in board.reports] == [
+        ("a", "up"),
+        ("b", "down"),
+        ("b", "up"),
     ]
-    down_at = next(t for t, label, up in board.reports if label == "b" and not up)
-    back_at = next(t for t, label, up in board.reports if label == "b" and up)
-    assert HK_OPEN + 10 <= down_at < HK_OPEN + 20  # down_after, not at the first refusal
+    down_at = next(t for t, label, state in board.reports if label == "b" and state == "down")
+    back_at = next(t for t, label, state in board.reports if label == "b" and state == "up")
+    # down_after on the health timer, not at the first refusal nor at a reconnect attempt
+    assert HK_OPEN + 10 <= down_at <= HK_OPEN + 10 + HEALTH_TICK_S
     assert back_at >= HK_OPEN + 200
     polled_by_a = [(t, s) for t, s in fakes["a"].requests]
     b_share = set(spread.share(WATCHLIST, ["a", "b"], "b"))
@@ -304,7 +345,7 @@ async def test_a_gateway_given_straight_back_keeps_polling_without_grace() -> No
     pool, fakes, _ = make_pool(clock, {0, 1})
     await pool.acquire({0, 1}, continuing={0})
     results = await asyncio.gather(
-        *(gp.task for gp in pool.pollers.values() if gp.task), return_exceptions=True
+        *(task for gp in pool.pollers.values() for task in gp.tasks), return_exceptions=True
     )
     assert all(isinstance(r, Done) for r in results)
     assert fakes["a"].requests[0][0] < HK_OPEN + 1.0

@@ -71,7 +71,7 @@ def make_pool(
 
 async def run(pool: GatewayPool) -> None:
     await pool.acquire(set(pool.pollers))
-    tasks = [gp.task for gp in pool.pollers.values() if gp.task is not None]
+    tasks = [task for gp in pool.pollers.values() for task in gp.tasks]
     for r in await asyncio.gather(*tasks, return_exceptions=True):
         if isinstance(r, BaseException) and not isinstance(r, Done):
             raise r
