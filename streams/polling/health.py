@@ -125,6 +125,12 @@ class GatewayHealth:
         self.causes[REFUSED] += 1
         return first
 
+    def disconnected(self) -> None:
+        """No connection now (it closed, or none is made yet): down after down_after
+        unless one is made (counted from the first sign, not from a reconnect attempt)."""
+        if self._unreachable is None:
+            self._unreachable = self.clock()
+
     def reachable(self) -> None:
         """A connection is up: the gateway is no longer down (requests may still fail)."""
         self._unreachable = None

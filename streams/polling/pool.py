@@ -205,6 +205,8 @@ class GatewayPoller:
         polling loop waits for (a connection attempt, its backoff, the budget)."""
         while self.keep_running():
             if self.may_send():
+                if not self.client.connected:
+                    self.health.disconnected()
                 self.judge()
             await self.sleep(HEALTH_TICK_S)
 

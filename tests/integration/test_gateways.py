@@ -1,15 +1,19 @@
 """The gateway pool against the real broker and simulated gateways: ownership from the
 gateway group, handover after kill -9 within every gateway's budget, a refused gateway's
-securities moving to the others and back."""
+securities moving to the others and back, a sick one's too (and one security's refusals
+never making a gateway sick), down within --gateway-down-after."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import re
 import time
 import urllib.request
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,7 @@ from tests.integration.harness import (
     Topics,
     Worker,
     metric,
+    read_to_end,
     start_worker,
     wait_for,
     workers_stopped,
@@ -47,6 +52,7 @@ class GatewayLog:
 
     def __init__(self, sim: OpenDSimulator) -> None:
         self.requests: list[tuple[float, int, str]] = []
+        self.answered: list[tuple[float, str]] = []  # those answered with data
         self.refused = 0
         original = sim._capital_distribution
 
@@ -60,6 +66,7 @@ class GatewayLog:
             except Exception:
                 self.refused += 1
                 raise
+            self.answered.append((time.monotonic(), code))
 
         sim._capital_distribution = recording
 
@@ -68,6 +75,12 @@ class GatewayLog:
 
     def codes(self, since: float = 0.0) -> set[str]:
         return {code for t, _, code in self.requests if t >= since}
+
+    def answered_codes(self, since: float = 0.0) -> set[str]:
+        return {code for t, code in self.answered if t >= since}
+
+    def times(self, since: float = 0.0) -> list[float]:
+        return [t for t, _, _ in self.requests if t >= since]
 
     def max_in_window(self, window: float) -> int:
         times = [t for t, _, _ in self.requests]
@@ -238,6 +251,159 @@ async def test_refused_gateway_moves_its_securities_and_gets_them_back(
     for label, log in logs.items():
         assert log.refused == 0, label
         assert log.max_in_window(WINDOW) <= LIMIT, label
+
+
+# A gateway that accepts connections but fails every quote request, in words that name no
+# security (so the worker cannot tell it from a passing fault but by its length).
+SICK_TEXT = "系统内部错误 (internal error: quote server unavailable)"
+SICK_AFTER = 5.0
+PROBE_EVERY = 5.0  # the health policy's
+SPACING = (WINDOW + 0.5) / LIMIT  # about the workers' request spacing at LIMITS
+NINE = [*WATCHLIST, "HK.00005", "HK.00388", "HK.02318", "HK.01299", "HK.00941"]
+
+
+@contextlib.asynccontextmanager
+async def one_worker(
+    bootstrap: str, prefix: str, tmp_path: Path, count: int, watchlist: list[str], *flags: str
+) -> AsyncIterator[tuple[list[OpenDSimulator], dict[str, GatewayLog], Worker]]:
+    """``count`` simulated gateways (g1, g2, ...) and one worker polling them all, with no
+    handover grace; all stopped when the block ends."""
+    sims = await _gateways(count)
+    logs = {f"g{i + 1}": GatewayLog(sim) for i, sim in enumerate(sims)}
+    try:
+        topics = Topics(prefix)
+        await ensure_topics({"bootstrap_servers": bootstrap}, list(topics.names.values()), 3)
+        extra = [*opend_arg(sims), *LIMITS, "--no-leader-grace", "--gateway-topic",
+                 f"{prefix}.gateways", *flags]  # fmt: skip
+        w = start_worker(bootstrap, topics, f"capflow-{uuid.uuid4().hex[:8]}", tmp_path,
+                         watchlist=watchlist, extra=extra)  # fmt: skip
+        with workers_stopped(w):
+            yield sims, logs, w
+    finally:
+        for sim in sims:
+            await sim.stop()
+
+
+def gateway_view(w: Worker) -> dict[str, dict[str, Any]]:
+    return {g["gateway"]: g for g in status(w).get("gateways", [])}
+
+
+def gateway_records(records: list[Any], label: str) -> list[dict[str, Any]]:
+    """The statuses of one gateway on the control topic, in order."""
+    return [json.loads(r.value) for r in records if r.key == label.encode()]
+
+
+async def test_a_sick_gateway_gives_its_securities_away_and_gets_them_back(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    sick_after = ("--gateway-sick-after", str(SICK_AFTER))
+    gateways = one_worker(kafka_bootstrap, topic_prefix, tmp_path, 3, NINE, *sick_after)
+    async with gateways as (sims, logs, w):
+        labels = list(logs)
+        share = {label: set(spread.share(NINE, labels, label)) for label in labels}
+        g1, g2, g3 = (logs[label] for label in labels)
+        await wait_for(
+            lambda: all(logs[x].answered_codes() == share[x] for x in labels),
+            120,
+            "each gateway to poll its share",
+        )
+        sims[1].error_replies.update({3212: SICK_TEXT, 3211: SICK_TEXT})
+        fault = time.monotonic()
+        # g2's securities get snapshots from g1 and g3 within sick_after + a few seconds.
+        await wait_for(
+            lambda: share["g2"] <= g1.answered_codes(fault) | g3.answered_codes(fault),
+            SICK_AFTER + 30,
+            "g2's securities answered by g1 and g3",
+        )
+        assert time.monotonic() - fault <= SICK_AFTER + 4.0
+        view = gateway_view(w)
+        assert view["g2"]["state"] == "sick" and view["g2"]["up"] is False
+        assert "quote server unavailable" in view["g2"]["state_reason"]
+        assert view["g2"]["securities"] == []
+        assert view["g2"]["health"]["failures"]["error"] > 0
+        assert metric(w.web_port, "capflow_gateway_state", 'gateway="g2",state="sick"') == 1
+        assert metric(w.web_port, "capflow_gateway_state", 'gateway="g1",state="up"') == 1
+        # Sick, it is probed every few seconds within its budget, and its capital-flow loop
+        # spends nothing on securities it no longer has.
+        flows = sims[1].counts[3211]
+        sick_seen = time.monotonic()
+        await wait_for(lambda: len(g2.times(sick_seen)) >= 2, 30, "two probes of g2")
+        probes = g2.times(sick_seen)
+        assert probes[1] - probes[0] >= PROBE_EVERY - 0.5, probes
+        assert sims[1].counts[3211] == flows
+        sims[1].error_replies.clear()
+        healed = time.monotonic()
+        # Back after the next probe, its whole share at once: no backoff left over.
+        await wait_for(lambda: share["g2"] <= g2.answered_codes(healed), 60, "g2's share")
+        assert time.monotonic() - healed <= PROBE_EVERY + SPACING * len(NINE) + 3.0
+        view = gateway_view(w)
+        assert view["g2"]["state"] == "up" and view["g2"]["backed_off"] == []
+        assert set(view["g2"]["securities"]) == share["g2"]
+        back = time.monotonic()
+        await wait_for(lambda: len(g1.times(back + 1)) >= 3, 30, "g1 to poll on")
+        assert not (g1.codes(back + 1) | g3.codes(back + 1)) & share["g2"]
+        records = await read_to_end(kafka_bootstrap, f"{topic_prefix}.gateways")
+        states = [r["state"] for r in gateway_records(records, "g2")]
+        assert states[-2:] == ["sick", "up"], states
+    for label, log in logs.items():
+        assert log.max_in_window(WINDOW) <= LIMIT, label
+    assert g1.refused == g3.refused == 0
+
+
+def _indices_only_on(label: str, labels: list[str]) -> list[str]:
+    """A watchlist whose share on ``label`` is only index codes (OpenD answers them
+    "not supported"), the other gateways' only stocks."""
+    stocks = ["HK.00700", "HK.09988", "HK.03690", "HK.01810", "HK.00005", "HK.00388"]
+    indices = [f"HK.8000{n:02d}" for n in range(20)]
+    for pair in itertools.combinations(indices, 2):
+        for others in itertools.combinations(stocks, 2):
+            watchlist = [*others, *pair]
+            if set(spread.share(watchlist, labels, label)) == set(pair):
+                return watchlist
+    raise AssertionError("no such watchlist")
+
+
+async def test_one_securitys_refusals_never_make_a_gateway_sick(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    watchlist = _indices_only_on("g2", ["g1", "g2"])
+    refused_share = set(spread.share(watchlist, ["g1", "g2"], "g2"))
+    sick_after = ("--gateway-sick-after", str(SICK_AFTER))
+    gateways = one_worker(kafka_bootstrap, topic_prefix, tmp_path, 2, watchlist, *sick_after)
+    async with gateways as (_sims, logs, w):
+        # Every request g2 makes is refused for its security.
+        await wait_for(lambda: logs["g2"].codes() == refused_share, 120, "g2's refusals")
+        assert logs["g2"].answered == [] and logs["g2"].refused >= 2
+        refused = max(logs["g2"].times())
+        # Longer than sick_after later (while g1 keeps polling), g2 is up, keeps its share.
+        later = refused + SICK_AFTER + 2.0
+        await wait_for(lambda: logs["g1"].times(later), 60, "sick_after to pass")
+        view = gateway_view(w)
+        assert view["g2"]["state"] == "up" and view["g2"]["up"] is True
+        assert set(view["g2"]["securities"]) == refused_share
+        assert {b["kind"] for b in view["g2"]["backed_off"]} == {"unsupported"}
+        assert view["g2"]["health"]["failing_for_s"] is None
+        records = await read_to_end(kafka_bootstrap, f"{topic_prefix}.gateways")
+        assert {r["state"] for r in gateway_records(records, "g2")} == {"up"}
+        assert metric(w.web_port, "capflow_gateway_state", 'gateway="g2",state="up"') == 1
+
+
+async def test_a_gateway_that_goes_away_is_down_within_down_after(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    down_after = 4.0
+    flags = ("--gateway-down-after", str(down_after))
+    gateways = one_worker(kafka_bootstrap, topic_prefix, tmp_path, 2, WATCHLIST, *flags)
+    async with gateways as (sims, logs, w):
+        await wait_for(lambda: all(log.answered for log in logs.values()), 120, "polling")
+        stopped = time.time()
+        await sims[1].stop()  # gone: connections closed, new ones refused
+        await wait_for(lambda: gateway_view(w)["g2"]["up"] is False, 30, "g2 down")
+        records = await read_to_end(kafka_bootstrap, f"{topic_prefix}.gateways")
+        down = [r for r in gateway_records(records, "g2") if r["state"] == "down"]
+        assert down and down[0]["since"] - stopped <= down_after + 1.0, down
+        assert down[0]["since"] - stopped >= down_after - 0.5  # not at the first refusal
+        assert "no connection for" in down[0]["reason"]
 
 
 async def test_opend_sim_serves_several_gateways_each_with_its_own_budget() -> None:

@@ -102,6 +102,12 @@ def test_refused_connections_make_it_down_after_down_after_and_a_connection_brin
     clock.now = 20.0
     health.reachable()
     assert health.check(others_up=True) == Change(UP, "")
+    # Counted from when the connection went, not from the reconnect attempt that failed.
+    health.disconnected()
+    clock.now = 25.0
+    health.unreachable("connection refused")
+    clock.now = 26.0
+    assert health.check(others_up=True) == Change(DOWN, health.reason)
 
 
 def test_a_connection_dropped_under_a_request_counts_for_down_and_for_sick() -> None:
