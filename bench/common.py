@@ -192,7 +192,7 @@ def update_section(name: str, lines: Sequence[str]) -> None:
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else INTRO
-        pattern = re.compile(r"<!-- bench:([\w-]+) -->\n.*?<!-- /bench:\1 -->", re.S)
+        pattern = re.compile(r"<!-- bench:(.+?) -->\n.*?<!-- /bench:\1 -->", re.S)
         sections = {m.group(1): m.group(0) for m in pattern.finditer(text)}
         intro = text.split("<!-- bench:", 1)[0].rstrip() + "\n\n"
         sections[name] = block

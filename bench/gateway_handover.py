@@ -8,7 +8,11 @@ and real ``capflow worker`` processes on a real broker:
    (expected: session timeout + one window of grace);
 3. a third worker joins: the longest pause per gateway during that rebalance;
 4. SIGTERM the worker owning g1: time to exit, requests it sent after the signal,
-   and time until another worker's first request to g1 (expected: one window).
+   and time until another worker's first request to g1 (expected: one window);
+5. g2 turns sick (it accepts connections, answers every quote request with an error):
+   time until each of its securities was answered by g1 (expected: --gateway-sick-after
+   plus one round of g1's share), then it heals: time until it polls its whole share
+   again (expected: a probe interval plus one round).
 
 The simulators count every request; the most any window held is reported per gateway.
 """
@@ -38,19 +42,25 @@ from bench.common import (
     table,
     update_section,
 )
+from streams.opend.framing import PROTO_QOT_GET_CAPITAL_DISTRIBUTION, PROTO_QOT_GET_CAPITAL_FLOW
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
 from streams.opend_sim.server import OpenDSimulator
+from streams.polling import spread
 
 WATCHLIST = [f"HK.{i:05d}" for i in range(1, 9)]
+SICK_TEXT = "系统内部错误 (internal error: quote server unavailable)"
+PROBE_EVERY = 5.0  # the gateway health policy's probe interval
 
 
 class Requests:
-    """(monotonic time, worker pid) of every capital distribution request a gateway saw."""
+    """(monotonic time, worker pid) of every capital distribution request a gateway saw,
+    and (time, code) of those it answered with data."""
 
     def __init__(self, sim: OpenDSimulator) -> None:
         self.seen: list[tuple[float, int]] = []
-        self.refused = 0
+        self.answered: list[tuple[float, str]] = []
+        self.refused = 0  # over the limit, or any error but the scripted sickness
         original = sim._capital_distribution
 
         def recording(conn: Any, request: Any, s2c: Any) -> None:
@@ -59,10 +69,15 @@ class Requests:
             try:
                 original(conn, request, s2c)
             except Exception:
-                self.refused += 1
+                if PROTO_QOT_GET_CAPITAL_DISTRIBUTION not in sim.error_replies:
+                    self.refused += 1
                 raise
+            self.answered.append((time.monotonic(), f"HK.{request.c2s.security.code}"))
 
         sim._capital_distribution = recording
+
+    def answered_since(self, since: float) -> set[str]:
+        return {code for t, code in self.answered if t > since}
 
     def first_by(self, pid: int, after: float) -> float | None:
         return next((t for t, p in self.seen if p == pid and t > after), None)
@@ -119,6 +134,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "--opend", f"127.0.0.1:{sims[0].port}=g1,127.0.0.1:{sims[1].port}=g2",
         "--rate-limit-requests", str(args.limit), "--rate-limit-window", str(args.window),
         "--session-timeout", str(args.session_timeout), "--gateway-topic", f"{prefix}.gateways",
+        "--gateway-sick-after", str(args.sick_after),
     ]  # fmt: skip
 
     def worker(name: str) -> Worker:
@@ -163,6 +179,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await until(lambda: reqs["g1"].first_by(stays.proc.pid, termed) is not None, 180, "g1")
         out["sigterm_takeover_s"] = (reqs["g1"].first_by(stays.proc.pid, termed) or 0) - termed
         await asyncio.sleep(2)
+        out.update(await sick_and_back(sims[1], reqs))
     finally:
         for w in workers:
             w.stop()
@@ -175,16 +192,34 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+async def sick_and_back(sim: OpenDSimulator, reqs: dict[str, Requests]) -> dict[str, float]:
+    """g2 answers every quote request with an error, then heals (one worker owns both)."""
+    home = set(spread.share(WATCHLIST, ["g1", "g2"], "g2"))
+    sim.error_replies.update(
+        {PROTO_QOT_GET_CAPITAL_DISTRIBUTION: SICK_TEXT, PROTO_QOT_GET_CAPITAL_FLOW: SICK_TEXT}
+    )
+    faulted = time.monotonic()
+    moved = await until(lambda: home <= reqs["g1"].answered_since(faulted), 180, "g2's on g1")
+    sim.error_replies.clear()
+    healed = time.monotonic()
+    back = await until(lambda: home <= reqs["g2"].answered_since(healed), 180, "g2 healed")
+    return {"sick_handover_s": moved - faulted, "sick_return_s": back - healed}
+
+
 def report(args: argparse.Namespace, r: dict[str, Any]) -> list[str]:
     grace = args.window + 0.5
+    spacing = grace / args.limit
     return [
-        "### Gateway handover (two gateways, workers dying, joining, stopping)",
+        "### Gateway handover (two gateways, workers dying, joining, stopping, a sick gateway)",
         "",
         *header_lines(),
         f"Setup: two in-process simulated gateways, each enforcing {args.limit} requests per "
         f"{args.window:g} s; `capflow worker` processes with the same limit, "
-        f"`--session-timeout {args.session_timeout:g}`, handover grace on (one window + 0.5 s "
-        f"margin = {grace:g} s); {len(WATCHLIST)} securities spread over the two gateways.",
+        f"`--session-timeout {args.session_timeout:g}`, `--gateway-sick-after "
+        f"{args.sick_after:g}`, handover grace on (one window + 0.5 s margin = {grace:g} s, "
+        f"requests {spacing:.2f} s apart); {len(WATCHLIST)} securities spread over the two "
+        "gateways. In the last two rows one worker owns both gateways and g2 answers every "
+        "quote request with an error (it still accepts connections), then heals.",
         "",
         *table(
             ["event", "measured", "expected from the settings"],
@@ -216,12 +251,24 @@ def report(args: argparse.Namespace, r: dict[str, Any]) -> list[str]:
                     f"about one grace ({grace:g} s)",
                 ],
                 [
+                    "g2 turns sick -> each of its securities answered by g1",
+                    f"{r['sick_handover_s']:.1f} s",
+                    f"<= sick-after + a round of all {len(WATCHLIST)} = "
+                    f"{args.sick_after + len(WATCHLIST) * spacing:.1f} s",
+                ],
+                [
+                    "g2 heals -> it polls its whole share again",
+                    f"{r['sick_return_s']:.1f} s",
+                    f"<= a probe interval + a round of its share = "
+                    f"{PROBE_EVERY + len(WATCHLIST) / 2 * spacing:.1f} s",
+                ],
+                [
                     f"most requests in any {args.window:g} s window, g1 / g2 (simulator)",
                     f"{r['max_in_window']['g1']} / {r['max_in_window']['g2']}",
                     f"<= {args.limit}",
                 ],
                 [
-                    "refused (over-limit) requests, g1 / g2",
+                    "refused requests (over the limit, or any error but g2's sickness), g1 / g2",
                     f"{r['refused']['g1']} / {r['refused']['g2']}",
                     "0",
                 ],
@@ -241,6 +288,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--session-timeout", type=float, default=10.0)
+    parser.add_argument("--sick-after", type=float, default=10.0)
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     result = asyncio.run(run(args))
