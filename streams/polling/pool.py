@@ -4,9 +4,11 @@ client, limiter, scheduler and counters.
 Ownership (which gateways this worker polls) comes from ``streams.polling.ownership``;
 the securities a gateway polls are its share of the spread over the gateways that
 are up (``streams.polling.spread``, up set from ``streams.polling.status``). A gateway
-that refuses connections for ``down_after`` seconds is reported down, so its
-securities move to the others; its owner keeps trying and reports it up again when
-it answers. One gateway's troubles never wait on another's: each runs in its own task.
+whose connections fail for ``down_after`` seconds is reported down, one whose requests
+fail for ``sick_after`` seconds while it accepts connections sick
+(``streams.polling.health``, judged on a timer), so its securities move to the
+others; its owner keeps trying (probing a sick one) and reports it up again when it
+answers. One gateway's troubles never wait on another's: each runs in its own tasks.
 """
 
 from __future__ import annotations
