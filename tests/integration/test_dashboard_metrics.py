@@ -86,6 +86,8 @@ def test_dashboard_is_valid_grafana_json() -> None:
         "capflow_snapshots_processed_total",
         "capflow_alerts_total",
         "capflow_deadletters_total",
+        "capflow_gateway_state",
+        "capflow_gateway_failures_total",
     }
     assert set().union(*map(metric_names, exprs)) == wanted
 
