@@ -225,10 +225,14 @@ class GatewayPoller:
         self.board.report(self.gateway, health.state, health.reason)
 
     async def _probe(self) -> None:
-        """One capital-distribution request to a security of the gateway's home share,
-        every ``probe_every`` seconds within its budget: a reply with data heals it."""
+        """One capital-distribution request to a security of the gateway's home share
+        (any of the watchlist when each of those is refused for itself), every
+        ``probe_every`` seconds within its budget: a reply with data heals it."""
         wait = self.health.probe_due()
-        choices = self.poller.probe_choices(self.home(), self.poller.wall_clock())
+        now = self.poller.wall_clock()
+        choices = self.poller.probe_choices(self.home(), now) or self.poller.probe_choices(
+            self.poller.watchlist, now
+        )
         if wait > 0 or not choices:
             await self.sleep(min(wait, HEALTH_TICK_S) if wait > 0 else self.poller.idle)
             return

@@ -238,3 +238,26 @@ def test_the_board_carries_sick_and_why_and_reads_older_records() -> None:
     assert reader.up_labels() == ["a", "b"]
     reader.apply(b"a", b'["not", "a", "status"]')  # ignored, logged
     assert reader.state_of("a") == UP
+
+
+async def test_capital_flow_failures_count_but_its_replies_do_not_heal() -> None:
+    from streams.opend.errors import RateLimitError, UnknownSecurityError
+    from tests.unit.test_history_fetch import Clock as FlowClock
+    from tests.unit.test_history_fetch import FakeClient, fetcher
+
+    flow_clock = FlowClock()
+    client = FakeClient(
+        [
+            UnknownSecurityError(-1, 0, "unknown stock", 3211),  # the security's
+            RateLimitError(-1, 0, "too frequent", 3211),  # the budget's
+            OpenDError(-1, 0, "内部错误 (internal error)", 3211),  # the gateway's
+        ]
+    )
+    history = fetcher(client, flow_clock, [], window=0.001)
+    history.health = health = GatewayHealth(POLICY, flow_clock)
+    for security in ("HK.99999", "HK.00700", "HK.00700"):
+        assert not await history.fetch(security)
+    assert health.describe()["failures"] == {ERROR: 1}
+    assert "capital flow HK.00700" in health.last_error
+    assert await history.fetch("HK.00700")  # a series: the streak goes on all the same
+    assert health.failing_for() is not None
