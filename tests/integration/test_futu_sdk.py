@@ -186,12 +186,13 @@ async def test_a_capital_flow_rate_limit_is_an_error_to_the_sdk_and_to_our_clien
 
 
 def describe(common: Any, *modules: Any) -> dict[str, Any]:
-    """Name, number, label, type and type name of every field of ``modules``' messages,
-    and the PeriodType enum of ``common`` (run here on ours, in the SDK's process on its)."""
+    """Name, number, label, type and type name of every field of ``modules``' messages
+    and of ``common``'s (Qot_Common), and the PeriodType enum of ``common`` (run here on
+    ours, in the SDK's process on its)."""
     from google.protobuf import descriptor_pb2
 
     out: dict[str, Any] = {}
-    for module in modules:
+    for module in (common, *modules):
         proto = descriptor_pb2.FileDescriptorProto()
         module.DESCRIPTOR.CopyToProto(proto)
         for message in proto.message_type:
@@ -211,7 +212,10 @@ SDK_DESCRIPTORS = (
         import json, sys
         from futu.common.pb import Qot_Common_pb2 as common
         from futu.common.pb import Qot_GetCapitalDistribution_pb2, Qot_GetCapitalFlow_pb2
-        out = describe(common, Qot_GetCapitalFlow_pb2, Qot_GetCapitalDistribution_pb2)
+        from futu.common.pb import Qot_GetUserSecurity_pb2
+        out = describe(
+            common, Qot_GetCapitalFlow_pb2, Qot_GetCapitalDistribution_pb2, Qot_GetUserSecurity_pb2
+        )
         open(sys.argv[1], "w").write(json.dumps(out))
         """
     )
@@ -219,15 +223,30 @@ SDK_DESCRIPTORS = (
 
 
 def test_our_protocol_files_match_the_sdks(tmp_path: Path) -> None:
-    """Field names, numbers, labels and types of 3211 and 3212 as the official SDK has them."""
+    """Field names, numbers, labels and types of 3211, 3212 and 3213 as the official SDK
+    has them; of Qot_Common, the messages and fields we declare (a subset of its)."""
     from streams.pb.opend import (
         Qot_Common_pb2,
         Qot_GetCapitalDistribution_pb2,
         Qot_GetCapitalFlow_pb2,
+        Qot_GetUserSecurity_pb2,
     )
 
     theirs = sdk(SDK_DESCRIPTORS, [], tmp_path)
-    ours = describe(Qot_Common_pb2, Qot_GetCapitalFlow_pb2, Qot_GetCapitalDistribution_pb2)
-    assert ours == theirs
+    ours = describe(
+        Qot_Common_pb2,
+        Qot_GetCapitalFlow_pb2,
+        Qot_GetCapitalDistribution_pb2,
+        Qot_GetUserSecurity_pb2,
+    )
+    common = {name: fields for name, fields in ours.items() if name.startswith("Qot_Common.")}
+    assert {k: v for k, v in ours.items() if k not in common} == {
+        k: v for k, v in theirs.items() if not k.startswith("Qot_Common.")
+    }
+    for name, fields in common.items():
+        assert name in theirs, name
+        assert fields == {f: theirs[name][f] for f in fields}, name
+    assert "Qot_Common.SecurityStaticBasic" in common and "Qot_Common.Security" in common
     assert ours["PeriodType"]["PeriodType_INTRADAY"] == 1
     assert ours["Qot_GetCapitalFlow.CapitalFlowItem"]["inFlow"][0] == 1
+    assert ours["Qot_GetUserSecurity.S2C"]["staticInfoList"][3] == ".Qot_Common.SecurityStaticInfo"
