@@ -8,7 +8,6 @@ import logging
 import sys
 
 from streams.commands import CommandFailed, UsageError
-from streams.domain.market import SecurityFormatError, parse_security
 from streams.kafka_access import check_access_sync
 from streams.opend.crypto import CryptoError, load_rsa_key
 from streams.polling.gateways import (
@@ -24,10 +23,6 @@ from streams.settings.flags import add_settings, from_args
 
 def _check_polling(config: PipelineSettings) -> list[Gateway]:
     """The gateways to poll; bad polling settings are a usage error."""
-    if not config.poller.watchlist:
-        raise UsageError(
-            "the watchlist is empty (CAPFLOW_WATCHLIST / --watchlist): nothing to poll"
-        )
     opend = config.opend
     try:
         gateways = gateways_from_args(opend.gateways, opend.host, opend.port)
@@ -35,6 +30,29 @@ def _check_polling(config: PipelineSettings) -> list[Gateway]:
     except GatewayConfigError as exc:
         raise UsageError(f"bad gateway list (CAPFLOW_OPEND / --opend): {exc}") from exc
     return gateways
+
+
+def _read_watchlist(config: PipelineSettings) -> str:
+    """Every watchlist source read once, described: a value that cannot work (a bad code,
+    an empty file, an unknown or empty group) is a usage error, one that cannot be read
+    (a missing file, OpenD not answering) a failure."""
+    from streams.polling.service import watchlist_source
+    from streams.polling.watchlist import WatchlistError
+
+    source, client = watchlist_source(config)
+
+    async def load() -> None:
+        try:
+            await source.load()
+        finally:
+            if client is not None:
+                await client.close()
+
+    try:
+        asyncio.run(load())
+    except WatchlistError as exc:
+        raise (UsageError if exc.usage else CommandFailed)(str(exc)) from exc
+    return source.describe()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,24 +63,23 @@ def run(args: argparse.Namespace) -> int:
     from streams.pipeline.shutdown import StoppingWorker
     from streams.pipeline.topics import TopicMismatchError, ensure_topics
     from streams.polling.ownership import ControlTopicError, ensure_control_topic
+    from streams.polling.watchlist import WatchlistError, canonical_codes
 
     config = from_args(args, PipelineSettings)  # the one place the options become settings
-    bad = []
-    for security in config.poller.watchlist:
-        try:
-            parse_security(security)
-        except SecurityFormatError as exc:
-            bad.append(str(exc))
-    if bad:
-        raise UsageError("bad watchlist (CAPFLOW_WATCHLIST / --watchlist):\n  " + "\n  ".join(bad))
+    try:
+        canonical_codes(config.poller.watchlist, "CAPFLOW_WATCHLIST / --watchlist")
+    except WatchlistError as exc:
+        raise UsageError(str(exc)) from exc
     if config.opend.rsa_key:
         try:
             load_rsa_key(config.opend.rsa_key)
         except CryptoError as exc:
             raise UsageError(f"--opend-rsa-key: {exc}") from exc
     gateways: list[Gateway] = []
+    watchlist = "none (--no-poller)"
     if config.worker.poller:
         gateways = _check_polling(config)
+        watchlist = _read_watchlist(config)
     topics = config.topics.all()
     kafka = config.kafka.client_kwargs
     # A wrong password, certificate or missing ACL ends here, in seconds, instead of in
@@ -94,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     opend = ", ".join(f"{g.label}={g.address}" for g in gateways) or "none (--no-poller)"
     print(
         f"capflow worker: app {app_id}, Kafka {config.kafka.bootstrap}, "
-        f"OpenD {opend}, watchlist {','.join(config.poller.watchlist)}, "
+        f"OpenD {opend}, watchlist {watchlist}, "
         f"web http://127.0.0.1:{config.worker.web_port}/metrics/",
         flush=True,
     )
