@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from streams.opend.client import OpenDClient
-from streams.opend.errors import RateLimitError
+from streams.opend.errors import RateLimitError, UnknownGroupError
 from streams.opend.snapshot import AMOUNT_FIELDS
 from streams.opend_sim.scenario import DEMO_PATH
 from tests.integration.harness import sdk, sim_process
@@ -26,6 +26,7 @@ pytest.importorskip("grpc_tools")  # dev environment marker; futu is checked in 
 
 CODES = ["HK.00700", "HK.09988", "HK.00005", "US.AAPL"]
 START = "2024-06-03T10:05:17+08:00"
+GROUP = ["HK.00700", "US.AAPL", "HK.800000", "SH.600519"]  # a watchlist group, in app order
 
 SDK_SCRIPT = textwrap.dedent(
     """
@@ -52,7 +53,8 @@ SDK_SCRIPT = textwrap.dedent(
 @pytest.fixture(scope="module")
 def sim_port() -> Iterator[int]:
     flags = ["--scenario", str(DEMO_PATH), "--speed", "0", "--start", START]
-    with sim_process(*flags, "--rate-limit-requests", "1000") as (port, _line):
+    groups = ["--user-group", f"Tech={','.join(GROUP)}", "--user-group", "Empty="]
+    with sim_process(*flags, *groups, "--rate-limit-requests", "1000") as (port, _line):
         yield port
 
 
@@ -183,6 +185,44 @@ async def test_a_capital_flow_rate_limit_is_an_error_to_the_sdk_and_to_our_clien
     assert "频率" in read["2:HK.00700"]["error"] and "capital flow" in read["2:HK.00700"]["error"]
     assert "error" not in read["3212"]
     assert caught.value.proto_id == 3211 and "at most 2 requests per 600" in caught.value.ret_msg
+
+
+SDK_GROUP_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from futu import RET_OK, OpenQuoteContext
+    result, port, groups = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    ctx = OpenQuoteContext(host="127.0.0.1", port=port)
+    out = {}
+    try:
+        for group in groups:
+            ret, data = ctx.get_user_security(group)
+            out[group] = data.to_dict("records") if ret == RET_OK else {"error": str(data)}
+    finally:
+        ctx.close()
+    open(result, "w").write(json.dumps(out, default=str))
+    """
+)
+
+
+async def test_sdk_reads_the_same_watchlist_group_as_our_client(
+    sim_port: int, tmp_path: Path
+) -> None:
+    read = sdk(SDK_GROUP_SCRIPT, [str(sim_port), "Tech", "Empty", "Nope"], tmp_path)
+    async with OpenDClient("127.0.0.1", sim_port, timeout=5) as client:
+        ours = await client.get_user_security("Tech")
+        assert await client.get_user_security("Empty") == []
+        with pytest.raises(UnknownGroupError):
+            await client.get_user_security("Nope")
+    theirs = read["Tech"]
+    assert isinstance(theirs, list), theirs
+    assert [row["code"] for row in theirs] == ours == GROUP
+    by_code = {row["code"]: row for row in theirs}
+    assert by_code["HK.00700"]["stock_type"] == "STOCK" and by_code["HK.00700"]["lot_size"] == 100
+    assert by_code["HK.800000"]["stock_type"] == "IDX"
+    assert by_code["US.AAPL"]["lot_size"] == 1 and by_code["US.AAPL"]["delisting"] is False
+    assert read["Empty"] == []
+    assert "unknown watchlist group Nope" in read["Nope"]["error"]
 
 
 def describe(common: Any, *modules: Any) -> dict[str, Any]:
