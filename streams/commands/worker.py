@@ -137,7 +137,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Start a Faust worker. Every worker of the same --app-id shares the "
         "snapshot partitions and the OpenD gateways (--opend): each gateway is polled by "
         "exactly one worker at a time, the one the gateway group assigns it, so starting "
-        "more workers never breaks a gateway's rate limit. Metrics at "
+        "more workers never breaks a gateway's rate limit. The securities are those of "
+        "--watchlist, --watchlist-file and --watchlist-group (a group of the Futu/moomoo "
+        "app), all of them; the file and the group are re-read every --watchlist-refresh "
+        "seconds, so securities added or removed take effect without a restart. Metrics at "
         "http://127.0.0.1:<web-port>/metrics/, gateways at /status/, current state of one "
         "security at /flow/<SECURITY>/.",
     )
