@@ -161,6 +161,7 @@ class WatchlistSource:
         self._file_codes: list[str] = []  # the last good list of each source
         self._group_codes: list[str] = []
         self.codes: list[str] = list(self.static)
+        self.failing: dict[str, str] = {}  # source ("file", "group") -> why its read failed
 
     @property
     def live(self) -> bool:
@@ -176,6 +177,14 @@ class WatchlistSource:
             parts.append(f"group {self.group!r}")
         every = f", re-read every {self.refresh_s:g}s" if self.live else ""
         return f"{len(self.codes)} securities from {' + '.join(parts) or 'nothing'}{every}"
+
+    def status(self) -> dict[str, object]:
+        """For ``/status/``: the list's size, its sources, and the ones failing now."""
+        return {
+            "securities": len(self.codes),
+            "sources": self.describe(),
+            "failing": dict(self.failing),
+        }
 
     async def load(self) -> list[str]:
         """Read every source once; WatchlistError for the first that fails, or when the
@@ -221,11 +230,13 @@ class WatchlistSource:
         if self.file:
             try:
                 self._file_codes = read_watchlist_file(self.file)
+                self.failing.pop("file", None)
             except WatchlistError as exc:
                 self._kept("file", exc, self._file_codes)
         if self.group:
             try:
                 self._group_codes = await self._read_group()
+                self.failing.pop("group", None)
             except WatchlistError as exc:
                 self._kept("group", exc, self._group_codes)
         new = self._union()
@@ -252,6 +263,7 @@ class WatchlistSource:
         return change
 
     def _kept(self, source: str, exc: WatchlistError, codes: list[str]) -> None:
+        self.failing[source] = str(exc)
         WATCHLIST_READ_FAILURES.labels(source).inc()
         log.warning(
             "watchlist %s not re-read (%s); its last good list of %d securities stays",

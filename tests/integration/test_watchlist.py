@@ -28,6 +28,7 @@ from tests.integration.harness import (
     wait_for,
     workers_stopped,
 )
+from tests.integration.test_gateways import status
 
 pytestmark = pytest.mark.integration
 
@@ -119,11 +120,11 @@ async def test_a_worker_follows_a_watchlist_group_of_the_simulator(
     topics = Topics(topic_prefix)
     try:
         # A group the account does not have is refused at start (exit 2), before Kafka.
-        status, _out, err = await run_cli(
+        code, _out, err = await run_cli(
             "worker", "--watchlist-group", "Nope", "--opend-port", str(sim.port),
             "--kafka-bootstrap", kafka_bootstrap,
         )  # fmt: skip
-        assert status == 2, err
+        assert code == 2, err
         assert "--watchlist-group 'Nope': OpenD has no such watchlist group" in err
         await ensure_topics({"bootstrap_servers": kafka_bootstrap}, topics.all(), 3)
         worker = start_worker(
@@ -137,6 +138,9 @@ async def test_a_worker_follows_a_watchlist_group_of_the_simulator(
             await wait_for(lambda: counts[(DIST, "HK.09988")] > 0, 30, "the added one polled")
             del sim.user_groups["Tech"]  # the group deleted in the app: a warning
             await wait_log(worker, "watchlist group not re-read", 30)
+            listed = status(worker)["watchlist"]  # /status/ says which source fails and why
+            assert listed["securities"] == 2
+            assert "no such watchlist group" in listed["failing"]["group"]
             polled = counts[(DIST, "HK.09988")]
             await wait_for(
                 lambda: counts[(DIST, "HK.09988")] >= polled + 10, 30, "the last good list polled"

@@ -175,6 +175,7 @@ async def test_re_reads_apply_changes_and_failures_keep_the_last_good_list(
             groups.down = True
         assert await source.refresh() is None, breakage
         assert source.codes == ["HK.00700", "HK.09988", "SH.600519"]
+    assert set(source.status()["failing"]) == {"file", "group"}  # type: ignore[arg-type]
     assert "watchlist file not re-read" in caplog.text
     assert "watchlist group not re-read" in caplog.text
     assert "its last good list of 1 securities stays" in caplog.text
@@ -191,6 +192,7 @@ async def test_re_reads_apply_changes_and_failures_keep_the_last_good_list(
     change = await source.refresh()
     assert change is not None and change.codes == ["HK.00700", "SH.600519", "SZ.000001"]
     assert change.added == ["SZ.000001"] and change.removed == ["HK.09988"]
+    assert source.status()["failing"] == {} and source.status()["securities"] == 3
 
 
 async def test_workers_re_read_at_the_same_wall_clock_instants(tmp_path: Path) -> None:
