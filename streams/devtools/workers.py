@@ -81,13 +81,15 @@ def start_worker(
     opend_port: int = 11111,
     watchlist: Sequence[str] = ("HK.00700",),
     extra: Sequence[str] = (),
+    module: str = "streams.cli",
 ) -> Worker:
-    """Start ``capflow worker`` (info log to ``workdir/NAME.log``, data in ``workdir/NAME``)."""
+    """Start ``capflow worker`` (info log to ``workdir/NAME.log``, data in ``workdir/NAME``);
+    ``module`` is what ``python -m`` runs (a test's wrapper around the command line)."""
     web_port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / f"{name}.log"
     cmd = [
-        sys.executable, "-m", "streams.cli", "worker",
+        sys.executable, "-m", module, "worker",
         "--kafka-bootstrap", bootstrap, "--opend-port", str(opend_port),
         "--watchlist", ",".join(watchlist), "--app-id", app_id,
         "--web-port", str(web_port), "--data-dir", str(workdir / name),
