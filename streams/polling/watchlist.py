@@ -15,8 +15,8 @@ A source that gives no usable list (a missing file, a file without a code or wit
 one, an unknown or empty group, OpenD not answering) is an error at start:
 :meth:`WatchlistSource.load` raises :class:`WatchlistError`. Later it is a warning and
 that source keeps its last good list, so a file caught half-written or an OpenD restart
-removes nothing. Pure logic on an injected clock and sleep; the group is read through
-an injected coroutine.
+removes nothing. Time is an injected clock and sleep (tests run it on a fake one); the
+group is read through an injected coroutine (``group_reader`` over an OpenD client).
 """
 
 from __future__ import annotations
