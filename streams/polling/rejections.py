@@ -111,6 +111,10 @@ class RejectionTracker:
         """A reply with data: the security is in good standing again."""
         self._entries.pop(security, None)
 
+    def forget(self, security: str) -> None:
+        """The security left the watchlist: nothing of it is kept."""
+        self._entries.pop(security, None)
+
     def clear_errors(self, since: float) -> list[str]:
         """Forget the error streaks that began at or after ``since``: a fault of the whole
         gateway set them, not the securities (refusals are kept). Returns who was cleared."""
