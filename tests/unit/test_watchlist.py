@@ -246,7 +246,7 @@ async def test_the_pool_polls_the_new_list_from_the_moment_it_changes() -> None:
 
     await pool.acquire(owned)
     changing = asyncio.create_task(change())
-    tasks = [gp.task for gp in pool.pollers.values() if gp.task is not None]
+    tasks = [task for gp in pool.pollers.values() for task in gp.tasks]
     results = await asyncio.gather(*tasks, return_exceptions=True)
     changing.cancel()
     assert all(isinstance(r, Done) for r in results), results
