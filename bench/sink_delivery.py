@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import resource
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -28,6 +25,7 @@ from aiokafka import AIOKafkaProducer
 
 from bench.common import (
     DEFAULT_BOOTSTRAP,
+    ROOT,
     create_topics,
     delete_topics,
     fmt,
@@ -39,6 +37,7 @@ from bench.common import (
     table,
     update_section,
 )
+from streams.devtools import Child, capflow
 from streams.processing.detector import INFLOW_TO_OUTFLOW, Alert
 from streams.processing.events import alert_payload
 
@@ -83,15 +82,14 @@ class Receiver:
             await self._runner.cleanup()
 
 
-def follower(bootstrap: str, topic: str, url: str, *extra: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable, "-m", "streams.cli", "alerts", "--webhook", url,
-            "--webhook-secret", SECRET, "--quiet", "--kafka-bootstrap", bootstrap,
-            "--topic-alerts", topic, "--topic-undelivered", f"{topic}.undelivered", *extra,
-        ],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+def follower(bootstrap: str, topic: str, url: str, *extra: str) -> Child:
+    """``capflow alerts`` posting ``topic`` to ``url``; its output under .capflow/bench/."""
+    logs = ROOT / ".capflow" / "bench"
+    return capflow(
+        "alerts", "--webhook", url, "--webhook-secret", SECRET, "--quiet",
+        "--kafka-bootstrap", bootstrap, "--topic-alerts", topic,
+        "--topic-undelivered", f"{topic}.undelivered", *extra,
+        log=logs / f"{topic}.out", stderr=logs / f"{topic}.err",
     )  # fmt: skip
 
 
@@ -123,16 +121,12 @@ async def produce(
     return stamps
 
 
-async def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None:
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("capflow alerts did not finish in time")
-        await asyncio.sleep(0.1)
-    if proc.returncode != 0:
-        assert proc.stderr is not None
-        raise RuntimeError(f"capflow alerts exited {proc.returncode}: {proc.stderr.read()!r}")
+async def finished(child: Child, timeout: float) -> None:
+    """Wait for ``capflow alerts --max N`` to exit 0 (it is stopped when it does not)."""
+    with child:
+        code = await child.wait_exit(timeout)
+    if code != 0:
+        raise RuntimeError(f"capflow alerts exited {code}: {child.stderr_text()!r}")
 
 
 async def backlog(bootstrap: str, prefix: str, count: int, partitions: int) -> dict[str, Any]:
@@ -144,8 +138,8 @@ async def backlog(bootstrap: str, prefix: str, count: int, partitions: int) -> d
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     try:
-        proc = follower(bootstrap, topic, receiver.url, "--from-beginning", "--max", str(count))
-        await wait_exit(proc, 600)
+        child = follower(bootstrap, topic, receiver.url, "--from-beginning", "--max", str(count))
+        await finished(child, 600)
     finally:
         await receiver.stop()
     wall = time.monotonic() - started
@@ -163,18 +157,13 @@ async def live(bootstrap: str, prefix: str, count: int, rate: float) -> dict[str
     await create_topics(bootstrap, [topic], 3)
     receiver = Receiver()
     await receiver.start()
-    proc = follower(bootstrap, topic, receiver.url, "--max", str(count))
+    child = follower(bootstrap, topic, receiver.url, "--max", str(count))
     try:
-        assert proc.stderr is not None
-        loop = asyncio.get_running_loop()
-        line = await loop.run_in_executor(None, proc.stderr.readline)  # the "delivering" line
-        if b"delivering" not in line:
-            raise RuntimeError(f"unexpected first line from capflow alerts: {line!r}")
+        await child.wait_output("delivering", 120, stderr=True)  # it has joined its group
         stamps = await produce(bootstrap, topic, [make_alert(i) for i in range(count)], rate)
-        await wait_exit(proc, 300)
+        await finished(child, 300)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        child.stop()
         await receiver.stop()
     latencies = [
         1000 * (receiver.arrivals[k] - stamps[k]) for k in stamps if k in receiver.arrivals

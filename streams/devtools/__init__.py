@@ -1,22 +1,26 @@
-"""Development harness shared by tests/ and bench/: topics, worker processes, readers, metrics.
+"""Development harness shared by tests/ and bench/: processes, topics, workers, readers, metrics.
 
-Nothing in the product imports this package; it exists so the integration tests and
-the benchmarks drive a worker, read topics and scrape metrics the same way.
+The product imports only its process launcher (``capflow demo`` starts its children
+with it); the rest exists so the integration tests and the benchmarks drive a
+worker, read topics and scrape metrics the same way.
 """
 
 from __future__ import annotations
 
 from streams.broker.local import free_port
 from streams.devtools.alerts import alerts_of
+from streams.devtools.processes import Child, capflow, stop_all, stopped
 from streams.devtools.reading import end_offsets, read_to_end, read_topic
 from streams.devtools.scrape import metric, metric_value, scrape
 from streams.devtools.topics import Topics
-from streams.devtools.workers import Worker, start_worker, tail, wait_log, workers_stopped
+from streams.devtools.workers import Worker, start_worker, workers_stopped
 
 __all__ = [
+    "Child",
     "Topics",
     "Worker",
     "alerts_of",
+    "capflow",
     "end_offsets",
     "free_port",
     "metric",
@@ -25,7 +29,7 @@ __all__ = [
     "read_topic",
     "scrape",
     "start_worker",
-    "tail",
-    "wait_log",
+    "stop_all",
+    "stopped",
     "workers_stopped",
 ]

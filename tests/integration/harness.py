@@ -6,15 +6,20 @@ Workers, topics, readers and metrics come from ``streams.devtools`` (shared with
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from streams.devtools import (  # noqa: F401 (the shared dev harness, re-exported for tests)
+    Child,
     Topics,
     Worker,
     alerts_of,
+    capflow,
     free_port,
     metric,
     read_to_end,
@@ -31,6 +36,9 @@ from streams.processing.detector import INFLOW_TO_OUTFLOW, Alert
 DATA = Path(__file__).resolve().parent.parent / "data"
 ALERT_T0 = 1_717_378_200.0  # 2024-06-03 09:30 HKT
 QUIET = {"HK.01810"}  # its large net rate is far below theta: any alert there is a false one
+# A budget of 100 requests per 10 s (the simulators' default) and no leader grace: a
+# worker polls at once and fast. Tests about the budget itself set their own.
+FAST_LIMIT = ["--rate-limit-requests", "100", "--rate-limit-window", "10", "--no-leader-grace"]
 
 
 def expected_reversals(scenario: Scenario) -> list[Reversal]:
@@ -91,6 +99,15 @@ async def start_scenario_sim(
     )  # fmt: skip
     await sim.start()
     return sim, scenario
+
+
+@asynccontextmanager
+async def opend_sim_process(log: Path, *args: str) -> AsyncIterator[tuple[Child, int]]:
+    """``capflow opend-sim --port 0 ARGS`` in a child process (stopped when the block ends):
+    the child and the port it says it listens on."""
+    with capflow("opend-sim", "--port", "0", *args, log=log) as sim:
+        match = await sim.wait_output(re.compile(r"listening on [\d.]+:(\d+)"), 60)
+        yield sim, int(match.group(1))
 
 
 async def run_cli(*argv: str, timeout: float = 60.0) -> tuple[int, str, str]:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import pytest
 from streams.opend.client import OpenDClient
 from streams.opend.snapshot import AMOUNT_FIELDS
 from streams.opend_sim.scenario import DEMO_PATH
+from tests.integration.harness import opend_sim_process
 
 pytestmark = pytest.mark.integration
 pytest.importorskip("grpc_tools")  # dev environment marker; futu is checked in the subprocess
@@ -52,22 +52,13 @@ SDK_SCRIPT = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def sim_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    cmd = [
-        sys.executable, "-m", "streams.cli", "opend-sim", "--port", "0",
+async def sim_port(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[int]:
+    async with opend_sim_process(
+        tmp_path_factory.mktemp("sim") / "opend-sim.log",
         "--scenario", str(DEMO_PATH), "--speed", "0", "--start", START,
         "--rate-limit-requests", "1000",
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = re.search(r"listening on [\d.]+:(\d+)", line)
-        assert match, f"simulator did not start: {line!r}"
-        yield int(match.group(1))
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    ) as (_, port):  # fmt: skip
+        yield port
 
 
 def run_script(script: str, args: list[str], home: Path) -> Any:
@@ -142,20 +133,12 @@ SDK_NOTIFY_SCRIPT = textwrap.dedent(
 )
 
 
-def test_sdk_reads_the_simulators_notify_at_the_open(tmp_path: Path) -> None:
-    cmd = [
-        sys.executable, "-m", "streams.cli", "opend-sim", "--port", "0",
+async def test_sdk_reads_the_simulators_notify_at_the_open(tmp_path: Path) -> None:
+    async with opend_sim_process(
+        tmp_path / "opend-sim.log",
         "--scenario", str(DEMO_PATH), "--speed", "1", "--start", "2024-06-03T09:29:58+08:00",
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert proc.stdout is not None
-        match = re.search(r"listening on [\d.]+:(\d+)", proc.stdout.readline())
-        assert match
-        data = run_script(SDK_NOTIFY_SCRIPT, [match.group(1)], tmp_path)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    ) as (_, port):  # fmt: skip
+        data = run_script(SDK_NOTIFY_SCRIPT, [str(port)], tmp_path)
     assert data["ok"], data
     texts = [" ".join(content) for ret, content in data["seen"] if ret == 0]
     assert any("GTW_EVENT" in t and "HK market open" in t for t in texts), data["seen"]

@@ -26,6 +26,7 @@ from tests.integration.harness import (
     DATA,
     Topics,
     Worker,
+    capflow,
     metric,
     start_worker,
     wait_for,
@@ -240,11 +241,8 @@ async def test_refused_gateway_moves_its_securities_and_gets_them_back(
         assert log.max_in_window(WINDOW) <= LIMIT, label
 
 
-async def test_opend_sim_serves_several_gateways_each_with_its_own_budget() -> None:
+async def test_opend_sim_serves_several_gateways_each_with_its_own_budget(tmp_path: Path) -> None:
     """``capflow opend-sim --gateways 3``: three ports, one market, three budgets."""
-    import subprocess
-    import sys
-
     from streams.broker.local import port_open
     from streams.opend.client import OpenDClient
     from streams.opend.errors import RateLimitError
@@ -253,17 +251,12 @@ async def test_opend_sim_serves_several_gateways_each_with_its_own_budget() -> N
         p for p in (free_port() for _ in range(50))
         if not port_open("127.0.0.1", p + 1) and not port_open("127.0.0.1", p + 2)
     )  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "opend-sim", "--port", str(first),
-         "--gateways", "3", "--speed", "0", "--rate-limit-requests", "2",
-         "--rate-limit-window", "60"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(3)]
-        for i, line in enumerate(lines):
-            assert f"gateway {i} listening on 127.0.0.1:{first + i} " in line, lines
+    with capflow(
+        "opend-sim", "--port", str(first), "--gateways", "3", "--speed", "0",
+        "--rate-limit-requests", "2", "--rate-limit-window", "60", log=tmp_path / "sim.log",
+    ) as sim:  # fmt: skip
+        for i in range(3):
+            await sim.wait_output(f"gateway {i} listening on 127.0.0.1:{first + i} ", 30)
         clients = [OpenDClient("127.0.0.1", first + i, timeout=5) for i in range(3)]
         try:
             for c in clients:
@@ -282,6 +275,3 @@ async def test_opend_sim_serves_several_gateways_each_with_its_own_budget() -> N
         finally:
             for c in clients:
                 await c.close()
-    finally:
-        proc.terminate()
-        proc.wait(10)

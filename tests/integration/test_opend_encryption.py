@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -32,7 +31,7 @@ from streams.opend_sim.scenario import DEMO_PATH, load_scenario
 from streams.opend_sim.server import OpenDSimulator
 from streams.pb.opend import KeepAlive_pb2 as keepalive_pb
 from streams.pb.opend import Notify_pb2
-from tests.integration.harness import run_cli
+from tests.integration.harness import opend_sim_process, run_cli
 
 pytestmark = pytest.mark.integration
 pytest.importorskip("grpc_tools")  # dev environment marker; futu is checked in the subprocess
@@ -148,23 +147,14 @@ def test_sdk_and_our_ciphers_read_each_other(key_file: Path, tmp_path: Path) -> 
 
 
 @pytest.fixture(scope="module")
-def encrypted_sim(key_file: Path) -> Iterator[int]:
-    cmd = [
-        sys.executable, "-m", "streams.cli", "opend-sim", "--port", "0",
+async def encrypted_sim(key_file: Path) -> AsyncIterator[int]:
+    async with opend_sim_process(
+        key_file.parent / "opend-sim.log",
         "--scenario", str(DEMO_PATH), "--speed", "0", "--start", START,
         "--rate-limit-requests", "1000", "--opend-rsa-key", str(key_file),
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = re.search(r"listening on [\d.]+:(\d+)", line)
-        assert match, f"simulator did not start: {line!r}"
-        assert "encryption=rsa+aes" in line
-        yield int(match.group(1))
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    ) as (sim, port):  # fmt: skip
+        assert "encryption=rsa+aes" in sim.log_text()
+        yield port
 
 
 @pytest.mark.parametrize("algo", [crypto.ENC_AES_CBC, crypto.ENC_FTAES_ECB])
