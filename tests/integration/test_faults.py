@@ -21,6 +21,7 @@ from streams.opend_sim.server import OpenDSimulator
 from streams.pipeline.topics import ensure_topics
 from tests.integration.harness import (
     DATA,
+    FAST_LIMIT,
     RequestLog,
     Topics,
     Worker,
@@ -36,7 +37,6 @@ from tests.integration.harness import (
 pytestmark = pytest.mark.integration
 
 WATCHLIST = ["HK.00700", "HK.09988"]
-FAST = ["--rate-limit-requests", "100", "--rate-limit-window", "10", "--no-leader-grace"]
 OK = 'outcome="ok"'
 
 
@@ -132,7 +132,7 @@ async def test_worker_kill9_and_restart_resume_state(
     topics = Topics(topic_prefix)
     await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(topics.names.values()), 3)
     app_id = f"capflow-{uuid.uuid4().hex[:8]}"
-    extra = [*FAST, "--session-timeout", "10"]
+    extra = [*FAST_LIMIT, "--session-timeout", "10"]
     w1 = start_worker(kafka_bootstrap, topics, app_id, tmp_path, opend_port=sim.port,
                       watchlist=WATCHLIST, name="w1", extra=extra)  # fmt: skip
     with workers_stopped(w1):
@@ -158,7 +158,7 @@ async def test_broker_restart_mid_stream(topic_prefix: str, tmp_path: Path) -> N
         topics = Topics(topic_prefix)
         await ensure_topics({"bootstrap_servers": broker.bootstrap}, list(topics.names.values()), 3)
         w = start_worker(broker.bootstrap, topics, f"capflow-{uuid.uuid4().hex[:8]}", tmp_path,
-                         opend_port=sim.port, watchlist=WATCHLIST, extra=FAST)  # fmt: skip
+                         opend_port=sim.port, watchlist=WATCHLIST, extra=FAST_LIMIT)  # fmt: skip
         with workers_stopped(w):
             await _first_alert(broker.bootstrap, topics, w)
             await asyncio.to_thread(broker.stop)
@@ -181,7 +181,7 @@ async def test_opend_drop_and_return(
     topics = Topics(topic_prefix)
     await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(topics.names.values()), 3)
     w = start_worker(kafka_bootstrap, topics, f"capflow-{uuid.uuid4().hex[:8]}", tmp_path,
-                     opend_port=sim.port, watchlist=WATCHLIST, extra=FAST)  # fmt: skip
+                     opend_port=sim.port, watchlist=WATCHLIST, extra=FAST_LIMIT)  # fmt: skip
     with workers_stopped(w):
         await _first_alert(kafka_bootstrap, topics, w)
         await sim.stop()

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaProducer
 from streams.pipeline.deadletter import HEADER_ERROR, HEADER_STAGE
 from streams.pipeline.topics import ensure_topics
 from tests.integration.harness import (
+    FAST_LIMIT,
     Topics,
     alerts_of,
     expected_reversals,
@@ -28,7 +29,6 @@ pytestmark = pytest.mark.integration
 SPEED = 100.0  # simulated seconds per wall second
 WINDOW = 300.0
 WATCHLIST = ["HK.00700", "HK.09988", "HK.01810"]
-FAST_LIMIT = ["--rate-limit-requests", "100", "--rate-limit-window", "10", "--no-leader-grace"]
 
 
 async def test_scripted_reversals_are_alerted_exactly(

@@ -26,6 +26,7 @@ from streams.pipeline.topics import ensure_topics
 from streams.processing.thresholds import ThresholdConfig
 from streams.recording import read_recording, to_json_line
 from tests.integration.harness import (
+    FAST_LIMIT,
     Topics,
     read_to_end,
     run_cli,
@@ -40,7 +41,6 @@ pytestmark = pytest.mark.integration
 SPEED = 100.0  # simulated seconds per wall second
 RUN_S = 2400.0  # simulated seconds of the scenario to run live: flips at 900, 1200, 2100
 WATCHLIST = ["HK.00700", "HK.09988", "HK.01810"]
-FAST_LIMIT = ["--rate-limit-requests", "100", "--rate-limit-window", "10", "--no-leader-grace"]
 
 
 def flows_by_security(records: list[Any]) -> dict[str, list[dict[str, Any]]]:
