@@ -27,6 +27,7 @@ from streams.devtools import (  # noqa: F401 (the shared dev harness, re-exporte
     start_worker,
     workers_stopped,
 )
+from streams.domain.market import from_wire
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
 from streams.opend_sim.scenario import Reversal, Scenario, load_scenario, reversal_times
@@ -59,32 +60,54 @@ async def wait_for(predicate: Any, timeout: float, what: str, poll: float = 0.2)
 
 
 class RequestLog:
-    """Wall times of every capital distribution request the simulator answered or refused."""
+    """Every capital distribution request a simulator answered or refused: the wall time
+    (monotonic), the pid of the worker that sent it (from its client id), the security."""
 
-    def __init__(self, sim: Any) -> None:
-        self.times: list[float] = []
+    def __init__(self, sim: OpenDSimulator) -> None:
+        self.requests: list[tuple[float, int, str]] = []
         self.refused = 0
         original = sim._capital_distribution
 
         def recording(conn: Any, request: Any, s2c: Any) -> None:
-            self.times.append(time.monotonic())
+            match = re.match(r"capflow-(\d+)-", conn.client_id)
+            pid = int(match.group(1)) if match else -1
+            sec = request.c2s.security
+            self.requests.append((time.monotonic(), pid, from_wire(sec.market, sec.code)))
             try:
                 original(conn, request, s2c)
             except Exception:
                 self.refused += 1
                 raise
 
-        sim._capital_distribution = recording
+        sim._capital_distribution = recording  # type: ignore[method-assign]
+
+    @property
+    def times(self) -> list[float]:
+        return [t for t, _, _ in self.requests]
+
+    def pids(self, since: float = 0.0) -> set[int]:
+        return {pid for t, pid, _ in self.requests if t >= since}
+
+    def codes(self, since: float = 0.0) -> set[str]:
+        return {code for t, _, code in self.requests if t >= since}
 
     def max_in_window(self, window: float) -> int:
         """The most requests any interval of ``window`` seconds holds."""
-        best = 0
-        j = 0
-        for i, t in enumerate(self.times):
-            while t - self.times[j] >= window:
+        times = self.times
+        best = j = 0
+        for i, t in enumerate(times):
+            while t - times[j] >= window:
                 j += 1
             best = max(best, i - j + 1)
         return best
+
+    def owner_runs(self, since: float = 0.0) -> list[int]:
+        """The pids in request order with repeats folded: one entry per period of ownership."""
+        runs: list[int] = []
+        for t, pid, _ in self.requests:
+            if t >= since and (not runs or runs[-1] != pid):
+                runs.append(pid)
+        return runs
 
 
 async def start_scenario_sim(
