@@ -9,9 +9,11 @@ a real worker without --ignore-market-hours.
 from __future__ import annotations
 
 import asyncio
+import json
+import urllib.request
 from pathlib import Path
+from typing import Any
 
-import aiohttp
 import pytest
 
 from streams.opend.client import OpenDClient
@@ -26,6 +28,7 @@ from tests.integration.harness import (
     FAST_LIMIT,
     RequestLog,
     Topics,
+    Worker,
     start_worker,
     wait_for,
     workers_stopped,
@@ -72,6 +75,11 @@ async def test_spends_nothing_on_a_holiday_though_the_table_says_open() -> None:
     assert sim.counts[1002] >= 1
 
 
+def polling_status(worker: Worker) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/polling/", timeout=5) as r:
+        return dict(json.loads(r.read()))
+
+
 async def test_worker_polls_a_simulated_session_without_ignore_market_hours(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
@@ -85,19 +93,20 @@ async def test_worker_polls_a_simulated_session_without_ignore_market_hours(
     try:
         with workers_stopped(worker):
             await wait_for(lambda: len(requests.times) >= 3, 90, "capital distribution requests")
-            async with (
-                aiohttp.ClientSession() as http,
-                http.get(f"http://127.0.0.1:{worker.web_port}/polling/") as resp,
-            ):
-                status = await resp.json()
+            status = polling_status(worker)
             assert status["poller"] is True
             assert status["markets"]["HK"] == {"open": True, "state": 3, "source": "opend"}
             # The simulated market closes (a holiday): OpenD pushes a Notify, the worker
             # asks again, and no more budget is spent.
             sim.clock.set(HOLIDAY)
             await wait_for(lambda: sim.counts[1002] >= 2, 60, "a market state refresh")
+            await wait_for(
+                lambda: polling_status(worker)["markets"]["HK"]["open"] is False,
+                30,
+                "the worker to see HK closed",
+            )
             settled = len(requests.times)
-            await asyncio.sleep(3)
+            await asyncio.sleep(1.0)  # ten requests' time at FAST_LIMIT's pace
             assert len(requests.times) <= settled + 1, worker.tail()
             assert worker.running(), worker.tail()
     finally:
