@@ -6,10 +6,11 @@ Workers, topics, readers and metrics come from ``streams.devtools`` (shared with
 from __future__ import annotations
 
 import asyncio
+import inspect
 import re
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,20 @@ from streams.processing.detector import INFLOW_TO_OUTFLOW, Alert
 DATA = Path(__file__).resolve().parent.parent / "data"
 ALERT_T0 = 1_717_378_200.0  # 2024-06-03 09:30 HKT
 QUIET = {"HK.01810"}  # its large net rate is far below theta: any alert there is a false one
-# A budget of 100 requests per 10 s (the simulators' default) and no leader grace: a
-# worker polls at once and fast. Tests about the budget itself set their own.
-FAST_LIMIT = ["--rate-limit-requests", "100", "--rate-limit-window", "10", "--no-leader-grace"]
+
+
+def rate_limit(requests: int, window: float = 10) -> list[str]:
+    """Worker flags: ``requests`` per ``window`` seconds, and polling at once (no leader
+    grace). The simulator needs the same budget (``start_scenario_sim(requests=...)``)."""
+    return [
+        "--rate-limit-requests", str(requests), "--rate-limit-window", f"{window:g}",
+        "--no-leader-grace",
+    ]  # fmt: skip
+
+
+# 100 requests per 10 s (start_scenario_sim's default): a worker polls at once and fast.
+# Tests about the budget itself set their own.
+FAST_LIMIT = rate_limit(100)
 
 
 def expected_reversals(scenario: Scenario) -> list[Reversal]:
@@ -50,13 +62,25 @@ def expected_reversals(scenario: Scenario) -> list[Reversal]:
     return sorted(out, key=lambda r: (r.security, r.at))
 
 
-async def wait_for(predicate: Any, timeout: float, what: str, poll: float = 0.2) -> None:
+async def wait_for(
+    predicate: Callable[[], object],
+    timeout: float,
+    what: str | Callable[[], str],
+    poll: float = 0.2,
+) -> None:
+    """Await ``predicate()`` (a value, or an awaitable of one) becoming true, every ``poll``
+    seconds; AssertionError after ``timeout``. ``what`` may be a callable, for a message
+    that says how far things got."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
             return
         await asyncio.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    message = what() if callable(what) else what
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message}")
 
 
 class RequestLog:

@@ -13,10 +13,10 @@ from aiokafka import AIOKafkaProducer
 from streams.pipeline.deadletter import HEADER_ERROR, HEADER_STAGE
 from streams.pipeline.topics import ensure_topics
 from tests.integration.harness import (
-    FAST_LIMIT,
     Topics,
     alerts_of,
     expected_reversals,
+    rate_limit,
     read_topic,
     start_scenario_sim,
     start_worker,
@@ -26,7 +26,10 @@ from tests.integration.harness import (
 
 pytestmark = pytest.mark.integration
 
-SPEED = 100.0  # simulated seconds per wall second
+# Simulated seconds per wall second, and the budget that keeps each security polled every
+# 30 simulated seconds at that speed (20 requests a second over 3 securities).
+SPEED = 200.0
+REQUESTS = 200
 WINDOW = 300.0
 WATCHLIST = ["HK.00700", "HK.09988", "HK.01810"]
 
@@ -34,7 +37,7 @@ WATCHLIST = ["HK.00700", "HK.09988", "HK.01810"]
 async def test_scripted_reversals_are_alerted_exactly(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
-    sim, scenario = await start_scenario_sim()
+    sim, scenario = await start_scenario_sim(requests=REQUESTS)
     clock = sim.clock  # frozen until the worker polls
     topics = Topics(topic_prefix)
     names = topics.names
@@ -48,7 +51,7 @@ async def test_scripted_reversals_are_alerted_exactly(
 
     worker = start_worker(
         kafka_bootstrap, topics, f"capflow-{uuid.uuid4().hex[:8]}", tmp_path,
-        opend_port=sim.port, watchlist=WATCHLIST, extra=FAST_LIMIT,
+        opend_port=sim.port, watchlist=WATCHLIST, extra=rate_limit(REQUESTS),
     )  # fmt: skip
     with workers_stopped(worker):
         try:
