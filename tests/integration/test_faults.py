@@ -37,8 +37,8 @@ pytestmark = pytest.mark.integration
 
 WATCHLIST = ["HK.00700", "HK.09988"]
 # Simulated seconds per wall second under FAST_LIMIT (10 requests a second): each security
-# is polled every 12 simulated seconds, the scenario's two flips come 25 s apart.
-SPEED = 60.0
+# is polled every 20 simulated seconds, the scenario's two flips come 9 s apart.
+SPEED = 100.0
 
 
 async def _sim(speed: float, **limits: Any) -> tuple[OpenDSimulator, Scenario, RequestLog]:
@@ -79,13 +79,13 @@ async def _first_alert(bootstrap: str, topics: Topics, *workers: Worker) -> None
 async def test_second_worker_and_owner_death_keep_budget_and_alerts(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
-    """Two workers, one gateway, one budget (10 requests per 5 s at the simulator and the
+    """Two workers, one gateway, one budget (15 requests per 5 s at the simulator and the
     workers alike, the real 30 per 30 s scaled down): only the gateway's owner polls;
     kill -9 it and the other takes over after a one-window grace without a single
-    over-limit request."""
-    limit, window = 10, 5.0
+    over-limit request. Each security is polled every 40 simulated seconds."""
+    limit, window = 15, 5.0
     sim, scenario, requests = await _sim(
-        speed=40.0, rate_limit_requests=limit, rate_limit_window=window
+        speed=60.0, rate_limit_requests=limit, rate_limit_window=window
     )
     topics = Topics(topic_prefix)
     await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(topics.names.values()), 3)
@@ -130,7 +130,7 @@ async def test_second_worker_and_owner_death_keep_budget_and_alerts(
     assert requests.refused == 0
     assert requests.max_in_window(window) <= limit
     assert requests.owner_runs(since) == [owner.pid, survivor.pid]  # one handover, no return
-    # While one owner polled undisturbed, it used the budget (~2 requests per second).
+    # While one owner polled undisturbed, it used the budget (~3 requests per second).
     span = steady[-1] - steady[0] if len(steady) > 1 else 0
     assert span > 5 and len(steady) / span > 0.9 * limit / window, (len(steady), span)
     # The new owner waits one window (OpenD counts per account, not per worker).
