@@ -1,4 +1,5 @@
-"""Development harness shared by tests/ and bench/: processes, topics, workers, readers, metrics.
+"""Development harness shared by tests/ and bench/: processes, topics, workers, readers,
+metrics, what a simulator was asked.
 
 The product imports only its process launcher (``capflow demo`` starts its children
 with it); the rest exists so the integration tests and the benchmarks drive a
@@ -11,12 +12,14 @@ from streams.broker.local import free_port
 from streams.devtools.alerts import alerts_of
 from streams.devtools.processes import Child, capflow, stop_all, stopped
 from streams.devtools.reading import end_offsets, read_to_end, read_topic
+from streams.devtools.requests_seen import RequestLog
 from streams.devtools.scrape import metric, metric_value, scrape
 from streams.devtools.topics import Topics
 from streams.devtools.workers import Worker, start_worker, workers_stopped
 
 __all__ = [
     "Child",
+    "RequestLog",
     "Topics",
     "Worker",
     "alerts_of",

@@ -13,10 +13,10 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from streams.devtools import (  # noqa: F401 (the shared dev harness, re-exported for tests)
     Child,
+    RequestLog,
     Topics,
     Worker,
     alerts_of,
@@ -28,7 +28,6 @@ from streams.devtools import (  # noqa: F401 (the shared dev harness, re-exporte
     start_worker,
     workers_stopped,
 )
-from streams.domain.market import from_wire
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
 from streams.opend_sim.scenario import Reversal, Scenario, load_scenario, reversal_times
@@ -81,57 +80,6 @@ async def wait_for(
         await asyncio.sleep(poll)
     message = what() if callable(what) else what
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message}")
-
-
-class RequestLog:
-    """Every capital distribution request a simulator answered or refused: the wall time
-    (monotonic), the pid of the worker that sent it (from its client id), the security."""
-
-    def __init__(self, sim: OpenDSimulator) -> None:
-        self.requests: list[tuple[float, int, str]] = []
-        self.refused = 0
-        original = sim._capital_distribution
-
-        def recording(conn: Any, request: Any, s2c: Any) -> None:
-            match = re.match(r"capflow-(\d+)-", conn.client_id)
-            pid = int(match.group(1)) if match else -1
-            sec = request.c2s.security
-            self.requests.append((time.monotonic(), pid, from_wire(sec.market, sec.code)))
-            try:
-                original(conn, request, s2c)
-            except Exception:
-                self.refused += 1
-                raise
-
-        sim._capital_distribution = recording  # type: ignore[method-assign]
-
-    @property
-    def times(self) -> list[float]:
-        return [t for t, _, _ in self.requests]
-
-    def pids(self, since: float = 0.0) -> set[int]:
-        return {pid for t, pid, _ in self.requests if t >= since}
-
-    def codes(self, since: float = 0.0) -> set[str]:
-        return {code for t, _, code in self.requests if t >= since}
-
-    def max_in_window(self, window: float) -> int:
-        """The most requests any interval of ``window`` seconds holds."""
-        times = self.times
-        best = j = 0
-        for i, t in enumerate(times):
-            while t - times[j] >= window:
-                j += 1
-            best = max(best, i - j + 1)
-        return best
-
-    def owner_runs(self, since: float = 0.0) -> list[int]:
-        """The pids in request order with repeats folded: one entry per period of ownership."""
-        runs: list[int] = []
-        for t, pid, _ in self.requests:
-            if t >= since and (not runs or runs[-1] != pid):
-                runs.append(pid)
-        return runs
 
 
 async def start_scenario_sim(

@@ -118,8 +118,7 @@ async def test_second_worker_and_owner_death_keep_budget_and_alerts(
             120,
             "the surviving worker to take over polling",
         )
-        survivor_times = [t for t, pid, _ in requests.requests if pid == survivor.pid]
-        takeover = min(t for t in survivor_times if t > killed_at) - killed_at
+        takeover = (requests.first_by(survivor.pid, killed_at) or killed_at) - killed_at
         records = await read_topic(
             kafka_bootstrap, topics.names["alerts"], until=_two_alerts, timeout=180, settle=3
         )
