@@ -66,7 +66,7 @@ from bench.common import (
     update_section,
 )
 from bench.poll_budget import max_in_window
-from streams.opend.security import from_wire
+from streams.domain.market import from_wire
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
 from streams.opend_sim.scenario import Reversal, Scenario, parse_scenario, reversal_times

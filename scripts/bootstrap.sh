@@ -58,6 +58,12 @@ if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
   .venv/bin/python -m pip install -q -e '.[dev]'
   touch .venv/.installed
 fi
-# Fetch the broker jars now so the first test or demo run does not wait on Maven.
-.venv/bin/python -c 'from streams.broker.resolve import require_java, resolve_jars; require_java(); resolve_jars()'
+# Fetch the broker jars now so the first test or demo run does not wait on Maven
+# (into CAPFLOW_CACHE_DIR when it is set: `capflow kafka` and the tests' broker look there).
+.venv/bin/python -c '
+from streams.broker.resolve import require_java, resolve_jars
+from streams.settings import LocalKafkaSettings
+from streams.settings.declare import from_environment
+require_java()
+resolve_jars(cache_dir=from_environment(LocalKafkaSettings).cache_dir)'
 say "ready (.venv/bin/capflow)"

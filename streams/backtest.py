@@ -18,16 +18,18 @@ from __future__ import annotations
 import itertools
 import os
 import statistics
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from google.protobuf.descriptor import FieldDescriptor
 
+from streams.domain.snapshot_record import record_from_fields
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.pipeline.processor import DecodeError, SecurityProcessor
+from streams.processing.backfill import Inbox, MinuteSeries, Waiting, advance
 from streams.processing.detector import Alert, DetectorState
 from streams.processing.events import alert_payload
 from streams.processing.flow import FlowState, Snapshot
@@ -37,10 +39,16 @@ from streams.processing.thresholds import (
     ThresholdConfig,
     ThresholdConfigError,
 )
-from streams.recording import from_json_line
+from streams.recording import Record, from_json_line
+
+if TYPE_CHECKING:
+    from streams.archive.query import DayRange
 
 Progress = Callable[[int, int], None]  # (done, total)
 PROGRESS_EVERY = 16384  # records between two progress calls: cheap, yet about 10 per second
+# An archive's snapshots in the order the worker reads them: per partition, by offset
+# (a security is always in one partition, so each security's records keep their order).
+TOPIC_ORDER = ("kafka_partition", "kafka_offset")
 
 
 class BacktestError(ValueError):
@@ -108,7 +116,7 @@ def _converters() -> dict[str, tuple[str, Callable[[object], Any]]]:
 _FIELDS = _converters()
 
 
-def parse_line(line: bytes, where: str) -> DistributionSnapshot:
+def parse_line(line: bytes, where: str) -> Record:
     """One recording line as the message ``streams.recording.from_json_line`` returns.
 
     The common case (plain numbers and strings) is read with orjson and built directly,
@@ -133,11 +141,19 @@ def parse_line(line: bytes, where: str) -> DistributionSnapshot:
 
 @dataclass
 class Recording:
-    """The decoded snapshots of a file, in file order, and what was left out."""
+    """The decoded snapshots of a file, in file order, and what was left out.
+
+    A recording of a worker that fetched minute history also holds capital-flow series:
+    ``series`` pairs each with the index of the first snapshot after it in the file,
+    and ``refs`` gives each snapshot the series it names. Without series, the names
+    are ignored (as ``capflow replay`` leaves them out).
+    """
 
     path: Path
     snapshots: list[Snapshot]
     rejected: list[str] = field(default_factory=list)  # "file:line: reason"
+    refs: list[int] = field(default_factory=list)
+    series: list[tuple[int, MinuteSeries]] = field(default_factory=list)
 
     @property
     def securities(self) -> int:
@@ -148,38 +164,99 @@ class Recording:
         return len({(s.security, s.trading_day) for s in self.snapshots})
 
 
-def load_recording(path: str | Path, progress: Progress | None = None) -> Recording:
+# A record to decode: where it is from (for messages), the record, progress so far.
+_Item = tuple[str, Record, int]
+
+
+def load_recording(
+    path: str | Path,
+    progress: Progress | None = None,
+    securities: Collection[str] = (),
+) -> Recording:
     """Read and decode a recording; lines that are not snapshots raise RecordingError.
 
     A line that is a snapshot but one the worker would send to the dead-letter topic
-    (its decoder refuses it) is left out and listed in ``rejected``.
+    (its decoder refuses it) is left out and listed in ``rejected``. ``securities``:
+    only these (empty: all).
     """
     path = Path(path)
     if not path.is_file():
         raise BacktestError(f"{path} does not exist or is not a file")
+
+    def lines() -> Iterator[_Item]:
+        done = 0
+        with open(path, "rb") as handle:
+            for number, line in enumerate(handle, 1):
+                done += len(line)
+                if line.strip():
+                    where = f"{path}:{number}"
+                    yield where, parse_line(line, where), done
+
+    recording = _decode(path, lines(), os.path.getsize(path), progress, securities)
+    if not recording.snapshots:
+        raise BacktestError(f"{path} holds no usable snapshots")
+    return recording
+
+
+def load_archive(
+    root: str | Path,
+    days: DayRange,
+    progress: Progress | None = None,
+    securities: Collection[str] = (),
+) -> Recording:
+    """The snapshots of a Parquet archive (``capflow archive``) in ``days``, decoded as
+    :func:`load_recording` decodes a file's; each security's in its topic order."""
+    from streams.archive.datasets import SNAPSHOTS
+    from streams.archive.query import count_rows, read_rows
+
+    root = Path(root)
+    wanted = sorted(securities) or None
+    rows = read_rows(root, SNAPSHOTS, days, wanted, order=("trading_day", *TOPIC_ORDER))
+
+    def records() -> Iterator[_Item]:
+        for done, row in enumerate(rows, 1):
+            where = f"{root}: {row['security']} {row['trading_day']} offset {row['kafka_offset']}"
+            yield where, record_from_fields(row), done
+
+    total = count_rows(root, SNAPSHOTS, days, wanted)
+    recording = _decode(root, records(), total, progress, ())
+    if not recording.snapshots:
+        raise BacktestError(f"{root} holds no usable snapshots {days.describe()}")
+    return recording
+
+
+def _decode(
+    path: Path,
+    items: Iterable[_Item],
+    total: int,
+    progress: Progress | None,
+    securities: Collection[str],
+) -> Recording:
+    """Each record through the worker's decoder: the snapshots (and series), and the
+    refused ones."""
     decoder = SecurityProcessor(ThresholdConfig())
-    total = os.path.getsize(path)
     snapshots: list[Snapshot] = []
+    refs: list[int] = []
+    series: list[tuple[int, MinuteSeries]] = []
     rejected: list[str] = []
-    done = 0
-    with open(path, "rb") as handle:
-        for number, line in enumerate(handle, 1):
-            done += len(line)
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            msg = parse_line(line, where)
-            try:
-                snapshots.append(decoder.decode(msg.security.encode(), msg.SerializeToString()))
-            except DecodeError as exc:
-                rejected.append(f"{where}: {exc}")
-            if progress is not None and number % PROGRESS_EVERY == 0:
-                progress(done, total)
+    for number, (where, msg, done) in enumerate(items, 1):
+        if securities and msg.security not in securities:
+            continue
+        try:
+            if isinstance(msg, DistributionSnapshot):
+                polled = decoder.decode_polled(msg.security.encode(), msg.SerializeToString())
+                snapshots.append(polled.snapshot)
+                refs.append(polled.ref_ms)
+            else:
+                minutes = decoder.decode_series(msg.security.encode(), msg.SerializeToString())
+                series.append((len(snapshots), minutes))
+        except DecodeError as exc:
+            rejected.append(f"{where}: {exc}")
+        if progress is not None and number % PROGRESS_EVERY == 0:
+            progress(done, total)
     if progress is not None:
         progress(total, total)
-    if not snapshots:
-        raise BacktestError(f"{path} holds no usable snapshots")
-    return Recording(path, snapshots, rejected)
+    return Recording(path, snapshots, rejected, refs if series else [], series)
 
 
 # -- parameter sets ---------------------------------------------------------------------------
@@ -266,9 +343,28 @@ class Result:
         }
 
 
-# Per security: one lane per distinct window, each a FlowState and the detectors it feeds.
+# Per security: one lane per distinct window, each a FlowState (with the inbox that puts
+# minute history in its place) and the detectors it feeds.
 _Detector = tuple[DetectorState, DetectorParams, list[Alert]]
-_Lane = tuple[FlowState, list[_Detector]]
+
+
+@dataclass
+class _Lane:
+    flow: FlowState
+    detectors: list[_Detector]
+    inbox: Inbox = field(default_factory=Inbox)
+
+    def take(self, released: list[Waiting]) -> None:
+        """Each snapshot the inbox let through, as the worker's processing step takes it."""
+        pairs = [(det, params) for det, params, _ in self.detectors]
+        for waiting in released:
+            step = advance(self.flow, self.inbox, waiting, pairs)
+            for (_, _, alerts), found, alert in zip(
+                self.detectors, step.found, step.alerts, strict=False
+            ):
+                alerts.extend(found)
+                if alert is not None:
+                    alerts.append(alert)
 
 
 def _lanes(security: str, results: Sequence[Result]) -> list[_Lane]:
@@ -278,8 +374,8 @@ def _lanes(security: str, results: Sequence[Result]) -> list[_Lane]:
         lane = by_window.get(params.window)
         if lane is None:
             # As the worker: a security's FlowState is created with its resolved window.
-            lane = by_window[params.window] = (FlowState(window=params.window), [])
-        lane[1].append((DetectorState(), params, result.alerts))
+            lane = by_window[params.window] = _Lane(FlowState(window=params.window), [])
+        lane.detectors.append((DetectorState(), params, result.alerts))
     return list(by_window.values())
 
 
@@ -291,24 +387,56 @@ def run(
         raise ParameterError("no parameter set to run")
     results = [Result(s, recording.security_days) for s in sets]
     lanes_of: dict[str, list[_Lane]] = {}
+
+    def lanes(security: str) -> list[_Lane]:
+        found = lanes_of.get(security)
+        if found is None:
+            found = lanes_of[security] = _lanes(security, results)
+        return found
+
     total = len(recording.snapshots)
-    for i, snap in enumerate(recording.snapshots, 1):
-        lanes = lanes_of.get(snap.security)
-        if lanes is None:
-            lanes = lanes_of[snap.security] = _lanes(snap.security, results)
-        for flow, detectors in lanes:
-            point = flow.update(snap)
-            if point is None:  # duplicate or late: changes nothing, as in the worker
-                continue
-            for detector, params, alerts in detectors:
-                alert = detector.step(point, params)
-                if alert is not None:
-                    alerts.append(alert)
-        if progress is not None and i % PROGRESS_EVERY == 0:
-            progress(i, total)
+    if recording.series:
+        _run_with_history(recording, lanes, progress)
+    else:
+        for i, snap in enumerate(recording.snapshots, 1):
+            for lane in lanes(snap.security):
+                point = lane.flow.update(snap)
+                if point is None:  # duplicate or late: changes nothing, as in the worker
+                    continue
+                for detector, params, alerts in lane.detectors:
+                    alert = detector.step(point, params)
+                    if alert is not None:
+                        alerts.append(alert)
+            if progress is not None and i % PROGRESS_EVERY == 0:
+                progress(i, total)
     if progress is not None:
         progress(total, total)
     return results
+
+
+def _run_with_history(
+    recording: Recording,
+    lanes: Callable[[str], list[_Lane]],
+    progress: Progress | None,
+) -> None:
+    """The snapshots and the capital-flow series in file order, each lane's inbox putting
+    them in the order the poller meant, as the worker's does."""
+    series = list(recording.series)
+    total = len(recording.snapshots)
+
+    def series_before(index: float) -> None:
+        while series and series[0][0] <= index:
+            _, minutes = series.pop(0)
+            for lane in lanes(minutes.security):
+                lane.take(lane.inbox.receive(minutes))
+
+    for i, (snap, ref) in enumerate(zip(recording.snapshots, recording.refs, strict=True)):
+        series_before(i)
+        for lane in lanes(snap.security):
+            lane.take(lane.inbox.admit(snap, ref))
+        if progress is not None and (i + 1) % PROGRESS_EVERY == 0:
+            progress(i + 1, total)
+    series_before(float("inf"))
 
 
 # -- output ---------------------------------------------------------------------------------

@@ -9,9 +9,10 @@ from collections.abc import Sequence
 
 from streams import __version__
 from streams.commands import CommandFailed, UsageError
-from streams.config import describe_environment, secret_values
 from streams.kafka_access import KafkaAccessError
 from streams.redact import add_secrets
+from streams.settings.declare import SettingError
+from streams.settings.flags import describe_environment, secret_values
 
 # Each module in streams/commands/ exposes ``register(subparsers)``, which adds
 # its parser and sets ``func=run`` (args -> exit code); see streams/commands/__init__.py.
@@ -25,11 +26,14 @@ COMMANDS: tuple[str, ...] = (
     "replay",
     "record",
     "backtest",
+    "archive",
+    "history",
     "demo",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every command's parser; raises SettingError for a CAPFLOW_* value that does not parse."""
     parser = argparse.ArgumentParser(
         prog="capflow",
         description="OpenD capital distribution -> Kafka -> rolling flows and reversal alerts.",
@@ -44,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()  # the CAPFLOW_* variables are read (and checked) here
+    except SettingError as exc:
+        print(f"capflow: {exc}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)

@@ -23,9 +23,9 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 OPEND_REQUESTS = Counter(
     "capflow_opend_requests",
-    "OpenD capital distribution requests by outcome "
+    "OpenD requests by protocol (3212 capital distribution, 3211 capital flow) and outcome "
     "(ok, rate_limited, rejected, error, invalid, unexpected)",
-    ["outcome"],
+    ["protocol", "outcome"],
     registry=REGISTRY,
 )
 OPEND_PUSHES = Counter(
@@ -36,11 +36,21 @@ OPEND_PUSHES = Counter(
 )
 SNAPSHOTS_PROCESSED = Counter(
     "capflow_snapshots_processed",
-    "snapshots read by the flow processor, by result (flow, duplicate, stale)",
+    "snapshots read by the flow processor, by result (flow, duplicate, stale, waiting: "
+    "held for the capital-flow series it names)",
     ["result"],
     registry=REGISTRY,
 )
-for _result in ("flow", "duplicate", "stale"):  # exported at 0 before the first one
+CAPITAL_FLOW_RECORDS = Counter(
+    "capflow_capital_flow_records",
+    "capital-flow (minute history) records read by the flow processor, by result "
+    "(accepted, dead_letter)",
+    ["result"],
+    registry=REGISTRY,
+)
+for _result in ("accepted", "dead_letter"):
+    CAPITAL_FLOW_RECORDS.labels(_result)
+for _result in ("flow", "duplicate", "stale", "waiting"):  # exported at 0 before the first one
     SNAPSHOTS_PROCESSED.labels(_result)
 ALERTS = Counter("capflow_alerts", "reversal alerts published", ["direction"], registry=REGISTRY)
 DEAD_LETTERS = Counter(
@@ -59,6 +69,8 @@ class StateCollector(Collector):
         self.markets: Callable[[], dict[str, dict[str, object]]] | None = None  # market state
         # One dict per gateway, as ``GatewayPoller.describe`` gives it.
         self.gateways: Callable[[], list[dict[str, Any]]] | None = None
+        # Minute levels (capital-flow history) held by the states this worker processed.
+        self.minute_levels: Callable[[], int] | None = None
         self.clock: Callable[[], float] = time.time
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -120,6 +132,12 @@ class StateCollector(Collector):
             yield g
         if self.gateways is not None:
             yield from _gateway_families(self.gateways())
+        if self.minute_levels is not None:
+            yield GaugeMetricFamily(
+                "capflow_minute_levels",
+                "minute levels of capital-flow history held by the flow states processed here",
+                value=self.minute_levels(),
+            )
 
 
 def _gateway_families(gateways: list[dict[str, Any]]) -> Iterator[Any]:
@@ -150,6 +168,17 @@ def _gateway_families(gateways: list[dict[str, Any]]) -> Iterator[Any]:
         "oldest last snapshot among the gateway's securities (polled here)",
         labels=["gateway"],
     )
+    history_budget = GaugeMetricFamily(
+        "capflow_gateway_history_budget",
+        "capital-flow (3211) requests in the current window vs its own limit, per gateway",
+        labels=["gateway", "kind"],
+    )
+    history_requests = CounterMetricFamily(
+        "capflow_gateway_history_requests",
+        "capital-flow (3211) requests this worker sent to the gateway, by outcome",
+        labels=["gateway", "outcome"],
+    )
+    waiting: set[str] = set()
     for gw in gateways:
         label = gw["gateway"]
         owned.add_metric([label], 1.0 if gw["owned"] else 0.0)
@@ -161,7 +190,21 @@ def _gateway_families(gateways: list[dict[str, Any]]) -> Iterator[Any]:
         securities.add_metric([label], len(gw["securities"]))
         if gw["owned"] and gw["staleness_max_s"] is not None:
             staleness.add_metric([label], gw["staleness_max_s"])
+        history = gw.get("capital_flow")
+        if history is not None:
+            history_budget.add_metric([label, "used"], history["budget"]["used"])
+            history_budget.add_metric([label, "limit"], history["budget"]["limit"])
+            for outcome in ("ok", "rate_limited", "error", "rejected", "invalid"):
+                history_requests.add_metric([label, outcome], history["requests"][outcome])
+            if gw["owned"]:
+                waiting.update(history["waiting_for_history"])
     yield from (owned, up, budget, requests, securities, staleness)
+    yield from (history_budget, history_requests)
+    yield GaugeMetricFamily(
+        "capflow_history_waiting",
+        "securities whose latest flow had no baseline and that wait for minute history",
+        value=len(waiting),
+    )
 
 
 STATE = StateCollector()

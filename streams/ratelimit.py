@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 Clock = Callable[[], float]
 _MIN_WAIT = 1e-6  # a positive wait even when the float difference rounds to zero
@@ -86,6 +87,10 @@ class SlidingWindowLimiter:
         now = self.clock() if now is None else now
         self._stamps.clear()
         self._stamps.extend([now] * self.limit)
+
+    def view(self, owned: bool = True) -> dict[str, Any]:
+        """In use, limit and window for ``/status/`` (in use only where this process sends)."""
+        return {"used": self.used() if owned else 0, "limit": self.limit, "window_s": self.window}
 
     async def acquire(self, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         """Wait until the window has room, then record the event."""

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from streams.broker.local import LocalKafka, free_port, port_open
+from streams.settings import LocalKafkaSettings
+from streams.settings.declare import from_environment
 
 
 def _free_port_pair() -> int:
@@ -30,7 +32,10 @@ def local_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka
     if os.environ.get("CAPFLOW_KAFKA_BOOTSTRAP"):
         yield None
         return
-    broker = LocalKafka(Path(tmp_path_factory.mktemp("kafka")), port=_free_port_pair())
+    jars = from_environment(LocalKafkaSettings).cache_dir  # CAPFLOW_CACHE_DIR, if set
+    broker = LocalKafka(
+        Path(tmp_path_factory.mktemp("kafka")), port=_free_port_pair(), cache_dir=jars
+    )
     broker.start(progress=False)
     try:
         yield broker

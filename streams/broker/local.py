@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from streams.broker.resolve import (
+    DEFAULT_CACHE_DIR,
     DEFAULT_KAFKA_VERSION,
     BrokerSetupError,
     require_java,
@@ -65,6 +66,7 @@ logger.state.level = WARN
 """
 
 
+DEFAULT_PORT = 19092  # the controller listens on the next port
 SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
 LISTENER_PROTOCOLS = ("SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
@@ -196,11 +198,12 @@ class LocalKafka:
     def __init__(
         self,
         root: Path,
-        port: int = 19092,
+        port: int = DEFAULT_PORT,
         host: str = "127.0.0.1",
         version: str = DEFAULT_KAFKA_VERSION,
         heap: str = "512m",
         *,
+        cache_dir: str = DEFAULT_CACHE_DIR,
         listeners: Sequence[Listener] = (),
         properties: Mapping[str, str] | None = None,
         scram_users: Mapping[str, str] | None = None,
@@ -215,6 +218,7 @@ class LocalKafka:
         self.host = host
         self.port = port
         self.version = version
+        self.cache_dir = cache_dir
         self.heap = heap
         self.listeners = tuple(listeners)
         if len({lst.protocol for lst in self.listeners}) != len(self.listeners):
@@ -294,7 +298,7 @@ class LocalKafka:
         (self.root / "log4j2.properties").write_text(_LOG4J2)
 
     def _java_cmd(self, main: str, *args: str) -> list[str]:
-        libs = resolve_jars(self.version)
+        libs = resolve_jars(self.version, cache_dir=self.cache_dir)
         classpath = os.pathsep.join(str(p) for p in sorted(libs.glob("*.jar")))
         return [
             "java",

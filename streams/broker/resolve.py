@@ -7,7 +7,6 @@ runs reuse, so only the first start needs the network.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 DEFAULT_KAFKA_VERSION = "4.1.1"
+DEFAULT_CACHE_DIR = "~/.cache/capflow"
 LOG4J_VERSION = "2.24.3"
 _COMPLETE = ".complete"
 
@@ -46,12 +46,6 @@ class BrokerSetupError(RuntimeError):
     """The local broker cannot be prepared: a missing tool or a failed download."""
 
 
-def cache_root() -> Path:
-    """Where jars are cached: $CAPFLOW_CACHE_DIR, else ~/.cache/capflow."""
-    env = os.environ.get("CAPFLOW_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "capflow"
-
-
 def java_major_version(java: str = "java") -> int:
     """Major version of the ``java`` on PATH (17 for "17.0.15"); raises if absent."""
     exe = shutil.which(java)
@@ -77,9 +71,11 @@ def require_java(minimum: int = 17) -> None:
         )
 
 
-def resolve_jars(version: str = DEFAULT_KAFKA_VERSION, log: bool = True) -> Path:
+def resolve_jars(
+    version: str = DEFAULT_KAFKA_VERSION, log: bool = True, cache_dir: str = DEFAULT_CACHE_DIR
+) -> Path:
     """Directory holding every jar the broker needs; downloads with mvn on first use."""
-    libs = cache_root() / f"kafka-{version}" / "libs"
+    libs = Path(cache_dir).expanduser() / f"kafka-{version}" / "libs"
     if (libs / _COMPLETE).exists():
         return libs
     mvn = shutil.which("mvn")

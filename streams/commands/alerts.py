@@ -19,11 +19,11 @@ import sys
 from typing import Any
 
 from streams.commands import CommandFailed, UsageError
-from streams.config import add_options, extra_env, group_names
 from streams.kafka_access import check_access
-from streams.settings import KafkaSettings
-from streams.sinks.alertmanager import DEFAULT_GENERATOR_URL, AlertmanagerSink
-from streams.sinks.chat import FORMATS, ChatSink, telegram_chat_id
+from streams.settings import FlowSettings, KafkaSettings, SinkSettings, TopicSettings
+from streams.settings.flags import add_settings, from_args
+from streams.sinks.alertmanager import AlertmanagerSink
+from streams.sinks.chat import ChatSink, telegram_chat_id
 from streams.sinks.console import format_alert, json_line
 from streams.sinks.delivery import (
     DEFAULT_RETRY_FLOOR,
@@ -39,14 +39,12 @@ from streams.sinks.webhook import WebhookSink
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_FORMATS = ("cloudevents", *FORMATS)
 
-
-def follow_params(args: argparse.Namespace) -> FollowParams:
+def follow_params(args: argparse.Namespace, kafka: KafkaSettings) -> FollowParams:
     """What the follower reads: the alerts topic, from where, which securities, how long."""
     return FollowParams(
-        kafka=KafkaSettings.from_args(args).client_kwargs,
-        topic=args.topic_alerts,
+        kafka=kafka.client_kwargs,
+        topic=from_args(args, TopicSettings).alerts,
         group=args.group or None,
         from_beginning=bool(args.from_beginning),
         securities=frozenset(s.strip() for s in (args.security or []) if s.strip()),
@@ -55,46 +53,44 @@ def follow_params(args: argparse.Namespace) -> FollowParams:
     )
 
 
-def _env(name: str) -> str:
-    return extra_env(name, "", str)
-
-
 def _warn(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def build_sinks(args: argparse.Namespace) -> tuple[list[Sink], list[str]]:
-    """The sinks the flags ask for, and their identities (for the default group name)."""
+def build_sinks(settings: SinkSettings, cooldown: float) -> tuple[list[Sink], list[str]]:
+    """The sinks the settings ask for, and their identities (for the default group name)."""
     sinks: list[Sink] = []
     identities: list[str] = []
-    fmt = (args.format or "cloudevents").lower()
-    if fmt not in WEBHOOK_FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(WEBHOOK_FORMATS)}, got {fmt!r}")
-    if fmt != "cloudevents" and not args.webhook:
+    fmt, url, timeout = settings.webhook_format, settings.webhook_url, settings.sink_timeout
+    if fmt != "cloudevents" and not url:
         raise UsageError(f"--format {fmt} needs --webhook URL (or CAPFLOW_WEBHOOK_URL)")
     try:
-        if args.webhook:
+        if url:
             if fmt == "cloudevents":
-                if not args.webhook_secret:
+                if not settings.webhook_secret:
                     raise UsageError("--webhook needs --webhook-secret (or CAPFLOW_WEBHOOK_SECRET)")
-                sinks.append(WebhookSink(args.webhook, args.webhook_secret, args.sink_timeout))
-                identities.append(f"webhook|{args.webhook}")
+                sinks.append(WebhookSink(url, settings.webhook_secret, timeout))
+                identities.append(f"webhook|{url}")
             else:
                 chat: int | str | None = None
                 if fmt == "telegram":
-                    if not args.telegram_chat_id:
+                    if not settings.telegram_chat_id:
                         raise UsageError(
                             "--format telegram needs --telegram-chat-id "
                             "(or CAPFLOW_TELEGRAM_CHAT_ID)"
                         )
-                    chat = telegram_chat_id(args.telegram_chat_id)
-                sinks.append(
-                    ChatSink(args.webhook, fmt, telegram_chat=chat, timeout=args.sink_timeout)
-                )
-                identities.append(f"{fmt}|{args.webhook}|{chat or ''}")
-        for url in args.alertmanager or []:
+                    chat = telegram_chat_id(settings.telegram_chat_id)
+                sinks.append(ChatSink(url, fmt, telegram_chat=chat, timeout=timeout))
+                identities.append(f"{fmt}|{url}|{chat or ''}")
+        for url in settings.alertmanager_url:
             sinks.append(
-                AlertmanagerSink(url, args.cooldown, args.generator_url, args.sink_timeout)
+                AlertmanagerSink(
+                    url,
+                    cooldown,
+                    settings.generator_url,
+                    timeout,
+                    late_active=settings.late_alert_active,
+                )
             )
             identities.append(f"alertmanager|{url}")
     except UsageError:
@@ -116,15 +112,17 @@ def _published_at(record: Any) -> float | None:
 
 
 async def _run(args: argparse.Namespace) -> int:
+    kafka, settings = from_args(args, KafkaSettings), from_args(args, SinkSettings)
+    partitions = from_args(args, TopicSettings).partitions
     try:
-        sinks, identities = build_sinks(args)
+        sinks, identities = build_sinks(settings, from_args(args, FlowSettings).cooldown)
         policy = RetryPolicy(
-            give_up_after=args.give_up_after,
-            retry_floor=min(DEFAULT_RETRY_FLOOR, args.give_up_after),
+            give_up_after=settings.give_up_after,
+            retry_floor=min(DEFAULT_RETRY_FLOOR, settings.give_up_after),
         )
     except ValueError as exc:  # UsageError included: flags that cannot work together
         raise UsageError(str(exc)) from exc
-    params = follow_params(args)
+    params = follow_params(args, kafka)
     if sinks and params.group is None:
         params.group = default_group(params.topic, identities)
     failures = 0
@@ -195,7 +193,7 @@ async def _run(args: argparse.Namespace) -> int:
             _warn(
                 f"capflow alerts: delivering {params.topic} to {names} as consumer group "
                 f"{params.group} ({len(partitions)} partitions); undelivered alerts go to "
-                f"{args.topic_undelivered}"
+                f"{settings.topic_undelivered}"
             )
 
     from aiokafka import AIOKafkaProducer
@@ -205,20 +203,18 @@ async def _run(args: argparse.Namespace) -> int:
 
     try:
         # A wrong password, certificate or missing ACL ends here with one clear line.
-        await check_access(
-            params.kafka, [args.topic_alerts], args.kafka_connect_timeout, group=params.group
-        )
+        await check_access(params.kafka, [params.topic], kafka.connect_timeout, group=params.group)
         if sinks:
             # Create the alerts topic too if it is missing, so the group is assigned its
             # partitions (and records its start) now rather than at the next metadata
             # refresh, when alerts published meanwhile would already be behind "latest".
             # Existing topics are used whatever their partition count.
-            for topic in (args.topic_undelivered, params.topic):
+            for topic in (settings.topic_undelivered, params.topic):
                 with contextlib.suppress(TopicMismatchError):
-                    await ensure_topics(params.kafka, [topic], args.topic_partitions, attempts=5)
+                    await ensure_topics(params.kafka, [topic], partitions, attempts=5)
             producer = AIOKafkaProducer(acks="all", enable_idempotence=True, **params.kafka)
             await producer.start()
-            undelivered = UndeliveredTopic(producer, args.topic_undelivered)
+            undelivered = UndeliveredTopic(producer, settings.topic_undelivered)
         follow = asyncio.create_task(
             follow_alerts(
                 params,
@@ -229,9 +225,7 @@ async def _run(args: argparse.Namespace) -> int:
         )
         await _until_done_or_sigterm(follow)
     except (KafkaError, ConnectionError) as exc:
-        raise CommandFailed(
-            f"Kafka at {args.kafka_bootstrap}: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise CommandFailed(f"Kafka at {kafka.bootstrap}: {type(exc).__name__}: {exc}") from exc
     finally:
         for sink in sinks:
             await sink.close()
@@ -282,10 +276,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Follow capflow.alerts.v1. Duplicate alert ids are dropped within a run. With a "
             "sink (--webhook, --alertmanager) every alert is delivered at least once: offsets "
             "are committed only after delivery, failures are retried with capped backoff, and "
-            "an alert still failing after --give-up-after goes to --topic-undelivered."
+            "an alert a sink rejects for good (a 4xx answer other than 408 and 429, or an "
+            "alert the sink cannot express) or that still fails after --give-up-after goes "
+            "to --topic-undelivered, as do records that are not alerts. Exit status: 1 if "
+            "any alert was not delivered to a sink (the run still goes on until --max, "
+            "--timeout or a signal stops it) or Kafka cannot be used, 2 for bad usage, "
+            "130 after Ctrl-C, else 0."
         ),
     )
-    add_options(parser, [*group_names("kafka"), *group_names("sinks"), "cooldown"])
+    add_settings(parser, KafkaSettings, TopicSettings, SinkSettings)
+    add_settings(parser, FlowSettings, only=["cooldown"])  # Alertmanager's endsAt
     parser.add_argument(
         "--from-beginning",
         action="store_true",
@@ -312,55 +312,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--timeout", type=float, default=None, metavar="S", help="stop after S seconds"
-    )
-    parser.add_argument(
-        "--webhook",
-        default=_env("CAPFLOW_WEBHOOK_URL"),
-        metavar="URL",
-        help="POST each alert here (env CAPFLOW_WEBHOOK_URL)",
-    )
-    parser.add_argument(
-        "--webhook-secret",
-        default=_env("CAPFLOW_WEBHOOK_SECRET"),
-        metavar="S",
-        help="HMAC secret for X-Capflow-Signature, needed by --format cloudevents "
-        "(env CAPFLOW_WEBHOOK_SECRET)",
-    )
-    parser.add_argument(
-        "--format",
-        default=_env("CAPFLOW_WEBHOOK_FORMAT") or "cloudevents",
-        metavar="FMT",
-        help="webhook body: cloudevents (signed, default), slack, discord or telegram "
-        "(env CAPFLOW_WEBHOOK_FORMAT)",
-    )
-    parser.add_argument(
-        "--telegram-chat-id",
-        default=_env("CAPFLOW_TELEGRAM_CHAT_ID"),
-        metavar="ID",
-        help="chat id (number or @channel) for --format telegram; the --webhook URL is "
-        "https://api.telegram.org/bot<TOKEN>/sendMessage (env CAPFLOW_TELEGRAM_CHAT_ID)",
-    )
-    parser.add_argument(
-        "--alertmanager",
-        action="append",
-        default=[u.strip() for u in _env("CAPFLOW_ALERTMANAGER_URL").split(",") if u.strip()],
-        metavar="URL",
-        help="Alertmanager base URL, e.g. http://127.0.0.1:9093; alerts resolve after "
-        "--cooldown (repeatable; env CAPFLOW_ALERTMANAGER_URL, comma-separated)",
-    )
-    parser.add_argument(
-        "--generator-url",
-        default=DEFAULT_GENERATOR_URL,
-        metavar="TEMPLATE",
-        help="generatorURL of Alertmanager alerts; {security} and {id} are filled in "
-        "(default %(default)s)",
-    )
-    parser.add_argument(
-        "--sink-timeout",
-        type=float,
-        default=10.0,
-        metavar="S",
-        help="seconds one delivery attempt may take (default %(default)s)",
     )
     parser.set_defaults(func=run)
 

@@ -1,10 +1,12 @@
 """``capflow backtest FILE``: alerts a recorded day would have given, per parameter set.
 
-Reads the JSON lines of ``capflow record`` and runs the worker's flow and reversal
-logic over them without Kafka. Each detector option takes a comma-separated list; every
-combination is one parameter set and one row of the output:
+Reads the JSON lines of ``capflow record`` (or, with ``--archive DIR --from --to``, the
+snapshots of the Parquet archive ``capflow archive`` writes) and runs the worker's flow
+and reversal logic over them without Kafka. Each detector option takes a comma-separated
+list; every combination is one parameter set and one row of the output:
 
     capflow backtest day.jsonl --theta-rel 0.05,0.1,0.2 --confirm 1,2,3 --window 120,300
+    capflow backtest --archive /data/capflow --from 2024-06-03 --to 2024-06-28 --confirm 1,2
 
 A row gives the alerts, alerts per security per trading day, and the median event time
 between two alerts of the same security on the same day. ``--alerts-out`` writes the
@@ -20,16 +22,19 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
+from streams.archive.layout import ArchiveError
 from streams.backtest import (
     BacktestError,
     ParameterError,
     Progress,
+    Recording,
     Result,
+    load_archive,
     load_recording,
     parameter_grid,
     render_sweep,
@@ -39,27 +44,26 @@ from streams.backtest import (
     run as run_sets,
 )
 from streams.commands import CommandFailed, UsageError
-from streams.config import env_default, option
+from streams.commands.history import add_archive_options, day_range
+from streams.processing.thresholds import PARAM_KEYS
 from streams.recording import RecordingError
+from streams.settings import FlowSettings
+from streams.settings.declare import Declared, declarations
+from streams.settings.flags import add_settings
 
-_SWEPT: tuple[tuple[str, Callable[[str], Any]], ...] = (
-    ("window", float),
-    ("theta_abs", float),
-    ("theta_rel", float),
-    ("confirm", int),
-    ("cooldown", float),
-)
+# The detector settings a comma-separated list sweeps, with the worker's flags and
+# variables; the detector's parameters check each value's range.
+_SWEPT: tuple[Declared, ...] = tuple(d for d in declarations(FlowSettings) if d.field in PARAM_KEYS)
 
 
-def _values(name: str, text: str, kind: Callable[[str], Any]) -> list[Any]:
+def _values(decl: Declared, text: str) -> list[Any]:
+    kind = type(decl.default)  # int or float
     try:
         values = [kind(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ParameterError(
-            f"--{name.replace('_', '-')}: {text!r} is not a list of numbers"
-        ) from None
+        raise ParameterError(f"{decl.flag}: {text!r} is not a list of numbers") from None
     if not values:
-        raise ParameterError(f"--{name.replace('_', '-')}: no value given")
+        raise ParameterError(f"{decl.flag}: no value given")
     return values
 
 
@@ -106,15 +110,31 @@ def _table(results: Sequence[Result]) -> list[str]:
     return ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
 
 
+def _load(args: argparse.Namespace) -> Recording:
+    """The recording file, or the archive's days: one of them, not both."""
+    securities = frozenset(args.security or ())
+    if args.archive:
+        if args.file:
+            raise UsageError("give a recording FILE or --archive DIR, not both")
+        days = day_range(args)
+        progress = _progress(f"reading {args.archive}", args.quiet)
+        return load_archive(args.archive, days, progress, securities)
+    if not args.file:
+        raise UsageError("give a recording FILE (from `capflow record`) or --archive DIR")
+    if args.from_day or args.to_day:
+        raise UsageError("--from and --to read the archive: add --archive DIR")
+    return load_recording(args.file, _progress(f"reading {args.file}", args.quiet), securities)
+
+
 def backtest(args: argparse.Namespace) -> int:
-    values = {name: _values(name, getattr(args, name), kind) for name, kind in _SWEPT}
+    values = {d.field: _values(d, getattr(args, d.name)) for d in _SWEPT}
     sets = parameter_grid(values, thresholds_file=args.thresholds_file or None)
     if args.alerts_out and len(sets) != 1:
         raise ParameterError(
             f"--alerts-out needs exactly one parameter set, these options give {len(sets)}"
         )
     started = time.monotonic()
-    recording = load_recording(args.file, _progress(f"reading {args.file}", args.quiet))
+    recording = _load(args)
     for line in recording.rejected[:5]:
         print(f"capflow backtest: skipped (the worker dead-letters it) {line}", file=sys.stderr)
     if len(recording.rejected) > 5:
@@ -148,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         return backtest(args)
     except ParameterError as exc:
         raise UsageError(str(exc)) from exc
-    except (BacktestError, RecordingError, OSError) as exc:
+    except (BacktestError, RecordingError, ArchiveError, OSError) as exc:
         raise CommandFailed(str(exc)) from exc
     except RuntimeError as exc:  # matplotlib missing for --plot
         raise UsageError(str(exc)) from exc
@@ -161,25 +181,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("file", help="JSON lines written by `capflow record`")
-    for name, _kind in _SWEPT:
-        opt = option(name)
+    parser.add_argument(
+        "file", nargs="?", help="JSON lines written by `capflow record` (or --archive DIR)"
+    )
+    add_archive_options(parser, required=False)
+    parser.add_argument(
+        "--security",
+        action="append",
+        metavar="SEC",
+        help="only this security, e.g. HK.00700 (repeatable; default: all)",
+    )
+    for decl in _SWEPT:
         parser.add_argument(
-            opt.flag,
-            dest=name,
-            default=str(env_default(opt)),
+            decl.flag,
+            dest=decl.name,
+            default=decl.shown(decl.from_environment()),
             metavar="V[,V...]",
-            help=f"{opt.help}; a comma-separated list sweeps it (env {opt.env}, "
+            help=f"{decl.help}; a comma-separated list sweeps it (env {decl.env}, "
             "default %(default)s)",
         )
-    opt = option("thresholds_file")
-    parser.add_argument(
-        opt.flag,
-        dest="thresholds_file",
-        default=env_default(opt),
-        metavar="JSON",
-        help="per-market / per-security overrides, layered on every parameter set",
-    )
+    add_settings(parser, FlowSettings, only=["thresholds_file"])  # layered on every set
     parser.add_argument(
         "--alerts-out",
         metavar="JSONL",

@@ -18,15 +18,17 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from streams.broker.local import LocalKafka, free_port
+from streams.broker.local import free_port
 from streams.broker.resolve import BrokerSetupError
 from streams.commands import CommandFailed
 from streams.commands.alerts import FollowParams, follow_alerts
-from streams.config import env_default, extra_env, option
+from streams.commands.kafka import add_broker_settings, broker_from_args
 from streams.devtools.processes import Child, capflow
 from streams.metrics import sample_sum
 from streams.opend_sim.scenario import DEMO_PATH, ScenarioError, load_scenario
 from streams.pipeline.topics import ensure_topics
+from streams.settings import WorkerSettings
+from streams.settings.flags import from_args
 from streams.sinks.console import format_alert
 
 # Client libraries whose log lines are the demo process's own (its alert follower).
@@ -64,7 +66,7 @@ def _progress(web_port: int, started: float, alerts: int) -> str:
             text = r.read().decode()
     except OSError:
         return f"demo: {time.monotonic() - started:4.0f}s  worker starting ..."
-    polled = sample_sum(text, "capflow_opend_requests_total", 'outcome="ok"')
+    polled = sample_sum(text, "capflow_opend_requests_total", 'outcome="ok",protocol="3212"')
     flows = sample_sum(text, "capflow_snapshots_processed_total", 'result="flow"')
     used = sample_sum(text, "capflow_opend_budget", 'kind="used"')
     limit = sample_sum(text, "capflow_opend_budget", 'kind="limit"')
@@ -132,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
         scenario = load_scenario(args.scenario)
     except ScenarioError as exc:
         raise CommandFailed(f"scenario: {exc}") from exc
-    data = Path(args.data_dir)
+    data = Path(from_args(args, WorkerSettings).data_dir)
+    broker = broker_from_args(args)
     run_id = time.strftime("%Y%m%d-%H%M%S")
     logs = data / "demo" / run_id
     logs.mkdir(parents=True, exist_ok=True)
@@ -146,7 +149,6 @@ def run(args: argparse.Namespace) -> int:
         "--topic-deadletter": f"{prefix}.deadletter.v1",
     }
     topic_names = list(topics.values())
-    broker = LocalKafka(data / "kafka", port=args.port)
     started_broker = broker.info() is None
     procs: list[tuple[str, Child]] = []
     try:
@@ -226,17 +228,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="seconds between progress lines (default %(default)s)",
     )
     parser.add_argument(
-        "--port",
-        type=int,
-        default=extra_env("CAPFLOW_KAFKA_PORT", 19092, int),
-        help="local broker port (default %(default)s)",
-    )
-    parser.add_argument(
         "--keep-kafka", action="store_true", help="leave the broker running when the demo ends"
     )
-    parser.add_argument(
-        "--data-dir",
-        default=env_default(option("data_dir")),
-        help="broker data and demo logs (default %(default)s)",
-    )
+    add_broker_settings(parser)  # --data-dir holds the broker and the demo's logs
     parser.set_defaults(func=run)

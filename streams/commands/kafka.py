@@ -7,32 +7,25 @@ import asyncio
 from pathlib import Path
 
 from streams.broker.local import LocalKafka, metadata_ready
-from streams.broker.resolve import DEFAULT_KAFKA_VERSION, BrokerSetupError
+from streams.broker.resolve import BrokerSetupError
 from streams.commands import CommandFailed
-from streams.config import add_options, extra_env
+from streams.settings import LocalKafkaSettings, WorkerSettings
+from streams.settings.flags import add_settings, from_args
+
+
+def add_broker_settings(parser: argparse.ArgumentParser) -> None:
+    """The local broker's settings and the data directory it lives in (``<data-dir>/kafka``)."""
+    add_settings(parser, WorkerSettings, only=["data_dir"])
+    add_settings(parser, LocalKafkaSettings)
 
 
 def broker_from_args(args: argparse.Namespace) -> LocalKafka:
+    local = from_args(args, LocalKafkaSettings)
     return LocalKafka(
-        root=Path(args.data_dir) / "kafka",
-        port=args.port,
-        version=args.kafka_version,
-    )
-
-
-def add_broker_args(parser: argparse.ArgumentParser) -> None:
-    add_options(parser, ["data_dir"])
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=extra_env("CAPFLOW_KAFKA_PORT", 19092, int),
-        help="broker port on 127.0.0.1; the controller uses port+1 (env CAPFLOW_KAFKA_PORT, "
-        "default %(default)s)",
-    )
-    parser.add_argument(
-        "--kafka-version",
-        default=extra_env("CAPFLOW_KAFKA_VERSION", DEFAULT_KAFKA_VERSION, str),
-        help="org.apache.kafka:kafka_2.13 version (env CAPFLOW_KAFKA_VERSION, default %(default)s)",
+        root=Path(from_args(args, WorkerSettings).data_dir) / "kafka",
+        port=local.port,
+        version=local.version,
+        cache_dir=local.cache_dir,
     )
 
 
@@ -70,9 +63,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "kafka",
         help="local single-node Apache Kafka (KRaft), no Docker needed",
         description="Run a real Apache Kafka broker (KRaft, one node) from Maven Central jars. "
-        "Jars are cached in $CAPFLOW_CACHE_DIR (default ~/.cache/capflow); broker state, "
+        "Jars are cached in --cache-dir (CAPFLOW_CACHE_DIR); broker state, "
         "pid and log live in <data-dir>/kafka.",
     )
     parser.add_argument("action", choices=["start", "stop", "status"])
-    add_broker_args(parser)
+    add_broker_settings(parser)
     parser.set_defaults(func=run)

@@ -8,13 +8,14 @@ import logging
 from datetime import datetime
 
 from streams.commands import CommandFailed, UsageError
-from streams.config import add_options
 from streams.opend.crypto import CryptoError, load_rsa_key
-from streams.opend.framing import PROTO_QOT_GET_CAPITAL_DISTRIBUTION
+from streams.opend.framing import PROTO_QOT_GET_CAPITAL_DISTRIBUTION, PROTO_QOT_GET_CAPITAL_FLOW
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
 from streams.opend_sim.scenario import DEMO_PATH, Scenario, ScenarioError, load_scenario
 from streams.opend_sim.server import OpenDSimulator
+from streams.settings import OpenDSettings, PollerSettings
+from streams.settings.flags import add_settings, from_args
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +24,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "opend-sim",
         help="run the OpenD simulator",
-        description="OpenD simulator: InitConnect, KeepAlive, GetGlobalState and "
-        "Qot_GetCapitalDistribution over the real wire protocol, Notify pushes at market "
-        "open and close, RSA + AES encryption with --opend-rsa-key, holidays and half days "
-        f"from the scenario. Demo scenario: {DEMO_PATH}",
+        description="OpenD simulator: InitConnect, KeepAlive, GetGlobalState, "
+        "Qot_GetCapitalDistribution (3212) and Qot_GetCapitalFlow (3211, today's minute "
+        "series from the same market model) over the real wire protocol, each quote "
+        "protocol with its own rate limit; Notify pushes at market open and close, RSA + "
+        "AES encryption with --opend-rsa-key, holidays and half days from the scenario. "
+        f"Demo scenario: {DEMO_PATH}",
     )
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default %(default)s)")
     parser.add_argument(
@@ -61,14 +64,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--hold",
         action="store_true",
-        help="freeze simulated time until the first capital distribution request",
+        help="freeze simulated time until the first capital distribution or flow request",
     )
     parser.add_argument("--keep-alive-interval", type=int, default=10, help="seconds (default 10)")
     parser.add_argument(
         "--rate-limit-scope",
         choices=("account", "connection"),
         default="account",
-        help="share the quota across connections like one OpenD account (default) or not",
+        help="share each quota across connections like one OpenD account (default) or not",
     )
     parser.add_argument(
         "--no-quote-right",
@@ -82,7 +85,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="close a connection silent (no KeepAlive) for this many intervals (default 3)",
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
-    add_options(parser, ["rate_limit_requests", "rate_limit_window", "opend_rsa_key"])
+    add_settings(
+        parser,
+        PollerSettings,
+        only=[
+            "rate_limit_requests",
+            "rate_limit_window",
+            "flow_rate_limit_requests",
+            "flow_rate_limit_window",
+        ],
+    )
+    add_settings(parser, OpenDSettings, only=["rsa_key"])
     parser.set_defaults(func=run)
 
 
@@ -118,9 +131,11 @@ def build_simulators(args: argparse.Namespace) -> list[OpenDSimulator]:
             first.clock,
             host=args.host,
             port=port,
-            rate_limit_requests=args.rate_limit_requests,
-            rate_limit_window=args.rate_limit_window,
+            rate_limit_requests=first.rate_limit_requests,
+            rate_limit_window=first.rate_limit_window,
             rate_limit_scope=args.rate_limit_scope,
+            flow_rate_limit_requests=first.flow_rate_limit_requests,
+            flow_rate_limit_window=first.flow_rate_limit_window,
             keep_alive_interval=args.keep_alive_interval,
             keep_alive_misses=first.keep_alive_misses,
             rsa_key=first.rsa_key,  # --opend-rsa-key applies to every gateway
@@ -141,17 +156,20 @@ def build_simulator(args: argparse.Namespace, port: int | None = None) -> OpenDS
     speed = args.speed if args.speed is not None else (scenario.speed if scenario else None)
     seed = args.seed if args.seed is not None else (scenario.seed if scenario else None)
     run_speed = 1.0 if speed is None else speed
+    limits, key_file = from_args(args, PollerSettings), from_args(args, OpenDSettings).rsa_key
     sim = OpenDSimulator(
         MarketModel(scenario, seed or 0),
         SimClock(start, 0.0 if getattr(args, "hold", False) else run_speed),
         host=args.host,
         port=port if port is not None else gateway_ports(args)[0],
-        rate_limit_requests=args.rate_limit_requests,
-        rate_limit_window=args.rate_limit_window,
+        rate_limit_requests=limits.rate_limit_requests,
+        rate_limit_window=limits.rate_limit_window,
         rate_limit_scope=args.rate_limit_scope,
+        flow_rate_limit_requests=limits.flow_rate_limit_requests,
+        flow_rate_limit_window=limits.flow_rate_limit_window,
         keep_alive_interval=args.keep_alive_interval,
         keep_alive_misses=getattr(args, "keep_alive_misses", 3),
-        rsa_key=load_rsa_key(args.opend_rsa_key) if getattr(args, "opend_rsa_key", "") else None,
+        rsa_key=load_rsa_key(key_file) if key_file else None,
         no_quote_right=frozenset(
             m.strip().upper() for m in getattr(args, "no_quote_right", "").split(",") if m.strip()
         ),
@@ -174,6 +192,7 @@ async def _serve(sims: list[OpenDSimulator]) -> None:
             f"(scenario={scenario.name if scenario and scenario.name else 'none'}, "
             f"seed={sim.market.seed}, speed={sim.clock.speed:g}, simulated time={start}, "
             f"limit={sim.rate_limit_requests}/{sim.rate_limit_window:g}s, "
+            f"flow limit={sim.flow_rate_limit_requests}/{sim.flow_rate_limit_window:g}s, "
             f"encryption={'rsa+aes' if sim.rsa_key is not None else 'none'})",
             flush=True,
         )
@@ -183,10 +202,11 @@ async def _serve(sims: list[OpenDSimulator]) -> None:
         for sim in sims:
             await sim.stop()
             log.info(
-                "gateway %s:%s answered %d capital distribution requests",
+                "gateway %s:%s answered %d capital distribution and %d capital flow requests",
                 sim.host,
                 sim.port,
                 sim.counts[PROTO_QOT_GET_CAPITAL_DISTRIBUTION],
+                sim.counts[PROTO_QOT_GET_CAPITAL_FLOW],
             )
 
 

@@ -1,4 +1,5 @@
-"""``capflow plot SEC``: draw one security's day from the flow and alerts topics (or files)."""
+"""``capflow plot SEC``: draw one security's day from the flow and alerts topics (or files,
+or the Parquet archive with ``--archive DIR``)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from typing import Any
 
 import orjson
 
+from streams.archive.layout import ArchiveError
 from streams.commands import CommandFailed, UsageError
-from streams.config import add_options, group_names
+from streams.commands.history import add_archive_options, day_range
 from streams.kafka_access import check_access
-from streams.settings import KafkaSettings
+from streams.settings import KafkaSettings, TopicSettings
+from streams.settings.flags import add_settings, from_args
 from streams.topic_partitions import assign_whole_topic
 
 
@@ -94,30 +97,58 @@ async def read_topic(
 
 
 async def _load(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    kafka = KafkaSettings.from_args(args)  # one SSL context for every client
-    wanted = [] if args.flows_file else [args.topic_flow]
+    kafka = from_args(args, KafkaSettings)  # one SSL context for every client
+    topics = from_args(args, TopicSettings)
+    wanted = [] if args.flows_file else [topics.flow]
     if not args.alerts_file and not args.flows_file:
-        wanted.append(args.topic_alerts)
+        wanted.append(topics.alerts)
     if wanted:
         await check_access(kafka.client_kwargs, topics=wanted, timeout=kafka.connect_timeout)
     if args.flows_file:
         flows = read_json_lines(args.flows_file)
     else:
-        flows = await read_topic(kafka.client_kwargs, args.topic_flow, args.read_timeout)
+        flows = await read_topic(kafka.client_kwargs, topics.flow, args.read_timeout)
     if args.alerts_file:
         alerts = read_json_lines(args.alerts_file)
     elif args.flows_file:
         alerts = []  # offline mode: do not reach for Kafka just for the markers
     else:
-        alerts = await read_topic(kafka.client_kwargs, args.topic_alerts, args.read_timeout)
+        alerts = await read_topic(kafka.client_kwargs, topics.alerts, args.read_timeout)
     return flows, alerts
+
+
+def _from_archive(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The security's flow records and alerts in the archive's days (--day alone: that day)."""
+    from streams.archive.datasets import ALERTS, FLOWS
+    from streams.archive.query import DayRange, read_records
+
+    if args.flows_file or args.alerts_file:
+        raise UsageError("--archive replaces --flows-file and --alerts-file: give one source")
+    days = day_range(args)
+    if args.day and days == DayRange():
+        days = DayRange(args.day, args.day)
+    root = Path(args.archive)
+    flows = read_records(root, FLOWS, days, [args.security])
+    if not flows:
+        raise CommandFailed(
+            f"no flow records of {args.security} {days.describe()} in {root} "
+            "(the archive has flows when `capflow archive` ran with --flows)"
+        )
+    return flows, read_records(root, ALERTS, days, [args.security])
 
 
 def run(args: argparse.Namespace) -> int:
     from streams.plotting import PlotDataError, render_day, select_day
 
     try:
-        flows, alerts = asyncio.run(_load(args))
+        if args.archive:
+            flows, alerts = _from_archive(args)
+        else:
+            if args.from_day or args.to_day:
+                raise UsageError("--from and --to read the archive: add --archive DIR")
+            flows, alerts = asyncio.run(_load(args))
+    except ArchiveError as exc:
+        raise CommandFailed(str(exc)) from exc
     except OSError as exc:  # a --flows-file or --alerts-file that cannot be read
         raise CommandFailed(str(exc)) from exc
     try:
@@ -140,7 +171,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "plot",
         help="PNG of one security's day: large net, R_W, threshold band, alerts",
         description="Read capflow.flow.v1 and capflow.alerts.v1 from the beginning (or "
-        "JSON-lines files) and draw one security's trading day.",
+        "JSON-lines files, or the Parquet archive of `capflow archive --flows --alerts`) and "
+        "draw one security's trading day.",
     )
     parser.add_argument("security", help="security, e.g. HK.00700")
     parser.add_argument(
@@ -164,6 +196,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="JSONL",
         help="read alerts from this JSON-lines file instead of Kafka",
     )
+    add_archive_options(parser, required=False)
     parser.add_argument(
         "--read-timeout",
         type=float,
@@ -171,5 +204,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="S",
         help="give up reading a topic after S seconds",
     )
-    add_options(parser, [*group_names("kafka")])
+    add_settings(parser, KafkaSettings, TopicSettings)
     parser.set_defaults(func=run)

@@ -3,6 +3,10 @@
 At full speed (default) or in real time (``--realtime``, paced by event time,
 ``--speed`` to compress it). A running worker turns them into the same flows and
 alerts the live run produced, because everything downstream runs on event time.
+Capital-flow series in the file (minute history, ``capflow record`` writes them) go
+to the capital-flow topic. A file without any keeps the snapshots' names of series
+out of what it publishes (``capital_flow_ref_ms`` 0): no worker would ever see
+those series, and the snapshots would wait for them.
 """
 
 from __future__ import annotations
@@ -21,22 +25,26 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from streams.commands import CommandFailed, UsageError
-from streams.config import add_options, group_names, kafka_client_kwargs
 from streams.kafka_access import check_access
+from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.pipeline.topics import TopicMismatchError, ensure_topics
-from streams.recording import RecordingError, read_recording
+from streams.recording import Record, RecordingError, read_recording
+from streams.settings import KafkaSettings, TopicSettings
+from streams.settings.flags import add_settings, from_args
 
 MAX_PENDING = 10_000  # sends in flight before replay waits for the oldest
 
 
 class ReplayFailed(RuntimeError):
-    """The broker stopped confirming writes; ``confirmed`` snapshots are known written."""
+    """The broker stopped confirming writes; ``confirmed`` records are known written."""
 
-    def __init__(self, confirmed: int, total: int, cause: BaseException) -> None:
+    def __init__(
+        self, confirmed: int, total: int, cause: BaseException, what: str = "snapshots"
+    ) -> None:
         name, detail = type(cause).__name__, str(cause).strip()
         reason = f"{name}: {detail}" if detail and detail != name else name
         super().__init__(
-            f"Kafka failed after {confirmed} of {total} snapshots were confirmed written ({reason})"
+            f"Kafka failed after {confirmed} of {total} {what} were confirmed written ({reason})"
         )
         self.confirmed = confirmed
 
@@ -95,12 +103,19 @@ async def replay(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.exists():
         raise CommandFailed(f"{path} does not exist")
-    snapshots = list(read_recording(path))
+    records = list(read_recording(path))
+    snapshots = sum(isinstance(r, DistributionSnapshot) for r in records)
     if not snapshots:
         raise CommandFailed(f"{path} holds no snapshots")
-    kwargs = kafka_client_kwargs(args)
-    await check_access(kwargs, topics=[args.topic_distribution], timeout=args.kafka_connect_timeout)
-    await ensure_topics(kwargs, [args.topic_distribution], args.topic_partitions)
+    series = len(records) - snapshots
+    if not series:
+        for msg in records:
+            msg.ClearField("capital_flow_ref_ms")
+    kafka, topics = from_args(args, KafkaSettings), from_args(args, TopicSettings)
+    kwargs = kafka.client_kwargs
+    names = [topics.distribution, *([topics.capitalflow] if series else [])]
+    await check_access(kwargs, topics=names, timeout=kafka.connect_timeout)
+    await ensure_topics(kwargs, names, topics.partitions)
     # The outcome is reported by one line of ours; aiokafka's per-attempt connection
     # errors during an outage would only repeat it, many times a second.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
@@ -112,23 +127,24 @@ async def replay(args: argparse.Namespace) -> int:
         **kwargs,
     )
     await producer.start()
-    total = len(snapshots)
+    total = len(records)
     tracker = SendTracker()
     started = time.monotonic()
-    first_ts = snapshots[0].update_timestamp
+    first_ts = event_time(records[0])
     last_note = 0.0
     failure: BaseException | None = None
     try:
-        for i, msg in enumerate(snapshots, 1):
+        for i, msg in enumerate(records, 1):
             if args.realtime:
-                due = started + (msg.update_timestamp - first_ts) / args.speed
+                due = started + (event_time(msg) - first_ts) / args.speed
                 delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
+            topic = (
+                topics.distribution if isinstance(msg, DistributionSnapshot) else topics.capitalflow
+            )
             tracker.add(
-                await producer.send(
-                    args.topic_distribution, msg.SerializeToString(), key=msg.security.encode()
-                )
+                await producer.send(topic, msg.SerializeToString(), key=msg.security.encode())
             )
             await tracker.drain(keep=MAX_PENDING)
             now = time.monotonic()
@@ -151,12 +167,21 @@ async def replay(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     if failure is not None or tracker.confirmed < total:
         cause = failure or tracker.first_error or RuntimeError("sends were not confirmed")
-        raise ReplayFailed(tracker.confirmed, total, cause)
+        what = "records (snapshots and capital-flow series)" if series else "snapshots"
+        raise ReplayFailed(tracker.confirmed, total, cause, what)
+    with_series = f" and {series} capital-flow series to {topics.capitalflow}" if series else ""
     print(
-        f"replayed {total} snapshots from {path} to {args.topic_distribution}: "
+        f"replayed {snapshots} snapshots from {path} to {topics.distribution}{with_series}: "
         f"{tracker.confirmed} confirmed written in {time.monotonic() - started:.1f}s"
     )
     return 0
+
+
+def event_time(msg: Record) -> float:
+    """When a record happened: a snapshot's updateTimestamp, a series' lastValidTime."""
+    if isinstance(msg, DistributionSnapshot):
+        return msg.update_timestamp
+    return msg.last_valid_timestamp or msg.received_at_ms / 1000
 
 
 def run(args: argparse.Namespace) -> int:
@@ -177,7 +202,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("file", help="JSON lines of capflow.v1.DistributionSnapshot fields")
+    parser.add_argument(
+        "file",
+        help="JSON lines of capflow.v1.DistributionSnapshot fields (and capital-flow series)",
+    )
     parser.add_argument(
         "--realtime", action="store_true", help="pace by event time instead of full speed"
     )
@@ -195,5 +223,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="give up when the broker has not confirmed a send for S seconds (default 30)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
-    add_options(parser, group_names("kafka"))
+    add_settings(parser, KafkaSettings, TopicSettings)
     parser.set_defaults(func=run)

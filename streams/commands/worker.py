@@ -8,10 +8,9 @@ import logging
 import sys
 
 from streams.commands import CommandFailed, UsageError
-from streams.config import add_options, group_names
+from streams.domain.market import SecurityFormatError, parse_security
 from streams.kafka_access import check_access_sync
 from streams.opend.crypto import CryptoError, load_rsa_key
-from streams.opend.security import SecurityFormatError, parse_security
 from streams.polling.gateways import (
     Gateway,
     GatewayConfigError,
@@ -19,17 +18,19 @@ from streams.polling.gateways import (
     gateways_from_args,
     probe,
 )
-from streams.settings import WorkerConfig
+from streams.settings import PipelineSettings
+from streams.settings.flags import add_settings, from_args
 
 
-def _check_polling(args: argparse.Namespace) -> list[Gateway]:
+def _check_polling(config: PipelineSettings) -> list[Gateway]:
     """The gateways to poll; bad polling settings are a usage error."""
-    if not args.watchlist:
+    if not config.poller.watchlist:
         raise UsageError(
             "the watchlist is empty (CAPFLOW_WATCHLIST / --watchlist): nothing to poll"
         )
+    opend = config.opend
     try:
-        gateways = gateways_from_args(args.opend, args.opend_host, args.opend_port)
+        gateways = gateways_from_args(opend.gateways, opend.host, opend.port)
         check_resolvable(gateways)
     except GatewayConfigError as exc:
         raise UsageError(f"bad gateway list (CAPFLOW_OPEND / --opend): {exc}") from exc
@@ -45,30 +46,31 @@ def run(args: argparse.Namespace) -> int:
     from streams.pipeline.topics import TopicMismatchError, ensure_topics
     from streams.polling.ownership import ControlTopicError, ensure_control_topic
 
+    config = from_args(args, PipelineSettings)  # the one place the options become settings
     bad = []
-    for security in args.watchlist:
+    for security in config.poller.watchlist:
         try:
             parse_security(security)
         except SecurityFormatError as exc:
             bad.append(str(exc))
     if bad:
         raise UsageError("bad watchlist (CAPFLOW_WATCHLIST / --watchlist):\n  " + "\n  ".join(bad))
-    if args.opend_rsa_key:
+    if config.opend.rsa_key:
         try:
-            load_rsa_key(args.opend_rsa_key)
+            load_rsa_key(config.opend.rsa_key)
         except CryptoError as exc:
             raise UsageError(f"--opend-rsa-key: {exc}") from exc
     gateways: list[Gateway] = []
-    if not args.no_poller:
-        gateways = _check_polling(args)
-    config = WorkerConfig.from_args(args)  # the one place the options become settings
+    if config.worker.poller:
+        gateways = _check_polling(config)
     topics = config.topics.all()
     kafka = config.kafka.client_kwargs
     # A wrong password, certificate or missing ACL ends here, in seconds, instead of in
     # Faust's retries; Faust's own topics (state changelog, leader election) count too.
-    faust_topics = [f"{args.app_id}-{STATE_TABLE}-changelog", f"{args.app_id}-__assignor-__leader"]
+    app_id = config.worker.app_id
+    faust_topics = [f"{app_id}-{STATE_TABLE}-changelog", f"{app_id}-__assignor-__leader"]
     timeout = config.kafka.connect_timeout
-    check_access_sync(kafka, topics + faust_topics, timeout, group=config.worker.app_id)
+    check_access_sync(kafka, topics + faust_topics, timeout, group=app_id)
     if gateways:  # the gateway group and its control topic (see streams.polling.service)
         check_access_sync(kafka, [config.control_topic], timeout, group=config.gateway_group)
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
@@ -91,9 +93,9 @@ def run(args: argparse.Namespace) -> int:
     pipeline = Pipeline(config)
     opend = ", ".join(f"{g.label}={g.address}" for g in gateways) or "none (--no-poller)"
     print(
-        f"capflow worker: app {args.app_id}, Kafka {args.kafka_bootstrap}, "
-        f"OpenD {opend}, watchlist {','.join(args.watchlist)}, "
-        f"web http://127.0.0.1:{args.web_port}/metrics/",
+        f"capflow worker: app {app_id}, Kafka {config.kafka.bootstrap}, "
+        f"OpenD {opend}, watchlist {','.join(config.poller.watchlist)}, "
+        f"web http://127.0.0.1:{config.worker.web_port}/metrics/",
         flush=True,
     )
     polling = pipeline.polling
@@ -122,8 +124,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "http://127.0.0.1:<web-port>/metrics/, gateways at /status/, current state of one "
         "security at /flow/<SECURITY>/.",
     )
-    add_options(parser, group_names("kafka", "opend", "poller", "flow", "worker"))
-    parser.add_argument("--no-poller", action="store_true", help="process only; never poll OpenD")
+    add_settings(parser, PipelineSettings)
     parser.add_argument(
         "--loglevel",
         default="info",

@@ -32,8 +32,9 @@ class Child:
     """A process started in its own process group, stdin closed, its output in ``log``.
 
     ``stderr`` names a second file for the error stream (without it both streams go to
-    ``log``); ``env`` replaces the environment when given. Waits on its output and its
-    exit; stopped with SIGTERM, then SIGKILL after a bound.
+    ``log``); ``append`` adds to the files instead of starting them afresh (one log for
+    several runs); ``env`` replaces the environment when given. Waits on its output and
+    its exit; stopped with SIGTERM, then SIGKILL after a bound.
     """
 
     def __init__(
@@ -42,15 +43,17 @@ class Child:
         log: Path,
         *,
         stderr: Path | None = None,
+        append: bool = False,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
     ) -> None:
         self.log = log
         self.stderr_log = stderr
         log.parent.mkdir(parents=True, exist_ok=True)
+        mode = "ab" if append else "wb"
         with ExitStack() as files:
-            out = files.enter_context(open(log, "wb"))
-            err = files.enter_context(open(stderr, "wb")) if stderr is not None else None
+            out = files.enter_context(open(log, mode))
+            err = files.enter_context(open(stderr, mode)) if stderr is not None else None
             self.proc = subprocess.Popen(
                 list(argv),
                 stdin=subprocess.DEVNULL,
@@ -92,23 +95,43 @@ class Child:
     ) -> re.Match[str]:
         """Wait until ``pattern`` (a regular expression, or a plain string to find) shows
         in the output (or the error stream); the match. Fails at once if the child exits."""
+        for match in self._watch(pattern, timeout, stderr):
+            if match is not None:
+                return match
+            await asyncio.sleep(0.05)
+        raise AssertionError("_watch ends with a match or an exception")
+
+    def wait_output_sync(
+        self, pattern: str | re.Pattern[str], timeout: float, *, stderr: bool = False
+    ) -> re.Match[str]:
+        """:meth:`wait_output` for code without an event loop (it blocks)."""
+        for match in self._watch(pattern, timeout, stderr):
+            if match is not None:
+                return match
+            time.sleep(0.05)
+        raise AssertionError("_watch ends with a match or an exception")
+
+    def _watch(
+        self, pattern: str | re.Pattern[str], timeout: float, stderr: bool
+    ) -> Iterator[re.Match[str] | None]:
+        """Yields None while ``pattern`` has not shown, then its match; raises RuntimeError
+        if the child exits first, TimeoutError after ``timeout``."""
         regex = re.compile(re.escape(pattern) if isinstance(pattern, str) else pattern)
         read = self.stderr_text if stderr else self.log_text
         deadline = time.monotonic() + timeout
         while True:
+            exited = not self.running()  # before reading: what it wrote before exiting counts
             match = regex.search(read())
             if match is not None:
-                return match
-            if not self.running():
-                match = regex.search(read())  # written just before it exited
-                if match is not None:
-                    return match
+                yield match
+                return
+            if exited:
                 raise RuntimeError(f"{self} exited ({self.proc.returncode}):\n{self.tail()}")
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"no {regex.pattern!r} from {self} after {timeout:.0f}s:\n{self.tail()}"
                 )
-            await asyncio.sleep(0.05)
+            yield None
 
     async def wait_exit(self, timeout: float) -> int:
         """Wait until the child exits; its exit code. TimeoutError (child left running) if not."""
@@ -165,11 +188,12 @@ def capflow(
     *args: str,
     log: Path,
     stderr: Path | None = None,
+    append: bool = False,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> Child:
     """Start ``capflow ARGS`` (``python -m streams.cli``, this interpreter) as a :class:`Child`."""
-    return Child([*CAPFLOW, *args], log, stderr=stderr, env=env, cwd=cwd)
+    return Child([*CAPFLOW, *args], log, stderr=stderr, append=append, env=env, cwd=cwd)
 
 
 def stop_all(children: Sequence[Child], timeout: float = STOP_BOUND_S) -> None:

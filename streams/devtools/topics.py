@@ -1,4 +1,4 @@
-"""The four capflow topics of one test or benchmark run, named after a unique prefix."""
+"""The capflow topics of one test or benchmark run, named after a unique prefix."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Topics:
-    """Names ``<prefix>.distribution|flow|alerts|deadletter`` and the flags that pass them."""
+    """Names ``<prefix>.distribution|flow|alerts|deadletter|capitalflow`` and the flags
+    that pass them."""
 
     prefix: str
 
@@ -28,6 +29,10 @@ class Topics:
         return f"{self.prefix}.deadletter"
 
     @property
+    def capitalflow(self) -> str:
+        return f"{self.prefix}.capitalflow"
+
+    @property
     def names(self) -> dict[str, str]:
         """Role -> topic name, e.g. ``{"alerts": "p.alerts", ...}``."""
         return {
@@ -35,6 +40,7 @@ class Topics:
             "flow": self.flow,
             "alerts": self.alerts,
             "deadletter": self.deadletter,
+            "capitalflow": self.capitalflow,
         }
 
     def all(self) -> list[str]:

@@ -1,10 +1,12 @@
-"""Markets in one table: security codes, OpenD market numbers, time zones, regular hours.
+"""Markets in one table: security codes, OpenD market numbers, time zones, currencies, hours.
 
 Users and topic keys name a security "MARKET.CODE" (the futu SDK's form, "HK.00700");
 OpenD's wire carries ``Qot_Common.Security{market, code}`` with a QotMarket number.
 Only the split at the first dot matters, so US codes with dots ("US.BRK.B") keep them.
 Trading days and updateTime are market-local, so each market carries its exchange's
-time zone. Capital distribution only counts regular hours: the sessions let the
+time zone. OpenD's amounts are in the currency the market trades in (ISO 4217), which
+records and payloads name so that consumers of several markets need no table of their
+own. Capital distribution only counts regular hours: the sessions let the
 simulator integrate flows and the poller skip closed markets. Weekends are closed;
 exchange holidays are not modelled; a market without sessions has unknown hours.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -22,14 +25,16 @@ _H = 3600
 
 @dataclass(frozen=True)
 class Market:
-    """One market: its prefix, QotMarket number, exchange time zone and regular sessions.
+    """One market: prefix, QotMarket number, exchange time zone, currency, regular sessions.
 
-    ``sessions`` are (open, close) in seconds after local midnight; empty when unknown.
+    ``currency`` is the ISO 4217 code of its amounts; ``sessions`` are (open, close) in
+    seconds after local midnight, empty when unknown.
     """
 
     prefix: str
     qot_market: int
     tz: str
+    currency: str
     sessions: tuple[tuple[int, int], ...] = ()
 
 
@@ -38,15 +43,15 @@ _CHINA_A = ((9 * _H + 1800, 11 * _H + 1800), (13 * _H, 15 * _H))
 MARKET_TABLE: dict[str, Market] = {
     m.prefix: m
     for m in (
-        Market("HK", 1, "Asia/Hong_Kong", ((9 * _H + 1800, 12 * _H), (13 * _H, 16 * _H))),
-        Market("US", 11, "America/New_York", ((9 * _H + 1800, 16 * _H),)),
-        Market("SH", 21, "Asia/Shanghai", _CHINA_A),
-        Market("SZ", 22, "Asia/Shanghai", _CHINA_A),
-        Market("SG", 31, "Asia/Singapore"),
-        Market("JP", 41, "Asia/Tokyo"),
-        Market("AU", 51, "Australia/Sydney"),
-        Market("MY", 61, "Asia/Kuala_Lumpur"),
-        Market("CA", 71, "America/Toronto"),
+        Market("HK", 1, "Asia/Hong_Kong", "HKD", ((9 * _H + 1800, 12 * _H), (13 * _H, 16 * _H))),
+        Market("US", 11, "America/New_York", "USD", ((9 * _H + 1800, 16 * _H),)),
+        Market("SH", 21, "Asia/Shanghai", "CNY", _CHINA_A),
+        Market("SZ", 22, "Asia/Shanghai", "CNY", _CHINA_A),
+        Market("SG", 31, "Asia/Singapore", "SGD"),
+        Market("JP", 41, "Asia/Tokyo", "JPY"),
+        Market("AU", 51, "Australia/Sydney", "AUD"),
+        Market("MY", 61, "Asia/Kuala_Lumpur", "MYR"),
+        Market("CA", 71, "America/Toronto", "CAD"),
     )
 }
 
@@ -61,6 +66,8 @@ _PREFIX_BY_NUMBER: dict[int, str] = {m.qot_market: p for p, m in MARKET_TABLE.it
 _PREFIX_BY_NUMBER[2] = "HK"  # QotMarket_HK_Future is deprecated and means HK
 
 _CODE = re.compile(r"^\.?[A-Za-z0-9][A-Za-z0-9.\-_]{0,31}$")
+LOCAL_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # OpenD's times: "yyyy-MM-dd HH:mm:ss", market local
+_LOCAL_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
 
 class SecurityFormatError(ValueError):
@@ -95,8 +102,32 @@ def parse_security(text: str) -> SecurityId:
 
 
 def market_of(security: str) -> str:
-    """'HK.00700' -> 'HK'; raises SecurityFormatError for what :func:`parse_security` rejects."""
+    """'HK.00700' -> 'HK'; raises SecurityFormatError for what :func:`parse_security` rejects.
+
+    Cached: the flow processor asks for every record, and the same few keys recur.
+    """
+    if not isinstance(security, str):
+        return parse_security(security).market  # raises, naming what it got
+    return _market_of(security)
+
+
+@lru_cache(maxsize=65536)
+def _market_of(security: str) -> str:
     return parse_security(security).market
+
+
+@lru_cache(maxsize=64)
+def zone(market: str) -> ZoneInfo:
+    """The exchange time zone of ``market``; SecurityFormatError for an unknown market.
+
+    The one place a market's zone is made (cached): every trading day, updateTime and
+    session of capflow is computed in it. Readers of records that must never fail use
+    :func:`market_zone` instead.
+    """
+    row = MARKET_TABLE.get(market)
+    if row is None:
+        raise SecurityFormatError(f"unknown market {market!r} (known: {', '.join(MARKETS)})")
+    return ZoneInfo(row.tz)
 
 
 def parse_market(text: str) -> str:
@@ -128,29 +159,67 @@ def from_wire(qot_market: int, code: str) -> str:
     return f"{market_prefix(qot_market)}.{code}"
 
 
-def market_zone(market: str | None, security: str | None = None) -> ZoneInfo | None:
-    """Exchange time zone of ``market`` (or of ``security``'s market); None when unknown.
+def currency_of(market: str) -> str:
+    """ISO 4217 currency of a known market's amounts ('HK' -> 'HKD'); KeyError otherwise."""
+    return MARKET_TABLE[market].currency
 
-    For readers of topics (console, plots): never raises, whatever the record holds.
-    """
-    key = (market or "").upper()
+
+def _lookup(market: str | None, security: str | None) -> Market | None:
+    """The table's row for ``market`` (or ``security``'s market); None when unknown."""
+    key = (market or "").upper() if isinstance(market, str) else ""
     if not key and security:
         try:
             key = market_of(security)
         except SecurityFormatError:
             return None
-    name = MARKET_TZ.get(key)
-    if not name:
+    return MARKET_TABLE.get(key)
+
+
+def market_currency(market: str | None, security: str | None = None) -> str | None:
+    """Currency of ``market`` (or of ``security``'s market); None when unknown.
+
+    For readers of topics and records written before they named it: never raises.
+    """
+    row = _lookup(market, security)
+    return row.currency if row else None
+
+
+def market_zone(market: str | None, security: str | None = None) -> ZoneInfo | None:
+    """Exchange time zone of ``market`` (or of ``security``'s market); None when unknown.
+
+    For readers of topics (console, plots): never raises, whatever the record holds.
+    """
+    row = _lookup(market, security)
+    if row is None:
         return None
     try:
-        return ZoneInfo(name)
+        return zone(row.prefix)
     except ZoneInfoNotFoundError:  # tzdata missing on a minimal system
         return None
 
 
+def format_local_time(market: str, timestamp: float) -> str:
+    """Epoch seconds as OpenD writes a time: "yyyy-MM-dd HH:mm:ss" in the market's zone."""
+    return datetime.fromtimestamp(timestamp, zone(market)).strftime(LOCAL_TIME_FORMAT)
+
+
+def parse_local_time(market: str, text: str) -> float:
+    """OpenD's "yyyy-MM-dd HH:mm:ss" (market local) as epoch seconds.
+
+    ValueError when the text has another shape or names no real time (2024-02-30).
+    """
+    if not isinstance(text, str) or not _LOCAL_TIME.match(text):
+        raise ValueError(f"must be 'yyyy-MM-dd HH:mm:ss', got {text!r}")
+    try:
+        local = datetime.fromisoformat(text)  # the shape is checked: ~60x strptime's speed
+    except ValueError:
+        raise ValueError(f"{text!r} is not a real time") from None
+    return local.replace(tzinfo=zone(market)).timestamp()
+
+
 def trading_sessions(market: str, t: float) -> tuple[str, list[tuple[float, float]]]:
     """Market-local date of t and that day's sessions as epoch intervals (none on weekends)."""
-    tz = ZoneInfo(MARKET_TZ[market])
+    tz = zone(market)
     local = datetime.fromtimestamp(t, tz)
     day = local.strftime("%Y-%m-%d")
     if local.weekday() >= 5:
@@ -194,3 +263,42 @@ def next_open(market: str, t: float) -> float:
             if t < c:
                 return max(o, t)
     raise ValueError(f"no session for {market} within two weeks of {t}")
+
+
+@lru_cache(maxsize=4096)
+def day_sessions(market: str, day: str) -> tuple[tuple[float, float], ...]:
+    """The regular sessions of ``market`` on the market-local date ``day`` ("yyyy-MM-dd")
+    as epoch intervals; empty on weekends, for markets without known hours and for a
+    day that does not parse. Cached: the flow processor asks once per snapshot."""
+    sessions = SESSIONS.get(market)
+    if not sessions:
+        return ()
+    try:
+        local = datetime.strptime(day, "%Y-%m-%d")
+        tz = zone(market)
+    except (ValueError, ZoneInfoNotFoundError):
+        return ()
+    if local.weekday() >= 5:
+        return ()
+    midnight = local.replace(tzinfo=tz)
+    return tuple(
+        (
+            (midnight + timedelta(seconds=o)).timestamp(),
+            (midnight + timedelta(seconds=c)).timestamp(),
+        )
+        for o, c in sessions
+    )
+
+
+def session_open(market: str, day: str) -> float | None:
+    """When the regular session of ``day`` opens (epoch s); None when hours are unknown."""
+    sessions = day_sessions(market, day)
+    return sessions[0][0] if sessions else None
+
+
+def trading_seconds(sessions: tuple[tuple[float, float], ...], start: float, end: float) -> float:
+    """Seconds of ``[start, end]`` inside ``sessions`` (a lunch break or the night do not
+    count); the plain difference when there are no sessions (hours unknown)."""
+    if not sessions:
+        return max(0.0, end - start)
+    return sum(max(0.0, min(end, c) - max(start, o)) for o, c in sessions)

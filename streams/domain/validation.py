@@ -5,7 +5,9 @@ the flow processor checks each record (an invalid record is a dead letter with t
 reason), so nothing that fails it reaches a table. One bad value must not poison a
 security: a far-future timestamp accepted once would make every later snapshot
 "stale", a negative amount would look like a correction. The rules are the user
-documentation's "valid snapshots" (docs/definitions.md).
+documentation's "valid snapshots" (docs/definitions.md). A capital-flow series (3211)
+is checked with the same error and the same day and security rules, plus its own
+(streams.domain.capital_flow).
 """
 
 from __future__ import annotations
@@ -16,30 +18,15 @@ import sys
 from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo
 
-from streams.domain.market import MARKET_TZ, SecurityFormatError, parse_security
+from streams.domain.amounts import AMOUNT_NAMES
+from streams.domain.market import MARKET_TZ, SecurityFormatError, market_of, zone
 
-# The eight amounts by their record field names; super is optional on the OpenD wire.
-SUPER_AMOUNTS: tuple[str, ...] = ("capital_in_super", "capital_out_super")
-CLASSIC_AMOUNTS: tuple[str, ...] = (
-    "capital_in_big",
-    "capital_in_mid",
-    "capital_in_small",
-    "capital_out_big",
-    "capital_out_mid",
-    "capital_out_small",
-)
-AMOUNT_FIELDS: tuple[str, ...] = (
-    "capital_in_super",
-    "capital_in_big",
-    "capital_in_mid",
-    "capital_in_small",
-    "capital_out_super",
-    "capital_out_big",
-    "capital_out_mid",
-    "capital_out_small",
-)
+# The eight amounts by their record field names (capital_<name> of streams.domain.amounts'
+# AMOUNT_NAMES, in that order); super is optional on the OpenD wire.
+AMOUNT_FIELDS: tuple[str, ...] = tuple(f"capital_{name}" for name in AMOUNT_NAMES)
+SUPER_AMOUNTS: tuple[str, ...] = tuple(f for f in AMOUNT_FIELDS if f.endswith("_super"))
+CLASSIC_AMOUNTS: tuple[str, ...] = tuple(f for f in AMOUNT_FIELDS if f not in SUPER_AMOUNTS)
 
 EARLIEST_TIMESTAMP = 946_684_800.0  # 2000-01-01T00:00:00Z: nothing older is OpenD data
 MAX_AHEAD_S = 86_400.0  # a clock may be off, but not by more than a day
@@ -51,14 +38,17 @@ _MAX_FLOAT = sys.float_info.max
 class InvalidSnapshot(ValueError):
     """A snapshot that breaks a validity rule; ``rule`` names the rule, ``detail`` says how.
 
-    ``rule`` is one of "missing", "security", "amount", "timestamp", "trading_day":
-    a short stable key, so callers can count and log a failure once per kind.
+    ``rule`` is one of "missing", "security", "amount", "timestamp", "trading_day"; a
+    capital-flow series (streams.domain.capital_flow) adds "order", "last_valid_time"
+    and "period_type": a short stable key, so callers can count and log a failure once
+    per kind. ``row`` is the index of the series row at fault, None for the whole.
     """
 
-    def __init__(self, rule: str, detail: str, security: str = "") -> None:
+    def __init__(self, rule: str, detail: str, security: str = "", row: int | None = None) -> None:
         self.rule = rule
         self.detail = detail
         self.security = security
+        self.row = row
         super().__init__(f"{security}: {detail}" if security else detail)
 
 
@@ -105,7 +95,7 @@ def check_timestamp(update_timestamp: float, now: float, security: str = "") -> 
 
 def market_date(market: str, update_timestamp: float) -> date:
     """The market-local date of a (plausible) timestamp."""
-    return datetime.fromtimestamp(update_timestamp, ZoneInfo(MARKET_TZ[market])).date()
+    return datetime.fromtimestamp(update_timestamp, zone(market)).date()
 
 
 @lru_cache(maxsize=4096)
@@ -115,26 +105,34 @@ def _local_day(market: str, trading_day: str) -> tuple[float, float]:
     Cached: every snapshot of a market on a day asks the same question.
     """
     day = date.fromisoformat(trading_day)
-    tz = ZoneInfo(MARKET_TZ[market])
+    tz = zone(market)
     start = datetime.combine(day, time(), tz).timestamp()
     end = datetime.combine(day + timedelta(days=1), time(), tz).timestamp()
     return start, end
+
+
+def day_bounds(trading_day: str, market: str, security: str = "") -> tuple[float, float]:
+    """[start, end) in epoch seconds of a real "yyyy-MM-dd" day in the market's time zone.
+
+    Raises :class:`InvalidSnapshot` ("trading_day") when the text is no such date.
+    """
+    if not isinstance(trading_day, str) or not _DAY.match(trading_day):
+        raise InvalidSnapshot(
+            "trading_day", f"trading_day must be yyyy-MM-dd, got {trading_day!r}", security
+        )
+    try:
+        return _local_day(market, trading_day)
+    except (ValueError, OverflowError):
+        raise InvalidSnapshot(
+            "trading_day", f"trading_day {trading_day!r} is not a real date", security
+        ) from None
 
 
 def check_trading_day(
     trading_day: str, update_timestamp: float, market: str, security: str = ""
 ) -> None:
     """A real "yyyy-MM-dd" date equal to updateTimestamp's date in the market's time zone."""
-    if not isinstance(trading_day, str) or not _DAY.match(trading_day):
-        raise InvalidSnapshot(
-            "trading_day", f"trading_day must be yyyy-MM-dd, got {trading_day!r}", security
-        )
-    try:
-        start, end = _local_day(market, trading_day)
-    except (ValueError, OverflowError):
-        raise InvalidSnapshot(
-            "trading_day", f"trading_day {trading_day!r} is not a real date", security
-        ) from None
+    start, end = day_bounds(trading_day, market, security)
     if not start <= update_timestamp < end:
         local = market_date(market, update_timestamp)
         raise InvalidSnapshot(
@@ -145,16 +143,10 @@ def check_trading_day(
         )
 
 
-@lru_cache(maxsize=65536)
-def _market_of(security: str) -> str:
-    """The market prefix of a valid security (cached: the same few keys recur)."""
-    return parse_security(security).market
-
-
 def check_security(security: str, market: str) -> None:
     """A known "MARKET.CODE" whose market prefix is ``market``."""
     try:
-        parsed = _market_of(security)
+        parsed = market_of(security)
     except SecurityFormatError as exc:
         raise InvalidSnapshot("security", str(exc)) from None
     if market != parsed:

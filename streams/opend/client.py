@@ -29,16 +29,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.protobuf.message import DecodeError, Message
 
+from streams.domain.capital_flow import PERIOD_INTRADAY, CapitalFlow
+from streams.domain.market import to_wire
 from streams.metrics import OPEND_PUSHES
 from streams.opend import crypto, framing
+from streams.opend.capital_flow import capital_flow_from_s2c
 from streams.opend.errors import ConnectionLost, OpenDError, RequestTimeout, classify
-from streams.opend.security import to_wire
 from streams.opend.snapshot import CapitalDistribution
 from streams.pb.opend import GetGlobalState_pb2 as global_state_pb
 from streams.pb.opend import InitConnect_pb2 as init_pb
 from streams.pb.opend import KeepAlive_pb2 as keepalive_pb
 from streams.pb.opend import Notify_pb2 as notify_pb
 from streams.pb.opend import Qot_GetCapitalDistribution_pb2 as capdist_pb
+from streams.pb.opend import Qot_GetCapitalFlow_pb2 as capflow_pb
 
 if TYPE_CHECKING:
     from streams.settings import OpenDSettings
@@ -424,6 +427,22 @@ class OpenDClient:
         )
         return CapitalDistribution.from_s2c(market, code, reply.s2c)
 
+    async def get_capital_flow(self, security: str, timeout: float | None = None) -> CapitalFlow:
+        """Today's minute series of one security (INTRADAY), validated.
+
+        Its own quota on OpenD, separate from capital distribution's; an invalid reply
+        raises ``InvalidSnapshot`` naming the rule and the row.
+        """
+        market, code = to_wire(security)
+        req = capflow_pb.Request()
+        req.c2s.security.market = market
+        req.c2s.security.code = code
+        req.c2s.periodType = PERIOD_INTRADAY
+        reply = await self.request(
+            framing.PROTO_QOT_GET_CAPITAL_FLOW, req, capflow_pb.Response, timeout
+        )
+        return capital_flow_from_s2c(market, code, reply.s2c)
+
 
 def client_from_settings(
     settings: OpenDSettings,
@@ -437,7 +456,7 @@ def client_from_settings(
     ``host``/``port`` name one gateway of ``--opend``; the other settings (timeout, RSA
     key) are the same for every gateway.
     """
-    key = crypto.load_rsa_key(settings.rsa_key_file) if settings.rsa_key_file else None
+    key = crypto.load_rsa_key(settings.rsa_key) if settings.rsa_key else None
     return OpenDClient(
         settings.host if host is None else host,
         settings.port if port is None else port,

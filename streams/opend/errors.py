@@ -30,6 +30,7 @@ _RATE_LIMIT_WORDS = (
     "too many request",
     "rate limit",
     "限频",
+    "限流",  # "限流" (throttled)
 )
 _NO_RIGHT_WORDS = (
     "无权限",  # "无权限获取...行情" / "无行情权限"
@@ -70,7 +71,8 @@ class OpenDError(Exception):
 
 
 class RateLimitError(OpenDError):
-    """Over the request quota (30 per 30 s for capital distribution): back off."""
+    """Over a request quota (30 per 30 s for capital distribution, and separately for
+    capital flow): back off. ``proto_id`` says whose quota it was."""
 
 
 class UnknownSecurityError(OpenDError):

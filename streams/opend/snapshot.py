@@ -11,8 +11,14 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
+from streams.domain.market import (
+    SecurityFormatError,
+    from_wire,
+    parse_local_time,
+    parse_security,
+    zone,
+)
 from streams.domain.snapshot_record import reading_fields, snapshot_to_proto
 from streams.domain.validation import (
     AMOUNT_FIELDS,
@@ -21,12 +27,10 @@ from streams.domain.validation import (
     check_timestamp,
     validate_snapshot,
 )
-from streams.opend.security import MARKET_TZ, from_wire, parse_security
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.pb.opend import Qot_GetCapitalDistribution_pb2 as capdist_pb
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}")
-_UPDATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
 # Fields a reply must carry (proto2 "required", plus updateTime which capflow needs).
 # updateTimestamp is optional in the protocol (the official SDK does not read it for
@@ -136,10 +140,10 @@ class CapitalDistribution:
         """
         if _DAY.match(self.update_time):
             return self.update_time[:10]
-        tz = ZoneInfo(MARKET_TZ.get(self.market, "UTC"))
         try:
+            tz = zone(self.market)
             return datetime.fromtimestamp(self.update_timestamp, tz).strftime("%Y-%m-%d")
-        except (ValueError, OverflowError, OSError):
+        except (SecurityFormatError, ValueError, OverflowError, OSError):
             return ""
 
 
@@ -148,23 +152,14 @@ def _update_timestamp(security: str, market: str, s2c: capdist_pb.S2C, now: floa
     has_timestamp = s2c.HasField("updateTimestamp")
     if has_timestamp:
         check_timestamp(s2c.updateTimestamp, now, security)
-    if not _UPDATE_TIME.match(s2c.updateTime):
-        raise InvalidSnapshot(
-            "timestamp",
-            f"updateTime must be 'yyyy-MM-dd HH:mm:ss', got {s2c.updateTime!r}",
-            security,
-        )
+    try:
+        local = parse_local_time(market, s2c.updateTime)
+    except ValueError as exc:
+        raise InvalidSnapshot("timestamp", f"updateTime {exc}", security) from None
     if has_timestamp:
         return float(s2c.updateTimestamp)
-    try:
-        local = datetime.strptime(s2c.updateTime, "%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        raise InvalidSnapshot(
-            "timestamp", f"updateTime {s2c.updateTime!r} is not a real time", security
-        ) from None
-    timestamp = local.replace(tzinfo=ZoneInfo(MARKET_TZ[market])).timestamp()
-    check_timestamp(timestamp, now, security)
-    return timestamp
+    check_timestamp(local, now, security)
+    return local
 
 
 def snapshot_from_proto(msg: DistributionSnapshot) -> CapitalDistribution:

@@ -1,6 +1,6 @@
 """The simulator's exchange calendar: the static hours table plus a scenario's holidays.
 
-``streams.opend.hours`` knows weekdays and regular sessions only; a real OpenD also
+``streams.domain.market`` knows weekdays and regular sessions only; a real OpenD also
 knows holidays and half days. A scenario lists them per market, so the simulator's
 market model, GetGlobalState and open/close pushes all agree, and a poller that asks
 OpenD for market state can be tested against days the static table gets wrong.
@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
-from streams.opend.hours import SESSIONS, trading_sessions
-from streams.opend.security import MARKET_TZ
+from streams.domain.market import SESSIONS, trading_sessions, zone
 
 # Qot_Common.QotMarketState values the simulator reports.
 STATE_NONE = 0
@@ -33,13 +31,14 @@ class Calendar:
     half_days: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # -> day -> s
 
     def sessions(self, market: str, t: float) -> tuple[str, list[tuple[float, float]]]:
-        """Like ``hours.trading_sessions`` but empty on holidays and cut on half days."""
+        """Like ``streams.domain.market.trading_sessions``, but empty on holidays and cut
+        on half days."""
         day, sessions = trading_sessions(market, t)
         if day in self.holidays.get(market, ()):
             return day, []
         close_at = self.half_days.get(market, {}).get(day)
         if close_at is not None and sessions:
-            tz = ZoneInfo(MARKET_TZ[market])
+            tz = zone(market)
             local = datetime.fromtimestamp(t, tz)
             cut = datetime(local.year, local.month, local.day, tzinfo=tz).timestamp() + close_at
             sessions = [(o, min(c, cut)) for o, c in sessions if o < cut]

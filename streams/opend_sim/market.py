@@ -12,6 +12,11 @@ piecewise constant per simulated minute, with deterministic noise from a hash of
 
 Securities in the scenario follow its scripted large net rate; any other known
 security gets a plausible random walk of the large-order net share.
+
+``MarketModel.capital_flow(security, t)`` is the same day seen per minute (protocol
+3211): at every trading minute mark since the open, the class nets of
+``distribution(security, mark)``, from the same integration, so a row and a capital
+distribution answer at that minute agree to the cent.
 """
 
 from __future__ import annotations
@@ -19,12 +24,11 @@ from __future__ import annotations
 import hashlib
 import re
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
-from streams.opend.hours import SESSIONS
-from streams.opend.security import MARKET_TZ, SecurityFormatError, parse_security
+from streams.domain.capital_flow import CapitalFlow, FlowRow
+from streams.domain.market import SESSIONS, SecurityFormatError, format_local_time, parse_security
 from streams.opend.snapshot import CapitalDistribution
 from streams.opend_sim.calendar import Calendar
 from streams.opend_sim.scenario import CLASSES, Scenario, SecurityScript
@@ -111,7 +115,6 @@ class MarketModel:
         totals = self._integrate(name, sessions, t)
         last = self.calendar.last_trade(sec.market, t)
         at = t if last is None else float(int(last))
-        tz = ZoneInfo(MARKET_TZ[sec.market])
         keys = [f"capital_{d}_{c}" for d in ("in", "out") for c in CLASSES]
         return CapitalDistribution(
             security=name,
@@ -119,7 +122,7 @@ class MarketModel:
             qot_market=sec.qot_market,
             code=sec.code,
             **{k: round(v, 2) for k, v in zip(keys, totals, strict=True)},
-            update_time=datetime.fromtimestamp(at, tz).strftime("%Y-%m-%d %H:%M:%S"),
+            update_time=format_local_time(sec.market, at),
             update_timestamp=at,
         )
 
@@ -133,9 +136,55 @@ class MarketModel:
             - d.capital_out_big
         )
 
+    def capital_flow(self, security: str, t: float) -> CapitalFlow:
+        """The intraday minute series at simulated time t (quantised to a whole second).
+
+        One row per trading minute mark since the open (none inside a lunch break), each
+        the cumulative net per class of :meth:`distribution` at that mark; the open row
+        is zeros. Inside a session between two marks, a last row labelled with the next
+        mark carries the nets as of t. lastValidTime is distribution(t)'s updateTime:
+        the last trade (the close at lunch and after it), or t before the open and on
+        closed days, which have no rows.
+        """
+        sec = parse_security(security)
+        name = str(sec)
+        t = float(int(t))
+        _day, sessions = self.calendar.sessions(sec.market, t)
+        last = self.calendar.last_trade(sec.market, t)
+        at = t if last is None else float(int(last))
+        labels, marks = _minute_marks(sessions, at) if last is not None else ([], [])
+        rows = tuple(
+            _flow_row(sec.market, label, totals)
+            for label, totals in zip(labels, self._integrate_at(name, sessions, marks), strict=True)
+        )
+        return CapitalFlow(
+            security=name,
+            market=sec.market,
+            qot_market=sec.qot_market,
+            code=sec.code,
+            trading_day=format_local_time(sec.market, at)[:10],
+            rows=rows,
+            last_valid_time=format_local_time(sec.market, at),
+            last_valid_timestamp=at,
+        )
+
     # -- rates --------------------------------------------------------------------
 
     def _integrate(self, name: str, sessions: list[tuple[float, float]], t: float) -> list[float]:
+        return self._integrate_at(name, sessions, (t,))[0]
+
+    def _integrate_at(
+        self, name: str, sessions: list[tuple[float, float]], marks: Sequence[float]
+    ) -> list[list[float]]:
+        """The eight cumulative amounts at each of the ascending ``marks``, in one pass.
+
+        The steps up to a mark are the ones a single integration to that mark takes
+        (marks split nothing else), so every mark gets the same sums as on its own.
+        """
+        out: list[list[float]] = []
+        if not marks:
+            return out
+        t = marks[-1]
         totals = [0.0] * 8
         script = self.script(name)
         cuts: list[float] = []
@@ -143,12 +192,16 @@ class MarketModel:
             cuts = [self.scenario.start + at for at in script.boundaries()]
         walk: float | None = None
         last_bucket: int | None = None
+        k = 0  # the next mark to record
         for open_, close in sessions:
             end = min(close, t)
             a = open_
             while a < end:
+                while marks[k] <= a:
+                    out.append(list(totals))
+                    k += 1
                 bucket = int(a // BUCKET)
-                b = min(end, (bucket + 1) * BUCKET)
+                b = min(end, (bucket + 1) * BUCKET, marks[k])
                 for cut in cuts:
                     if a < cut < b:
                         b = cut
@@ -165,7 +218,8 @@ class MarketModel:
                 for i, rate in enumerate(rates):
                     totals[i] += rate * span
                 a = b
-        return totals
+        out.extend(list(totals) for _ in marks[k:])
+        return out
 
     def _scripted_rates(self, script: SecurityScript, bucket: int, at: float) -> list[float]:
         assert self.scenario is not None
@@ -207,3 +261,46 @@ class MarketModel:
             ins.append(base * (1 + tilt) * (0.7 + 0.6 * u[i]))
             outs.append(base * (1 - tilt) * (0.7 + 0.6 * u[4 + i]))
         return ins + outs
+
+
+def _minute_marks(
+    sessions: list[tuple[float, float]], at: float
+) -> tuple[list[float], list[float]]:
+    """(row labels, instants whose amounts they carry) up to the last trade ``at``.
+
+    Every minute mark of every session from its open to its close, up to ``at``; when
+    ``at`` falls between two marks of a session, one more row labelled with the next
+    mark carries the amounts at ``at`` (the minute in progress).
+    """
+    labels: list[float] = []
+    for open_, close in sessions:
+        if open_ > at:
+            break
+        end = min(close, at)
+        mark = open_
+        while mark <= end:
+            labels.append(mark)
+            mark += BUCKET
+        if labels[-1] < end:  # between two marks: the minute in progress
+            labels.append(mark)
+    marks = [min(label, at) for label in labels]
+    return labels, marks
+
+
+def _flow_row(market: str, label: float, totals: list[float]) -> FlowRow:
+    """A row from the eight amounts (in super..small, out super..small) at its instant.
+
+    Amounts are rounded to the cent as :meth:`MarketModel.distribution` answers them, so
+    a class net equals that answer's in - out; inFlow is their sum.
+    """
+    cents = [round(v, 2) for v in totals]
+    nets = [round(cents[i] - cents[4 + i], 2) for i in range(4)]
+    return FlowRow(
+        time=format_local_time(market, label),
+        timestamp=label,
+        in_flow=round(sum(nets), 2),
+        super_in_flow=nets[0],
+        big_in_flow=nets[1],
+        mid_in_flow=nets[2],
+        sml_in_flow=nets[3],
+    )

@@ -40,8 +40,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from streams.opend.hours import SESSIONS
-from streams.opend.security import parse_security
+from streams.domain.market import SESSIONS, parse_security
 from streams.opend_sim.calendar import Calendar
 
 CLASSES: tuple[str, ...] = ("super", "big", "mid", "small")

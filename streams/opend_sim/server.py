@@ -1,9 +1,11 @@
-"""Asyncio TCP server speaking the OpenD protocol, serving capital distribution.
+"""Asyncio TCP server speaking the OpenD protocol, serving capital distribution and flow.
 
 Wire-compatible with the official futu SDK (InitConnect, GetGlobalState, KeepAlive,
-Qot_GetCapitalDistribution; protobuf or JSON bodies; RSA + AES encryption when
-started with an RSA key, like an OpenD configured with one) and with our client.
-It enforces OpenD's 30-per-30-s quota with a sliding window (wall seconds) and
+Qot_GetCapitalDistribution, Qot_GetCapitalFlow; protobuf or JSON bodies; RSA + AES
+encryption when started with an RSA key, like an OpenD configured with one) and with
+our client. Both quote protocols answer from one market model, so a capital-flow row
+equals the capital distribution of its minute. Each enforces its own OpenD quota
+(30 per 30 s by default, never shared) with a sliding window (wall seconds) and
 answers over-limit, unknown, unsupported and no-quote-right requests with error
 replies in OpenD's words (Chinese and English), never silence. A bad frame (magic,
 SHA1, oversize, undecryptable) closes only the offending connection; so do a peer
@@ -16,7 +18,7 @@ In-process use (tests)::
     sim = OpenDSimulator(MarketModel(scenario, seed), SimClock(start, speed=0))
     await sim.start()            # port 0 -> a free port, see sim.port
     sim.clock.set(t)             # jump simulated time
-    sim.counts[3212]             # requests per protoID, all connections
+    sim.counts[3212]             # requests per protoID, all connections (3211: flow)
     sim.connections[conn_id].counts
     sim.notifies                 # Notify pushes sent, all connections
     await sim.stop()
@@ -37,9 +39,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from streams.domain.capital_flow import PERIOD_INTRADAY
+from streams.domain.market import SESSIONS, SecurityFormatError, from_wire
 from streams.opend import crypto, errors, framing
-from streams.opend.hours import SESSIONS
-from streams.opend.security import SecurityFormatError, from_wire
+from streams.opend.capital_flow import capital_flow_to_s2c
 from streams.opend_sim import calendar
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
@@ -49,6 +52,7 @@ from streams.pb.opend import InitConnect_pb2 as init_pb
 from streams.pb.opend import KeepAlive_pb2 as keepalive_pb
 from streams.pb.opend import Notify_pb2 as notify_pb
 from streams.pb.opend import Qot_GetCapitalDistribution_pb2 as capdist_pb
+from streams.pb.opend import Qot_GetCapitalFlow_pb2 as capflow_pb
 from streams.ratelimit import SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
@@ -63,6 +67,14 @@ RATE_LIMIT_MSG = (
     "获取资金分布频率太高, 请求频率限制为每{window:g}秒最多{limit}次 "
     "(request frequency too high: at most {limit} requests per {window:g} seconds)"
 )
+FLOW_RATE_LIMIT_MSG = (
+    "获取资金流向频率太高, 请求频率限制为每{window:g}秒最多{limit}次 "
+    "(capital flow request frequency too high: at most {limit} requests per {window:g} seconds)"
+)
+PERIOD_MSG = (
+    "模拟器只提供当日分时资金流向 (periodType {period}): "
+    "this simulator answers periodType INTRADAY (1) only"
+)
 UNKNOWN_MSG = "未知股票 {security} (unknown stock {security})"
 UNSUPPORTED_MSG = "该品种不支持此功能: {security} (not supported for this security type)"
 NO_RIGHT_MSG = "无权限获取{market}市场行情 (no quote right for the {market} market)"
@@ -73,6 +85,7 @@ _REQUEST_TYPES: dict[int, tuple[type[Message], type[Message]]] = {
     framing.PROTO_GET_GLOBAL_STATE: (global_state_pb.Request, global_state_pb.Response),
     framing.PROTO_KEEP_ALIVE: (keepalive_pb.Request, keepalive_pb.Response),
     framing.PROTO_QOT_GET_CAPITAL_DISTRIBUTION: (capdist_pb.Request, capdist_pb.Response),
+    framing.PROTO_QOT_GET_CAPITAL_FLOW: (capflow_pb.Request, capflow_pb.Response),
 }
 
 
@@ -117,6 +130,8 @@ class OpenDSimulator:
         rate_limit_requests: int = 30,
         rate_limit_window: float = 30.0,
         rate_limit_scope: str = "account",
+        flow_rate_limit_requests: int = 30,
+        flow_rate_limit_window: float = 30.0,
         keep_alive_interval: int = 10,
         keep_alive_misses: int = 3,
         frame_timeout: float = 10.0,
@@ -135,6 +150,8 @@ class OpenDSimulator:
         self.rate_limit_requests = rate_limit_requests
         self.rate_limit_window = rate_limit_window
         self.rate_limit_scope = rate_limit_scope
+        self.flow_rate_limit_requests = flow_rate_limit_requests
+        self.flow_rate_limit_window = flow_rate_limit_window
         self.keep_alive_interval = keep_alive_interval
         # A connection silent (no KeepAlive) this long is closed, like OpenD does.
         self.keep_alive_misses = keep_alive_misses
@@ -145,14 +162,31 @@ class OpenDSimulator:
         self.notifies = 0
         self.max_body = max_body
         self._wall = wall
-        self._account_limiter = SlidingWindowLimiter(rate_limit_requests, rate_limit_window, wall)
-        self._conn_limiters: dict[int, SlidingWindowLimiter] = {}
+        # protoID -> (requests, window, over-limit text): one quota per protocol.
+        self._quotas: dict[int, tuple[int, float, str]] = {
+            framing.PROTO_QOT_GET_CAPITAL_DISTRIBUTION: (
+                rate_limit_requests,
+                rate_limit_window,
+                RATE_LIMIT_MSG,
+            ),
+            framing.PROTO_QOT_GET_CAPITAL_FLOW: (
+                flow_rate_limit_requests,
+                flow_rate_limit_window,
+                FLOW_RATE_LIMIT_MSG,
+            ),
+        }
+        self._account_limiters = {
+            proto_id: SlidingWindowLimiter(limit, window, wall)
+            for proto_id, (limit, window, _text) in self._quotas.items()
+        }
+        self._conn_limiters: dict[tuple[int, int], SlidingWindowLimiter] = {}
         self.counts: Counter[int] = Counter()
         self.connections: dict[int, ConnectionStats] = {}
         self.frame_errors: list[str] = []
         self.silent_proto_ids: set[int] = set()  # never answered (client timeout tests)
-        # When set, simulated time stands still until the first capital distribution
-        # request and then runs at this speed: a demo's scenario starts when polling does.
+        # When set, simulated time stands still until the first quote request (capital
+        # distribution or flow) and then runs at this speed: a demo's scenario starts
+        # when polling does.
         self.speed_on_first_request: float | None = None
         self._conn_ids = itertools.count(1)
         self._push_serials = itertools.count(1)
@@ -271,7 +305,8 @@ class OpenDSimulator:
             conn.close_reason = reason
             self._writers.pop(conn.conn_id, None)
             self._sessions.pop(conn.conn_id, None)
-            self._conn_limiters.pop(conn.conn_id, None)
+            for proto_id in self._quotas:
+                self._conn_limiters.pop((conn.conn_id, proto_id), None)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -359,6 +394,8 @@ class OpenDSimulator:
             self._global_state(conn, response.s2c)
         elif proto_id == framing.PROTO_QOT_GET_CAPITAL_DISTRIBUTION:
             self._capital_distribution(conn, request, response.s2c)
+        elif proto_id == framing.PROTO_QOT_GET_CAPITAL_FLOW:
+            self._capital_flow(conn, request, response.s2c)
         return None
 
     def _init_connect(
@@ -388,26 +425,26 @@ class OpenDSimulator:
         session.rsa_out = True
         return crypto.make_cipher(algo, s2c.connAESKey, iv)
 
-    def _limiter(self, conn: ConnectionStats) -> SlidingWindowLimiter:
+    def _limiter(self, conn: ConnectionStats, proto_id: int) -> SlidingWindowLimiter:
         if self.rate_limit_scope == "account":
-            return self._account_limiter
-        limiter = self._conn_limiters.get(conn.conn_id)
+            return self._account_limiters[proto_id]
+        key = (conn.conn_id, proto_id)
+        limiter = self._conn_limiters.get(key)
         if limiter is None:
-            limiter = SlidingWindowLimiter(
-                self.rate_limit_requests, self.rate_limit_window, self._wall
-            )
-            self._conn_limiters[conn.conn_id] = limiter
+            limit, window, _text = self._quotas[proto_id]
+            limiter = SlidingWindowLimiter(limit, window, self._wall)
+            self._conn_limiters[key] = limiter
         return limiter
 
-    def _capital_distribution(self, conn: ConnectionStats, request: Any, s2c: Any) -> None:
+    def _quote_request(self, conn: ConnectionStats, proto_id: int, request: Any) -> str:
+        """The common part of a quote request: the clock, the protocol's own quota, then
+        the security (unknown, unsupported, no quote right). Returns "MARKET.CODE"."""
         if self.speed_on_first_request is not None:
             self.clock.set(self.clock.now(), speed=self.speed_on_first_request)
             self.speed_on_first_request = None
-        if not self._limiter(conn).try_acquire():
-            msg = RATE_LIMIT_MSG.format(
-                limit=self.rate_limit_requests, window=self.rate_limit_window
-            )
-            raise _Reply(errors.ERR_RATE_LIMIT, msg)
+        if not self._limiter(conn, proto_id).try_acquire():
+            limit, window, text = self._quotas[proto_id]
+            raise _Reply(errors.ERR_RATE_LIMIT, text.format(limit=limit, window=window))
         sec = request.c2s.security
         try:
             security = from_wire(sec.market, sec.code)
@@ -422,6 +459,10 @@ class OpenDSimulator:
         market = security.split(".", 1)[0]
         if market in self.no_quote_right:
             raise _Reply(errors.ERR_NO_QUOTE_RIGHT, NO_RIGHT_MSG.format(market=market))
+        return security
+
+    def _capital_distribution(self, conn: ConnectionStats, request: Any, s2c: Any) -> None:
+        security = self._quote_request(conn, framing.PROTO_QOT_GET_CAPITAL_DISTRIBUTION, request)
         dist = self.market.distribution(security, self.clock.now())
         s2c.capitalInSuper = dist.capital_in_super
         s2c.capitalInBig = dist.capital_in_big
@@ -433,6 +474,14 @@ class OpenDSimulator:
         s2c.capitalOutSmall = dist.capital_out_small
         s2c.updateTime = dist.update_time
         s2c.updateTimestamp = dist.update_timestamp
+
+    def _capital_flow(self, conn: ConnectionStats, request: Any, s2c: Any) -> None:
+        security = self._quote_request(conn, framing.PROTO_QOT_GET_CAPITAL_FLOW, request)
+        c2s = request.c2s
+        period = c2s.periodType if c2s.HasField("periodType") else PERIOD_INTRADAY
+        if period != PERIOD_INTRADAY:
+            raise _Reply(errors.ERR_BAD_REQUEST, PERIOD_MSG.format(period=period))
+        capital_flow_to_s2c(self.market.capital_flow(security, self.clock.now()), s2c)
 
     def _global_state(self, conn: ConnectionStats, s2c: Any) -> None:
         now = self.clock.now()

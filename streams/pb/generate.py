@@ -31,9 +31,10 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "GetGlobalState.proto",
             "Notify.proto",
             "Qot_GetCapitalDistribution.proto",
+            "Qot_GetCapitalFlow.proto",
         ),
     ),
-    ("", "", ("capflow/v1/snapshot.proto",)),
+    ("", "", ("capflow/v1/snapshot.proto", "capflow/v1/capital_flow.proto")),
 )
 
 _PY_IMPORT = re.compile(r"^import (\w+_pb2) as (\w+)$", re.MULTILINE)

@@ -24,13 +24,20 @@ import faust.streams as faust_streams
 from aiokafka.errors import MessageSizeTooLargeError
 from faust.exceptions import ProducerSendError
 
-from streams.metrics import ALERTS, DEAD_LETTERS, SNAPSHOTS_PROCESSED, STATE
+from streams.metrics import ALERTS, CAPITAL_FLOW_RECORDS, DEAD_LETTERS, SNAPSHOTS_PROCESSED, STATE
 from streams.pipeline.batch import Batch
 from streams.pipeline.deadletter import DeadLetter, topic_message_limit
-from streams.pipeline.processor import DecodeError, SecurityProcessor
+from streams.pipeline.processor import (
+    DecodeError,
+    Incoming,
+    SecurityProcessor,
+    Unusable,
+    security_of,
+)
 from streams.pipeline.views import register_views
 from streams.polling.service import PollingService
-from streams.settings import KafkaSettings, WorkerConfig
+from streams.processing.events import alert_headers, parse_alert
+from streams.settings import KafkaSettings, PipelineSettings
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +88,7 @@ def _credentials(kafka: KafkaSettings) -> Any:
 class Pipeline:
     """Builds and holds everything a worker runs, from its settings."""
 
-    def __init__(self, config: WorkerConfig) -> None:
+    def __init__(self, config: PipelineSettings) -> None:
         self.config = config
         topics, worker = config.topics, config.worker
         partitions = topics.partitions
@@ -109,8 +116,10 @@ class Pipeline:
             web_host="127.0.0.1",
         )
         # One Schema per topic: Faust may rewrite the serializers of a schema it is given.
+        # One agent reads snapshots and capital-flow series: both keyed by security and
+        # partitioned alike, so a security's records of both meet in one state.
         self.snapshots = self.app.topic(
-            topics.distribution, schema=_raw_schema(), partitions=partitions
+            topics.distribution, topics.capitalflow, schema=_raw_schema(), partitions=partitions
         )
         self.flows = self.app.topic(topics.flow, schema=_raw_schema(), partitions=partitions)
         self.alerts = self.app.topic(topics.alerts, schema=_raw_schema(), partitions=partitions)
@@ -125,6 +134,7 @@ class Pipeline:
         self.processor = SecurityProcessor(config.flow.thresholds())
         self.polling: PollingService | None = PollingService(config) if worker.poller else None
         self._dead_letter_bytes: int | None = None
+        self._minute_levels: dict[bytes, int] = {}  # per security processed here, for metrics
         self._register()
 
     # -- stream processing ----------------------------------------------------------
@@ -145,26 +155,26 @@ class Pipeline:
         for event in events:
             _make_current(event)
             message = event.message
-            try:
-                snap = self.processor.decode(message.key, message.value)
-            except DecodeError as exc:
-                await self._dead_letter(message, "decode", str(exc))
+            incoming = await self._decode(message)
+            if incoming is None:
                 continue
-            key = snap.security.encode()
+            key = security_of(incoming).encode()
             try:
-                outcome = batch.fold(key, snap, event)
+                outcomes = batch.fold(key, incoming, event)
             except Exception as exc:  # a bug must not stop the worker: keep the record
-                log.exception("processing %s failed", snap.security)
+                log.exception("processing %s failed", security_of(incoming))
                 await self._dead_letter(message, "process", f"{type(exc).__name__}: {exc}")
                 continue
-            if outcome.flow is not None:
-                # Straight to the producer (Faust's topic.send adds a costly layer per
-                # record); the ack is not awaited, as before.
-                await self.app.producer.send(flow_topic, key, outcome.flow, None, None, None)
-            if outcome.alert is not None:
-                alerts.append(await self.alerts.send(key=key, value=outcome.alert))
-                directions.append(outcome.direction or "unknown")
-                log.info("alert %s", outcome.alert.decode())
+            for outcome in outcomes:
+                if outcome.flow is not None:
+                    # Straight to the producer (Faust's topic.send adds a costly layer per
+                    # record); the ack is not awaited, as before.
+                    await self.app.producer.send(flow_topic, key, outcome.flow, None, None, None)
+                for payload, direction in outcome.alerts():
+                    headers = alert_headers(parse_alert(payload))  # CloudEvents binding
+                    alerts.append(await self.alerts.send(key=key, value=payload, headers=headers))
+                    directions.append(direction or "unknown")
+                    log.info("alert %s", payload.decode())
         for result, count in batch.results.items():
             SNAPSHOTS_PROCESSED.labels(result).inc(count)
         # The broker has every alert of the batch before any state records it.
@@ -175,6 +185,26 @@ class Pipeline:
         for key, event, blob in batch.states():
             _make_current(event)  # the table's partition is that of the record
             self.state[key] = blob
+        self._minute_levels.update(batch.minute_levels())
+
+    async def _decode(self, message: Any) -> Incoming | None:
+        """A snapshot or capital-flow record as the processor takes it; None when it was
+        dead-lettered (a capital-flow record that still names its security and receive
+        time comes back as ``Unusable``, so snapshots waiting for it go on)."""
+        series = message.topic == self.config.topics.capitalflow
+        try:
+            if series:
+                decoded: Incoming = self.processor.decode_series(message.key, message.value)
+                CAPITAL_FLOW_RECORDS.labels("accepted").inc()
+                return decoded
+            return self.processor.decode_polled(message.key, message.value)
+        except DecodeError as exc:
+            await self._dead_letter(message, "decode", str(exc))
+            if series:
+                CAPITAL_FLOW_RECORDS.labels("dead_letter").inc()
+            if series and exc.security and exc.received_ms > 0:
+                return Unusable(exc.security, exc.received_ms)
+            return None
 
     async def _dead_letter(self, message: Any, stage: str, error: str) -> None:
         letter = DeadLetter(
@@ -262,6 +292,7 @@ class Pipeline:
 
         register_views(app, self.polling, self.state)
         STATE.lag = self._lag
+        STATE.minute_levels = lambda: sum(self._minute_levels.values())
 
     def _lag(self) -> dict[str, int]:
         consumer = self.app.consumer

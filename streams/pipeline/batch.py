@@ -12,19 +12,22 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.pipeline.processor import Outcome, SecurityProcessor
-from streams.processing.detector import DetectorState
-from streams.processing.flow import FlowState, Snapshot
+from streams.pipeline.processor import (
+    Incoming,
+    Outcome,
+    SecurityProcessor,
+    SecurityState,
+    security_of,
+)
 
 
 @dataclass
 class _Entry:
-    """One security's state objects within a batch, and the snapshots folded into them."""
+    """One security's state objects within a batch, and the records folded into them."""
 
-    flow: FlowState
-    detector: DetectorState
+    state: SecurityState
     token: Any  # what the caller needs to store the state (the worker: the latest event)
-    applied: list[Snapshot] = field(default_factory=list)
+    applied: list[Incoming] = field(default_factory=list)
 
 
 class Batch:
@@ -38,8 +41,9 @@ class Batch:
         self.entries: dict[bytes, _Entry] = {}
         self.results: dict[str, int] = {}  # outcome -> records, for the metrics
 
-    def fold(self, key: bytes, snap: Snapshot, token: Any) -> Outcome:
-        """Fold one snapshot of ``key`` in; its outcome (``state`` None).
+    def fold(self, key: bytes, incoming: Incoming, token: Any) -> list[Outcome]:
+        """Fold one record of ``key`` in (a snapshot, a capital-flow series, or word of
+        an unusable one); the outcomes of the snapshots it lets through (``state`` None).
 
         If the step raises, the key's objects are rebuilt as if the record never came
         and the exception propagates: the caller dead-letters the record.
@@ -47,35 +51,40 @@ class Batch:
         entry = self.entries.get(key)
         try:
             if entry is None:
-                flow, detector = self.processor.load(self.stored(key), snap.security)
-                entry = self.entries[key] = _Entry(flow, detector, token)
-            outcome = self.processor.step(entry.flow, entry.detector, snap)
+                state = self.processor.load(self.stored(key), security_of(incoming))
+                entry = self.entries[key] = _Entry(state, token)
+            outcomes = self.processor.take(entry.state, incoming)
         except Exception:
             self._rewind(key)
             raise
         entry.token = token
-        entry.applied.append(snap)
-        self.results[outcome.result] = self.results.get(outcome.result, 0) + 1
-        return outcome
+        entry.applied.append(incoming)
+        for outcome in outcomes:
+            self.results[outcome.result] = self.results.get(outcome.result, 0) + 1
+        return outcomes
 
     def _rewind(self, key: bytes) -> None:
         """A step may fail half way through changing the objects: rebuild them from the
-        stored state and the batch's earlier snapshots of the key (outputs discarded,
-        they were sent when those snapshots came)."""
+        stored state and the batch's earlier records of the key (outputs discarded,
+        they were sent when those records came)."""
         entry = self.entries.get(key)
         if entry is None:
             return
         if not entry.applied:
             del self.entries[key]
             return
-        entry.flow, entry.detector = self.processor.load(
-            self.stored(key), entry.applied[0].security
-        )
-        for snap in entry.applied:
-            self.processor.step(entry.flow, entry.detector, snap)
+        entry.state = self.processor.load(self.stored(key), security_of(entry.applied[0]))
+        for incoming in entry.applied:
+            self.processor.take(entry.state, incoming)
+
+    def minute_levels(self) -> Iterator[tuple[bytes, int]]:
+        """(key, minute levels its flow state holds) of every security the batch changed."""
+        for key, entry in self.entries.items():
+            if entry.applied:
+                yield key, len(entry.state.flow.minutes)
 
     def states(self) -> Iterator[tuple[bytes, Any, bytes]]:
         """(key, token, state blob) of every security the batch changed."""
         for key, entry in self.entries.items():
             if entry.applied:
-                yield key, entry.token, self.processor.dump(entry.flow, entry.detector)
+                yield key, entry.token, self.processor.dump(entry.state)

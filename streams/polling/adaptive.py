@@ -238,6 +238,13 @@ class Adaptive:
         window = _num(flow.get("window_s"))
         regime = flow.get("regime")
         day = flow.get("trading_day")
+        if flow.get("baseline") == "none":
+            # No R_W yet (no baseline before t - W): it still pairs the poll with its event
+            # time; the regime and the baseline wait for a record that has them.
+            if t is not None and track.awaiting is not None:
+                self._pairs.append((track.awaiting, t))
+                track.awaiting = None
+            return
         if None in (t, large, turnover, r_w, d_t, theta, window) or regime not in (
             INFLOW,
             OUTFLOW,

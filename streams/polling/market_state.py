@@ -1,6 +1,6 @@
 """Each market's state as OpenD reports it (GetGlobalState), with the static hours as fallback.
 
-The static table (``streams.opend.hours``) knows weekdays and regular sessions, not
+The static table (``streams.domain.market``) knows weekdays and regular sessions, not
 holidays or half days; OpenD knows both. So the poller asks OpenD every few minutes
 (and at once after OpenD pushes a Notify, which it does when a market opens or
 closes) and trusts its answer: Morning and Afternoon are open, every other state
@@ -18,7 +18,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from streams.opend import framing, hours
+from streams.domain.market import is_open
+from streams.opend import framing
 from streams.opend.client import OpenDClient, describe_push
 from streams.opend.errors import ConnectionLost, OpenDError, RequestTimeout
 
@@ -64,7 +65,7 @@ class MarketState:
         refresh: float = REFRESH_S,
         retry: float = RETRY_S,
         max_age: float = MAX_AGE_S,
-        fallback: Callable[[str, float], bool] = hours.is_open,
+        fallback: Callable[[str, float], bool] = is_open,
     ) -> None:
         if refresh <= 0 or retry <= 0 or max_age <= 0:
             raise ValueError("refresh, retry and max_age must be > 0")

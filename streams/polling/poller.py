@@ -21,9 +21,8 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from streams.domain.market import market_of, may_be_open
+from streams.domain.market import SESSIONS, SecurityFormatError, market_of, may_be_open, next_open
 from streams.metrics import OPEND_REQUESTS
-from streams.opend import hours
 from streams.opend.errors import (
     ConnectionLost,
     NoQuoteRightError,
@@ -34,14 +33,16 @@ from streams.opend.errors import (
     UnknownSecurityError,
     UnsupportedSecurityError,
 )
-from streams.opend.security import SecurityFormatError
 from streams.opend.snapshot import CapitalDistribution, InvalidSnapshot, snapshot_to_proto
 from streams.polling import rejections
+from streams.polling.history import HistoryFetcher
 from streams.polling.market_state import MarketState
 from streams.polling.scheduler import RoundRobin, Scheduler
 from streams.ratelimit import SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
+
+PROTOCOL = "3212"  # the capital-distribution requests this poller makes
 
 
 class DistributionSource(Protocol):
@@ -91,11 +92,14 @@ class Poller:
         scheduler: Scheduler | None = None,
         share: Callable[[], Collection[str]] | None = None,
         connect_attempts: int | None = None,
+        history: HistoryFetcher | None = None,
     ) -> None:
         """``market_state``: OpenD's own market states (static hours when None);
         ``share`` restricts polling to the securities it returns (None: all of them);
         ``connect_attempts`` makes a refused connection raise ConnectionLost out of
-        :meth:`step` instead of retrying forever, so a pool can mark the gateway down."""
+        :meth:`step` instead of retrying forever, so a pool can mark the gateway down;
+        ``history`` (the gateway's capital-flow side) may fetch a security's minute
+        series right before it is polled, and each snapshot names the latest series."""
         if not watchlist:
             raise ValueError("the watchlist is empty: set CAPFLOW_WATCHLIST or --watchlist")
         self.client = client
@@ -108,6 +112,7 @@ class Poller:
         self.scheduler: Scheduler = scheduler if scheduler is not None else RoundRobin()
         self.share = share
         self.connect_attempts = connect_attempts
+        self.history = history
         self.idle = 0.5
         self.stats = PollStats()
         self.rejections = rejections.RejectionTracker()  # refused securities, retried later
@@ -144,10 +149,10 @@ class Poller:
         }
 
     def _market_open(self, security: str, now: float) -> bool:
-        market = _market(security)
-        if self.market_state is not None and market in hours.SESSIONS:
+        market = market_of(security)
+        if self.market_state is not None and market in SESSIONS:
             return self.market_state.is_open(market, now)
-        return _market_open(security, now)
+        return may_be_open(security, now)
 
     async def step(self, still_leader: Callable[[], bool] | None = None) -> str | None:
         """One poll (or one wait when nothing is due); returns the security polled.
@@ -171,7 +176,7 @@ class Poller:
                 log.warning("every security is backed off after refusals; retry in %.0fs", wait)
                 await self.sleep(min(max(wait, 1.0), 60.0))
                 return None
-            wait = min(hours.next_open(_market(s), now) for s in active) - now
+            wait = min(next_open(market_of(s), now) for s in active) - now
             if self.market_state is not None:
                 wait = min(wait, self.market_state.next_attempt - now)
             log.info("all markets of the watchlist are closed; next open in %.0fs", wait)
@@ -182,6 +187,9 @@ class Poller:
             await self.sleep(self.limiter.spacing or 0.1)  # the scheduler passes this turn
             return None
         await self.client.ensure_connected(self.connect_attempts)
+        if self.history is not None and (still_leader is None or still_leader()):
+            # Before the budget wait: a request is sent right after its slot, never later.
+            await self.history.before_poll(security)
         await self.limiter.acquire(self.sleep)
         if still_leader is not None and not still_leader():
             return None
@@ -191,7 +199,7 @@ class Poller:
         except RateLimitError as exc:
             # OpenD counted more than we did (another client on the account?): back off a window.
             self.stats.rate_limited += 1
-            OPEND_REQUESTS.labels("rate_limited").inc()
+            OPEND_REQUESTS.labels(PROTOCOL, "rate_limited").inc()
             self.limiter.penalize()
             log.warning("rate limited by OpenD (%s); waiting a full window", exc)
             return security
@@ -205,7 +213,7 @@ class Poller:
             at = self.wall_clock()
             entry = self.rejections.reject(security, kind, str(exc), at)
             self.stats.rejected += 1
-            OPEND_REQUESTS.labels("rejected").inc()
+            OPEND_REQUESTS.labels(PROTOCOL, "rejected").inc()
             log.error(
                 "skipping %s for %.0fs (%s, %d in a row): %s",
                 security,
@@ -218,12 +226,12 @@ class Poller:
         except (ConnectionLost, RequestTimeout, ServerTimeoutError, OSError) as exc:
             # The connection or OpenD failed, not this security: nothing to back off.
             self.stats.errors += 1
-            OPEND_REQUESTS.labels("error").inc()
+            OPEND_REQUESTS.labels(PROTOCOL, "error").inc()
             log.warning("request for %s failed: %s", security, exc)
             return security
         except OpenDError as exc:
             self.stats.errors += 1
-            OPEND_REQUESTS.labels("error").inc()
+            OPEND_REQUESTS.labels(PROTOCOL, "error").inc()
             at = self.wall_clock()
             entry = self.rejections.error(security, str(exc), at)
             self._error_streak += 1
@@ -243,12 +251,12 @@ class Poller:
         except InvalidSnapshot as exc:
             # Not data: never published; the next poll may well be fine.
             self.stats.invalid += 1
-            OPEND_REQUESTS.labels("invalid").inc()
+            OPEND_REQUESTS.labels(PROTOCOL, "invalid").inc()
             self._log_once(security, exc.rule, "invalid reply for %s: %s", security, exc.detail)
             return security
         except Exception as exc:  # one bad reply must not stop the poller
             self.stats.errors += 1
-            OPEND_REQUESTS.labels("unexpected").inc()
+            OPEND_REQUESTS.labels(PROTOCOL, "unexpected").inc()
             self._log_once(
                 security,
                 type(exc).__name__,
@@ -260,11 +268,17 @@ class Poller:
         self.rejections.success(security)
         self._error_streak = 0
         self.stats.ok += 1
-        OPEND_REQUESTS.labels("ok").inc()
+        OPEND_REQUESTS.labels(PROTOCOL, "ok").inc()
         received = self.wall_clock()
         self.stats.last_received[security] = received
         self.scheduler.polled(security, received)
-        record = snapshot_to_proto(dist, self.client.source, int(received * 1000), next(self._seq))
+        ref = 0
+        if self.history is not None:
+            self.history.planner.polled(security, received)
+            ref = self.history.ref(security)
+        record = snapshot_to_proto(
+            dist, self.client.source, int(received * 1000), next(self._seq), ref
+        )
         await self.publish(security, record.SerializeToString())
         self.stats.published += 1
         return security
@@ -288,7 +302,3 @@ _REJECTION_KIND: dict[type[Exception], str] = {
     UnsupportedSecurityError: rejections.UNSUPPORTED,
     NoQuoteRightError: rejections.NO_QUOTE_RIGHT,
 }
-
-
-_market = market_of
-_market_open = may_be_open

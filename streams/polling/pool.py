@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from streams.opend.errors import ConnectionLost
 from streams.polling import spread
 from streams.polling.gateways import Gateway
+from streams.polling.history import CapitalFlowSource, HistoryFetcher, request_counts
 from streams.polling.market_state import MarketState
 from streams.polling.poller import DistributionSource, Poller, Publish
 from streams.polling.rejections import Rejection
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 2.0
 
 
-class GatewayClient(DistributionSource, Protocol):
+class GatewayClient(DistributionSource, CapitalFlowSource, Protocol):
     """What the pool needs of an OpenD client beyond the poller's needs."""
 
     @property
@@ -62,6 +63,7 @@ class GatewayPoller:
         *,
         may_send: Callable[[], bool],
         keep_running: Callable[[], bool] | None = None,
+        history: HistoryFetcher | None = None,
         handover_grace: bool = True,
         down_after: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
@@ -74,11 +76,13 @@ class GatewayPoller:
         self.board = board
         self.may_send = may_send
         self.keep_running = keep_running if keep_running is not None else may_send
+        self.history = history
         self.handover_grace = handover_grace
         self.down_after = down_after
         self.clock = clock
         self.sleep = sleep
         self.task: asyncio.Task[None] | None = None
+        self.history_task: asyncio.Task[None] | None = None
         self.owned_since: float | None = None
         self.failing_since: float | None = None
         self.last_error = ""
@@ -95,25 +99,37 @@ class GatewayPoller:
             return
         self.owned_since = self.clock()
         self._announced = False
+        history = self.history
         if self.handover_grace and grace:
             # The previous owner may have spent the window just before it stopped,
-            # and OpenD counts per account, not per worker.
+            # and OpenD counts per account, not per worker: both budgets.
             self.limiter.penalize()
+            if history is not None:
+                history.limiter.penalize()
         self.task = asyncio.create_task(self._run(), name=f"gateway-{self.gateway.label}")
+        if history is not None:
+            self.history_task = asyncio.create_task(
+                history.run(self.poller.due, self.may_send),
+                name=f"gateway-{self.gateway.label}-history",
+            )
 
     def cancel(self) -> None:
         """Stop sending now (synchronous, for signal handlers); ``stop`` waits for it."""
-        if self.task is not None:
-            self.task.cancel()
+        for task in (self.task, self.history_task):
+            if task is not None:
+                task.cancel()
 
     async def stop(self) -> None:
         task, self.task = self.task, None
+        history, self.history_task = self.history_task, None
         self.owned_since = None
-        if task is None:
+        if task is None and history is None:
             return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.wait_for(task, STOP_TIMEOUT_S)
+        for running in (task, history):
+            if running is not None:
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(running, STOP_TIMEOUT_S)
         await self.client.close()
 
     async def _run(self) -> None:
@@ -182,22 +198,12 @@ class GatewayPoller:
             "securities": share,
             "never_received": never,
             "staleness_max_s": round(max(stale), 3) if stale else None,
-            "budget": {
-                "used": self.limiter.used() if owned else 0,
-                "limit": self.limiter.limit,
-                "window_s": self.limiter.window,
-            },
-            "requests": {
-                "total": stats.requests,
-                "ok": stats.ok,
-                "rate_limited": stats.rate_limited,
-                "error": stats.errors,
-                "rejected": stats.rejected,
-                "invalid": stats.invalid,
-            },
+            "budget": self.limiter.view(owned),
+            "requests": request_counts(stats),
             "backed_off": [entry.as_dict(wall) for entry in self.poller.rejections.entries()],
             "markets": self.markets(wall),
             "last_error": self.last_error,
+            "capital_flow": self.history.describe(owned) if self.history is not None else None,
         }
 
     def markets(self, now: float) -> dict[str, dict[str, object]] | None:
@@ -220,6 +226,8 @@ class GatewayPool:
         make_limiter: Callable[[], SlidingWindowLimiter],
         make_scheduler: Callable[[], Scheduler],
         make_market_state: Callable[[Gateway, GatewayClient], MarketState | None] | None = None,
+        make_flow_limiter: Callable[[], SlidingWindowLimiter] | None = None,
+        publish_series: Publish | None = None,
         is_owner: Callable[[int], bool],
         is_assigned: Callable[[int], bool] | None = None,
         ignore_market_hours: bool = False,
@@ -233,6 +241,8 @@ class GatewayPool:
         ``is_assigned(k)``: is it still this worker's at all (default: ``is_owner``).
         ``make_market_state`` gives a gateway's poller OpenD's market states, asked of
         that gateway's own client (None: the static hours table).
+        ``make_flow_limiter`` and ``publish_series`` give each gateway its capital-flow
+        side (its own budget; None: no minute history is fetched).
         ``wall_clock`` stamps snapshots and market hours, ``clock`` times health and
         ownership, ``sleep`` waits (all three are injected by tests)."""
         self.gateways = gateways
@@ -245,6 +255,11 @@ class GatewayPool:
         for gw in gateways:
             client = make_client(gw)
             limiter = make_limiter()
+            history = None
+            if make_flow_limiter is not None and publish_series is not None:
+                history = HistoryFetcher(
+                    client, publish_series, make_flow_limiter(), wall_clock=wall_clock, sleep=sleep
+                )
             poller = Poller(
                 client,
                 publish,
@@ -257,6 +272,7 @@ class GatewayPool:
                 scheduler=make_scheduler(),
                 share=self._share_of(gw.label),
                 connect_attempts=1,
+                history=history,
             )
             self.pollers[gw.index] = GatewayPoller(
                 gw,
@@ -266,6 +282,7 @@ class GatewayPool:
                 board,
                 may_send=self._may_send_of(gw.index),
                 keep_running=self._keep_running_of(gw.index),
+                history=history,
                 handover_grace=handover_grace,
                 down_after=down_after,
                 clock=clock,
@@ -308,6 +325,8 @@ class GatewayPool:
         """A flow record read back from Kafka: every gateway's scheduler may use it."""
         for gp in self.pollers.values():
             gp.poller.scheduler.observe_flow(security, flow)
+            if gp.history is not None:
+                gp.history.planner.observe_flow(security, flow)
 
     def status(self) -> list[dict[str, Any]]:
         return [gp.describe(self.is_owner(k) and gp.polling) for k, gp in self.pollers.items()]

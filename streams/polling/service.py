@@ -32,7 +32,7 @@ from streams.polling.publisher import SnapshotPublisher
 from streams.polling.scheduler import Scheduler, make_scheduler
 from streams.polling.status import GatewayStatusBoard
 from streams.ratelimit import SlidingWindowLimiter, limit_margin
-from streams.settings import FlowSettings, PollerSettings, WorkerConfig
+from streams.settings import FlowSettings, PipelineSettings, PollerSettings
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,14 @@ def make_limiter(poller: PollerSettings) -> SlidingWindowLimiter:
     window = limiter_window(poller)
     return SlidingWindowLimiter(
         poller.rate_limit_requests, window, spacing=window / poller.rate_limit_requests
+    )
+
+
+def make_flow_limiter(poller: PollerSettings) -> SlidingWindowLimiter:
+    """One gateway's capital-flow (3211) limiter: its own budget, never 3212's."""
+    window = poller.flow_rate_limit_window + limit_margin(poller.flow_rate_limit_window)
+    return SlidingWindowLimiter(
+        poller.flow_rate_limit_requests, window, spacing=window / poller.flow_rate_limit_requests
     )
 
 
@@ -75,7 +83,7 @@ def _market_state_of(gw: Gateway, client: GatewayClient) -> MarketState | None:
 class PollingService:
     """Everything a worker needs to poll its gateways; one per worker process."""
 
-    def __init__(self, config: WorkerConfig) -> None:
+    def __init__(self, config: PipelineSettings) -> None:
         self.config = config
         poller = config.poller
         self.worker_id = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -85,6 +93,10 @@ class PollingService:
         kwargs = config.kafka.client_kwargs
         topic = config.control_topic
         self.publisher = SnapshotPublisher(config.topics.distribution, kwargs)
+        # The capital-flow series (minute history) go to their own topic, same partitioning.
+        self.series_publisher: SnapshotPublisher | None = None
+        if poller.minute_history:
+            self.series_publisher = SnapshotPublisher(config.topics.capitalflow, kwargs)
         self.board = GatewayStatusBoard(topic, self.gateways, kwargs, worker=self.worker_id)
         self.pool = GatewayPool(
             self.gateways,
@@ -94,6 +106,9 @@ class PollingService:
             make_client=lambda gw: client_from_settings(config.opend, host=gw.host, port=gw.port),
             make_market_state=_market_state_of,
             make_limiter=lambda: make_limiter(poller),
+            make_flow_limiter=lambda: make_flow_limiter(poller),
+            # Without a series publisher (--no-minute-history) no gateway fetches history.
+            publish_series=self.series_publisher.publish if self.series_publisher else None,
             make_scheduler=lambda: scheduler_for(poller, config.flow),
             is_owner=self._owns,
             is_assigned=lambda k: k in self.ownership.owned,
@@ -109,10 +124,11 @@ class PollingService:
             on_assigned=self.pool.acquire,
             on_revoked=self.pool.release,
         )
-        # Only the adaptive schedule reads flows; one consumer feeds every gateway's.
+        # The adaptive schedule and the history planners read flows; one consumer feeds
+        # every gateway's.
         self.schedule = poller.schedule
         self.feedback: FlowFeedback | None = None
-        if self.schedule != "round-robin":
+        if self.schedule != "round-robin" or poller.minute_history:
             self.feedback = FlowFeedback(config.topics.flow, self.pool, kwargs)
 
     def flows_read(self) -> int | None:
@@ -133,6 +149,8 @@ class PollingService:
         started: list[Any] = []
         try:
             parts: list[Any] = [self.publisher, self.board]
+            if self.series_publisher is not None:
+                parts.append(self.series_publisher)
             if self.feedback is not None:
                 parts.append(self.feedback)  # before ownership: no poll goes unobserved
             for part in (*parts, self.ownership):

@@ -15,6 +15,7 @@ from streams.processing.detector import (
 )
 from streams.processing.events import (
     alert_event,
+    alert_headers,
     alert_payload,
     flow_payload,
     flow_point_from_record,
@@ -39,6 +40,7 @@ __all__ = [
     "ThresholdConfig",
     "ThresholdConfigError",
     "alert_event",
+    "alert_headers",
     "alert_payload",
     "flow_payload",
     "flow_point_from_record",

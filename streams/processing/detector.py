@@ -21,6 +21,9 @@ definitions users read in docs/definitions.md (regimes, confirm, cooldown); in s
 - Entering a side from NEUTRAL is never a reversal.
 - A new trading day resets to NEUTRAL. The cooldown clock is event time and is kept.
 - Points older than the last one (or of an older day) are ignored.
+- A point without a baseline (no R_W, see streams.processing.flow) changes nothing but
+  the day: no regime change and no alert can come from it, and it does not count as
+  stepped (minute history may step the time it stands for later, streams.processing.backfill).
 """
 
 from __future__ import annotations
@@ -110,6 +113,8 @@ class Alert:
     large_net: float
     turnover: float
     confirm: int
+    found_in_history: bool = False  # confirmed at a minute of the day's capital flow or a
+    # snapshot re-read with it, when history filled a hole (streams.processing.backfill)
 
     def __post_init__(self) -> None:
         # Accept the payload's strings; a value outside the enums is an error here.
@@ -196,6 +201,9 @@ class DetectorState:
 
     def step(self, point: FlowPoint, params: DetectorParams) -> Alert | None:
         """Fold one point in; an alert when it confirms a reversal outside the cooldown."""
+        if not point.has_change:
+            self._new_day(point.trading_day)  # no R_W: only a new day can change anything
+            return None
         if not self._admit(point):
             return None
         t, r_w = point.event_ts, point.change_large
@@ -220,13 +228,21 @@ class DetectorState:
             return None
         return self._confirm(point, params, theta)
 
-    def _admit(self, point: FlowPoint) -> bool:
-        """Day change (back to NEUTRAL) and ordering: False for a point to ignore."""
-        if self.trading_day is None or point.trading_day > self.trading_day:
-            self.trading_day = point.trading_day
+    def _new_day(self, day: str) -> bool:
+        """Start ``day`` if it is later than the current one; False for an earlier day."""
+        if self.trading_day is None or day > self.trading_day:
+            self.trading_day = day
             self.last_ts = None
             self.current = self.flipped_from = None
-        elif point.trading_day < self.trading_day:
+        return day >= self.trading_day
+
+    def stepped_today(self, day: str) -> float | None:
+        """Event time of the last point stepped on ``day`` (None: none yet)."""
+        return self.last_ts if self.trading_day == day else None
+
+    def _admit(self, point: FlowPoint) -> bool:
+        """Day change (back to NEUTRAL) and ordering: False for a point to ignore."""
+        if not self._new_day(point.trading_day):
             return False
         if self.last_ts is not None and point.event_ts < self.last_ts:
             return False

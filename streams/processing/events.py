@@ -4,22 +4,29 @@ The shapes are fixed by schemas/flow.v1.schema.json and schemas/alert.v1.schema.
 the numbers in them are defined for users in docs/definitions.md.
 Alerts are CloudEvents 1.0 (structured JSON mode) so integrations can route them on
 ``type`` / ``subject`` and deduplicate on ``id`` without knowing capflow.
+Amounts are in the currency of the security's market, which both payloads name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from streams.domain.market import currency_of
 from streams.processing.detector import Alert, Regime
-from streams.processing.flow import CLASSES, FlowPoint
+from streams.processing.flow import CLASSES, Baseline, FlowPoint
 
 FLOW_SCHEMA = "capflow.flow.v1"
 ALERT_TYPE = "capflow.alert.reversal.v1"
 ALERT_SOURCE = "capflow/reversal-detector"
 _ALERT_ATTRIBUTES = ("specversion", "id", "source", "type", "subject", "time", "data")
+CHANGE_KEYS = (*CLASSES, "large", "turnover")  # the members of a flow record's ``change``
+# The CloudEvents Kafka binding's media type of a structured JSON event.
+ALERT_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
+_HEADER_ATTRIBUTES = ("specversion", "id", "source", "type", "time", "subject")
 
 
 def rfc3339(ts: float) -> str:
@@ -32,11 +39,17 @@ def rfc3339(ts: float) -> str:
 
 
 def flow_record(point: FlowPoint, regime: Regime | str, threshold: float) -> dict[str, Any]:
-    """The capflow.flow.v1 value as a dict (``regime`` and ``threshold`` after this point)."""
+    """The capflow.flow.v1 value as a dict (``regime`` and ``threshold`` after this point).
+
+    A point without a baseline (``baseline: none``) has no R_W: its changes and threshold
+    are null, and ``regime`` is the one it left unchanged.
+    """
+    known = point.has_change
     return {
         "schema": FLOW_SCHEMA,
         "security": point.security,
         "market": point.market,
+        "currency": currency_of(point.market),
         "trading_day": point.trading_day,
         "event_time": rfc3339(point.event_ts),
         "event_ts": point.event_ts,
@@ -44,10 +57,12 @@ def flow_record(point: FlowPoint, regime: Regime | str, threshold: float) -> dic
         "net": point.net,
         "large_net": point.large_net,
         "turnover": point.turnover,
-        "change": point.change,
-        "threshold": float(threshold),
+        "change": point.change if known else dict.fromkeys(CHANGE_KEYS),
+        "threshold": float(threshold) if known else None,
         "regime": Regime(regime).value,
         "snapshots_in_window": point.snapshots_in_window,
+        "baseline": point.baseline.value,
+        "baseline_ts": point.baseline_ts,
     }
 
 
@@ -65,10 +80,20 @@ def parse_flow(raw: bytes) -> dict[str, Any]:
 
 
 def flow_point_from_record(data: dict[str, Any]) -> FlowPoint:
-    """Rebuild the FlowPoint of a capflow.flow.v1 record (for consumers of that topic)."""
+    """Rebuild the FlowPoint of a capflow.flow.v1 record (for consumers of that topic).
+
+    A record from before baselines were published counts as measured against a snapshot;
+    one without a baseline (null changes) gets zero changes and ``Baseline.NONE``.
+    """
     net, change = data["net"], data["change"]
+    baseline = Baseline(data.get("baseline", Baseline.SNAPSHOT.value))
+
+    def num(value: Any) -> float:
+        return 0.0 if value is None and baseline is Baseline.NONE else float(value)
+
     kwargs: dict[str, Any] = {f"net_{c}": float(net[c]) for c in CLASSES}
-    kwargs.update({f"change_{c}": float(change[c]) for c in CLASSES})
+    kwargs.update({f"change_{c}": num(change[c]) for c in CLASSES})
+    baseline_ts = data.get("baseline_ts")
     return FlowPoint(
         security=data["security"],
         market=data["market"],
@@ -77,9 +102,11 @@ def flow_point_from_record(data: dict[str, Any]) -> FlowPoint:
         window_s=float(data["window_s"]),
         large_net=float(data["large_net"]),
         turnover=float(data["turnover"]),
-        change_large=float(change["large"]),
-        change_turnover=float(change["turnover"]),
+        change_large=num(change["large"]),
+        change_turnover=num(change["turnover"]),
         snapshots_in_window=int(data["snapshots_in_window"]),
+        baseline=baseline,
+        baseline_ts=None if baseline_ts is None else float(baseline_ts),
         **kwargs,
     )
 
@@ -90,6 +117,7 @@ def alert_event(alert: Alert, source: str = ALERT_SOURCE) -> dict[str, Any]:
     data["event_time"] = rfc3339(alert.event_ts)
     data["previous_regime_started_time"] = rfc3339(alert.previous_regime_started_ts)
     data["regime_started_time"] = rfc3339(alert.regime_started_ts)
+    data["currency"] = currency_of(alert.market)
     return {
         "specversion": "1.0",
         "id": alert.alert_id,
@@ -105,6 +133,19 @@ def alert_event(alert: Alert, source: str = ALERT_SOURCE) -> dict[str, Any]:
 def alert_payload(alert: Alert, source: str = ALERT_SOURCE) -> bytes:
     """The capflow.alerts.v1 value as orjson bytes."""
     return orjson.dumps(alert_event(alert, source))
+
+
+def alert_headers(event: Mapping[str, Any]) -> list[tuple[str, bytes]]:
+    """Kafka headers of an alert record: the CloudEvents Kafka binding's ``ce_*`` ones.
+
+    They repeat the structured body's attributes (UTF-8), so consumers can route and
+    filter on headers without parsing the value. ``content-type`` names the structured
+    JSON format, as the binding asks when the value is the whole event: CloudEvents
+    SDKs then read the value as the event, and the ``ce_*`` headers are for routing.
+    """
+    headers = [(f"ce_{name}", str(event[name]).encode()) for name in _HEADER_ATTRIBUTES]
+    headers.append(("content-type", ALERT_CONTENT_TYPE.encode()))
+    return headers
 
 
 def parse_alert(raw: bytes) -> dict[str, Any]:

@@ -8,8 +8,20 @@ these numbers is docs/definitions.md.
 
 Definitions: net_c = in_c - out_c, L = net_super + net_big, T = sum of the eight
 amounts, R_W(i) = X(i) - X(at t_i - W) for X in the four nets, L and T, where X(at t)
-is the last value at or before t on the same day, 0 when the day started inside the
-window.
+is the latest level at or before t on the same day.
+
+Levels and baselines. A security's day history holds levels from snapshots (the four
+nets and T) and from minute rows of OpenD's capital flow (3211: the four nets, no
+turnover), folded in by :meth:`FlowState.fold_minutes`. The baseline of a point at t is
+the latest level at or before t - W from either source (a snapshot wins a tie), the
+open of the day's regular session counting as a level of zeros (the origin). T at a
+minute level is interpolated linearly, over trading time, between the latest snapshot
+level before it (or the open, T = 0) and the earliest snapshot level after it. When
+t - W is before the open, the origin is the baseline. A level more than W of trading
+time (a lunch break does not count) before t - W is no baseline: R_W never spans a
+hole in polling, nor the whole day's flow for a worker that starts after the open;
+such a point has no baseline and no R_W until history fills the gap. Each point names
+its baseline (:class:`Baseline`); the detector does not step on a point without one.
 
 Late and duplicate snapshots. One older than the last accepted snapshot of its
 security (or of an earlier trading day) is ``stale``; one with the same event time
@@ -42,12 +54,13 @@ import math
 import operator
 import re
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
 
 from streams.domain.amounts import AMOUNT_NAMES, CLASSES, ZERO, Amounts
+from streams.domain.market import day_sessions, session_open, trading_seconds
 from streams.domain.validation import check_amounts
 from streams.processing.stored import from_plain, to_plain
 
@@ -55,16 +68,18 @@ __all__ = [
     "AMOUNT_NAMES",
     "CLASSES",
     "DEFAULT_WINDOW",
+    "Baseline",
     "FlowPoint",
     "FlowState",
     "Level",
+    "MinuteLevel",
     "Skip",
     "Snapshot",
 ]
 
 DEFAULT_WINDOW = 300.0
 MAX_HISTORY = 4096
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _RECORD_FIELDS = tuple((name, f"capital_{name}") for name in AMOUNT_NAMES)  # for validation
@@ -75,6 +90,15 @@ class Skip(StrEnum):
 
     DUPLICATE = "duplicate"
     STALE = "stale"
+
+
+class Baseline(StrEnum):
+    """Which level a point's R_W was measured against (the flow record's ``baseline``)."""
+
+    SNAPSHOT = "snapshot"  # a snapshot at or before t - W
+    MINUTE = "minute"  # a minute row of the day's capital flow at or before t - W
+    ORIGIN = "origin"  # the day opened inside the window: zero
+    NONE = "none"  # the day opened before the window and no level is known: no R_W
 
 
 @dataclass(frozen=True)
@@ -156,6 +180,13 @@ class FlowPoint:
     change_large: float  # R_W of L: what the detector compares with theta
     change_turnover: float  # dT
     snapshots_in_window: int
+    baseline: Baseline = Baseline.SNAPSHOT  # NONE: the change fields are 0, not published
+    baseline_ts: float | None = None  # event time of the baseline level (None: origin, none)
+
+    @property
+    def has_change(self) -> bool:
+        """Whether R_W is known (the point has a baseline)."""
+        return self.baseline is not Baseline.NONE
 
     @property
     def net(self) -> dict[str, float]:
@@ -199,22 +230,178 @@ class Level(NamedTuple):
         return self.net_super + self.net_big
 
 
+class MinuteLevel(NamedTuple):
+    """One minute row of OpenD's capital flow folded in: the four class nets at ``ts``
+    (on the adjusted scale of the snapshot levels), without turnover."""
+
+    ts: float
+    net_super: float
+    net_big: float
+    net_mid: float
+    net_small: float
+
+    @property
+    def large(self) -> float:
+        return self.net_super + self.net_big
+
+
 _ORIGIN = Level(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # the baseline when the day began in the window
+
+
+class Resolved(NamedTuple):
+    """A point's baseline: its kind, and the level (None only for NONE)."""
+
+    kind: Baseline
+    level: Level | None
+
+
+def interpolate_turnover(
+    at: float,
+    before: Level | None,
+    after: Level,
+    open_ts: float | None,
+    sessions: tuple[tuple[float, float], ...] = (),
+) -> float:
+    """T at ``at`` on the line from the snapshot level ``before`` (None: the open, T = 0)
+    to the snapshot level ``after``, over trading time (nothing trades at lunch)."""
+    if before is None:
+        if open_ts is None or open_ts >= after.ts:
+            return 0.0 if at < after.ts else after.turnover
+        t0, v0 = open_ts, 0.0
+    else:
+        t0, v0 = before.ts, before.turnover
+    if at >= after.ts:
+        return after.turnover
+    if at <= t0:
+        return v0
+    span = trading_seconds(sessions, t0, after.ts)
+    if span <= 0:
+        return after.turnover
+    return v0 + (after.turnover - v0) * trading_seconds(sessions, t0, at) / span
+
+
+def minute_as_level(
+    minute: MinuteLevel,
+    before: Level | None,
+    after: Level,
+    open_ts: float | None,
+    sessions: tuple[tuple[float, float], ...] = (),
+) -> Level:
+    """A minute level with its turnover interpolated between the snapshot levels around it."""
+    return Level(
+        minute.ts,
+        minute.net_super,
+        minute.net_big,
+        minute.net_mid,
+        minute.net_small,
+        interpolate_turnover(minute.ts, before, after, open_ts, sessions),
+    )
+
+
+def choose_baseline(
+    cutoff: float,
+    before: Level | None,
+    after: Level,
+    minute: MinuteLevel | None,
+    open_ts: float | None,
+    sessions: tuple[tuple[float, float], ...],
+    window: float,
+) -> Resolved:
+    """The baseline at ``cutoff`` (t - W) from the latest snapshot level at or before it
+    (``before``), the earliest one after it (``after``), the latest minute level at or
+    before it, and the day's open; see the module docstring."""
+    if minute is not None and (before is None or minute.ts > before.ts):
+        level = minute_as_level(minute, before, after, open_ts, sessions)
+        return _fresh(Resolved(Baseline.MINUTE, level), level.ts, cutoff, sessions, window)
+    if before is not None:
+        return _fresh(Resolved(Baseline.SNAPSHOT, before), before.ts, cutoff, sessions, window)
+    if open_ts is None or cutoff < open_ts:
+        return Resolved(Baseline.ORIGIN, _ORIGIN)  # the day opened inside the window
+    return _fresh(Resolved(Baseline.ORIGIN, _ORIGIN), open_ts, cutoff, sessions, window)
+
+
+def _fresh(
+    base: Resolved,
+    since: float,
+    cutoff: float,
+    sessions: tuple[tuple[float, float], ...],
+    window: float,
+) -> Resolved:
+    """``base`` unless its level (at ``since``) is more than W of trading time before
+    t - W: R_W would then span a hole in polling (or the day so far), not the window."""
+    if since >= cutoff - window or trading_seconds(sessions, since, cutoff) <= window:
+        return base
+    return Resolved(Baseline.NONE, None)
+
+
+def place_minutes(
+    rows: Sequence[MinuteLevel], last_valid: float | None, shift: Sequence[float]
+) -> list[MinuteLevel]:
+    """Minute rows as levels: a row later than ``last_valid`` (the minute in progress) at
+    ``last_valid``, the instant its value belongs to; each net moved by ``shift``."""
+    placed = []
+    for row in rows:
+        ts = row.ts if last_valid is None or row.ts <= last_valid else last_valid
+        placed.append(MinuteLevel(ts, *(v + d for v, d in zip(row[1:], shift, strict=True))))
+    return placed
+
+
+def make_point(
+    security: str,
+    market: str,
+    day: str,
+    window: float,
+    level: Level,
+    base: Resolved,
+    in_window: int,
+    raw: Amounts | None = None,
+) -> FlowPoint:
+    """The point of ``level`` measured against ``base``; the published nets, L and T are
+    ``raw``'s (a snapshot's amounts as OpenD sent them), else the level's own."""
+    ref = base.level if base.level is not None else level  # NONE: changes are 0
+    nets = (
+        (raw.net_super, raw.net_big, raw.net_mid, raw.net_small, raw.large_net, raw.turnover)
+        if raw is not None
+        else (*level[1:5], level.large, level.turnover)
+    )
+    return FlowPoint(
+        security=security,
+        market=market,
+        trading_day=day,
+        event_ts=level.ts,
+        window_s=window,
+        net_super=nets[0],
+        net_big=nets[1],
+        net_mid=nets[2],
+        net_small=nets[3],
+        large_net=nets[4],
+        turnover=nets[5],
+        change_super=level.net_super - ref.net_super,
+        change_big=level.net_big - ref.net_big,
+        change_mid=level.net_mid - ref.net_mid,
+        change_small=level.net_small - ref.net_small,
+        change_large=level.large - ref.large,
+        change_turnover=level.turnover - ref.turnover,
+        snapshots_in_window=in_window,
+        baseline=base.kind,
+        baseline_ts=ref.ts if base.kind in (Baseline.SNAPSHOT, Baseline.MINUTE) else None,
+    )
 
 
 @dataclass(eq=False)
 class FlowState:
     """Rolling state of one security for its current trading day.
 
-    Keeps only what answers "value at or before t - W" for future snapshots: the
-    newest entry at or before t - W plus everything after it (event time only
-    moves forward, so older entries can never be a baseline again), capped at
+    Keeps only what answers "level at or before t - W" for future snapshots: per
+    source (snapshot levels in ``history``, minute levels in ``minutes``) the newest
+    entry at or before t - W plus everything after it (event time only moves
+    forward, so older entries can never be a baseline again), capped at
     ``max_history`` entries. If the cap ever drops the baseline (more than
-    ``max_history`` snapshots inside one window) the oldest kept entry stands in
-    for it and ``truncated`` is set.
+    ``max_history`` snapshots inside one window) the oldest kept entry stands in for
+    it and ``truncated`` is set.
 
     The fields are the stored state (:meth:`to_dict`, via streams.processing.stored),
-    in the order a version 2 state has always been written.
+    in the order a version 2 state has always been written, version 3's after them.
     """
 
     window: float = DEFAULT_WINDOW
@@ -230,6 +417,11 @@ class FlowState:
     stale: int = 0
     duplicates: int = 0
     corrections: int = 0
+    # Version 3: the day's market and open, its first snapshot, and its minute levels.
+    market: str = ""
+    open_ts: float | None = None  # regular open of the day (None: hours unknown)
+    first_ts: float | None = None  # event time of the first accepted snapshot of the day
+    minutes: deque[MinuteLevel] = field(default_factory=deque)
 
     def __post_init__(self) -> None:
         window = self.window
@@ -241,7 +433,7 @@ class FlowState:
         if self.offset == ZERO:
             self.offset = ZERO  # by identity: the fast path of _correct
 
-    def _start_day(self, day: str) -> None:
+    def _start_day(self, day: str, market: str) -> None:
         self.trading_day = day
         self.last_ts = None
         self.last_amounts = None
@@ -249,6 +441,18 @@ class FlowState:
         self.offset = ZERO
         self.history.clear()
         self.truncated = False
+        self.first_ts = None
+        self.minutes.clear()
+        self._set_market(market)
+
+    def _set_market(self, market: str) -> None:
+        self.market = market
+        self.open_ts = session_open(market, self.trading_day or "")
+
+    @property
+    def sessions(self) -> tuple[tuple[float, float], ...]:
+        """The day's regular sessions (empty: hours unknown), for trading-time ages."""
+        return day_sessions(self.market, self.trading_day or "")
 
     def update(self, snap: Snapshot) -> FlowPoint | None:
         """Fold one snapshot in; the point to publish, or None for duplicates and stale ones."""
@@ -257,7 +461,7 @@ class FlowState:
 
     def fold(self, snap: Snapshot) -> FlowPoint | Skip:
         """Fold one snapshot in; the point to publish, or why nothing changed."""
-        skip = self._admit_day(snap.trading_day)
+        skip = self._admit_day(snap.trading_day, snap.market)
         if skip is not None:
             return skip
         raw = snap.resolved(self.last_amounts or ZERO)
@@ -267,16 +471,18 @@ class FlowState:
         adjusted = self._correct(raw)
         level = Level.of(snap.event_ts, adjusted)
         self._record(level, raw, adjusted)
-        base, in_window = self._baseline(snap.event_ts)
-        return self._point(snap, raw, level, base, in_window)
+        base = self._baseline(snap.event_ts)
+        return self._point(snap, raw, level, base, self._in_window(snap.event_ts))
 
-    def _admit_day(self, day: str) -> Skip | None:
+    def _admit_day(self, day: str, market: str) -> Skip | None:
         """A later day starts the series again; an earlier one is stale."""
         if self.trading_day is None or day > self.trading_day:
-            self._start_day(day)
+            self._start_day(day, market)
         elif day < self.trading_day:
             self.stale += 1
             return Skip.STALE
+        elif market != self.market:
+            self._set_market(market)  # a state stored before version 3 learns its market
         return None
 
     def _admit_time(self, t: float, raw: Amounts) -> Skip | None:
@@ -322,46 +528,87 @@ class FlowState:
             history[-1] = level  # same event time: the later reading wins
         else:
             history.append(level)
+        if self.first_ts is None:
+            self.first_ts = level.ts
         self.last_ts = level.ts
         self.last_amounts = raw
         self.adjusted = adjusted
-        cutoff = level.ts - self.window
+        self._trim(level.ts - self.window)
+
+    def _trim(self, cutoff: float) -> None:
+        """Per source, keep the newest level at or before ``cutoff`` and all after it."""
+        history = self.history
         while len(history) >= 2 and history[1].ts <= cutoff:
             history.popleft()
         while len(history) > self.max_history:
             history.popleft()
             self.truncated = True
+        minutes = self.minutes
+        while len(minutes) >= 2 and minutes[1].ts <= cutoff:
+            minutes.popleft()
 
-    def _baseline(self, t: float) -> tuple[Level, int]:
-        """The level at or before t - W (the origin if the day began inside the window)
-        and how many snapshots after it are in the window."""
-        first = self.history[0]
-        if first.ts <= t - self.window or self.truncated:
-            return first, len(self.history) - 1
-        return _ORIGIN, len(self.history)
+    def _baseline(self, t: float) -> Resolved:
+        """The level at or before t - W from either source, the origin, or none.
+
+        Relies on :meth:`_trim`: the newest level at or before t - W of each source is
+        its first entry, when there is one.
+        """
+        cutoff = t - self.window
+        history, minutes = self.history, self.minutes
+        first = history[0]  # there is one: the snapshot being folded
+        if first.ts <= cutoff or self.truncated:
+            before, after = first, history[1] if len(history) > 1 else first
+        else:
+            before, after = None, first
+        minute = minutes[0] if minutes and minutes[0].ts <= cutoff else None
+        return choose_baseline(
+            cutoff, before, after, minute, self.open_ts, self.sessions, self.window
+        )
+
+    def _in_window(self, t: float) -> int:
+        """Snapshots with event time in (t - W, t]."""
+        history = self.history
+        if history[0].ts <= t - self.window or self.truncated:
+            return len(history) - 1
+        return len(history)
+
+    def fold_minutes(
+        self, market: str, day: str, rows: Sequence[MinuteLevel], last_valid: float | None
+    ) -> bool:
+        """Fold in the minute rows of a capital-flow series of ``day`` (OpenD's nets,
+        their ``ts`` the row times); False when the series is of an earlier day.
+
+        A row later than ``last_valid`` (the minute in progress) is placed at
+        ``last_valid``, the instant its value belongs to. Rows are moved onto the
+        adjusted scale of the snapshot levels (the net offsets of corrections so far),
+        and a later series' row replaces an earlier one of the same minute.
+        """
+        if self.trading_day is not None and day < self.trading_day:
+            return False
+        if self.trading_day is None or day > self.trading_day:
+            self._start_day(day, market)
+        merged = {m.ts: m for m in self.minutes}
+        merged.update((m.ts, m) for m in place_minutes(rows, last_valid, self.net_offsets()))
+        self.minutes = deque(merged[ts] for ts in sorted(merged))
+        if self.last_ts is not None:
+            self._trim(self.last_ts - self.window)
+        return True
+
+    def net_offsets(self) -> tuple[float, float, float, float]:
+        """The adjusted-minus-raw shift of each class net (zero without corrections)."""
+        o = self.offset
+        return (
+            o.in_super - o.out_super,
+            o.in_big - o.out_big,
+            o.in_mid - o.out_mid,
+            o.in_small - o.out_small,
+        )
 
     def _point(
-        self, snap: Snapshot, raw: Amounts, level: Level, base: Level, in_window: int
+        self, snap: Snapshot, raw: Amounts, level: Level, base: Resolved, in_window: int
     ) -> FlowPoint:
-        return FlowPoint(
-            security=snap.security,
-            market=snap.market,
-            trading_day=snap.trading_day,
-            event_ts=level.ts,
-            window_s=self.window,
-            net_super=raw.net_super,
-            net_big=raw.net_big,
-            net_mid=raw.net_mid,
-            net_small=raw.net_small,
-            large_net=raw.large_net,
-            turnover=raw.turnover,
-            change_super=level.net_super - base.net_super,
-            change_big=level.net_big - base.net_big,
-            change_mid=level.net_mid - base.net_mid,
-            change_small=level.net_small - base.net_small,
-            change_large=level.large - base.large,
-            change_turnover=level.turnover - base.turnover,
-            snapshots_in_window=in_window,
+        return make_point(
+            snap.security, snap.market, snap.trading_day, self.window, level, base, in_window, raw
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -370,13 +617,23 @@ class FlowState:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FlowState:
-        """Restore what :meth:`to_dict` wrote, or a version 1 state; behaves identically."""
+        """Restore what :meth:`to_dict` wrote, or a version 1 or 2 state (which learns
+        its market from the next snapshot); behaves identically."""
         version = data.get("v")
         if version == 1:
-            data = _upgrade_v1(data)
+            data = _upgrade_v2(_upgrade_v1(data))
+        elif version == 2:
+            data = _upgrade_v2(data)
         elif version != STATE_VERSION:
             raise ValueError(f"unsupported FlowState version {version!r}")
         return from_plain(cls, {k: v for k, v in data.items() if k != "v"}, "flow")
+
+
+def _upgrade_v2(old: Mapping[str, Any]) -> dict[str, Any]:
+    """Version 2 in version 3's shape: no market yet, no minute levels."""
+    history = old.get("history")
+    first = history[0][0] if isinstance(history, list) and history else None
+    return {**old, "market": "", "open_ts": None, "first_ts": first, "minutes": []}
 
 
 def _upgrade_v1(old: Mapping[str, Any]) -> dict[str, Any]:

@@ -23,10 +23,11 @@ from typing import Any
 
 import orjson
 
-from streams.sinks.console import format_time, human_amount
+from streams.settings import CHAT_FORMATS
+from streams.sinks.console import alert_currency, format_time, human_amount, with_currency
 from streams.sinks.http import HttpPoster, PostingSink, Request, redact_url
 
-FORMATS = ("slack", "discord", "telegram")
+FORMATS = CHAT_FORMATS
 DISCORD_CONTENT_MAX = 2000
 DISCORD_TITLE_MAX = 256
 DISCORD_DESCRIPTION_MAX = 4096
@@ -76,6 +77,9 @@ class Facts:
         window_text = f"{float(window):g}s" if isinstance(window, int | float) else "W"
         threshold = data.get("threshold")
         previous = str(data.get("previous_regime") or "?").lower()
+        currency = alert_currency(event)  # every amount below is in it
+        theta = "?" if threshold is None else human_amount(threshold).lstrip("+")
+        peak = with_currency(human_amount(data.get("previous_peak")), currency)
         return cls(
             alert_id=clip(str(event.get("id") or data.get("alert_id") or "?"), FIELD_MAX),
             security=clip(str(data.get("security") or event.get("subject") or "?"), FIELD_MAX),
@@ -84,10 +88,10 @@ class Facts:
             emoji=_EMOJI.get(direction, "\u2757"),
             when=format_time(event),
             trading_day=clip(str(data.get("trading_day") or "?"), FIELD_MAX),
-            r_w=human_amount(data.get("r_w")),
+            r_w=with_currency(human_amount(data.get("r_w")), currency),
             window=window_text,
-            threshold="?" if threshold is None else human_amount(threshold).lstrip("+"),
-            previous=f"{clip(previous, FIELD_MAX)} peak {human_amount(data.get('previous_peak'))}",
+            threshold=theta if threshold is None else with_currency(theta, currency),
+            previous=f"{clip(previous, FIELD_MAX)} peak {peak}",
         )
 
     @property

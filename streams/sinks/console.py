@@ -6,13 +6,14 @@ depends on the producer's classes and tolerates missing optional fields.
 
 from __future__ import annotations
 
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
 
-from streams.domain.market import market_zone
+from streams.domain.market import market_currency, market_zone
 
 _ARROWS = {
     "inflow_to_outflow": ("\u2198", "IN\u2192OUT"),  # falling arrow
@@ -21,6 +22,7 @@ _ARROWS = {
 _COLOURS = {"inflow_to_outflow": "\033[31m", "outflow_to_inflow": "\033[32m"}
 _BOLD = "\033[1m"
 _RESET = "\033[0m"
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
 def human_amount(value: Any) -> str:
@@ -40,6 +42,25 @@ def human_amount(value: Any) -> str:
 def _text(value: Any) -> str | None:
     """``value`` if it is a non-empty string: fields of a record can hold anything."""
     return value if isinstance(value, str) and value else None
+
+
+def alert_currency(event: dict[str, Any]) -> str | None:
+    """Currency of an alert's amounts: ``data.currency``, else (an alert written before
+    alerts named it) the market's from the table; None when neither is known."""
+    data = event.get("data") or {}
+    if not isinstance(data, dict):
+        return None
+    named = data.get("currency")
+    if isinstance(named, str) and _CURRENCY.match(named):
+        return named
+    return market_currency(
+        _text(data.get("market")), _text(data.get("security")) or _text(event.get("subject"))
+    )
+
+
+def with_currency(amount: str, currency: str | None) -> str:
+    """'-17.5M' -> '-17.5M HKD'; unchanged when the currency is unknown."""
+    return f"{amount} {currency}" if currency else amount
 
 
 def _event_datetime(event: dict[str, Any]) -> datetime | None:
@@ -100,16 +121,19 @@ def format_alert(event: dict[str, Any], colour: bool | None = None) -> str:
     window = data.get("window_s")
     window_text = f"{float(window):g}s" if isinstance(window, int | float) else "W"
     event_id = str(event.get("id") or data.get("alert_id") or "")
+    r_w = with_currency(human_amount(data.get("r_w")), alert_currency(event))
     parts = [
         format_time(event),
         f"{security:<10}",
         f"{arrow} {label}",
-        f"R_{window_text}={human_amount(data.get('r_w'))}",
+        f"R_{window_text}={r_w}",
         f"\u03b8=\u00b1{threshold_text}",
         f"prev {str(data.get('previous_regime') or '?').lower()} peak "
         f"{human_amount(data.get('previous_peak'))}",
         f"id={event_id[:12]}",
     ]
+    # Whatever a record holds, it prints as one line: no newline or escape from the data.
+    parts = [_printable(part) for part in parts]
     if not colour:
         return "  ".join(parts)
     tint = _COLOURS.get(direction, "")
@@ -117,6 +141,11 @@ def format_alert(event: dict[str, Any], colour: bool | None = None) -> str:
     parts[2] = f"{tint}{_BOLD}{parts[2]}{_RESET}"
     parts[3] = f"{tint}{parts[3]}{_RESET}"
     return "  ".join(parts)
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters (newlines, escapes) shown as '?'."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
 
 
 def json_line(event: dict[str, Any]) -> str:

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import re
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from streams.devtools import (  # noqa: F401 (the shared dev harness, re-exported for tests)
     Child,
     RequestLog,
+    SdkMissing,
     Topics,
     Worker,
     alerts_of,
@@ -25,9 +27,12 @@ from streams.devtools import (  # noqa: F401 (the shared dev harness, re-exporte
     metric,
     read_to_end,
     read_topic,
+    run_sdk,
+    sim_process,
     start_worker,
     workers_stopped,
 )
+from streams.opend import framing
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
 from streams.opend_sim.scenario import Reversal, Scenario, load_scenario, reversal_times
@@ -96,13 +101,19 @@ async def start_scenario_sim(
     return sim, scenario
 
 
-@asynccontextmanager
-async def opend_sim_process(log: Path, *args: str) -> AsyncIterator[tuple[Child, int]]:
-    """``capflow opend-sim --port 0 ARGS`` in a child process (stopped when the block ends):
-    the child and the port it says it listens on."""
-    with capflow("opend-sim", "--port", "0", *args, log=log) as sim:
-        match = await sim.wait_output(re.compile(r"listening on [\d.]+:(\d+)"), 60)
-        yield sim, int(match.group(1))
+async def exchange(port: int, frames: list[bytes], replies: int) -> list[framing.Frame]:
+    """Raw frames sent on one connection; the first ``replies`` frames that come back."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"".join(frames))
+        await writer.drain()
+        decoder = framing.FrameDecoder()
+        got: list[framing.Frame] = []
+        while len(got) < replies:
+            got += decoder.feed(await asyncio.wait_for(reader.read(65536), 3))
+        return got
+    finally:
+        writer.close()
 
 
 async def run_cli(*argv: str, timeout: float = 60.0) -> tuple[int, str, str]:
@@ -119,6 +130,14 @@ async def run_cli(*argv: str, timeout: float = 60.0) -> tuple[int, str, str]:
         raise
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+def sdk(script: str, args: list[str], home: Path, stdin: str = "") -> Any:
+    """:func:`streams.devtools.run_sdk`, skipping the test where futu-api is missing."""
+    try:
+        return run_sdk(script, args, home, stdin)
+    except SdkMissing:
+        pytest.skip("futu-api not installed")
 
 
 def make_alert(security: str, minute: int, direction: str = INFLOW_TO_OUTFLOW) -> Alert:

@@ -105,11 +105,12 @@ def _time(text: str) -> float:
 
 
 async def test_alerts_fire_in_alertmanager_and_resolve_after_the_cooldown(
-    alertmanager: str, kafka_bootstrap: str, topic_prefix: str
+    alertmanager: str, kafka_bootstrap: str, topic_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = float(int(time.time()))
     recent = make_alert("HK.00700", now - 60, INFLOW_TO_OUTFLOW)  # inside its cooldown
-    old = make_alert("US.AAPL", now - 7200, OUTFLOW_TO_INFLOW)  # cooldown long over
+    old = make_alert("US.AAPL", now - 7200, OUTFLOW_TO_INFLOW)  # cooldown long over: late
+    monkeypatch.setenv("CAPFLOW_LATE_ALERT_ACTIVE", "1800")
     topic = f"{topic_prefix}.alerts"
     await ensure_topics({"bootstrap_servers": kafka_bootstrap}, [topic], 1)
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
@@ -120,6 +121,7 @@ async def test_alerts_fire_in_alertmanager_and_resolve_after_the_cooldown(
     finally:
         await producer.stop()
 
+    before = time.time()
     code, _, err = await run_cli(
         "alerts", "--alertmanager", alertmanager, "--cooldown", "600",
         "--generator-url", "http://127.0.0.1:6066/flow/{security}/",
@@ -127,12 +129,27 @@ async def test_alerts_fire_in_alertmanager_and_resolve_after_the_cooldown(
         "--kafka-bootstrap", kafka_bootstrap, "--topic-alerts", topic,
         "--topic-undelivered", f"{topic_prefix}.undelivered",
     )  # fmt: skip
+    after = time.time()
     assert code == 0, err
     assert f"delivering {topic} to alertmanager {alertmanager}" in err
 
-    active = _get(f"{alertmanager}/api/v2/alerts")
-    assert len(active) == 1, active  # the old alert was posted already resolved
-    alert = active[0]
+    active = {a["labels"]["security"]: a for a in _get(f"{alertmanager}/api/v2/alerts")}
+    assert set(active) == {"HK.00700", "US.AAPL"}, active  # the late one fires too
+
+    late = active["US.AAPL"]
+    assert late["status"]["state"] == "active"
+    assert _time(late["startsAt"]) == old.event_ts  # when it happened
+    # Active for --late-alert-active (here from the environment) after its delivery.
+    assert before + 1800 <= _time(late["endsAt"]) <= after + 1800
+    late_notes = late["annotations"]
+    assert late_notes["late"] == "true" and late_notes["summary"].endswith("[late]")
+    assert _time(late_notes["event_time"]) == old.event_ts
+    assert before - 1 <= _time(late_notes["delivered_at"]) <= after
+    assert 7200 <= float(late_notes["delivered_after"].rstrip("s")) <= 7200 + after - before + 1
+    assert late_notes["currency"] == "USD" and "USD" in late_notes["description"]
+
+    alert = active["HK.00700"]
+    assert "late" not in alert["annotations"]
     assert alert["labels"] == {
         "alertname": "CapflowFlowReversal",
         "security": "HK.00700",
@@ -144,6 +161,7 @@ async def test_alerts_fire_in_alertmanager_and_resolve_after_the_cooldown(
     assert notes["alert_id"] == recent.alert_id and "HK.00700" in notes["summary"]
     assert _time(alert["startsAt"]) == recent.event_ts
     assert _time(alert["endsAt"]) == recent.event_ts + 600
+    assert notes["currency"] == "HKD" and "HKD" in notes["description"]
     assert alert["generatorURL"] == "http://127.0.0.1:6066/flow/HK.00700/"
     assert alert["status"]["state"] == "active"
 
@@ -156,4 +174,6 @@ async def test_alerts_fire_in_alertmanager_and_resolve_after_the_cooldown(
     )  # fmt: skip
     assert code == 0, err
     again = _get(f"{alertmanager}/api/v2/alerts")
-    assert [a["fingerprint"] for a in again] == [alert["fingerprint"]]
+    assert sorted(a["fingerprint"] for a in again) == sorted(
+        a["fingerprint"] for a in active.values()
+    )

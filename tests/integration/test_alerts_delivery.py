@@ -312,7 +312,7 @@ async def test_usage_errors_exit_2() -> None:
     tg = ["--webhook", "http://127.0.0.1:9/x", "--format", "telegram"]
     cases = [
         (["--format", "slack"], "--format slack needs --webhook"),
-        (["--webhook", "http://127.0.0.1:9/x", "--format", "teams"], "--format must be one of"),
+        (["--webhook", "http://127.0.0.1:9/x", "--format", "teams"], "--format: 'teams' is not"),
         (tg, "--telegram-chat-id"),
         ([*tg, "--telegram-chat-id", "x"], "numeric chat id"),
         (["--webhook", "ftp://127.0.0.1/x", "--format", "slack"], "expected an http"),

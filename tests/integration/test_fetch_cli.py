@@ -38,3 +38,39 @@ async def test_fetch_explains_bad_codes_and_a_missing_opend() -> None:
     assert code == 2 and "00700" in err
     code, _, err = await run_cli("fetch", "HK.00700", "--opend-port", str(free_port()))
     assert code == 1 and "cannot connect" in err
+
+
+async def test_fetch_capital_flow_prints_the_minutes_of_the_model() -> None:
+    sim, scenario = await start_scenario_sim()
+    now = scenario.start + 1234  # 09:50:34
+    sim.clock.set(now, speed=0.0)
+    try:
+        code, out, err = await run_cli(
+            "fetch", "--capital-flow", "HK.00700", "HK.99999", "--opend-port", str(sim.port)
+        )
+        json_code, json_out, _ = await run_cli(
+            "fetch", "--capital-flow", "HK.00700", "--json", "--opend-port", str(sim.port)
+        )
+    finally:
+        await sim.stop()
+    want = sim.market.capital_flow("HK.00700", now)
+    assert code == 1 and "HK.99999" in err and "unknown" in err.lower()
+    lines = out.splitlines()
+    assert lines[0] == (
+        "HK.00700  capital flow 2024-06-03  lastValidTime 2024-06-03 09:50:34  (22 minutes)"
+    )
+    minutes = lines[2:]
+    assert [line.split()[0] for line in minutes] == [r.time[11:] for r in want.rows]
+    last = want.rows[-1]
+    values = [last.super_in_flow, last.big_in_flow, last.mid_in_flow, last.sml_in_flow]
+    assert minutes[-1].split()[1:6] == [f"{v:+,.2f}" for v in [*values, last.in_flow]]
+    assert minutes[-1].endswith("in progress, as of 09:50:34")
+    assert "in progress" not in minutes[-2]
+    assert json_code == 0
+    (record,) = [orjson.loads(line) for line in json_out.splitlines()]
+    assert record["trading_day"] == "2024-06-03" and record["source"].startswith("opend://")
+    assert record["last_valid_timestamp"] == want.last_valid_timestamp
+    assert len(record["rows"]) == 22 and record["rows"][0]["time"] == "2024-06-03 09:30:00"
+    assert record["rows"][-1]["big_in_flow"] == last.big_in_flow
+    assert record["rows"][-1]["main_in_flow"] is None
+    assert sim.counts[3211] == 3 and sim.counts[3212] == 0

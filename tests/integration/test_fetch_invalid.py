@@ -1,4 +1,7 @@
-"""`capflow fetch` against a simulator that answers invalid data: reasons, never data."""
+"""`capflow fetch` against a simulator that answers invalid data: reasons, never data.
+
+Capital distribution (3212) and capital flow (3211, ``--capital-flow``) alike.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import dataclasses
 import orjson
 import pytest
 
+from streams.domain.capital_flow import CapitalFlow
 from streams.opend.snapshot import CapitalDistribution
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import Availability, MarketModel
@@ -63,3 +67,34 @@ async def test_fetch_reports_invalid_replies_and_prints_only_valid_data() -> Non
     assert "capital_in_big must be finite" in err
     assert "capital_out_big must be >= 0" in err
     assert "ahead of the clock" in err
+
+
+class DisorderedMarket(HostileMarket):
+    """Serves a capital-flow series whose minutes run backwards (HK.00001) or hold NaN."""
+
+    def capital_flow(self, security: str, t: float) -> CapitalFlow:
+        good = MarketModel().capital_flow("HK.00700", T0 + 300)
+        rows = list(good.rows)
+        if security == "HK.00001":
+            rows[2], rows[3] = rows[3], rows[2]
+        elif security == "HK.00002":
+            rows[4] = dataclasses.replace(rows[4], mid_in_flow=float("nan"))
+        code = security.split(".")[1]
+        return dataclasses.replace(good, security=security, code=code, rows=tuple(rows))
+
+
+async def test_fetch_capital_flow_reports_invalid_series() -> None:
+    sim = OpenDSimulator(DisorderedMarket(), SimClock(T0 + 300, speed=0.0))
+    await sim.start()
+    try:
+        code, out, err = await run_cli(
+            "fetch", "--capital-flow", "HK.00001", "HK.00002", "HK.00003", "--json",
+            "--opend-port", str(sim.port),
+        )  # fmt: skip
+    finally:
+        await sim.stop()
+    assert code == 1, err
+    assert [orjson.loads(line)["security"] for line in out.splitlines()] == ["HK.00003"]
+    assert "HK.00001: invalid reply: row 3 (2024-06-03 09:32:00) comes before the minute" in err
+    assert "HK.00002: invalid reply: row 4 (2024-06-03 09:34:00): mid_in_flow must be finite" in err
+    assert "Traceback" not in err

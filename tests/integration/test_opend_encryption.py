@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -31,7 +30,7 @@ from streams.opend_sim.scenario import DEMO_PATH, load_scenario
 from streams.opend_sim.server import OpenDSimulator
 from streams.pb.opend import KeepAlive_pb2 as keepalive_pb
 from streams.pb.opend import Notify_pb2
-from tests.integration.harness import opend_sim_process, run_cli
+from tests.integration.harness import run_cli, sdk, sim_process
 
 pytestmark = pytest.mark.integration
 pytest.importorskip("grpc_tools")  # dev environment marker; futu is checked in the subprocess
@@ -108,25 +107,6 @@ def key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def run_sdk(script: str, args: list[str], home: Path, stdin: str = "") -> dict[str, object]:
-    """Run ``script`` with the SDK; it writes its JSON result to a file (its logs go to stdout)."""
-    result = home / "result.json"
-    result.unlink(missing_ok=True)
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(result), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=90,
-        env={**os.environ, "HOME": str(home)},  # the SDK writes its logs under $HOME
-    )
-    if "No module named 'futu'" in done.stderr:
-        pytest.skip("futu-api not installed")
-    assert result.exists(), f"SDK failed: {done.stdout[-2000:]} {done.stderr[-2000:]}"
-    data: dict[str, object] = json.loads(result.read_text())
-    return data
-
-
 def test_sdk_and_our_ciphers_read_each_other(key_file: Path, tmp_path: Path) -> None:
     key = crypto.load_rsa_key(key_file)
     ecb, cbc = crypto.FtAesEcb(AES_KEY), crypto.AesCbc(AES_KEY, AES_IV)
@@ -136,24 +116,24 @@ def test_sdk_and_our_ciphers_read_each_other(key_file: Path, tmp_path: Path) -> 
         "ecb": [ecb.encrypt(p).hex() for p in PLAINS],
         "cbc": [cbc.encrypt(p).hex() for p in PLAINS],
     }
-    sdk = run_sdk(SDK_CRYPTO, [str(key_file), AES_KEY, AES_IV], tmp_path, json.dumps(ours))
+    sdk_out: dict[str, Any] = sdk(
+        SDK_CRYPTO, [str(key_file), AES_KEY, AES_IV], tmp_path, json.dumps(ours)
+    )
     # The SDK reads what we wrote ...
-    assert sdk["rsa_read"] == [p.hex() for p in PLAINS if p]
-    assert sdk["ecb_read"] == ours["plains"] and sdk["cbc_read"] == ours["plains"]
+    assert sdk_out["rsa_read"] == [p.hex() for p in PLAINS if p]
+    assert sdk_out["ecb_read"] == ours["plains"] and sdk_out["cbc_read"] == ours["plains"]
     # ... and we read what it wrote; deterministic modes are byte-identical.
-    assert [crypto.rsa_decrypt(key, bytes.fromhex(c)) for c in sdk["rsa"]] == PLAINS  # type: ignore[union-attr]
-    assert sdk["ecb"] == ours["ecb"] and sdk["cbc"] == ours["cbc"]
-    assert [ecb.decrypt(bytes.fromhex(c)) for c in sdk["ecb"]] == PLAINS  # type: ignore[union-attr]
+    assert [crypto.rsa_decrypt(key, bytes.fromhex(c)) for c in sdk_out["rsa"]] == PLAINS
+    assert sdk_out["ecb"] == ours["ecb"] and sdk_out["cbc"] == ours["cbc"]
+    assert [ecb.decrypt(bytes.fromhex(c)) for c in sdk_out["ecb"]] == PLAINS
 
 
 @pytest.fixture(scope="module")
-async def encrypted_sim(key_file: Path) -> AsyncIterator[int]:
-    async with opend_sim_process(
-        key_file.parent / "opend-sim.log",
-        "--scenario", str(DEMO_PATH), "--speed", "0", "--start", START,
-        "--rate-limit-requests", "1000", "--opend-rsa-key", str(key_file),
-    ) as (sim, port):  # fmt: skip
-        assert "encryption=rsa+aes" in sim.log_text()
+def encrypted_sim(key_file: Path) -> Iterator[int]:
+    flags = ["--scenario", str(DEMO_PATH), "--speed", "0", "--start", START]
+    flags += ["--rate-limit-requests", "1000", "--opend-rsa-key", str(key_file)]
+    with sim_process(*flags) as (port, line):
+        assert "encryption=rsa+aes" in line
         yield port
 
 
@@ -161,19 +141,19 @@ async def encrypted_sim(key_file: Path) -> AsyncIterator[int]:
 async def test_sdk_with_is_encrypt_and_our_client_read_the_same(
     encrypted_sim: int, key_file: Path, tmp_path: Path, algo: int
 ) -> None:
-    sdk = run_sdk(SDK_CLIENT, [str(encrypted_sim), str(key_file), *CODES], tmp_path)
+    read: dict[str, Any] = sdk(SDK_CLIENT, [str(encrypted_sim), str(key_file), *CODES], tmp_path)
     key = crypto.load_rsa_key(key_file)
     client = OpenDClient("127.0.0.1", encrypted_sim, timeout=5, rsa_key=key, packet_enc_algo=algo)
     async with client:
         for code in CODES:
             ours = await client.get_capital_distribution(code)
-            theirs = sdk[code]
+            theirs = read[code]
             assert isinstance(theirs, dict) and "error" not in theirs, theirs
             assert {k: theirs[k] for k in AMOUNT_FIELDS} == ours.amounts()
             assert theirs["update_time"] == ours.update_time
         state = await client.get_global_state()
         assert state.marketHK == 3
-    assert sdk["_state"]["market_hk"] == "MORNING"  # type: ignore[index]
+    assert read["_state"]["market_hk"] == "MORNING"
 
 
 async def test_plain_client_cannot_talk_to_an_encrypted_simulator(key_file: Path) -> None:

@@ -10,6 +10,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.pipeline.deadletter import HEADER_ERROR, HEADER_STAGE
 from streams.pipeline.topics import ensure_topics
 from tests.integration.harness import (
@@ -76,6 +77,9 @@ async def test_scripted_reversals_are_alerted_exactly(
         flows = await read_topic(
             kafka_bootstrap, names["flow"], until=lambda r: len(r) >= 50, timeout=30
         )
+        snapshots = await read_topic(
+            kafka_bootstrap, names["distribution"], until=lambda r: len(r) >= 10, timeout=30
+        )
         assert worker.proc.poll() is None, "the worker died:\n" + worker.tail()
 
     alerts = alerts_of(records)
@@ -91,6 +95,19 @@ async def test_scripted_reversals_are_alerted_exactly(
         assert flip < event_ts <= flip + WINDOW + 120, (event_ts - flip, got)
     assert len({a["id"] for a in alerts}) == len(alerts)
     assert all(a["specversion"] == "1.0" and a["source"] for a in alerts)
+    # Each alert record carries the CloudEvents Kafka binding's headers, equal to the body.
+    for record, alert in zip(records, alerts, strict=True):
+        headers = {name: value.decode() for name, value in record.headers}
+        assert headers == {
+            "ce_specversion": "1.0",
+            "ce_id": alert["id"],
+            "ce_source": alert["source"],
+            "ce_type": alert["type"],
+            "ce_time": alert["time"],
+            "ce_subject": alert["subject"],
+            "content-type": "application/cloudevents+json; charset=UTF-8",
+        }, headers
+        assert alert["data"]["currency"] == "HKD"
 
     assert len(dead) == 1
     headers = dict(dead[0].headers)
@@ -101,4 +118,8 @@ async def test_scripted_reversals_are_alerted_exactly(
     flow_values = [orjson.loads(r.value) for r in flows]
     assert {f["security"] for f in flow_values} <= set(WATCHLIST)
     assert all(f["window_s"] == WINDOW for f in flow_values)
+    assert {f["currency"] for f in flow_values} == {"HKD"}
+    garbage = b"\xff not protobuf"
+    polled = [DistributionSnapshot.FromString(r.value) for r in snapshots if r.value != garbage]
+    assert polled and {s.currency for s in polled} == {"HKD"}  # as the poller wrote them
     await sim.stop()

@@ -1,9 +1,11 @@
 """Replaying a recorded day yields the same flows and alerts as the live run.
 
 Live: simulator -> worker (poller + processors) -> flows and alerts. Then
-``capflow record`` writes the live snapshot topic to a file, ``capflow replay``
-publishes it into a fresh topic set, and a fresh worker (``--no-poller``, new app
-id) processes it. Everything runs on event time, so the outputs must be identical.
+``capflow record`` writes the live snapshot topic (and the minute history the poller
+fetched, capital flow) to a file, ``capflow replay`` publishes it into a fresh topic
+set, and a fresh worker (``--no-poller``, new app id) processes it. Everything runs on
+event time, and minute history is folded in where the snapshots name it, so the
+outputs must be identical.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +21,9 @@ import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from streams.pb.capflow.v1.capital_flow_pb2 import CapitalFlowSeries
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
-from streams.pipeline.processor import SecurityProcessor
+from streams.pipeline.processor import Incoming, SecurityProcessor, SecurityState
 from streams.pipeline.topics import ensure_topics
 from streams.processing.thresholds import ThresholdConfig
 from streams.recording import read_recording, to_json_line
@@ -60,20 +64,28 @@ def alert_keys(alerts: list[dict[str, Any]]) -> list[tuple[str, str, str, float]
     )
 
 
-def offline(snapshots: list[DistributionSnapshot]) -> tuple[dict[str, int], list[dict[str, Any]]]:
-    """Flow counts per security and alerts of the snapshots, without Kafka (default params)."""
+def offline(
+    snapshots: list[DistributionSnapshot],
+    series: Sequence[CapitalFlowSeries] = (),
+) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """Flow counts per security and alerts of the records, without Kafka (default params):
+    the series first (the processing step puts them where the snapshots name them)."""
     proc = SecurityProcessor(ThresholdConfig())
-    state: dict[str, bytes | None] = {}
+    states: dict[str, SecurityState] = {}
     counts: dict[str, int] = defaultdict(int)
     alerts = []
-    for msg in snapshots:
-        snap = proc.decode(msg.security.encode(), msg.SerializeToString())
-        out = proc.process(state.get(msg.security), snap)
-        state[msg.security] = out.state
-        if out.flow is not None:
-            counts[msg.security] += 1
-        if out.alert is not None:
-            alerts.append(orjson.loads(out.alert))
+    for msg in [*series, *snapshots]:
+        value = msg.SerializeToString()
+        incoming: Incoming = (
+            proc.decode_series(msg.security.encode(), value)
+            if isinstance(msg, CapitalFlowSeries)
+            else proc.decode_polled(msg.security.encode(), value)
+        )
+        state = states.setdefault(msg.security, proc.load(None, msg.security))
+        for out in proc.take(state, incoming):
+            if out.flow is not None:
+                counts[msg.security] += 1
+            alerts += [orjson.loads(payload) for payload, _ in out.alerts()]
     return dict(counts), alerts
 
 
@@ -92,6 +104,11 @@ async def test_replay_of_a_recorded_day_matches_the_live_run(
     await ensure_topics(
         {"bootstrap_servers": kafka_bootstrap}, [*live.names.values(), *again.names.values()], 3
     )
+
+    async def series_of(topic: str) -> list[CapitalFlowSeries]:
+        return [
+            CapitalFlowSeries.FromString(r.value) for r in await read_to_end(kafka_bootstrap, topic)
+        ]
 
     # -- the live run ---------------------------------------------------------------
     worker = start_worker(
@@ -123,7 +140,7 @@ async def test_replay_of_a_recorded_day_matches_the_live_run(
                 records = await read_to_end(kafka_bootstrap, live.names["distribution"])
                 live_snaps = snapshots_of(records)
                 last = {s.security: s.update_timestamp for s in live_snaps}
-                expected, _ = offline(live_snaps)
+                expected, _ = offline(live_snaps, await series_of(live.names["capitalflow"]))
                 live_flow_records = await read_to_end(kafka_bootstrap, live.names["flow"])
                 got = {s: len(f) for s, f in flows_by_security(live_flow_records).items()}
                 progress.update(got=got, expected=expected, last=last)
@@ -149,7 +166,9 @@ async def test_replay_of_a_recorded_day_matches_the_live_run(
     live_snaps = snapshots_of(await read_to_end(kafka_bootstrap, live.names["distribution"]))
     assert len(live_snaps) >= before
     # The live worker computed exactly what the processor computes from its input.
-    counts, offline_alerts = offline(live_snaps)
+    live_series = await series_of(live.names["capitalflow"])
+    assert live_series, "the live worker fetched no minute history"
+    counts, offline_alerts = offline(live_snaps, live_series)
     assert counts == expected
     assert alert_keys(offline_alerts) == alert_keys(live_alerts)
 
@@ -158,11 +177,17 @@ async def test_replay_of_a_recorded_day_matches_the_live_run(
     code, out, err = await run_cli(
         "record", str(recording),
         "--kafka-bootstrap", kafka_bootstrap, "--topic-distribution", live.names["distribution"],
+        "--topic-capitalflow", live.names["capitalflow"],
     )  # fmt: skip
     assert code == 0, err
-    assert out.strip() == f"recorded {len(live_snaps)} snapshots to {recording}"
-    recorded = list(read_recording(recording))
+    assert out.strip() == (
+        f"recorded {len(live_snaps)} snapshots and {len(live_series)} capital-flow series "
+        f"to {recording}"
+    )
+    lines = list(read_recording(recording))
+    recorded = [m for m in lines if isinstance(m, DistributionSnapshot)]
     assert len(recorded) == len(live_snaps)
+    assert [m for m in lines if isinstance(m, CapitalFlowSeries)] == live_series
     # Per security, the recording keeps the topic's order (and every field).
     for sec in WATCHLIST:
         assert [m for m in recorded if m.security == sec] == [
@@ -173,15 +198,17 @@ async def test_replay_of_a_recorded_day_matches_the_live_run(
     code, out, err = await run_cli(
         "replay", str(recording),
         "--kafka-bootstrap", kafka_bootstrap, "--topic-distribution", again.names["distribution"],
+        "--topic-capitalflow", again.names["capitalflow"],
     )  # fmt: skip
     assert code == 0, err
-    n = len(recorded)
+    n, total = len(recorded), len(lines)
     assert re.fullmatch(
         rf"replayed {n} snapshots from {re.escape(str(recording))} to "
-        rf"{re.escape(again.names['distribution'])}: {n} confirmed written in \d+\.\ds",
+        rf"{re.escape(again.names['distribution'])} and {len(live_series)} capital-flow series "
+        rf"to {re.escape(again.names['capitalflow'])}: {total} confirmed written in \d+\.\ds",
         out.strip(),
     ), out
-    assert f"sent {n}/{n} (100%)" in err, err
+    assert f"sent {total}/{total} (100%)" in err, err
     replayed = snapshots_of(await read_to_end(kafka_bootstrap, again.names["distribution"]))
     assert len(replayed) == n
     for sec in WATCHLIST:

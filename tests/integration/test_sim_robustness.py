@@ -16,7 +16,7 @@ from streams.opend_sim.market import MarketModel
 from streams.opend_sim.scenario import parse_scenario
 from streams.opend_sim.server import OpenDSimulator
 from streams.pb.opend import InitConnect_pb2, Notify_pb2
-from tests.integration.harness import wait_for
+from tests.integration.harness import exchange, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -99,18 +99,15 @@ async def test_abrupt_disconnect_mid_frame(sim: OpenDSimulator) -> None:
 
 
 async def test_json_bodies_and_unknown_proto(sim: OpenDSimulator) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
-    try:
-        body = json.dumps({"c2s": {"clientVer": 100, "clientID": "json"}}).encode()
-        writer.write(framing.encode_frame(1001, 3, body, fmt=framing.FMT_JSON))
-        writer.write(framing.encode_frame(9999, 4, b""))
-        await writer.drain()
-        decoder = framing.FrameDecoder()
-        frames: list[framing.Frame] = []
-        while len(frames) < 2:
-            frames += decoder.feed(await asyncio.wait_for(reader.read(4096), 3))
-    finally:
-        writer.close()
+    body = json.dumps({"c2s": {"clientVer": 100, "clientID": "json"}}).encode()
+    frames = await exchange(
+        sim.port,
+        [
+            framing.encode_frame(1001, 3, body, fmt=framing.FMT_JSON),
+            framing.encode_frame(9999, 4, b""),
+        ],
+        2,
+    )
     init, unknown = frames
     assert init.fmt == framing.FMT_JSON and init.serial == 3
     reply = json.loads(init.body)

@@ -100,9 +100,10 @@ async def test_metrics_state_view_and_unknown_security(
                 metrics = samples(body.decode())
 
                 requests = by_name(metrics, "capflow_opend_requests_total")
-                assert requests[(("outcome", "ok"),)] > 0, requests
-                # The unknown security cost exactly one request, then it was dropped.
-                assert requests[(("outcome", "rejected"),)] == 1, requests
+                assert requests[(("outcome", "ok"), ("protocol", "3212"))] > 0, requests
+                # The unknown security cost exactly one capital-distribution request, then
+                # it was dropped (its capital flow, asked for once too, was refused alike).
+                assert requests[(("outcome", "rejected"), ("protocol", "3212"))] == 1, requests
 
                 budget = by_name(metrics, "capflow_opend_budget")
                 assert budget[(("kind", "limit"),)] == 100

@@ -12,13 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streams.pipeline.processor import Polled, SecurityProcessor, SecurityState
 from streams.polling.adaptive import Adaptive
 from streams.polling.poller import Poller
 from streams.polling.scheduler import RoundRobin, make_scheduler
-from streams.processing.detector import DetectorState
-from streams.processing.events import flow_record
-from streams.processing.flow import FlowState, Snapshot
-from streams.processing.thresholds import DetectorParams
+from streams.processing.events import parse_flow
+from streams.processing.flow import Snapshot
+from streams.processing.thresholds import DetectorParams, ThresholdConfig
 
 DAY = "2024-06-03"
 T0 = 1717378200.0  # 2024-06-03 09:30 HK
@@ -215,12 +215,18 @@ def _snapshot(t: float, flip: float, rate: float, base: float = 140000.0) -> Sna
     )  # fmt: skip
 
 
-def _process(flows: FlowState, det: DetectorState, snap: Snapshot) -> dict[str, Any]:
-    params = DetectorParams()
-    point = flows.update(snap)
-    assert point is not None
-    det.step(point, params)
-    return flow_record(point, det.regime, det.threshold)
+_PROCESSOR = SecurityProcessor(ThresholdConfig(DetectorParams()))
+
+
+def _fresh() -> SecurityState:
+    return _PROCESSOR.load(None, "HK.00700")
+
+
+def _process(state: SecurityState, snap: Snapshot) -> dict[str, Any]:
+    """The flow record the worker's processing step publishes for ``snap``."""
+    (outcome,) = _PROCESSOR.take(state, Polled(snap))
+    assert outcome.flow is not None
+    return parse_flow(outcome.flow)
 
 
 @pytest.mark.parametrize("before", [40.0, 150.0, 260.0])
@@ -233,17 +239,19 @@ def test_predicted_crossing_is_when_the_processor_flips(before: float) -> None:
     sched = Adaptive(600.0, interval=1.0, pad=0.0)
     sec = "HK.00700"
     sched.next([sec], T0)
-    flows, det = FlowState(), DetectorState()
+    state = _fresh()
     for t in polls:
         sched.polled(sec, t)
-        sched.observe_flow(sec, _process(flows, det, _snapshot(t, flip, 100000.0)))
-    assert det.regime.value == "INFLOW"
+        sched.observe_flow(sec, _process(state, _snapshot(t, flip, 100000.0)))
+    assert state.detector.regime.value == "INFLOW"
     predicted = sched._tracks[sec].want_event
     assert predicted is not None
     actual = None
     for t in range(int(polls[-1]) + 1, int(polls[-1]) + 1200):
-        f, d = copy.deepcopy(flows), copy.deepcopy(det)
-        if _process(f, d, _snapshot(float(t), flip, 100000.0))["regime"] == "OUTFLOW":
+        if (
+            _process(copy.deepcopy(state), _snapshot(float(t), flip, 100000.0))["regime"]
+            == "OUTFLOW"
+        ):
             actual = float(t)
             break
     assert actual is not None
@@ -256,10 +264,10 @@ def test_long_interval_with_flow_against_the_regime_probes_first() -> None:
     sched = Adaptive(600.0, interval=1.0)
     sec = "HK.00700"
     sched.next([sec], T0)
-    flows, det = FlowState(), DetectorState()
+    state = _fresh()
     for t in [T0 + 300.0 * k for k in range(1, 5)] + [T0 + 1500.0]:
         sched.polled(sec, t)
-        sched.observe_flow(sec, _process(flows, det, _snapshot(t, flip, 100000.0)))
+        sched.observe_flow(sec, _process(state, _snapshot(t, flip, 100000.0)))
     track = sched._tracks[sec]
     assert track.want_event == T0 + 1500.0 + sched.probe_gap
 
@@ -268,10 +276,10 @@ def test_steady_flow_wants_nothing_extra() -> None:
     sched = Adaptive(600.0, interval=1.0)
     sec = "HK.00700"
     sched.next([sec], T0)
-    flows, det = FlowState(), DetectorState()
+    state = _fresh()
     for t in [T0 + 300.0 * k for k in range(1, 6)]:
         sched.polled(sec, t)
-        sched.observe_flow(sec, _process(flows, det, _snapshot(t, T0 + 99999.0, 100000.0)))
+        sched.observe_flow(sec, _process(state, _snapshot(t, T0 + 99999.0, 100000.0)))
     assert sched._tracks[sec].want_event is None
 
 
@@ -281,10 +289,10 @@ def test_no_approach_inside_the_cooldown() -> None:
     sec = "HK.00700"
     sched.next([sec], T0)
     sched._tracks[sec].last_alert_t = T0  # an alert just went out
-    flows, det = FlowState(), DetectorState()
+    state = _fresh()
     for t in [T0 + 300.0 * k for k in range(1, 5)] + [flip + 60.0, flip + 70.0]:
         sched.polled(sec, t)
-        sched.observe_flow(sec, _process(flows, det, _snapshot(t, flip, 100000.0)))
+        sched.observe_flow(sec, _process(state, _snapshot(t, flip, 100000.0)))
     assert sched._tracks[sec].want_event is None
 
 
@@ -349,3 +357,20 @@ def test_flows_read_before_polling_here_are_kept() -> None:
     sched.observe_flow(sec, flow(sec, 2.0, "OUTFLOW", r_w=-5.0, d_t=10.0, theta=1.0))
     assert sched.pending() == [sec]
     assert sched.next(due, 10.0) == sec
+
+
+def test_a_flow_without_baseline_pairs_the_clocks_and_changes_nothing_else() -> None:
+    sched = Adaptive(600.0, interval=1.0)
+    sec = "HK.00700"
+    sched.next([sec], T0)
+    sched.polled(sec, 100.0)
+    none = {
+        "security": sec, "trading_day": DAY, "event_ts": T0 + 5400.0, "window_s": 300.0,
+        "large_net": 1e7, "turnover": 1e9, "regime": "NEUTRAL", "threshold": None,
+        "change": dict.fromkeys(("super", "big", "mid", "small", "large", "turnover")),
+        "baseline": "none", "baseline_ts": None,
+    }  # fmt: skip
+    sched.observe_flow(sec, none)
+    track = sched._tracks[sec]
+    assert track.awaiting is None and sched._pairs[-1] == (100.0, T0 + 5400.0)
+    assert track.regime == "NEUTRAL" and track.base is None and track.last_t is None

@@ -7,7 +7,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streams.domain.amounts import AMOUNT_NAMES, ZERO, Amounts
-from streams.domain.snapshot_record import reading_fields, record_amounts, snapshot_to_proto
+from streams.domain.snapshot_record import (
+    reading_fields,
+    record_amounts,
+    record_currency,
+    snapshot_to_proto,
+)
 from streams.opend.snapshot import CapitalDistribution, snapshot_from_proto
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.pipeline.processor import snapshot_from_record
@@ -56,6 +61,7 @@ def test_record_codec_round_trips_and_keeps_absent_apart_from_zero(
         snapshot_to_proto(d, "opend://t:1", 123, 4).SerializeToString()
     )
     assert msg.trading_day == "2024-06-03" and msg.source == "opend://t:1"
+    assert msg.currency == record_currency(msg) == "HKD"
     assert record_amounts(msg)["capital_in_super"] == in_super
     assert record_amounts(msg)["capital_out_super"] == out_super
     assert snapshot_from_proto(msg) == d
@@ -64,3 +70,20 @@ def test_record_codec_round_trips_and_keeps_absent_apart_from_zero(
     assert (snap.in_super, snap.out_super, snap.in_big, snap.out_small) == (
         in_super, out_super, 2.0, 3.5,
     )  # fmt: skip
+
+
+def test_a_record_written_before_it_named_a_currency_decodes_in_its_markets() -> None:
+    """Field 20 absent (an older poller): the record decodes, the market's currency applies."""
+    fresh = snapshot_to_proto(dist(1.0, 1.0), "opend://t:1", 123, 4)
+    old = DistributionSnapshot.FromString(fresh.SerializeToString())
+    old.ClearField("currency")
+    raw = old.SerializeToString()
+    assert b"HKD" not in raw and b"HKD" in fresh.SerializeToString()
+    msg = DistributionSnapshot.FromString(raw)
+    assert msg.currency == "" and record_currency(msg) == "HKD"
+    assert snapshot_from_proto(msg) == dist(1.0, 1.0)
+    us = DistributionSnapshot(security="US.AAPL", market="US")
+    assert record_currency(us) == "USD"
+    assert record_currency(DistributionSnapshot(security="XX.1", market="XX")) is None
+    # A record's own currency is what it says.
+    assert record_currency(DistributionSnapshot(market="HK", currency="USD")) == "USD"

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.pipeline.batch import Batch
-from streams.pipeline.processor import SecurityProcessor
+from streams.pipeline.processor import Incoming, Polled, SecurityProcessor, SecurityState
 from streams.processing.flow import Snapshot
 from streams.processing.thresholds import DetectorParams, ThresholdConfig
 
@@ -90,7 +90,7 @@ def in_batches(
                 with pytest.raises(RuntimeError):
                     failing_fold(batch, s)
                 continue
-            outcome = batch.fold(s.security.encode(), s, token=i)
+            (outcome,) = batch.fold(s.security.encode(), Polled(s), token=i)
             assert outcome.state is None
             outputs.append((outcome.result, outcome.flow, outcome.alert))
         for key, token, blob in batch.states():
@@ -102,19 +102,19 @@ def in_batches(
 def failing_fold(batch: Batch, s: Snapshot) -> None:
     """Fold ``s`` with a step that changes the flow state and then fails."""
     processor = batch.processor
-    original = processor.step
+    original = processor.take
 
-    def broken(flow: Any, detector: Any, snapshot: Snapshot) -> Any:
-        if snapshot is not s:  # the batch's earlier records, folded in again
-            return original(flow, detector, snapshot)
-        flow.update(snapshot)  # half way: the flow state has moved on
+    def broken(state: SecurityState, incoming: Incoming) -> Any:
+        if not isinstance(incoming, Polled) or incoming.snapshot is not s:
+            return original(state, incoming)  # the batch's earlier records, folded in again
+        state.flow.update(incoming.snapshot)  # half way: the flow state has moved on
         raise RuntimeError("boom")
 
-    processor.step = broken  # type: ignore[method-assign]
+    processor.take = broken  # type: ignore[method-assign]
     try:
-        batch.fold(s.security.encode(), s, token=-1)
+        batch.fold(s.security.encode(), Polled(s), token=-1)
     finally:
-        processor.step = original  # type: ignore[method-assign]
+        processor.take = original  # type: ignore[method-assign]
 
 
 @settings(max_examples=100, deadline=None)

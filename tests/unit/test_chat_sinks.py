@@ -214,7 +214,7 @@ async def test_slack_delivery_has_the_documented_shape(service: Service) -> None
     assert service.problems == [] and service.content_types == ["application/json"]
     body = service.bodies[0]
     assert set(body) == {"text", "blocks"}
-    assert "HK.00700" in body["text"] and "-12.3M" in body["text"]
+    assert "HK.00700" in body["text"] and "-12.3M HKD" in body["text"]
     assert [b["type"] for b in body["blocks"]] == ["header", "section", "context"]
     assert "0123456789abcdef0123456789abcdef" in body["blocks"][2]["elements"][0]["text"]
 
@@ -263,6 +263,24 @@ async def test_rate_limit_answers_give_the_delay_the_service_asks_for(service: S
         with pytest.raises(DeliveryError) as info:
             await s.deliver_once(make_alert())
     assert not info.value.retryable and "XXXX" not in str(info.value)
+
+
+def test_every_amount_names_the_currency() -> None:
+    """R_W, threshold and previous peak, in each format; a written currency wins."""
+    us = make_alert(security="US.AAPL", market="US", currency="USD")
+    slack = slack_message(us)
+    fields = " ".join(f["text"] for f in slack["blocks"][1]["fields"])
+    assert "-12.3M USD" in fields and "\u00b14.2M USD" in fields and "+25.6M USD" in fields
+    assert "R_300s -12.3M USD (threshold \u00b14.2M USD)" in slack["text"]
+    discord = discord_message(us)["embeds"][0]
+    assert [f["value"] for f in discord["fields"][:2]] == ["-12.3M USD", "\u00b14.2M USD"]
+    text = telegram_message(us, 1)["text"]
+    assert "<b>-12.3M USD</b>" in text and "peak +25.6M USD" in text
+    # An alert written before alerts named a currency: the market's, from the table.
+    assert "-12.3M HKD" in slack_message(make_alert())["text"]
+    # No currency and no known market: the amounts stand alone.
+    unknown = slack_message(make_alert(security="XX.1", market="XX"))["text"]
+    assert "R_300s -12.3M (threshold \u00b14.2M)" in unknown
 
 
 def test_body_retry_after() -> None:

@@ -31,7 +31,7 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("opend_sim", ["opend-sim", "--host", "256.0.0.1", "--port", "0"], 1, "cannot listen on"),
     ("fetch", ["fetch", "00700"], 2, "capflow fetch: "),
     ("fetch", ["fetch", "HK.00700", "--opend-port", "{port}"], 1, "cannot connect"),
-    ("worker", ["worker", "--web-port", "x"], 2, "invalid int value"),
+    ("worker", ["worker", "--web-port", "x"], 2, "--web-port: 'x' is not valid: expected a whole"),
     ("worker", ["worker", "--watchlist", "00700"], 2, "capflow worker: bad watchlist"),
     (
         "worker",
@@ -46,6 +46,10 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("record", ["record", "{tmp}/out.jsonl", *NO_KAFKA], 1, "capflow record: "),
     ("backtest", ["backtest", "{tmp}/empty.jsonl", "--confirm", "x"], 2, "capflow backtest: "),
     ("backtest", ["backtest", "{tmp}/missing.jsonl"], 1, "capflow backtest: "),
+    ("archive", ["archive", "{tmp}/a", "--flush-records", "0"], 2, "capflow archive: --flush"),
+    ("archive", ["archive", "{tmp}", *NO_KAFKA], 1, "empty.jsonl is not part of a capflow"),
+    ("history", ["history", "HK.00700", "--archive", "{tmp}", "--from", "x"], 2, "--from: 'x'"),
+    ("history", ["history", "HK.00700", "--archive", "{tmp}/no"], 1, "capflow history: "),
     ("demo", ["demo", "--speed", "fast"], 2, "invalid float value"),
     ("demo", ["demo", "--scenario", "{tmp}/no.json", "--data-dir", "{tmp}"], 1, "capflow demo: "),
 ]
@@ -78,6 +82,19 @@ def test_errors_go_to_stderr_with_the_right_exit_status(
     assert text in err, err
     assert "Traceback" not in err
     assert text not in out and "error" not in out.lower(), out
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_a_bad_variable_ends_every_command_with_status_2(
+    module: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CAPFLOW_KAFKA_PORT", "x")  # a variable of two commands only
+    assert _run([module.replace("_", "-"), "--help"]) == 2
+    out, err = capsys.readouterr()
+    assert (
+        out == ""
+        and err == "capflow: CAPFLOW_KAFKA_PORT='x' is not valid: expected a whole number\n"
+    )
 
 
 @pytest.mark.parametrize("module", COMMANDS)

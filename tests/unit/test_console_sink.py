@@ -6,10 +6,16 @@ import io
 from typing import Any
 
 import orjson
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from streams.sinks.console import format_alert, human_amount, json_line, use_colour
+from streams.sinks.console import (
+    alert_currency,
+    format_alert,
+    human_amount,
+    json_line,
+    use_colour,
+)
 
 
 def make_alert(**data: Any) -> dict[str, Any]:
@@ -59,7 +65,7 @@ def test_format_alert_plain_line() -> None:
     assert "2026-11-25 09:40:00 HKT (01:40:00Z)" in line
     assert "HK.00700" in line
     assert "IN\u2192OUT" in line
-    assert "R_300s=-12.3M" in line
+    assert "R_300s=-12.3M HKD" in line  # the market's currency: the alert names none
     assert "\u00b14.2M" in line
     assert "peak +25.6M" in line
     assert "id=0123456789ab" in line
@@ -71,6 +77,22 @@ def test_format_alert_other_direction_and_market() -> None:
     line = format_alert(event, colour=False)
     assert "OUT\u2192IN" in line and "US.AAPL" in line and "+3.2M" in line
     assert "EST" in line or "EDT" in line  # New York local time
+
+
+def test_format_alert_names_the_currency() -> None:
+    written = make_alert(security="SH.600519", market="SH", currency="CNY")
+    assert "R_300s=-12.3M CNY" in format_alert(written, colour=False)
+    # A currency that is not an ISO code is not shown: the market's is.
+    odd = make_alert(currency="\033[2Jdollars")
+    line = format_alert(odd, colour=False)
+    assert "R_300s=-12.3M HKD" in line and "dollars" not in line
+    assert alert_currency(make_alert(security="XX.1", market="XX")) is None
+    assert "R_300s=-12.3M  " in format_alert(make_alert(security="XX.1", market="XX"), colour=False)
+
+
+def test_control_characters_from_the_topic_never_reach_the_terminal() -> None:
+    line = format_alert(make_alert(security="HK.0\n\033[31m0700"), colour=True)
+    assert "\n" not in line and "\033[31m0700" not in line and "HK.0??[31m0700" in line
 
 
 def test_format_alert_colour_only_when_asked() -> None:
@@ -127,6 +149,8 @@ json_values = st.recursive(
     ),
     time_text=st.one_of(st.none(), st.text(max_size=30)),
 )  # fmt: skip
+@example(data={"security": "\n"}, time_text=None)  # a control character in the data
+@example(data={"direction": "x\x1b[2J"}, time_text="\r")
 def test_any_decoded_alert_renders_without_raising(
     data: dict[str, Any], time_text: str | None
 ) -> None:

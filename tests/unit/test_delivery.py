@@ -244,12 +244,12 @@ def test_asyncapi_describes_the_undelivered_topic_and_every_header() -> None:
 
     import yaml
 
-    from streams.config import option
+    from streams.settings import SinkSettings
 
     doc = yaml.safe_load(
         (Path(__file__).resolve().parents[2] / "schemas" / "asyncapi.yaml").read_text()
     )
-    assert option("topic_undelivered").default in doc["channels"]
+    assert SinkSettings().topic_undelivered in doc["channels"]
     message = doc["components"]["messages"]["UndeliveredAlert"]
     outcome = Outcome(False, 2, 1.0, 2.0, "HTTP 503", 503)
     full = Undelivered(b"k", b"v", "t", 0, 1, "deliver", "x", "webhook", "h", "id", outcome)

@@ -88,3 +88,10 @@ async def test_waiting_for_output_of_a_child_that_exited_fails_at_once(tmp_path:
     child = Child([sys.executable, "-c", "print('usage: ...'); exit(2)"], tmp_path / "out")
     with pytest.raises(RuntimeError, match=re.escape("exited (2):\nusage: ...")):
         await child.wait_output("never printed", 60)
+
+
+def test_append_keeps_what_earlier_runs_wrote(tmp_path: Path) -> None:
+    for word in ("first", "second"):
+        child = Child([sys.executable, "-c", f"print({word!r})"], tmp_path / "out", append=True)
+        assert child.proc.wait(30) == 0
+    assert child.log_text().split() == ["first", "second"]

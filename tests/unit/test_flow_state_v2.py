@@ -1,4 +1,4 @@
-"""Flow state as a version 2 worker stores it today: read, continued, same bytes out.
+"""Flow state as a version 2 worker stored it: read, continued, the same numbers out.
 
 tests/data/flow_state_v2.json was recorded with the release whose FlowState wrote its
 stored form by hand (flow state version 2): for two securities, the stored state
@@ -6,7 +6,10 @@ after some snapshots (one plain, one with per-amount corrections, absent super
 amounts, a duplicate and a late snapshot, so its offsets are not zero) and the flow
 and alert payloads published for the snapshots after it, plus the state stored after
 the last one. A worker of this release must continue from that state, publish exactly
-the same bytes and store exactly the same state.
+the same payloads and store the same state, but for the fields added since
+(tests/unit/compat.py): version 3 of the flow state keeps minute levels too. The
+expected payloads differ from what that release published in one deliberate way, said
+in the fixture's "payloads": the ``currency`` every payload carries since.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from streams.domain.amounts import ZERO
 from streams.pipeline.processor import SecurityProcessor
 from streams.processing.flow import STATE_VERSION, FlowState
 from streams.processing.thresholds import DetectorParams, ThresholdConfig
+from tests.unit.compat import ADDED_FLOW_STATE, same_alerts, same_flows
 
 FIXTURE = json.loads((Path(__file__).parents[1] / "data" / "flow_state_v2.json").read_text())
 CASES = {case["case"]: case for case in FIXTURE["securities"]}
@@ -43,30 +47,35 @@ def test_version_2_state_continues_byte_for_byte(name: str) -> None:
         blob = out.state
         flows.append(out.flow.decode() if out.flow else None)
         alerts.append(out.alert.decode() if out.alert else None)
-    assert flows == case["flows"]
-    assert alerts == case["alerts"] and any(alerts)  # each case reaches an alert
-    assert blob is not None and blob.decode() == case["final_state"]
+    assert same_flows(flows, case["flows"])
+    assert same_alerts(alerts, case["alerts"]) and any(alerts)  # each case reaches an alert
+    assert blob is not None
+    final, want = orjson.loads(blob), orjson.loads(case["final_state"])
+    assert final["detector"] == want["detector"]
+    assert final["flow"]["v"] == STATE_VERSION == 3
+    assert final["flow"]["market"] == "HK" and final["flow"]["minutes"] == []
+    kept = {k: v for k, v in final["flow"].items() if k not in (*ADDED_FLOW_STATE, "v")}
+    assert kept == {k: v for k, v in want["flow"].items() if k != "v"}
 
 
 @pytest.mark.parametrize("name", ["plain", "corrected"])
-def test_version_2_state_reads_back_unchanged(name: str) -> None:
+def test_version_2_state_reads_back_as_version_3(name: str) -> None:
     stored = orjson.loads(CASES[name]["state"])["flow"]
-    assert stored["v"] == STATE_VERSION
-    assert orjson.dumps(FlowState.from_dict(stored).to_dict()) == orjson.dumps(stored)
+    assert stored["v"] == 2
+    again = FlowState.from_dict(stored).to_dict()
+    assert again["v"] == STATE_VERSION
+    assert {k: v for k, v in again.items() if k not in (*ADDED_FLOW_STATE, "v")} == {
+        k: v for k, v in stored.items() if k != "v"
+    }
+    assert orjson.dumps(FlowState.from_dict(again).to_dict()) == orjson.dumps(again)
 
 
-def test_the_corrected_case_carries_offsets() -> None:
-    """The fixture exercises what a plain state would not: non-zero offsets, counters."""
-    flow = orjson.loads(CASES["corrected"]["state"])["flow"]
-    assert any(flow["offset"]) and flow["corrections"] and flow["duplicates"]
-    assert flow["adjusted"] != flow["last_amounts"]
-
-
-def test_stored_keys_are_the_dataclass_fields_in_version_2_order() -> None:
+def test_stored_keys_are_the_dataclass_fields_in_version_2_order_then_version_3s() -> None:
     stored = FlowState(window=60.0).to_dict()
     names = [f.name for f in dataclasses.fields(FlowState)]
     assert list(stored) == ["v", *names]
-    assert list(orjson.loads(CASES["plain"]["state"])["flow"]) == list(stored)
+    v2 = list(orjson.loads(CASES["plain"]["state"])["flow"])
+    assert list(stored) == [*v2, *ADDED_FLOW_STATE]
 
 
 @pytest.mark.parametrize(

@@ -246,4 +246,5 @@ def test_opend_sim_gateways_share_key_quote_rights_and_calendar(tmp_path: Path) 
         assert sim.keep_alive_misses == 5
         assert sim.market is sims[0].market and sim.clock is sims[0].clock
     # Separate budgets: one gateway's limiter is not another's.
-    assert len({id(s._account_limiter) for s in sims}) == 3
+    assert len({id(s._account_limiters[3212]) for s in sims}) == 3
+    assert len({id(s._account_limiters[3211]) for s in sims}) == 3

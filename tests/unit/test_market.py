@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,13 +17,14 @@ from streams.domain.market import (
     MARKETS,
     SESSIONS,
     SecurityFormatError,
+    currency_of,
+    market_currency,
     market_of,
     market_zone,
     may_be_open,
     parse_market,
     parse_security,
 )
-from streams.opend import hours, security
 from streams.sinks import console
 
 # Tuesday 2026-11-24 10:00 in Hong Kong, 21:00 (closed) in New York the evening before.
@@ -39,10 +41,28 @@ def test_views_are_the_table() -> None:
     assert set(SESSIONS) == {"HK", "US", "SH", "SZ"}
 
 
-def test_old_modules_re_export_the_same_objects() -> None:
-    assert security.MARKETS is MARKETS and security.MARKET_TZ is MARKET_TZ
-    assert security.parse_security is parse_security
-    assert hours.SESSIONS is SESSIONS and hours.is_open is market.is_open
+def test_every_market_names_the_currency_of_its_amounts() -> None:
+    currencies = {prefix: m.currency for prefix, m in MARKET_TABLE.items()}
+    assert currencies == {
+        "HK": "HKD", "US": "USD", "SH": "CNY", "SZ": "CNY", "SG": "SGD",
+        "JP": "JPY", "AU": "AUD", "MY": "MYR", "CA": "CAD",
+    }  # fmt: skip
+    for prefix, currency in currencies.items():
+        assert currency_of(prefix) == currency
+        assert market_currency(prefix.lower()) == market_currency(None, f"{prefix}.X1") == currency
+    with pytest.raises(KeyError):
+        currency_of("XX")
+    # Readers of records never fail on what a record holds.
+    for market_name, sec in (("XX", None), (None, "XX.1"), (None, "HK.00 700"), (None, None)):
+        assert market_currency(market_name, sec) is None
+    assert market_currency("US", "HK.00700") == "USD"  # the market given wins
+
+
+def test_markets_have_one_import_path() -> None:
+    """Everything about markets comes from streams.domain.market: no re-exporting module."""
+    root = Path(__file__).resolve().parents[2] / "streams"
+    for gone in ("opend/security.py", "opend/hours.py"):
+        assert not (root / gone).exists(), gone
     # The console shows times in the zone the trading day is computed in.
     assert console.market_zone is market_zone
 
@@ -88,3 +108,11 @@ def test_market_of_agrees_with_the_parser(text: str) -> None:
             market_of(text)
     else:
         assert market_of(text) == expected
+
+
+def test_one_zone_per_market_and_one_failure() -> None:
+    """``zone`` is every market's zone, made once; an unknown market is the parser's error."""
+    assert market.zone("HK") is market.zone("HK") == ZoneInfo("Asia/Hong_Kong")
+    with pytest.raises(SecurityFormatError, match="unknown market 'XX'"):
+        market.zone("XX")
+    assert market_zone("XX") is None  # readers of records: never raises

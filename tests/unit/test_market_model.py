@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from streams.opend.hours import is_open, next_open
+from streams.domain.market import is_open, next_open
 from streams.opend.snapshot import AMOUNT_FIELDS, snapshot_from_proto, snapshot_to_proto
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel, availability

@@ -22,7 +22,14 @@ from streams.opend.errors import (
     UnsupportedSecurityError,
     classify,
 )
-from streams.opend_sim.server import NO_RIGHT_MSG, RATE_LIMIT_MSG, UNKNOWN_MSG, UNSUPPORTED_MSG
+from streams.opend_sim.server import (
+    FLOW_RATE_LIMIT_MSG,
+    NO_RIGHT_MSG,
+    PERIOD_MSG,
+    RATE_LIMIT_MSG,
+    UNKNOWN_MSG,
+    UNSUPPORTED_MSG,
+)
 
 
 @pytest.mark.parametrize(
@@ -30,6 +37,8 @@ from streams.opend_sim.server import NO_RIGHT_MSG, RATE_LIMIT_MSG, UNKNOWN_MSG, 
     [
         (0, "获取资金分布频率太高, 请求频率限制为每30秒最多30次", RateLimitError),
         (0, "请求过于频繁", RateLimitError),
+        (0, "获取资金流向频率太高, 请求频率限制为每30秒最多30次", RateLimitError),
+        (0, "请求被限流, 请降低请求频次", RateLimitError),
         (0, "Request frequency limit exceeded, please try again later", RateLimitError),
         (0, "Too frequent requests", RateLimitError),
         (0, "未知股票 HK.99999", UnknownSecurityError),
@@ -65,6 +74,7 @@ def test_server_timeout_is_told_by_ret_type() -> None:
     ("text", "cls"),
     [
         (RATE_LIMIT_MSG.format(limit=30, window=30), RateLimitError),
+        (FLOW_RATE_LIMIT_MSG.format(limit=30, window=30), RateLimitError),
         (UNKNOWN_MSG.format(security="HK.99999"), UnknownSecurityError),
         (UNSUPPORTED_MSG.format(security="HK.800000"), UnsupportedSecurityError),
         (NO_RIGHT_MSG.format(market="US"), NoQuoteRightError),
@@ -72,3 +82,8 @@ def test_server_timeout_is_told_by_ret_type() -> None:
 )
 def test_simulator_texts_classify_without_codes(text: str, cls: type[OpenDError]) -> None:
     assert type(classify(-1, 0, text, 3212)) is cls
+
+
+def test_the_simulators_period_refusal_is_no_security_fault() -> None:
+    """periodType other than INTRADAY: a plain error, not "unsupported security"."""
+    assert type(classify(-1, 0, PERIOD_MSG.format(period=2), 3211)) is OpenDError

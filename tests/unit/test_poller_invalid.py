@@ -45,12 +45,12 @@ async def test_invalid_replies_are_counted_logged_once_and_polling_goes_on(
         },
     )
     poller, published = poller_on(clock, opend, ["HK.00700"])
-    before = OPEND_REQUESTS.labels("invalid")._value.get()
+    before = OPEND_REQUESTS.labels("3212", "invalid")._value.get()
     with caplog.at_level(logging.ERROR, logger="streams.polling.poller"):
         for _ in range(6):
             assert await poller.step() == "HK.00700"
     assert poller.stats.invalid == 5 and poller.stats.ok == 1
-    assert OPEND_REQUESTS.labels("invalid")._value.get() - before == 5
+    assert OPEND_REQUESTS.labels("3212", "invalid")._value.get() - before == 5
     assert [key for key, _ in published] == ["HK.00700"]  # only the good reply
     assert poller.active() == ["HK.00700"]  # an invalid reply drops nothing
     messages = [r.getMessage() for r in caplog.records]

@@ -175,15 +175,21 @@ def test_the_polling_service_is_built_before_the_event_loop_runs() -> None:
     included) before Faust starts the loop: nothing may need a running loop then."""
     from streams import cli
     from streams.polling.service import PollingService
-    from streams.settings import WorkerConfig
+    from streams.settings import PipelineSettings
+    from streams.settings.flags import from_args
 
     args = cli.build_parser().parse_args(
         ["worker", "--kafka-bootstrap", "127.0.0.1:9", "--schedule", "adaptive",
          "--opend", "127.0.0.1:11111=a,127.0.0.1:11112=b"]
     )  # fmt: skip
-    config = WorkerConfig.from_args(args)
+    config = from_args(args, PipelineSettings)
     service = PollingService(config)
     assert service.feedback is not None and service.flows_read() == 0
     assert [gp.gateway.label for gp in service.pool.pollers.values()] == ["a", "b"]
+    # Round-robin reads flows only for the minute-history planners.
     round_robin = replace(config, poller=replace(config.poller, schedule="round-robin"))
-    assert PollingService(round_robin).flows_read() is None
+    assert PollingService(round_robin).flows_read() == 0
+    without = replace(round_robin, poller=replace(round_robin.poller, minute_history=False))
+    service = PollingService(without)
+    assert service.flows_read() is None and service.series_publisher is None
+    assert all(gp.history is None for gp in service.pool.pollers.values())

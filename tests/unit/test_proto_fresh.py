@@ -49,3 +49,36 @@ def test_published_field_numbers() -> None:
     assert Qot_GetCapitalDistribution_pb2.DESCRIPTOR.package == "Qot_GetCapitalDistribution"
     init = InitConnect_pb2.S2C.DESCRIPTOR.fields_by_name
     assert init["keepAliveInterval"].number == 5 and init["connID"].number == 3
+
+
+def test_published_capital_flow_fields() -> None:
+    from streams.pb.opend import Qot_Common_pb2, Qot_GetCapitalFlow_pb2
+
+    def numbers(message: object) -> dict[str, int]:
+        fields = message.DESCRIPTOR.fields_by_name  # type: ignore[attr-defined]
+        return {name: f.number for name, f in fields.items()}
+
+    assert numbers(Qot_GetCapitalFlow_pb2.C2S) == {
+        "security": 1,
+        "periodType": 2,
+        "beginTime": 3,
+        "endTime": 4,
+        "header": 100,
+    }
+    assert numbers(Qot_GetCapitalFlow_pb2.CapitalFlowItem) == {
+        "inFlow": 1,
+        "time": 2,
+        "timestamp": 3,
+        "mainInFlow": 4,
+        "superInFlow": 5,
+        "bigInFlow": 6,
+        "midInFlow": 7,
+        "smlInFlow": 8,
+    }
+    assert numbers(Qot_GetCapitalFlow_pb2.S2C) == {
+        "flowItemList": 1,
+        "lastValidTime": 2,
+        "lastValidTimestamp": 3,
+    }
+    assert Qot_GetCapitalFlow_pb2.DESCRIPTOR.package == "Qot_GetCapitalFlow"
+    assert Qot_Common_pb2.PeriodType_INTRADAY == 1 and Qot_Common_pb2.PeriodType_MONTH == 4

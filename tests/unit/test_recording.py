@@ -144,3 +144,19 @@ def test_absent_super_amounts_are_null_and_stay_absent_while_zero_stays_zero() -
     assert not back.HasField("capital_in_super")
     assert back.HasField("capital_out_super") and back.capital_out_super == 0.0
     assert back == msg
+
+
+def test_a_capital_flow_series_round_trips_as_its_own_line() -> None:
+    from streams.pb.capflow.v1.capital_flow_pb2 import CapitalFlowRow, CapitalFlowSeries
+
+    series = CapitalFlowSeries(
+        security="HK.00700", market="HK", qot_market=1, code="00700", trading_day="2024-06-03",
+        rows=[CapitalFlowRow(time="2024-06-03 09:30:00", timestamp=1717378200.0)],
+        last_valid_time="2024-06-03 09:30:10", last_valid_timestamp=1717378210.0,
+        received_at_ms=1717378210500, source="opend://x:1", period_type=1,
+    )  # fmt: skip
+    line = to_json_line(series)
+    assert line.startswith(b'{"capital_flow":')
+    assert from_json_line(line) == series
+    with pytest.raises(RecordingError, match="received_at_ms"):
+        from_json_line(b'{"capital_flow": {"security": "HK.00700", "trading_day": "2024-06-03"}}')

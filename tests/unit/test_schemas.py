@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,10 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
-from streams.processing.detector import Alert, DetectorState, Regime
+from streams.processing.detector import Alert, DetectorState, Regime, make_alert_id
 from streams.processing.events import (
     alert_event,
+    alert_headers,
     alert_payload,
     flow_payload,
     flow_point_from_record,
@@ -72,9 +74,11 @@ def test_flow_payloads_validate_and_round_trip() -> None:
         assert flow_point_from_record(data) == point
     first = parse_flow(flow_payload(*points[0]))
     assert list(first) == [
-        "schema", "security", "market", "trading_day", "event_time", "event_ts", "window_s",
-        "net", "large_net", "turnover", "change", "threshold", "regime", "snapshots_in_window",
+        "schema", "security", "market", "currency", "trading_day", "event_time", "event_ts",
+        "window_s", "net", "large_net", "turnover", "change", "threshold", "regime",
+        "snapshots_in_window", "baseline", "baseline_ts",
     ]  # fmt: skip
+    assert first["currency"] == "HKD"
     assert first["event_time"] == "2026-11-25T01:30:00Z"
     assert first["change"] == {
         "super": 8e5, "big": 5e6, "mid": 1e5, "small": 0.0, "large": 5.8e6, "turnover": 6.9e6,
@@ -96,6 +100,51 @@ def test_alert_payloads_validate() -> None:
     assert event["time"] == rfc3339(alert.event_ts) == event["data"]["event_time"]
     assert event["data"]["regime_started_time"] == rfc3339(alert.regime_started_ts)
     assert Alert.from_dict(event["data"]) == alert
+    assert event["data"]["currency"] == "HKD"
+
+
+@pytest.mark.parametrize(
+    ("security", "currency"),
+    [("US.AAPL", "USD"), ("SH.600519", "CNY"), ("SZ.000001", "CNY"), ("JP.7203", "JPY")],
+)
+def test_payloads_name_the_currency_of_the_market(security: str, currency: str) -> None:
+    points, alerts = run_day()
+    market = security.split(".")[0]
+    point = dataclasses.replace(points[0][0], security=security, market=market)
+    alert = dataclasses.replace(alerts[0], security=security, market=market)
+    flow = parse_flow(flow_payload(point, *points[0][1:]))
+    event = parse_alert(alert_payload(alert))
+    assert flow["currency"] == event["data"]["currency"] == currency
+    validator("flow.v1.schema.json").validate(flow)
+    validator("alert.v1.schema.json").validate(event)
+    # The id stays what security, day, direction and flip time make it.
+    assert event["id"] == make_alert_id(
+        security, alert.trading_day, alert.direction, alert.regime_started_ts
+    )
+
+
+def test_alert_id_is_the_one_alerts_had_before_they_named_a_currency() -> None:
+    """Sinks deduplicate on the id: the same alert keeps the id it had (this value was
+    computed before payloads named a currency)."""
+    _, alerts = run_day()
+    assert alerts[0].alert_id == "ae94a79cb89726c1e235b9c6c2db3440"
+
+
+def test_alert_headers_repeat_the_cloudevents_attributes() -> None:
+    _, alerts = run_day()
+    raw = alert_payload(alerts[0])
+    event = parse_alert(raw)
+    headers = alert_headers(event)
+    assert [name for name, _ in headers] == [
+        "ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "ce_subject", "content-type",
+    ]  # fmt: skip
+    values = {name: value.decode() for name, value in headers}
+    for name in ("specversion", "id", "source", "type", "time", "subject"):
+        assert values[f"ce_{name}"] == event[name]
+    assert values["ce_id"] == alerts[0].alert_id and values["ce_subject"] == "HK.00700"
+    # The value is the whole event (structured mode): its media type is CloudEvents JSON,
+    # so a CloudEvents SDK reads the value as the event, not as the event's data.
+    assert values["content-type"].startswith("application/cloudevents+json")
 
 
 def broken_flows() -> list[dict[str, Any]]:
@@ -111,6 +160,8 @@ def broken_flows() -> list[dict[str, Any]]:
         lambda d: d.update(event_time="2026-11-25 01:30:00"),
         lambda d: d.update(large_net="12"),
         lambda d: d.update(snapshots_in_window=0),
+        lambda d: d.pop("currency"),
+        lambda d: d.update(currency="hkd"),
     ):
         d = orjson.loads(orjson.dumps(good))
         mutate(d)
@@ -135,6 +186,8 @@ def test_broken_alert_payload_fails() -> None:
         lambda d: d["data"].pop("previous_peak"),
         lambda d: d["data"].update(previous_regime="NEUTRAL"),
         lambda d: d.update(id="XYZ"),
+        lambda d: d["data"].pop("currency"),
+        lambda d: d["data"].update(currency="HK$"),
     ):
         d = orjson.loads(orjson.dumps(good))
         mutate(d)

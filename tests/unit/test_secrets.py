@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 from aiokafka.protocol.admin import SaslAuthenticateRequest_v1
 
 from streams import cli, redact
-from streams.config import Option, _positive_int, env_default, secret_values
+from streams.settings.declare import SettingError, Settings, declarations, positive_int, setting
+from streams.settings.flags import add_settings, secret_values
 
 PASSWORD = "pw-3f9a-never-show"
 WEBHOOK_SECRET = "hook-7c1e-never-show"
@@ -55,12 +58,24 @@ def test_help_says_when_no_password_is_set(
     )
 
 
-def test_an_invalid_secret_value_is_not_echoed() -> None:
-    opt = Option("some_token", 0, "a numeric secret", _positive_int, secret=True)
-    with pytest.raises(SystemExit) as err:
-        env_default(opt, {"CAPFLOW_SOME_TOKEN": "-12345-secret"})
+@dataclass(frozen=True)
+class _Tokens(Settings):
+    some_token: int = setting(1, "a numeric secret", positive_int, secret=True)
+
+
+def test_an_invalid_secret_value_is_not_echoed(capsys: pytest.CaptureFixture[str]) -> None:
+    (token,) = declarations(_Tokens)
+    with pytest.raises(SettingError) as err:
+        token.from_environment({"CAPFLOW_SOME_TOKEN": "-12345-secret"})
     assert "CAPFLOW_SOME_TOKEN" in str(err.value)
     assert "12345-secret" not in str(err.value)
+    parser = argparse.ArgumentParser(prog="p")
+    add_settings(parser, _Tokens)
+    with pytest.raises(SystemExit):  # the flag's error hides it too
+        parser.parse_args(["--some-token=-12345-secret"])
+    err_text = capsys.readouterr().err
+    assert "--some-token" in err_text and "value hidden" in err_text
+    assert "12345-secret" not in err_text
 
 
 # -- log lines ---------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.opend.security import (
+from streams.domain.market import (
     SecurityFormatError,
     SecurityId,
     from_wire,

@@ -43,6 +43,14 @@ class QotMarketState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     QotMarketState_Rest: _ClassVar[QotMarketState]
     QotMarketState_Afternoon: _ClassVar[QotMarketState]
     QotMarketState_Closed: _ClassVar[QotMarketState]
+
+class PeriodType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PeriodType_Unknown: _ClassVar[PeriodType]
+    PeriodType_INTRADAY: _ClassVar[PeriodType]
+    PeriodType_DAY: _ClassVar[PeriodType]
+    PeriodType_WEEK: _ClassVar[PeriodType]
+    PeriodType_MONTH: _ClassVar[PeriodType]
 QotMarket_Unknown: QotMarket
 QotMarket_HK_Security: QotMarket
 QotMarket_HK_Future: QotMarket
@@ -73,6 +81,11 @@ QotMarketState_Morning: QotMarketState
 QotMarketState_Rest: QotMarketState
 QotMarketState_Afternoon: QotMarketState
 QotMarketState_Closed: QotMarketState
+PeriodType_Unknown: PeriodType
+PeriodType_INTRADAY: PeriodType
+PeriodType_DAY: PeriodType
+PeriodType_WEEK: PeriodType
+PeriodType_MONTH: PeriodType
 
 class Security(_message.Message):
     __slots__ = ("market", "code")

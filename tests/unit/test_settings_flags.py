@@ -1,4 +1,4 @@
-"""streams.config: CAPFLOW_* defaults, errors, Kafka client kwargs, and the CLI's help."""
+"""The settings on the command line: CAPFLOW_* defaults, errors, Kafka client kwargs, help."""
 
 from __future__ import annotations
 
@@ -12,15 +12,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams import cli
-from streams.config import (
-    DEFAULT_BOOTSTRAP,
-    OPTIONS,
-    add_options,
-    describe_environment,
-    env_default,
-    kafka_client_kwargs,
-    option,
-)
+from streams.settings import DECLARED, KafkaSettings, OpenDSettings, PollerSettings
+from streams.settings.declare import Declared, SettingError, declarations
+from streams.settings.flags import add_settings, describe_environment, from_args
 
 ROOT = Path(__file__).resolve().parents[2]
 CA_FILE = ROOT / "tests" / "data" / "test-ca.pem"
@@ -40,14 +34,21 @@ def parse(*argv: str) -> argparse.Namespace:
     return cli.build_parser().parse_args(list(argv))
 
 
+def declared(kind: type[Any], field: str) -> Declared:
+    return next(d for d in declarations(kind) if d.field == field)
+
+
+EVERY = [d for kind in DECLARED for d in declarations(kind)]
+
+
 # -- defaults from the environment ---------------------------------------------------
 
 
 def test_builtin_defaults_without_environment() -> None:
     args = parse("worker")
-    assert args.kafka_bootstrap == DEFAULT_BOOTSTRAP
+    assert args.kafka_bootstrap == "127.0.0.1:19092"
     assert args.opend_port == 11111 and args.opend_host == "127.0.0.1"
-    assert args.watchlist == ["HK.00700"]
+    assert args.watchlist == ("HK.00700",)
     assert args.rate_limit_requests == 30 and args.rate_limit_window == 30.0
     assert args.window == 300.0 and args.theta_rel == 0.10 and args.theta_abs == 0.0
     assert args.confirm == 2 and args.cooldown == 600.0
@@ -68,7 +69,7 @@ def test_environment_sets_defaults_with_their_types(monkeypatch: pytest.MonkeyPa
     args = parse("worker")
     assert args.kafka_bootstrap == "k1:9092,k2:9092"
     assert args.opend_port == 22222
-    assert args.watchlist == ["HK.00700", "US.AAPL", "SH.600519"]
+    assert args.watchlist == ("HK.00700", "US.AAPL", "SH.600519")
     assert args.window == 120.5 and isinstance(args.window, float)
     assert args.confirm == 3 and isinstance(args.confirm, int)
     assert args.ignore_market_hours is True
@@ -88,13 +89,13 @@ def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None
     )
     assert args.opend_port == 33333
     assert args.ignore_market_hours is False
-    assert args.watchlist == ["US.AAPL"]
+    assert args.watchlist == ("US.AAPL",)
 
 
 def test_help_shows_the_environment_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CAPFLOW_OPEND_HOST", "opend.internal")
     parser = argparse.ArgumentParser()
-    add_options(parser, ["opend_host"])
+    add_settings(parser, OpenDSettings, only=["host"])
     text = " ".join(parser.format_help().split())  # undo argparse's line wrapping
     assert "(env CAPFLOW_OPEND_HOST, default opend.internal)" in text
 
@@ -111,38 +112,53 @@ def test_help_shows_the_environment_default(monkeypatch: pytest.MonkeyPatch) -> 
     ],
 )
 def test_bad_environment_value_is_a_clear_exit(
-    monkeypatch: pytest.MonkeyPatch, env: str, raw: str
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: str, raw: str
 ) -> None:
     monkeypatch.setenv(env, raw)
-    with pytest.raises(SystemExit) as err:
+    with pytest.raises(SettingError) as err:
         cli.build_parser()
-    message = str(err.value.code)
-    assert message.startswith(f"capflow: {env}={raw!r} is not valid")
-    # Not a traceback-ish repr: one line a user can act on.
-    assert "\n" not in message
+    assert str(err.value).startswith(f"{env}={raw!r} is not valid: ")
+    # Whatever the command: exit status 2 and one line a user can act on, no traceback.
+    assert cli.main(["worker"]) == 2
+    message = capsys.readouterr().err
+    assert message.startswith(f"capflow: {env}={raw!r} is not valid: ")
+    assert message.count("\n") == 1
 
 
-def test_env_default_reads_a_given_mapping() -> None:
-    port = option("opend_port")
-    assert env_default(port, {}) == 11111
-    assert env_default(port, {"CAPFLOW_OPEND_PORT": "1"}) == 1
-    with pytest.raises(SystemExit, match="CAPFLOW_OPEND_PORT='x'"):
-        env_default(port, {"CAPFLOW_OPEND_PORT": "x"})
-    flag = option("ignore_market_hours")
+@pytest.mark.parametrize(
+    ("argv", "reason"),
+    [
+        (["--opend-port", "x"], "argument --opend-port: 'x' is not valid: expected a whole number"),
+        (["--window", "5m"], "argument --window: '5m' is not valid: expected a number"),
+        (["--confirm", "0"], "argument --confirm: '0' is not valid: must be >= 1, got 0"),
+        (["--schedule", "random"], "argument --schedule: 'random' is not valid: expected one of"),
+    ],
+)  # fmt: skip
+def test_bad_flag_value_is_a_clear_exit(
+    argv: list[str], reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as err:
+        cli.main(["worker", *argv])
+    assert err.value.code == 2
+    assert reason in capsys.readouterr().err
+
+
+def test_a_variable_is_read_from_a_given_mapping() -> None:
+    port = declared(OpenDSettings, "port")
+    assert port.from_environment({}) == 11111
+    assert port.from_environment({"CAPFLOW_OPEND_PORT": "1"}) == 1
+    with pytest.raises(SettingError, match="CAPFLOW_OPEND_PORT='x'"):
+        port.from_environment({"CAPFLOW_OPEND_PORT": "x"})
+    flag = declared(PollerSettings, "ignore_market_hours")
     for word, value in [("1", True), ("ON", True), ("0", False), ("No", False), ("", False)]:
-        assert env_default(flag, {"CAPFLOW_IGNORE_MARKET_HOURS": word}) is value
-
-
-def test_option_names_are_consistent() -> None:
-    names = [opt.name for opt in OPTIONS]
-    assert len(names) == len(set(names))
-    for opt in OPTIONS:
-        assert opt.env == "CAPFLOW_" + opt.name.upper()
-        assert opt.flag == "--" + opt.name.replace("_", "-")
-        assert re.fullmatch(r"CAPFLOW_[A-Z0-9_]+", opt.env)
+        assert flag.from_environment({"CAPFLOW_IGNORE_MARKET_HOURS": word}) is value
 
 
 # -- Kafka client kwargs --------------------------------------------------------------
+
+
+def kafka_client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(from_args(args, KafkaSettings).client_kwargs)
 
 
 def kafka_args(**overrides: Any) -> argparse.Namespace:
@@ -160,7 +176,7 @@ def kafka_args(**overrides: Any) -> argparse.Namespace:
 
 def test_plaintext_passes_only_bootstrap() -> None:
     assert kafka_client_kwargs(kafka_args()) == {"bootstrap_servers": "broker-1:9093,broker-2:9093"}
-    # A namespace without the security options at all (older callers) is PLAINTEXT too.
+    # A namespace without the security options at all is PLAINTEXT too.
     bare = argparse.Namespace(kafka_bootstrap="b:1")
     assert kafka_client_kwargs(bare) == {"bootstrap_servers": "b:1"}
 
@@ -255,13 +271,15 @@ def _variables_read_by_the_package() -> set[str]:
 def test_top_level_help_lists_every_capflow_variable() -> None:
     text = cli.build_parser().format_help()
     listed = set(re.findall(r"^\s+(CAPFLOW_[A-Z0-9_]+)\s", text, flags=re.M))
-    assert {opt.env for opt in OPTIONS} <= listed
-    # Variables a command reads directly (webhook, local broker) are listed as well.
+    assert {d.env for d in EVERY} == listed
+    # Every variable the package names is a declared one (webhook, local broker included).
     missing = _variables_read_by_the_package() - listed
     assert not missing, f"capflow --help does not list {sorted(missing)}"
-    for opt in OPTIONS:
-        line = next(ln for ln in text.splitlines() if ln.strip().startswith(opt.env + " "))
-        assert opt.help in line
+    for decl in EVERY:
+        line = next(ln for ln in text.splitlines() if ln.strip().startswith(decl.env + " "))
+        assert decl.help in line
+        if not decl.secret:
+            assert line.endswith(f"[{decl.shown(decl.default)}]"), line
     assert describe_environment() in text
 
 
@@ -285,9 +303,9 @@ def test_shared_settings_are_flags_of_the_commands_that_use_them(
     with pytest.raises(SystemExit):
         parser.parse_args(["worker", "--help"])
     worker_help = capsys.readouterr().out
-    for name in ("kafka_bootstrap", "opend_port", "watchlist", "window", "theta_rel", "app_id"):
-        opt = option(name)
-        assert opt.flag in worker_help and opt.env in worker_help
+    for decl in EVERY:
+        if decl.name in ("kafka_bootstrap", "opend_port", "watchlist", "window", "app_id"):
+            assert decl.flag in worker_help and decl.env in worker_help
 
 
 def test_main_without_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
@@ -300,8 +318,6 @@ def test_main_without_command_prints_help_and_fails(capsys: pytest.CaptureFixtur
 
 
 def test_security_protocol_is_case_insensitive_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
-    from streams.config import kafka_client_kwargs
-
     args = argparse.Namespace(
         kafka_bootstrap="b:9092",
         kafka_security_protocol="sasl_plaintext",
@@ -326,11 +342,9 @@ def test_security_protocol_is_case_insensitive_and_checked(monkeypatch: pytest.M
 def test_non_positive_limits_are_refused(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str
 ) -> None:
-    from streams.cli import build_parser
-
     monkeypatch.setenv(name, value)
-    with pytest.raises(SystemExit, match=name):
-        build_parser()
+    with pytest.raises(SettingError, match=name):
+        cli.build_parser()
 
 
 def test_worker_refuses_a_malformed_watchlist(capsys: pytest.CaptureFixture[str]) -> None:
@@ -347,8 +361,8 @@ def test_schedule_and_max_staleness(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CAPFLOW_MAX_STALENESS", "120")
     args = parse("worker")
     assert args.schedule == "round-robin" and args.max_staleness == 120.0
-    with pytest.raises(SystemExit, match="CAPFLOW_SCHEDULE='random'"):
-        env_default(option("schedule"), {"CAPFLOW_SCHEDULE": "random"})
+    with pytest.raises(SettingError, match="CAPFLOW_SCHEDULE='random'"):
+        declared(PollerSettings, "schedule").from_environment({"CAPFLOW_SCHEDULE": "random"})
     with pytest.raises(SystemExit) as err:
         parse("worker", "--max-staleness", "0")
     assert err.value.code == 2
