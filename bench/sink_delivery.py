@@ -1,13 +1,14 @@
 """Alert delivery by ``capflow alerts --webhook``: backlog throughput and live latency.
 
-Each alert is delivered, then its offset committed, one partition at a time in
-order (partitions in parallel), so the backlog rate is bounded by one HTTP round
-trip plus one offset commit per alert and partition. Alerts are rare in practice
-(at most one per security per cooldown); this measures the head-room.
+Each alert is delivered, in order per partition (partitions in parallel); the offsets
+of delivered alerts are committed in the background, the latest of each partition
+while the next alerts are sent. Alerts are rare in practice (at most one per security
+per cooldown); this measures the head-room.
 
 1. backlog: N alerts are on a fresh topic before ``capflow alerts --from-beginning
    --max N`` starts; rate = alerts / (last delivery - first delivery), for 1 and 3
-   partitions;
+   partitions; with ``--baseline DIR``, the same runs alternate with the follower of
+   another checkout (say, the previous release) for a ratio in the same machine state;
 2. live: the follower is at the end of a 3-partition topic; alerts are published at
    a steady rate; latency = receiver arrival - the alert record's Kafka timestamp.
 """
@@ -18,6 +19,7 @@ import argparse
 import asyncio
 import resource
 import time
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -82,14 +84,18 @@ class Receiver:
             await self._runner.cleanup()
 
 
-def follower(bootstrap: str, topic: str, url: str, *extra: str) -> Child:
-    """``capflow alerts`` posting ``topic`` to ``url``; its output under .capflow/bench/."""
+def follower(
+    bootstrap: str, topic: str, url: str, *extra: str, checkout: str | None = None
+) -> Child:
+    """``capflow alerts`` of this checkout, or of ``checkout`` (``python -m`` run there
+    imports that checkout's ``streams`` package first); its output under .capflow/bench/."""
     logs = ROOT / ".capflow" / "bench"
     return capflow(
         "alerts", "--webhook", url, "--webhook-secret", SECRET, "--quiet",
         "--kafka-bootstrap", bootstrap, "--topic-alerts", topic,
         "--topic-undelivered", f"{topic}.undelivered", *extra,
         log=logs / f"{topic}.out", stderr=logs / f"{topic}.err",
+        cwd=Path(checkout) if checkout else None,
     )  # fmt: skip
 
 
@@ -129,8 +135,10 @@ async def finished(child: Child, timeout: float) -> None:
         raise RuntimeError(f"capflow alerts exited {code}: {child.stderr_text()!r}")
 
 
-async def backlog(bootstrap: str, prefix: str, count: int, partitions: int) -> dict[str, Any]:
-    topic = f"{prefix}.backlog{partitions}"
+async def backlog(
+    bootstrap: str, prefix: str, count: int, partitions: int, checkout: str | None = None
+) -> dict[str, Any]:
+    topic = f"{prefix}.backlog{partitions}{'-baseline' if checkout else ''}"
     await create_topics(bootstrap, [topic], partitions)
     await produce(bootstrap, topic, [make_alert(i) for i in range(count)])
     receiver = Receiver()
@@ -138,7 +146,10 @@ async def backlog(bootstrap: str, prefix: str, count: int, partitions: int) -> d
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     try:
-        child = follower(bootstrap, topic, receiver.url, "--from-beginning", "--max", str(count))
+        child = follower(
+            bootstrap, topic, receiver.url, "--from-beginning", "--max", str(count),
+            checkout=checkout,
+        )  # fmt: skip
         await finished(child, 600)
     finally:
         await receiver.stop()
@@ -149,7 +160,7 @@ async def backlog(bootstrap: str, prefix: str, count: int, partitions: int) -> d
     span = times[-1] - times[0]
     return {"partitions": partitions, "alerts": len(times), "span": span,
             "rate": (len(times) - 1) / span if span > 0 else float("nan"),
-            "cpu": cpu, "wall": wall}  # fmt: skip
+            "cpu": cpu, "wall": wall, "checkout": checkout}  # fmt: skip
 
 
 async def live(bootstrap: str, prefix: str, count: int, rate: float) -> dict[str, Any]:
@@ -201,8 +212,13 @@ async def commit_cost(bootstrap: str, prefix: str, rounds: int = 200) -> dict[st
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     prefix = run_prefix("sinks")
     try:
+        runs: list[dict[str, Any]] = []
+        for p in (1, 3):  # the baseline right before each run it is compared with
+            if args.baseline:
+                runs.append(await backlog(args.bootstrap, prefix, args.count, p, args.baseline))
+            runs.append(await backlog(args.bootstrap, prefix, args.count, p))
         results = {
-            "backlog": [await backlog(args.bootstrap, prefix, args.count, p) for p in (1, 3)],
+            "backlog": runs,
             "live": await live(args.bootstrap, prefix, args.live_count, args.live_rate),
             "commit": await commit_cost(args.bootstrap, prefix),
         }
@@ -211,7 +227,34 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def report(r: dict[str, Any]) -> list[str]:
+def _backlog_rows(r: dict[str, Any], label: str) -> list[tuple[Any, ...]]:
+    return [
+        (
+            f"{b['partitions']} partition(s)",
+            label if b["checkout"] else "this checkout",
+            b["alerts"],
+            fmt(b["span"], 2),
+            fmt(b["rate"], 0),
+            f"{fmt(b['cpu'], 1)} / {fmt(b['wall'], 1)}",
+        )
+        for b in r["backlog"]
+    ]
+
+
+def _ratios(r: dict[str, Any], label: str) -> list[str]:
+    """Backlog alerts/s of this checkout over the baseline's, per partition count."""
+    base = {b["partitions"]: b["rate"] for b in r["backlog"] if b["checkout"]}
+    if not base:
+        return []
+    parts = [
+        f"{b['partitions']} partition(s) {fmt(b['rate'] / base[b['partitions']], 1)}x"
+        for b in r["backlog"]
+        if not b["checkout"] and b["partitions"] in base
+    ]
+    return ["", f"Backlog alerts/s, this checkout against {label}: {', '.join(parts)}."]
+
+
+def report(r: dict[str, Any], label: str = "baseline") -> list[str]:
     ms = r["live"]["ms"]
     commit = r["commit"]
     return [
@@ -219,25 +262,26 @@ def report(r: dict[str, Any]) -> list[str]:
         "",
         *header_lines(),
         "Setup: `capflow alerts --webhook` as a child process posting to a local aiohttp "
-        "receiver that answers 204; each alert delivered, then its offset committed (per "
-        "partition, in order); signed CloudEvents bodies. Backlog: alerts already on a "
-        "fresh topic, `--from-beginning --max N`, rate over first to last arrival. Live: "
-        "the follower waits at the end of a 3-partition topic, alerts published one at a "
-        "time with acks=all at a steady rate.",
+        "receiver that answers 204; alerts delivered in order per partition, offsets of "
+        "delivered alerts committed in the background (the latest of each partition while "
+        "the next alerts are sent); signed CloudEvents bodies. Backlog: alerts already on a "
+        "fresh topic, `--from-beginning --max N`, rate over first to last arrival; with "
+        "`--baseline`, each run follows one of the baseline checkout's follower on the same "
+        "broker. Live: the follower waits at the end of a 3-partition topic, alerts "
+        "published one at a time with acks=all at a steady rate.",
         "",
         *table(
-            ["backlog", "alerts", "first to last (s)", "alerts/s", "follower CPU s / wall s"],
             [
-                (
-                    f"{b['partitions']} partition(s)",
-                    b["alerts"],
-                    fmt(b["span"], 2),
-                    fmt(b["rate"], 0),
-                    f"{fmt(b['cpu'], 1)} / {fmt(b['wall'], 1)}",
-                )
-                for b in r["backlog"]
+                "backlog",
+                "follower",
+                "alerts",
+                "first to last (s)",
+                "alerts/s",
+                "follower CPU s / wall s",
             ],
+            _backlog_rows(r, label),
         ),
+        *_ratios(r, label),
         "",
         *table(
             ["live, publish to receiver (ms)", "n", "p50", "p99", "max"],
@@ -252,16 +296,15 @@ def report(r: dict[str, Any]) -> list[str]:
             ],
         ),
         "",
-        "Interpretation: each alert is delivered and then its offset committed before the "
-        "next alert of its partition. The follower is not CPU-bound (CPU time against wall "
-        "time, which includes start-up and joining the group): the bound is the offset "
-        "commit, and aiokafka sends one consumer's commits one after another (measured in "
-        f"the same run: {fmt(commit['one'], 1)} ms per commit, {fmt(commit['three'], 1)} ms "
-        "for 3 at once), so 3 partitions are barely faster than 1. Coalescing commits "
-        "(commit the latest delivered offset while the next alert is sent) would lift it; "
-        "not needed, the detector produces at most one alert per security per cooldown. "
-        "Live latency includes the follower's fetch long-poll (at most 100 ms) after a "
-        "partition is resumed.",
+        "Interpretation: one offset commit per alert bounded a backlog to one commit round "
+        "trip per alert, and aiokafka sends one consumer's commits one after another "
+        f"(measured in the same run: {fmt(commit['one'], 1)} ms per commit, "
+        f"{fmt(commit['three'], 1)} ms for 3 at once). With commits coalesced, one commit "
+        "covers every alert delivered while the previous one was out, so the backlog rate "
+        "is bounded by the HTTP round trips and CPU instead (the follower's, and the "
+        "receiver's: it runs in the benchmark process, on the same cores). Live latency "
+        "includes the follower's fetch long-poll (at most 100 ms) after a partition is "
+        "resumed.",
     ]
 
 
@@ -271,8 +314,15 @@ def main() -> None:
     parser.add_argument("--live-count", type=int, default=200)
     parser.add_argument("--live-rate", type=float, default=20.0, help="alerts per second")
     parser.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP)
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also run the backlogs with the follower of the checkout in DIR (its streams/), "
+        "e.g. one made with: git archive main | tar -x -C DIR",
+    )
+    parser.add_argument("--baseline-label", default="baseline", help="its name in the report")
     args = parser.parse_args()
-    lines = report(asyncio.run(run(args)))
+    lines = report(asyncio.run(run(args)), args.baseline_label)
     print("\n".join(lines))
     update_section("sink_delivery", lines)
 

@@ -56,6 +56,12 @@ ALERTS = Counter("capflow_alerts", "reversal alerts published", ["direction"], r
 DEAD_LETTERS = Counter(
     "capflow_deadletters", "records sent to the dead-letter topic", ["stage"], registry=REGISTRY
 )
+PARTITION_STALLS = Counter(
+    "capflow_partition_stalls",
+    "snapshot partitions found stalled: lag and no record processed for --stall-timeout s",
+    ["partition"],
+    registry=REGISTRY,
+)
 
 
 class StateCollector(Collector):

@@ -11,28 +11,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import logging
-import signal
-import sys
+from collections.abc import Callable
 from typing import Any
 
 from streams.commands import CommandFailed, UsageError
-from streams.kafka_access import check_access
 from streams.settings import FlowSettings, KafkaSettings, SinkSettings, TopicSettings
 from streams.settings.flags import add_settings, from_args
 from streams.sinks.alertmanager import AlertmanagerSink
 from streams.sinks.chat import ChatSink, telegram_chat_id
 from streams.sinks.console import format_alert, json_line
-from streams.sinks.delivery import (
-    DEFAULT_RETRY_FLOOR,
-    RetryPolicy,
-    SinkHealth,
-    Undelivered,
-    UndeliveredTopic,
-    deliver,
-)
+from streams.sinks.delivery import DEFAULT_RETRY_FLOOR, RetryPolicy
+from streams.sinks.delivery_loop import DeliveryLoop
 from streams.sinks.follower import FollowParams, decode_alert, follow_alerts
 from streams.sinks.http import Sink
 from streams.sinks.webhook import WebhookSink
@@ -40,7 +31,9 @@ from streams.sinks.webhook import WebhookSink
 log = logging.getLogger(__name__)
 
 
-def follow_params(args: argparse.Namespace, kafka: KafkaSettings) -> FollowParams:
+def follow_params(
+    args: argparse.Namespace, kafka: KafkaSettings, sinks: SinkSettings
+) -> FollowParams:
     """What the follower reads: the alerts topic, from where, which securities, how long."""
     return FollowParams(
         kafka=kafka.client_kwargs,
@@ -50,11 +43,9 @@ def follow_params(args: argparse.Namespace, kafka: KafkaSettings) -> FollowParam
         securities=frozenset(s.strip() for s in (args.security or []) if s.strip()),
         max_events=args.max,
         timeout=args.timeout,
+        # Time for an attempt under way to get its answer when stopping or rebalancing.
+        grace=sinks.sink_timeout + 5.0,
     )
-
-
-def _warn(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def build_sinks(settings: SinkSettings, cooldown: float) -> tuple[list[Sink], list[str]]:
@@ -106,14 +97,17 @@ def default_group(topic: str, identities: list[str]) -> str:
     return f"capflow-alerts-{digest[:12]}"
 
 
-def _published_at(record: Any) -> float | None:
-    ts = getattr(record, "timestamp", None)
-    return ts / 1000.0 if isinstance(ts, int) and ts > 0 else None
+def _show(args: argparse.Namespace) -> Callable[[dict[str, Any]], None] | None:
+    """How each alert is printed: readable, one JSON line, or not at all (--quiet)."""
+    if args.json:
+        return lambda event: print(json_line(event), flush=True)
+    if args.quiet:
+        return None
+    return lambda event: print(format_alert(event), flush=True)
 
 
 async def _run(args: argparse.Namespace) -> int:
     kafka, settings = from_args(args, KafkaSettings), from_args(args, SinkSettings)
-    partitions = from_args(args, TopicSettings).partitions
     try:
         sinks, identities = build_sinks(settings, from_args(args, FlowSettings).cooldown)
         policy = RetryPolicy(
@@ -122,141 +116,24 @@ async def _run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:  # UsageError included: flags that cannot work together
         raise UsageError(str(exc)) from exc
-    params = follow_params(args, kafka)
+    params = follow_params(args, kafka, settings)
     if sinks and params.group is None:
         params.group = default_group(params.topic, identities)
-    failures = 0
-    health = [SinkHealth() for _ in sinks]
-    producer: Any = None
-    undelivered: UndeliveredTopic | None = None
-
-    async def on_record(event: dict[str, Any], record: Any) -> None:
-        nonlocal failures
-        if args.json:
-            print(json_line(event), flush=True)
-        elif not args.quiet:
-            print(format_alert(event), flush=True)
-        if not sinks:
-            return
-        published = _published_at(record)
-        outcomes = await asyncio.gather(
-            *(
-                deliver(sink, event, published_at=published, policy=policy, health=state)
-                for sink, state in zip(sinks, health, strict=True)
-            )
-        )
-        for sink, outcome in zip(sinks, outcomes, strict=True):
-            if outcome.delivered:
-                continue
-            assert undelivered is not None
-            await undelivered.publish(
-                Undelivered(
-                    key=record.key,
-                    value=record.value,
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    stage="deliver",
-                    error=outcome.reason,
-                    sink=sink.kind,
-                    target=sink.target,
-                    alert_id=str(event.get("id", "")),
-                    outcome=outcome,
-                )
-            )
-            failures += 1
-            _warn(
-                f"capflow alerts: alert {event.get('id')} not delivered to {sink.kind} "
-                f"{sink.target}: {outcome.reason}; written to {undelivered.topic}"
-            )
-
-    async def on_undecodable(record: Any, reason: str) -> None:
-        if undelivered is None:
-            return
-        await undelivered.publish(
-            Undelivered(
-                key=record.key,
-                value=record.value,
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                stage="decode",
-                error=reason,
-                sink=",".join(sink.kind for sink in sinks),
-                target=",".join(sink.target for sink in sinks),
-            )
-        )
-
-    def on_ready(partitions: list[Any]) -> None:
-        if sinks:
-            names = ", ".join(f"{sink.kind} {sink.target}" for sink in sinks)
-            _warn(
-                f"capflow alerts: delivering {params.topic} to {names} as consumer group "
-                f"{params.group} ({len(partitions)} partitions); undelivered alerts go to "
-                f"{settings.topic_undelivered}"
-            )
-
-    from aiokafka import AIOKafkaProducer
+    loop = DeliveryLoop(
+        params,
+        sinks,
+        policy,
+        undelivered_topic=settings.topic_undelivered,
+        partitions=from_args(args, TopicSettings).partitions,
+        connect_timeout=kafka.connect_timeout,
+        show=_show(args),
+    )
     from aiokafka.errors import KafkaError
 
-    from streams.pipeline.topics import TopicMismatchError, ensure_topics
-
     try:
-        # A wrong password, certificate or missing ACL ends here with one clear line.
-        await check_access(params.kafka, [params.topic], kafka.connect_timeout, group=params.group)
-        if sinks:
-            # Create the alerts topic too if it is missing, so the group is assigned its
-            # partitions (and records its start) now rather than at the next metadata
-            # refresh, when alerts published meanwhile would already be behind "latest".
-            # Existing topics are used whatever their partition count.
-            for topic in (settings.topic_undelivered, params.topic):
-                with contextlib.suppress(TopicMismatchError):
-                    await ensure_topics(params.kafka, [topic], partitions, attempts=5)
-            producer = AIOKafkaProducer(acks="all", enable_idempotence=True, **params.kafka)
-            await producer.start()
-            undelivered = UndeliveredTopic(producer, settings.topic_undelivered)
-        follow = asyncio.create_task(
-            follow_alerts(
-                params,
-                on_record=on_record,
-                on_undecodable=on_undecodable if sinks else None,
-                on_ready=on_ready,
-            )
-        )
-        await _until_done_or_sigterm(follow)
+        return await loop.run()
     except (KafkaError, ConnectionError) as exc:
         raise CommandFailed(f"Kafka at {kafka.bootstrap}: {type(exc).__name__}: {exc}") from exc
-    finally:
-        for sink in sinks:
-            await sink.close()
-        if producer is not None:
-            await producer.stop()
-    return 1 if failures else 0
-
-
-async def _until_done_or_sigterm(follow: asyncio.Task[int]) -> None:
-    """Await ``follow``; SIGTERM stops it cleanly (the group is left, nothing is committed
-    for alerts still in flight, so the next member delivers them)."""
-    loop = asyncio.get_running_loop()
-    stopping = False
-
-    def on_term() -> None:
-        nonlocal stopping
-        stopping = True
-        follow.cancel()
-
-    # Not the main thread, or a platform without signal handlers: no graceful SIGTERM.
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGTERM, on_term)
-    try:
-        await follow
-    except asyncio.CancelledError:
-        if not stopping:
-            raise
-        _warn("capflow alerts: stopped by SIGTERM; alerts in flight are delivered by the next run")
-    finally:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.remove_signal_handler(signal.SIGTERM)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -148,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
         "--topic-alerts": f"{prefix}.alerts.v1",
         "--topic-deadletter": f"{prefix}.deadletter.v1",
     }
-    topic_names = list(topics.values())
+    # The worker creates the dead-letter topic itself, sized for the snapshot topic's records.
+    topic_names = [name for flag, name in topics.items() if flag != "--topic-deadletter"]
     started_broker = broker.info() is None
     procs: list[tuple[str, Child]] = []
     try:

@@ -37,16 +37,8 @@ def _check_polling(config: PipelineSettings) -> list[Gateway]:
     return gateways
 
 
-def run(args: argparse.Namespace) -> int:
-    """Check the settings, create the topics, then run the Faust worker until stopped."""
-    from aiokafka.errors import KafkaError
-
-    from streams.pipeline.app import STATE_TABLE, Pipeline
-    from streams.pipeline.shutdown import StoppingWorker
-    from streams.pipeline.topics import TopicMismatchError, ensure_topics
-    from streams.polling.ownership import ControlTopicError, ensure_control_topic
-
-    config = from_args(args, PipelineSettings)  # the one place the options become settings
+def _check_settings(config: PipelineSettings) -> None:
+    """A malformed watchlist or RSA key is a usage error, found before anything starts."""
     bad = []
     for security in config.poller.watchlist:
         try:
@@ -60,26 +52,53 @@ def run(args: argparse.Namespace) -> int:
             load_rsa_key(config.opend.rsa_key)
         except CryptoError as exc:
             raise UsageError(f"--opend-rsa-key: {exc}") from exc
-    gateways: list[Gateway] = []
-    if config.worker.poller:
-        gateways = _check_polling(config)
-    topics = config.topics.all()
-    kafka = config.kafka.client_kwargs
-    # A wrong password, certificate or missing ACL ends here, in seconds, instead of in
-    # Faust's retries; Faust's own topics (state changelog, leader election) count too.
+
+
+def _check_kafka(config: PipelineSettings, gateways: list[Gateway]) -> None:
+    """A wrong password, certificate or missing ACL ends here, in seconds, instead of in
+    Faust's retries; Faust's own topics (state changelog, leader election) count too."""
+    from streams.pipeline.app import STATE_TABLE
+
     app_id = config.worker.app_id
     faust_topics = [f"{app_id}-{STATE_TABLE}-changelog", f"{app_id}-__assignor-__leader"]
-    timeout = config.kafka.connect_timeout
-    check_access_sync(kafka, topics + faust_topics, timeout, group=app_id)
+    kafka, timeout = config.kafka.client_kwargs, config.kafka.connect_timeout
+    check_access_sync(kafka, config.topics.all() + faust_topics, timeout, group=app_id)
     if gateways:  # the gateway group and its control topic (see streams.polling.service)
         check_access_sync(kafka, [config.control_topic], timeout, group=config.gateway_group)
-    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
+
+
+def _create_topics(config: PipelineSettings, gateways: list[Gateway]) -> int | None:
+    """Create what is missing; the dead-letter topic's record limit (see Pipeline)."""
+    from aiokafka.errors import KafkaError
+
+    from streams.pipeline.topics import TopicMismatchError
+    from streams.polling.ownership import ControlTopicError
+
     try:
-        asyncio.run(ensure_topics(kafka, topics, config.topics.partitions))
-        if gateways:
-            asyncio.run(ensure_control_topic(kafka, config.control_topic, len(gateways)))
+        return asyncio.run(_topics(config, len(gateways)))
     except (ConnectionError, TopicMismatchError, ControlTopicError, KafkaError) as exc:
         raise CommandFailed(str(exc)) from exc
+
+
+async def _topics(config: PipelineSettings, gateways: int) -> int | None:
+    from streams.pipeline.deadletter import ensure_deadletter_topic
+    from streams.pipeline.topics import ensure_topics
+    from streams.polling.ownership import ensure_control_topic
+
+    kafka, topics = config.kafka.client_kwargs, config.topics
+    await ensure_topics(
+        kafka, [t for t in topics.all() if t != topics.deadletter], topics.partitions
+    )
+    # Then the dead-letter topic, with room for any record the snapshot topic holds.
+    limit = await ensure_deadletter_topic(
+        kafka, topics.distribution, topics.deadletter, topics.partitions
+    )
+    if gateways:
+        await ensure_control_topic(kafka, config.control_topic, gateways)
+    return limit
+
+
+def _warn_refusing(gateways: list[Gateway]) -> None:
     for gw in gateways:
         refused = probe(gw)
         if refused is not None:
@@ -90,22 +109,38 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-    pipeline = Pipeline(config)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the settings, create the topics, then run the Faust worker until stopped."""
+    from streams.pipeline.app import Pipeline
+    from streams.pipeline.shutdown import StoppingWorker
+
+    config = from_args(args, PipelineSettings)  # the one place the options become settings
+    _check_settings(config)
+    gateways: list[Gateway] = []
+    if config.worker.poller:
+        gateways = _check_polling(config)
+    _check_kafka(config, gateways)
+    logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    dead_letter_limit = _create_topics(config, gateways)
+    _warn_refusing(gateways)
+    pipeline = Pipeline(config, dead_letter_limit=dead_letter_limit)
     opend = ", ".join(f"{g.label}={g.address}" for g in gateways) or "none (--no-poller)"
     print(
-        f"capflow worker: app {app_id}, Kafka {config.kafka.bootstrap}, "
+        f"capflow worker: app {config.worker.app_id}, Kafka {config.kafka.bootstrap}, "
         f"OpenD {opend}, watchlist {','.join(config.poller.watchlist)}, "
         f"web http://127.0.0.1:{config.worker.web_port}/metrics/",
         flush=True,
     )
-    polling = pipeline.polling
     worker = StoppingWorker(
         pipeline.app,
         loglevel=args.loglevel,
         quiet=True,
-        before_stop=polling.stop_polling if polling is not None else None,
+        before_stop=pipeline.before_stop,
         timeout=config.worker.shutdown_timeout,
     )
+    pipeline.stall_exit = worker.fail  # a stalled partition: stop in order, exit 1
     # Faust's progress spinner lowers the root logger to DEBUG at --loglevel warn/error,
     # which makes every debug call in the hot path build a log record.
     worker.spinner = None

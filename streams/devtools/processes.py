@@ -20,9 +20,15 @@ from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 
-# ``capflow`` as a command line, whether or not the console script is on PATH; unbuffered
-# (-u), so what it prints shows in its output file at once.
-CAPFLOW = (sys.executable, "-u", "-m", "streams.cli")
+
+def python_module(module: str) -> list[str]:
+    """``python -m MODULE`` with this interpreter, unbuffered (-u): what it prints shows
+    in its output file at once."""
+    return [sys.executable, "-u", "-m", module]
+
+
+# ``capflow`` as a command line, whether or not the console script is on PATH.
+CAPFLOW = tuple(python_module("streams.cli"))
 
 # How long a child gets to exit after SIGTERM before it is killed.
 STOP_BOUND_S = 30.0

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from streams.broker.local import free_port
-from streams.devtools.processes import CAPFLOW, Child
+from streams.devtools.processes import Child, python_module
 from streams.devtools.processes import stopped as workers_stopped
 from streams.devtools.scrape import scrape
 from streams.devtools.topics import Topics
@@ -52,16 +52,17 @@ def start_worker(
     watchlist: Sequence[str] = ("HK.00700",),
     extra: Sequence[str] = (),
     ignore_market_hours: bool = True,
+    module: str = "streams.cli",
 ) -> Worker:
-    """Start ``capflow worker`` (info log to ``workdir/NAME.log``, data in ``workdir/NAME``).
-
-    It polls whatever the wall clock says unless ``ignore_market_hours`` is off.
+    """Start ``capflow worker`` (info log to ``workdir/NAME.log``, data in ``workdir/NAME``);
+    ``module`` is what ``python -m`` runs (a test's wrapper around the command line). It
+    polls whatever the wall clock says unless ``ignore_market_hours`` is off.
     """
     web_port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / f"{name}.log"
     cmd = [
-        *CAPFLOW, "worker",
+        *python_module(module), "worker",
         "--kafka-bootstrap", bootstrap, "--opend-port", str(opend_port),
         "--watchlist", ",".join(watchlist), "--app-id", app_id,
         "--web-port", str(web_port), "--data-dir", str(workdir / name),

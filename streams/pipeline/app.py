@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from streams.pipeline.processor import (
     security_of,
 )
 from streams.pipeline.views import register_views
+from streams.pipeline.watchdog import OffsetProbe, StallWatchdog, exit_at_once, log_stalls
 from streams.polling.service import PollingService
 from streams.processing.events import alert_headers, parse_alert
 from streams.settings import KafkaSettings, PipelineSettings
@@ -50,6 +51,7 @@ BATCH_MAX = 1000
 BATCH_WITHIN_S = 0.005
 PRODUCER_LINGER_MS = 2
 PRODUCER_MAX_BATCH = 256 * 1024  # bytes per partition batch (aiokafka's default is 16 kB)
+PRODUCER_MAX_REQUEST = 1_000_000  # Faust's default; raised to the dead-letter topic's limit
 
 
 def _make_current(event: faust.EventT) -> None:
@@ -88,7 +90,9 @@ def _credentials(kafka: KafkaSettings) -> Any:
 class Pipeline:
     """Builds and holds everything a worker runs, from its settings."""
 
-    def __init__(self, config: PipelineSettings) -> None:
+    def __init__(self, config: PipelineSettings, *, dead_letter_limit: int | None = None) -> None:
+        """``dead_letter_limit``: the dead-letter topic's max.message.bytes, when known;
+        the producer is sized to it so a dead letter is stored whole."""
         self.config = config
         topics, worker = config.topics, config.worker
         partitions = topics.partitions
@@ -107,6 +111,7 @@ class Pipeline:
             # produce request carry many flows and state updates.
             producer_linger_ms=PRODUCER_LINGER_MS,
             producer_max_batch_size=PRODUCER_MAX_BATCH,
+            producer_max_request_size=max(PRODUCER_MAX_REQUEST, dead_letter_limit or 0),
             broker_commit_interval=1.0,
             broker_session_timeout=worker.session_timeout,
             broker_heartbeat_interval=max(worker.session_timeout / 10, 0.5),
@@ -135,6 +140,9 @@ class Pipeline:
         self.polling: PollingService | None = PollingService(config) if worker.poller else None
         self._dead_letter_bytes: int | None = None
         self._minute_levels: dict[bytes, int] = {}  # per security processed here, for metrics
+        self.progress: dict[Any, int] = {}  # partition -> offset of the record last taken up
+        self.stall_exit: Callable[[str], None] = exit_at_once  # the worker sets its own
+        self.watchdog = self._stall_watchdog()
         self._register()
 
     # -- stream processing ----------------------------------------------------------
@@ -152,9 +160,11 @@ class Pipeline:
         alerts: list[Any] = []  # futures of the alerts sent
         directions: list[str] = []  # of those alerts, counted once acknowledged
         flow_topic = self.flows.get_topic_name()
+        progress = self.progress
         for event in events:
             _make_current(event)
             message = event.message
+            progress[message.tp] = message.offset  # for the stall watchdog
             incoming = await self._decode(message)
             if incoming is None:
                 continue
@@ -290,9 +300,40 @@ class Pipeline:
             async def poll() -> None:
                 await self.run_poller()
 
+        @app.task
+        async def watch_stalls() -> None:
+            self.watchdog.start()
+
         register_views(app, self.polling, self.state)
         STATE.lag = self._lag
         STATE.minute_levels = lambda: sum(self._minute_levels.values())
+
+    def _stall_watchdog(self) -> StallWatchdog:
+        """Checks that every owned partition the agent reads (snapshots, capital-flow
+        series) with lag processes records."""
+        config = self.config
+        app = self.app
+        return StallWatchdog(
+            lambda: OffsetProbe(config.kafka.client_kwargs, config.worker.app_id),
+            topics=(config.topics.distribution, config.topics.capitalflow),
+            timeout=config.worker.stall_timeout,
+            owned=lambda: app.consumer.assignment(),
+            processed=self.progress,
+            busy=lambda: bool(app.rebalancing or getattr(app, "in_recovery", False)),
+            on_report=self._on_stalls,
+        )
+
+    def _on_stalls(self, report: Any) -> None:
+        """In the watchdog's thread: log, count, and exit if so configured."""
+        reason = log_stalls(report)
+        if reason is not None and self.config.worker.stall_action == "exit":
+            self.stall_exit(reason)
+
+    def before_stop(self) -> None:
+        """First thing on SIGTERM: stop polling (the budget), and judging stalls."""
+        self.watchdog.stop()
+        if self.polling is not None:
+            self.polling.stop_polling()
 
     def _lag(self) -> dict[str, int]:
         consumer = self.app.consumer

@@ -1,21 +1,29 @@
 """Dead-letter records: the original key and bytes, with why and where they failed.
 
-A record the broker accepted may still be too large for the dead-letter producer
-(its request limit, or a smaller limit on the dead-letter topic). Such a record is
-never dropped: its copy keeps as many leading bytes as fit, and headers say that it
-was cut, how large the original was and its SHA-256, next to the source topic,
-partition and offset where the whole record can still be read.
+The dead-letter topic is created with room for any record of the snapshot topic plus
+the dead-letter headers (``ensure_deadletter_topic``), and the worker's producer is
+sized to it, so a record that reached the snapshot topic is stored whole, and stays
+there when the snapshot topic's retention has long passed. Only a copy the broker
+cannot store at all (an operator gave the dead-letter topic a smaller limit, or
+lowered it while the worker runs) is cut: it keeps as many leading bytes as fit, and
+headers say that it was cut, how large the original was and its SHA-256, next to the
+source topic, partition and offset where the whole record can be read meanwhile.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+from streams.pipeline.topics import ensure_topics
+
+log = logging.getLogger(__name__)
 
 HEADER_ERROR = "capflow-error"
 HEADER_STAGE = "capflow-error-stage"
@@ -29,6 +37,10 @@ HEADER_ORIGINAL_KEY_SIZE = "capflow-original-key-size"  # bytes of the original 
 HEADER_ORIGINAL_SHA256 = "capflow-original-sha256"  # hex SHA-256 of the original value
 
 KEY_KEEP = 1024  # bytes of a key kept when the key alone does not fit
+# Above the source topic's limit: the dead-letter headers (the error text alone may take
+# 4 KiB), and to spare.
+HEADROOM = 64 * 1024
+BROKER_DEFAULT_LIMIT = 1_048_588  # Kafka's message.max.bytes when nobody changed it
 Headers = list[tuple[str, bytes]]
 
 
@@ -54,6 +66,38 @@ async def topic_message_limit(client_kwargs: dict[str, Any], topic: str) -> int 
                 if entry[0] == "max.message.bytes" and str(entry[1]).isdigit():
                     return int(entry[1])
     return None
+
+
+async def ensure_deadletter_topic(
+    client_kwargs: dict[str, Any], source: str, deadletter: str, partitions: int
+) -> int | None:
+    """Create ``deadletter`` with room for any record of ``source``; its limit (None when
+    the broker does not say). An existing topic keeps the limit it has: an operator may
+    have chosen it, and a warning says what it will cut."""
+    try:
+        source_limit = await topic_message_limit(client_kwargs, source)
+    except Exception as exc:  # no DescribeConfigs right: assume the broker's default
+        log.warning("max.message.bytes of %s unknown: %r", source, exc)
+        source_limit = None
+    wanted = (source_limit or BROKER_DEFAULT_LIMIT) + HEADROOM
+    config = {deadletter: {"max.message.bytes": str(wanted)}}
+    await ensure_topics(client_kwargs, [deadletter], partitions, configs=config)
+    try:
+        limit = await topic_message_limit(client_kwargs, deadletter)
+    except Exception as exc:
+        log.warning("max.message.bytes of %s unknown: %r", deadletter, exc)
+        return None
+    if limit is not None and limit < wanted:
+        log.warning(
+            "dead-letter topic %s takes records up to %d bytes, %s up to %d: larger dead "
+            "letters are stored cut (raise its max.message.bytes to %d to keep them whole)",
+            deadletter,
+            limit,
+            source,
+            wanted - HEADROOM,
+            wanted,
+        )
+    return limit
 
 
 @dataclass(frozen=True)

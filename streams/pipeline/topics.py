@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -28,8 +29,10 @@ async def ensure_topics(
     partitions: int,
     *,
     attempts: int = 30,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
-    """Create missing topics with ``partitions``; verify existing ones match."""
+    """Create missing topics with ``partitions`` (and ``configs[topic]``, if any); verify
+    existing ones match."""
     admin = AIOKafkaAdminClient(**client_kwargs)
     for attempt in range(1, attempts + 1):
         try:
@@ -48,7 +51,15 @@ async def ensure_topics(
         if missing:
             try:
                 await admin.create_topics(
-                    [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
+                    [
+                        NewTopic(
+                            t,
+                            num_partitions=partitions,
+                            replication_factor=1,
+                            topic_configs=dict((configs or {}).get(t, {})),
+                        )
+                        for t in missing
+                    ]
                 )
                 log.info("created topics %s with %d partitions", missing, partitions)
             except TopicAlreadyExistsError:

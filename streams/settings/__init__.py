@@ -232,6 +232,18 @@ class WorkerSettings(Settings):
     shutdown_timeout: float = setting(
         15.0, "seconds a stopping worker waits for Kafka before it exits anyway", positive_number
     )
+    stall_timeout: float = setting(
+        60.0,
+        "seconds a snapshot partition this worker owns may have lag without a processed "
+        "record before it counts as stalled",
+        positive_number,
+    )
+    stall_action: str = setting(
+        "exit",
+        "on a stalled partition: exit (status 1, for the supervisor to restart the worker) "
+        "or log (count it and go on)",
+        choice("exit", "log"),
+    )
     poller: bool = setting(
         True, "poll the OpenD gateways this worker is given; --no-poller: process only", boolean
     )

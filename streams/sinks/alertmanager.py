@@ -72,35 +72,20 @@ def _mark_late(notes: dict[str, str], event: dict[str, Any], event_ts: float, no
     notes.update(late="true", delivered_at=rfc3339(now), delivered_after=f"{delay:.0f}s")
 
 
-def postable_alert(
-    event: dict[str, Any],
-    cooldown: float,
-    generator_url: str = DEFAULT_GENERATOR_URL,
-    *,
-    now: float,
-    late_active: float = DEFAULT_LATE_ACTIVE,
-) -> dict[str, Any]:
-    """One ``postableAlert`` of the Alertmanager v2 API for one capflow alert event.
-
-    ``now`` is the delivery time: an alert whose cooldown has passed by then is late
-    and stays active until ``now + late_active`` instead of arriving resolved.
-    """
+def _annotations(event: dict[str, Any], security: str, event_ts: float) -> dict[str, str]:
+    """What a person reads about the alert: summary, description, the numbers."""
     data = event.get("data") or {}
-    security = str(data.get("security") or event.get("subject") or "")
-    market = str(data.get("market") or security.partition(".")[0])
-    direction = str(data.get("direction") or "")
-    event_ts = _event_ts(event)
     r_w = _number(data.get("r_w"))
     threshold = _number(data.get("threshold"))
     window = _number(data.get("window_s"))
     window_text = f"{window:g}s" if window is not None else "W"
-    arrow = direction.replace("_to_", " \u2192 ")
+    arrow = str(data.get("direction") or "").replace("_to_", " \u2192 ")
     currency = alert_currency(event)
 
     def amount(value: float) -> str:
         return with_currency(f"{value:,.0f}", currency)
 
-    annotations = {
+    return {
         "summary": f"{security}: large-order flow reversed ({arrow})",
         "description": (
             f"R_{window_text} = {amount(r_w)} crossed the threshold \u00b1{amount(threshold)}; "
@@ -117,6 +102,25 @@ def postable_alert(
         "trading_day": str(data.get("trading_day") or ""),
         "alert_id": str(event.get("id") or data.get("alert_id") or ""),
     }
+
+
+def postable_alert(
+    event: dict[str, Any],
+    cooldown: float,
+    generator_url: str = DEFAULT_GENERATOR_URL,
+    *,
+    now: float,
+    late_active: float = DEFAULT_LATE_ACTIVE,
+) -> dict[str, Any]:
+    """One ``postableAlert`` of the Alertmanager v2 API for one capflow alert event.
+
+    ``now`` is the delivery time: an alert whose cooldown has passed by then is late
+    and stays active until ``now + late_active`` instead of arriving resolved.
+    """
+    data = event.get("data") or {}
+    security = str(data.get("security") or event.get("subject") or "")
+    event_ts = _event_ts(event)
+    annotations = _annotations(event, security, event_ts)
     ends_at = event_ts + cooldown
     if now >= ends_at:  # it would arrive resolved: keep it active from its delivery
         ends_at = now + late_active
@@ -125,8 +129,8 @@ def postable_alert(
         "labels": {
             "alertname": ALERTNAME,
             "security": security,
-            "market": market,
-            "direction": direction,
+            "market": str(data.get("market") or security.partition(".")[0]),
+            "direction": str(data.get("direction") or ""),
         },
         "annotations": {k: v for k, v in annotations.items() if v != ""},
         "startsAt": rfc3339(event_ts),

@@ -131,19 +131,9 @@ async def deliver(
                 health.failing_since = started
             if now >= deadline:
                 return Outcome(False, attempt, first, started, str(exc), exc.status, False)
-            delay = exc.retry_after
-            if delay is None:
-                delay = policy.backoff(attempt, rng())
+            delay = policy.backoff(attempt, rng()) if exc.retry_after is None else exc.retry_after
             delay = min(delay, deadline - now)
-            log.warning(
-                "%s %s: alert %s attempt %d failed (%s); retrying in %.1fs",
-                sink.kind,
-                sink.target,
-                event_id,
-                attempt,
-                exc,
-                delay,
-            )
+            _log_retry(sink, event_id, attempt, exc, delay)
             await sleep(delay)
             continue
         except Exception as exc:  # a bug or an alert the sink cannot render: never a retry loop
@@ -152,6 +142,18 @@ async def deliver(
             return Outcome(False, attempt, first, started, error, None, True)
         health.failing_since = None
         return Outcome(True, attempt, first, started)
+
+
+def _log_retry(sink: Sink, event_id: Any, attempt: int, exc: Exception, delay: float) -> None:
+    log.warning(
+        "%s %s: alert %s attempt %d failed (%s); retrying in %.1fs",
+        sink.kind,
+        sink.target,
+        event_id,
+        attempt,
+        exc,
+        delay,
+    )
 
 
 # Headers of a record on the undelivered topic (the dead-letter names where they match).
@@ -225,10 +227,17 @@ class UndeliveredTopic:
         self._max_backoff = max_backoff
         self.written = 0
 
-    async def publish(self, record: Undelivered) -> None:
-        """Return only once the record is on the topic: the caller commits after this."""
+    async def publish(
+        self, record: Undelivered, sleep: Callable[[float], Awaitable[Any]] | None = None
+    ) -> None:
+        """Return only once the record is on the topic: the caller commits after this.
+
+        ``sleep`` (default: the writer's) waits between attempts; a stoppable one ends
+        the retries by raising.
+        """
         from aiokafka.errors import KafkaError
 
+        pause = self._sleep if sleep is None else sleep
         attempt = 0
         while True:
             attempt += 1
@@ -245,7 +254,7 @@ class UndeliveredTopic:
                     exc,
                     delay,
                 )
-                await self._sleep(delay)
+                await pause(delay)
                 continue
             self.written += 1
             return

@@ -1,12 +1,16 @@
 """Read the alerts topic and hand each new alert to a handler, committing only after it.
 
-With a consumer group, each partition is worked by its own task, in offset order,
-and its offset is committed only after the handler returned for that record, so a
-crash (even kill -9) re-delivers every alert whose handling had not finished. A
-partition being worked is paused, so the main loop keeps polling (the group keeps
-its membership during long retries) without piling up records. When the group has
-no committed offset yet, the starting position is committed as soon as the
-partition is assigned: an alert produced while the follower is down is then read
+With a consumer group, each partition is worked by its own lane, in offset order, and
+its offset is committed only after the handler returned for that record, so a crash
+(even kill -9) re-delivers every alert whose handling had not finished. Commits run in
+the background (``OffsetCommitter``): the latest handled offset of each partition is
+committed while the next alerts are handled. A stop (SIGTERM) or a rebalance does not
+cut a delivery short: the attempt under way gets its answer, a retry pause ends at
+once, and what was handled is committed before the partition moves or the follower
+leaves the group. A partition being worked is paused, so the main loop keeps polling
+(the group keeps its membership during long retries) without piling up records. When
+the group has no committed offset yet, the starting position is committed as soon as
+the partition is assigned: an alert produced while the follower is down is then read
 when it starts again, instead of being skipped by "latest".
 
 Alert ids are deterministic, so a restarted detector can re-emit an alert; the
@@ -28,12 +32,18 @@ from typing import Any
 
 import orjson
 
+from streams.sinks.commits import OffsetCommitter
+from streams.sinks.stop import Stopped, StopSignal
+
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[dict[str, Any]], Awaitable[Any] | Any]
-RecordHandler = Callable[[dict[str, Any], Any], Awaitable[Any]]
-BadRecordHandler = Callable[[Any, str], Awaitable[Any]]
+# (event, record, stop): ``stop`` ends the handler's waits when the partition moves or
+# the follower stops; a handler that cannot finish then raises ``Stopped``.
+RecordHandler = Callable[[dict[str, Any], Any, StopSignal], Awaitable[Any]]
+BadRecordHandler = Callable[[Any, str, StopSignal], Awaitable[Any]]
 DEDUPE_MEMORY = 100_000  # ids remembered; bounds memory on very long runs
+GRACE = 15.0  # seconds a stop or a rebalance waits for alerts in flight, and for commits
 
 
 @dataclass
@@ -47,6 +57,17 @@ class FollowParams:
     securities: frozenset[str] = frozenset()
     max_events: int | None = None
     timeout: float | None = None
+    grace: float = GRACE  # longer than one delivery attempt can take
+
+
+@dataclass(frozen=True)
+class _Handlers:
+    """What the follower calls: per alert, per undecodable record, warnings, once ready."""
+
+    on_record: RecordHandler
+    on_bad: BadRecordHandler | None
+    warn: Callable[[str], None]
+    on_ready: Callable[[list[Any]], None] | None
 
 
 class _Seen:
@@ -95,50 +116,79 @@ def record_security(event: dict[str, Any], key: bytes | None) -> str:
     return str(sec or "")
 
 
-def _warn_stderr(message: str) -> None:
+def warn_stderr(message: str) -> None:
+    """Warnings of ``capflow alerts`` go to stderr as they happen."""
     print(message, file=sys.stderr, flush=True)
 
 
+class _Lane:
+    """The work on one partition: its records in order, and the signal that ends it."""
+
+    def __init__(self, task: asyncio.Task[None], stop: StopSignal) -> None:
+        self.task = task
+        self.stop = stop
+
+
 class _Follower:
-    """The state of one follow run: workers per partition, anchoring, counting."""
+    """The state of one follow run: a lane per partition, anchoring, commits, counting."""
 
     def __init__(
         self,
         consumer: Any,
         params: FollowParams,
-        on_record: RecordHandler,
-        on_bad: BadRecordHandler | None,
-        warn: Callable[[str], None],
-        on_ready: Callable[[list[Any]], None] | None,
+        handlers: _Handlers,
+        done: asyncio.Event,
     ) -> None:
         self.consumer = consumer
         self.params = params
-        self.on_record = on_record
-        self.on_bad = on_bad
-        self.warn = warn
-        self.on_ready = on_ready
+        self.handlers = handlers
+        self.done = done  # set: the caller's stop (SIGTERM), or the limit was reached
         self.commits = params.group is not None
-        self.workers: dict[Any, asyncio.Task[None]] = {}
+        self.committer = OffsetCommitter(consumer.commit, consumer.assignment)
+        self.lanes: dict[Any, _Lane] = {}
         self.to_anchor: set[Any] = set()
+        self.revoking = False
         self.seen = _Seen()
         self.handled = 0
         self.ready = False
-        self.finished = asyncio.Event()
 
     # -- rebalance listener callbacks -------------------------------------------------
 
     async def revoke(self, partitions: set[Any]) -> None:
-        """Stop work on partitions taken away; their uncommitted alerts go to the new owner."""
-        tasks = [self.workers.pop(tp) for tp in partitions if tp in self.workers]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        """Before partitions move: finish the alerts in flight there and commit them, so
+        the next owner starts after everything this member delivered."""
+        self.revoking = True
+        try:
+            await self._retire(set(partitions), "partitions revoked")
+        finally:
+            self.revoking = False
         self.to_anchor -= set(partitions)
 
     def assign(self, partitions: set[Any]) -> None:
         self.to_anchor |= set(partitions)
+
+    async def _retire(self, partitions: set[Any], why: str) -> None:
+        """End the lanes of ``partitions``: an attempt under way gets its answer (at most
+        ``params.grace`` seconds), a pause ends at once; then commit what was handled."""
+        lanes = [self.lanes.pop(tp) for tp in sorted(partitions) if tp in self.lanes]
+        for lane in lanes:
+            lane.stop.set()
+        busy = [lane.task for lane in lanes if not lane.task.done()]
+        if busy:
+            self.handlers.warn(
+                f"capflow alerts: {why}: finishing {len(busy)} alert(s) in flight, "
+                "then committing what was delivered"
+            )
+            _, late = await asyncio.wait(busy, timeout=self.params.grace)
+            for task in late:
+                task.cancel()
+            await asyncio.wait(busy)
+            for task in busy:
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("alert handling failed", exc_info=task.exception())
+        if self.commits and not await self.committer.flush(self.params.grace):
+            log.warning("commits of %s not confirmed before %s", sorted(partitions), why)
+        self.committer.forget(partitions)
 
     # -- main loop ----------------------------------------------------------------------
 
@@ -148,29 +198,51 @@ class _Follower:
     async def run(self) -> int:
         deadline = None if self.params.timeout is None else time.monotonic() + self.params.timeout
         try:
-            while not self.limit_reached():
+            while not (self.limit_reached() or self.done.is_set()):
                 wait_ms = 1000
                 if deadline is not None:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
                     wait_ms = max(1, min(wait_ms, int(remaining * 1000)))
-                batches = await self.consumer.getmany(timeout_ms=wait_ms)
+                batches = await self._fetch(wait_ms)
                 if self.commits:
                     await self._anchor(batches)
                 else:
                     self.to_anchor.clear()
                 self._note_ready()
-                for tp, records in batches.items():
-                    if records:
-                        self.consumer.pause(tp)
-                        self.workers[tp] = asyncio.create_task(self._drain(tp, records))
+                self._start_lanes(batches)
                 self._reap()
-                if self.finished.is_set():
-                    break
         finally:
-            await self.revoke(set(self.workers))
+            try:
+                await self._retire(set(self.lanes), "stopping")
+            finally:
+                await self.committer.close()
         return self.handled
+
+    async def _fetch(self, wait_ms: int) -> dict[Any, list[Any]]:
+        """The next records, or none as soon as the run is asked to end."""
+        fetch = asyncio.ensure_future(self.consumer.getmany(timeout_ms=wait_ms))
+        ending = asyncio.ensure_future(self.done.wait())
+        try:
+            await asyncio.wait({fetch, ending}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ending.cancel()
+            if not fetch.done():
+                fetch.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await fetch
+        return {} if fetch.cancelled() else fetch.result()
+
+    def _start_lanes(self, batches: dict[Any, list[Any]]) -> None:
+        if self.revoking or self.done.is_set():
+            return  # read again from the last commit by whoever owns them next
+        for tp, records in batches.items():
+            if records:
+                self.consumer.pause(tp)
+                stop = StopSignal()
+                task = asyncio.create_task(self._drain(tp, records, stop))
+                self.lanes[tp] = _Lane(task, stop)
 
     def _note_ready(self) -> None:
         if self.ready:
@@ -178,20 +250,20 @@ class _Follower:
         assignment = self.consumer.assignment()
         if assignment and not self.to_anchor:
             self.ready = True
-            if self.on_ready is not None:
-                self.on_ready(sorted(assignment))
+            if self.handlers.on_ready is not None:
+                self.handlers.on_ready(sorted(assignment))
 
     def _reap(self) -> None:
-        for tp, task in list(self.workers.items()):
-            if not task.done():
+        for tp, lane in list(self.lanes.items()):
+            if not lane.task.done():
                 continue
-            del self.workers[tp]
-            if task.cancelled():
+            del self.lanes[tp]
+            if lane.task.cancelled():
                 continue
-            exc = task.exception()
+            exc = lane.task.exception()
             if exc is not None:
                 raise exc
-            if tp in self.consumer.assignment():
+            if tp in self.consumer.assignment() and not lane.stop.is_set():
                 self.consumer.resume(tp)
 
     async def _anchor(self, batches: dict[Any, list[Any]]) -> None:
@@ -224,29 +296,30 @@ class _Follower:
 
     # -- one partition ------------------------------------------------------------------
 
-    async def _drain(self, tp: Any, records: list[Any]) -> None:
+    async def _drain(self, tp: Any, records: list[Any], stop: StopSignal) -> None:
         for record in records:
-            if self.limit_reached():
-                self.finished.set()
-                return
-            await self._handle(tp, record)
+            if stop.is_set() or self.limit_reached():
+                break
+            try:
+                await self._handle(tp, record, stop)
+            except Stopped:
+                return  # not handled: the next run (or owner) reads it again
             if self.commits:
-                await self._commit(tp, record.offset + 1)
-            if self.limit_reached():
-                self.finished.set()
-                return
-        # Resume fetching now rather than at the main loop's next turn (up to a poll later).
-        if tp in self.consumer.assignment():
+                self.committer.handled(tp, record.offset + 1)
+        if self.limit_reached():
+            self.done.set()
+        elif not stop.is_set() and tp in self.consumer.assignment():
+            # Resume fetching now rather than at the main loop's next turn.
             self.consumer.resume(tp)
 
-    async def _handle(self, tp: Any, record: Any) -> None:
+    async def _handle(self, tp: Any, record: Any, stop: StopSignal) -> None:
         where = f"{tp.topic}[{tp.partition}]@{record.offset}"
         try:
             event = decode_alert(record.value)
         except ValueError as exc:
-            self.warn(f"capflow alerts: skipping undecodable record {where}: {exc}")
-            if self.on_bad is not None:
-                await self.on_bad(record, str(exc))
+            self.handlers.warn(f"capflow alerts: skipping undecodable record {where}: {exc}")
+            if self.handlers.on_bad is not None:
+                await self.handlers.on_bad(record, str(exc), stop)
             return
         if self.params.securities and (
             record_security(event, record.key) not in self.params.securities
@@ -256,27 +329,9 @@ class _Follower:
         if event_id in self.seen:
             log.debug("duplicate alert %s at %s dropped", event_id, where)
             return
-        await self.on_record(event, record)
+        await self.handlers.on_record(event, record, stop)
         self.seen.add(event_id)
         self.handled += 1
-
-    async def _commit(self, tp: Any, offset: int) -> None:
-        from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await self.consumer.commit({tp: offset})
-                return
-            except (CommitFailedError, IllegalStateError) as exc:
-                # The partition moved to another member: it re-reads from the last commit.
-                log.warning("commit of %s@%d not possible (%s); partition moved", tp, offset, exc)
-                raise asyncio.CancelledError from exc
-            except KafkaError as exc:
-                delay = min(0.5 * attempt, 5.0)
-                log.warning("commit of %s@%d failed (%s); retry in %.1fs", tp, offset, exc, delay)
-                await asyncio.sleep(delay)
 
 
 async def follow_alerts(
@@ -287,28 +342,19 @@ async def follow_alerts(
     on_undecodable: BadRecordHandler | None = None,
     warn: Callable[[str], None] | None = None,
     on_ready: Callable[[list[Any]], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> int:
     """Consume alerts and hand each new alert id to the handler; returns how many.
 
-    ``on_event(event)`` or ``on_record(event, record)`` (awaited if it returns an
-    awaitable) is called once per new id. With ``params.group`` the record's offset
-    is committed only after the handler returned; an exception from the handler stops
-    the follower without committing. Records that do not decode are reported through
-    ``warn`` (and ``on_undecodable``) and skipped. Stops after ``max_events`` alerts
-    or ``timeout`` seconds (if set), else runs until cancelled.
+    ``on_event(event)`` (awaited if it returns an awaitable) or
+    ``on_record(event, record, stop)`` is called once per new id. With ``params.group``
+    the record's offset is committed only after the handler returned; an exception from
+    the handler stops the follower without committing that record. Records that do not
+    decode are reported through ``warn`` (and ``on_undecodable``) and skipped. Stops
+    after ``max_events`` alerts, ``timeout`` seconds, or once ``stop`` is set (alerts in
+    flight finish and are committed first), else runs until cancelled.
     """
-    from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
-
-    if (on_event is None) == (on_record is None):
-        raise TypeError("pass exactly one of on_event and on_record")
-    if on_record is None:
-        assert on_event is not None
-        event_handler = on_event
-
-        async def on_record(event: dict[str, Any], record: Any) -> None:
-            result = event_handler(event)
-            if inspect.isawaitable(result):
-                await result
+    from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
         group_id=params.group,
@@ -319,9 +365,46 @@ async def follow_alerts(
         fetch_max_wait_ms=100,
         **params.kafka,
     )
-    follower = _Follower(
-        consumer, params, on_record, on_undecodable, warn or _warn_stderr, on_ready
+    handlers = _Handlers(
+        _record_handler(on_event, on_record), on_undecodable, warn or warn_stderr, on_ready
     )
+    follower = _Follower(consumer, params, handlers, asyncio.Event())
+    consumer.subscribe([params.topic], listener=_listener(follower))
+    await consumer.start()
+    stopping = asyncio.create_task(_set_when(stop, follower.done)) if stop else None
+    try:
+        return await follower.run()
+    finally:
+        if stopping is not None:
+            stopping.cancel()
+        await consumer.stop()
+
+
+async def _set_when(stop: asyncio.Event, done: asyncio.Event) -> None:
+    await stop.wait()
+    done.set()
+
+
+def _record_handler(
+    on_event: EventHandler | None, on_record: RecordHandler | None
+) -> RecordHandler:
+    if (on_event is None) == (on_record is None):
+        raise TypeError("pass exactly one of on_event and on_record")
+    if on_record is not None:
+        return on_record
+    assert on_event is not None
+    event_handler = on_event
+
+    async def handle(event: dict[str, Any], record: Any, stop: StopSignal) -> None:
+        result = event_handler(event)
+        if inspect.isawaitable(result):
+            await result
+
+    return handle
+
+
+def _listener(follower: _Follower) -> Any:
+    from aiokafka import ConsumerRebalanceListener
 
     class Listener(ConsumerRebalanceListener):
         async def on_partitions_revoked(self, revoked: set[Any]) -> None:
@@ -330,9 +413,4 @@ async def follow_alerts(
         async def on_partitions_assigned(self, assigned: set[Any]) -> None:
             follower.assign(set(assigned))
 
-    consumer.subscribe([params.topic], listener=Listener())
-    await consumer.start()
-    try:
-        return await follower.run()
-    finally:
-        await consumer.stop()
+    return Listener()

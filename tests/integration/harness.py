@@ -37,6 +37,7 @@ from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
 from streams.opend_sim.scenario import Reversal, Scenario, load_scenario, reversal_times
 from streams.opend_sim.server import OpenDSimulator
+from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.processing.detector import INFLOW_TO_OUTFLOW, Alert
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -130,6 +131,15 @@ async def run_cli(*argv: str, timeout: float = 60.0) -> tuple[int, str, str]:
         raise
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+def minute_snapshot(minute: int, security: str = "HK.00700") -> bytes:
+    """A valid snapshot record ``minute`` minutes into 2024-06-03 (HK), big inflow growing."""
+    return DistributionSnapshot(
+        security=security, market="HK", qot_market=1, code=security.split(".")[1],
+        capital_in_big=1000.0 * minute, update_timestamp=ALERT_T0 + 60 * minute,
+        trading_day="2024-06-03", source="test",
+    ).SerializeToString()  # fmt: skip
 
 
 def sdk(script: str, args: list[str], home: Path, stdin: str = "") -> Any:

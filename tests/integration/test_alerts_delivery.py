@@ -48,6 +48,9 @@ class Receiver:
     accepted: list[str] = field(default_factory=list)  # Idempotency-Key of 2xx answers
     bad_signatures: int = 0
     url: str = ""
+    # When set, each answer waits for it: a delivery stays in flight until the test says.
+    release: asyncio.Event | None = None
+    held: list[str] = field(default_factory=list)  # alert ids waiting for ``release``
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -56,6 +59,9 @@ class Receiver:
             return web.Response(status=401)
         event_id = orjson.loads(body)["id"]
         self.attempts.append(event_id)
+        if self.release is not None:
+            self.held.append(event_id)
+            await self.release.wait()
         status = self.status_by_id.get(event_id, self.status)
         if status >= 300:
             return web.Response(status=status, text="try later")
@@ -154,6 +160,20 @@ async def exited(follower: Follower, timeout: float) -> int:
     return follower.proc.returncode
 
 
+async def a1_and_a2_on_two_partitions(kafka_bootstrap: str, topic_prefix: str) -> Topics:
+    """A two-partition alerts topic with A1 on partition 0 and A2 on partition 1."""
+    topics = Topics(kafka_bootstrap, f"{topic_prefix}.alerts", f"{topic_prefix}.undelivered")
+    await ensure_topics({"bootstrap_servers": kafka_bootstrap}, [topics.alerts], 2)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.alerts, alert_payload(A1), partition=0)
+        await producer.send_and_wait(topics.alerts, alert_payload(A2), partition=1)
+    finally:
+        await producer.stop()
+    return topics
+
+
 async def test_kill_9_during_retries_then_restart_delivers_every_alert(
     topics: Topics, receiver: Receiver, spawn: Any
 ) -> None:
@@ -186,18 +206,12 @@ async def test_kill_9_during_retries_then_restart_delivers_every_alert(
 async def test_a_failing_partition_does_not_hold_up_the_others(
     kafka_bootstrap: str, topic_prefix: str, receiver: Receiver, spawn: Any
 ) -> None:
-    topics = Topics(kafka_bootstrap, f"{topic_prefix}.alerts", f"{topic_prefix}.undelivered")
-    await ensure_topics({"bootstrap_servers": kafka_bootstrap}, [topics.alerts], 2)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-    await producer.start()
-    try:  # A1 first on partition 0; its receiver keeps failing. A2 after it on partition 1.
-        await producer.send_and_wait(topics.alerts, alert_payload(A1), partition=0)
-        await producer.send_and_wait(topics.alerts, alert_payload(A2), partition=1)
-    finally:
-        await producer.stop()
+    # A1 on partition 0: its receiver keeps failing. A2 on partition 1.
+    topics = await a1_and_a2_on_two_partitions(kafka_bootstrap, topic_prefix)
     receiver.status, receiver.status_by_id = 204, {A1.alert_id: 503}
     follower = spawn(topics.cli(receiver, "--from-beginning", "--max", "1"))
     assert await exited(follower, 90) == 0, follower.stderr()
+    assert "SIGTERM" not in follower.stderr()  # it stopped at --max, by itself
     assert receiver.accepted == [A2.alert_id]
     assert A1.alert_id in receiver.attempts  # it was being retried meanwhile
 
@@ -223,15 +237,7 @@ async def test_follower_started_before_the_topic_exists_delivers(
 async def test_a_rebalance_in_the_middle_of_retries_loses_nothing(
     kafka_bootstrap: str, topic_prefix: str, receiver: Receiver, spawn: Any
 ) -> None:
-    topics = Topics(kafka_bootstrap, f"{topic_prefix}.alerts", f"{topic_prefix}.undelivered")
-    await ensure_topics({"bootstrap_servers": kafka_bootstrap}, [topics.alerts], 2)
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(topics.alerts, alert_payload(A1), partition=0)
-        await producer.send_and_wait(topics.alerts, alert_payload(A2), partition=1)
-    finally:
-        await producer.stop()
+    topics = await a1_and_a2_on_two_partitions(kafka_bootstrap, topic_prefix)
     group = ["--group", f"{topic_prefix}.group", "--from-beginning"]
     first = spawn(topics.cli(receiver, *group))
     await wait_for(
@@ -255,6 +261,59 @@ async def test_a_rebalance_in_the_middle_of_retries_loses_nothing(
     assert await exited(third, 60) == 0, third.stderr()
     assert "delivering" in third.stderr()
     assert len(receiver.attempts) == before
+
+
+async def test_sigterm_while_a_delivery_completes_commits_it_before_exiting(
+    topics: Topics, receiver: Receiver, spawn: Any
+) -> None:
+    """SIGTERM reaches the follower while the receiver is answering an alert: the answer
+    is awaited and the alert committed before the follower leaves, so the next member of
+    the group does not send it again (the cause of the rebalance test's extra delivery)."""
+    receiver.status, receiver.release = 204, asyncio.Event()
+    await topics.publish(alert_payload(A1))
+    first = spawn(topics.cli(receiver, "--from-beginning"))
+    await wait_for(lambda: receiver.held == [A1.alert_id], 60, "A1 at the receiver")
+    first.proc.send_signal(signal.SIGTERM)
+    await wait_for(
+        lambda: first.proc.poll() is not None or "in flight" in first.stderr(),
+        30,
+        "the follower to stop",
+    )
+    receiver.release.set()
+    assert await exited(first, 30) == 0, first.stderr()
+    assert receiver.accepted == [A1.alert_id]
+
+    second = spawn(topics.cli(receiver, "--timeout", "12"))
+    assert await exited(second, 60) == 0, second.stderr()
+    assert "delivering" in second.stderr()  # it did get the partition
+    assert receiver.attempts == [A1.alert_id], second.stderr()
+
+
+async def test_a_rebalance_while_deliveries_complete_commits_them_before_moving(
+    kafka_bootstrap: str, topic_prefix: str, receiver: Receiver, spawn: Any
+) -> None:
+    """A second member joins while the first is waiting for the receiver's answers: the
+    first finishes those deliveries and commits them before it gives its partitions up,
+    so the group sends each alert once."""
+    topics = await a1_and_a2_on_two_partitions(kafka_bootstrap, topic_prefix)
+    receiver.status, receiver.release = 204, asyncio.Event()
+    first = spawn(topics.cli(receiver, "--from-beginning"))
+    await wait_for(
+        lambda: sorted(receiver.held) == sorted([A1.alert_id, A2.alert_id]), 60, "both held"
+    )
+    second = spawn(topics.cli(receiver))
+    await wait_for(
+        lambda: "in flight" in first.stderr() or "delivering" in second.stderr(),
+        60,
+        "the rebalance",
+    )
+    receiver.release.set()
+    await wait_for(lambda: "delivering" in second.stderr(), 60, "the second member")
+    for follower in (first, second):
+        follower.proc.send_signal(signal.SIGTERM)
+        assert await exited(follower, 30) == 0, follower.stderr()
+    assert sorted(receiver.accepted) == sorted([A1.alert_id, A2.alert_id])
+    assert len(receiver.attempts) == 2, (first.stderr(), second.stderr())
 
 
 def _headers(record: Any) -> dict[str, str]:

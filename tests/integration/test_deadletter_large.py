@@ -1,9 +1,11 @@
-"""A 1,000,000-byte record the broker accepted reaches dead letters; the worker goes on.
+"""Records the broker accepted reach dead letters whole; the worker goes on.
 
-Its dead-letter copy would exceed the producer's request limit (or the dead-letter
-topic's own ``max.message.bytes``, when an operator set it lower): it is stored cut,
-with headers that give the original size, SHA-256 and source offset, and the
-snapshots after it are still turned into flows.
+The worker creates the dead-letter topic with room for any record of the snapshot topic
+plus the dead-letter headers, and sizes its producer to match: a 1,000,000-byte record,
+and one as large as the snapshot topic takes, are stored whole. Only when an operator
+set the dead-letter topic's ``max.message.bytes`` lower is a copy stored cut, with
+headers that give the original size, SHA-256 and source offset. The snapshots after
+them are still turned into flows.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -18,29 +21,47 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.pipeline.deadletter import (
     HEADER_OFFSET,
     HEADER_ORIGINAL_SHA256,
     HEADER_ORIGINAL_SIZE,
     HEADER_STAGE,
     HEADER_TRUNCATED,
+    record_size,
+    topic_message_limit,
 )
 from streams.pipeline.topics import ensure_topics
-from tests.integration.harness import Topics, read_topic, start_worker, workers_stopped
+from tests.integration.harness import (
+    ALERT_T0,
+    Topics,
+    Worker,
+    minute_snapshot,
+    read_topic,
+    start_worker,
+    workers_stopped,
+)
 
 pytestmark = pytest.mark.integration
 
-T0 = 1_717_378_200.0  # 2024-06-03 09:30 HKT
 SEC = "HK.00700"
 
 
-def snapshot(i: int) -> bytes:
-    return DistributionSnapshot(
-        security=SEC, market="HK", qot_market=1, code="00700",
-        capital_in_big=1000.0 * i, update_timestamp=T0 + 60 * i, trading_day="2024-06-03",
-        source="test",
-    ).SerializeToString()  # fmt: skip
+def processing_worker(bootstrap: str, topics: Topics, tmp_path: Path) -> Worker:
+    """A worker that only processes (no poller), with an app id of its own."""
+    return start_worker(
+        bootstrap, topics, f"capflow-dl-{uuid.uuid4().hex[:8]}", tmp_path,
+        opend_port=1, watchlist=[SEC], extra=["--no-poller"],
+    )  # fmt: skip
+
+
+async def publish(bootstrap: str, topic: str, values: list[bytes]) -> list[Any]:
+    """Write ``values`` keyed by SEC, in order; their record metadata."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=2_000_000)
+    await producer.start()
+    try:
+        return [await producer.send_and_wait(topic, v, key=SEC.encode()) for v in values]
+    finally:
+        await producer.stop()
 
 
 async def create_deadletter_topic(bootstrap: str, name: str, max_message_bytes: int) -> None:
@@ -54,58 +75,87 @@ async def create_deadletter_topic(bootstrap: str, name: str, max_message_bytes: 
         await admin.close()
 
 
-@pytest.mark.parametrize(
-    ("topic_limit", "kept"),
-    [(None, (990_000, 1_000_000)), (200_000, (190_000, 200_000))],
-    ids=["producer-limit", "smaller-topic-limit"],
-)
-async def test_million_byte_record_is_dead_lettered_and_later_records_processed(
-    kafka_bootstrap: str,
-    topic_prefix: str,
-    tmp_path: Path,
-    topic_limit: int | None,
-    kept: tuple[int, int],
+def largest_value(key: bytes, limit: int) -> int:
+    """Bytes of the largest value a record with ``key`` can have on a topic of ``limit``."""
+    size = limit - record_size(key, b"", [])
+    while record_size(key, b"\xfe" * size, []) > limit:
+        size -= 1
+    return size
+
+
+async def test_records_as_large_as_the_snapshot_topic_takes_are_dead_lettered_whole(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
     topics = Topics(topic_prefix)
     names = topics.names
-    if topic_limit is not None:
-        await create_deadletter_topic(kafka_bootstrap, names["deadletter"], topic_limit)
-    await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(names.values()), 3)
+    kafka = {"bootstrap_servers": kafka_bootstrap}
+    # Every topic but the dead-letter one exists: the worker creates that one.
+    await ensure_topics(kafka, [t for k, t in names.items() if k != "deadletter"], 3)
+    source_limit = await topic_message_limit(kafka, names["distribution"])
+    assert source_limit is not None
     huge = b"\xff" * 1_000_000  # not protobuf: a decode dead letter
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, max_request_size=2_000_000)
-    await producer.start()
-    try:
-        for i in range(3):
-            await producer.send_and_wait(names["distribution"], snapshot(i), key=SEC.encode())
-        meta = await producer.send_and_wait(names["distribution"], huge, key=SEC.encode())
-        for i in range(3, 6):
-            await producer.send_and_wait(names["distribution"], snapshot(i), key=SEC.encode())
-    finally:
-        await producer.stop()
+    largest = b"\xfe" * largest_value(SEC.encode(), source_limit)
+    values = [
+        minute_snapshot(0),
+        minute_snapshot(1),
+        minute_snapshot(2),
+        huge,
+        largest,
+        *map(minute_snapshot, (3, 4, 5)),
+    ]
+    metas = (await publish(kafka_bootstrap, names["distribution"], values))[3:5]
 
-    worker = start_worker(
-        kafka_bootstrap, topics, f"capflow-dl-{uuid.uuid4().hex[:8]}", tmp_path,
-        opend_port=1, watchlist=[SEC], extra=["--no-poller"],
-    )  # fmt: skip
+    worker = processing_worker(kafka_bootstrap, topics, tmp_path)
     with workers_stopped(worker):
         flows = await read_topic(
             kafka_bootstrap, names["flow"], until=lambda r: len(r) >= 6, timeout=120
         )
         dead = await read_topic(
-            kafka_bootstrap, names["deadletter"], until=lambda r: len(r) >= 1, timeout=30
+            kafka_bootstrap, names["deadletter"], until=lambda r: len(r) >= 2, timeout=30
         )
         assert worker.proc.poll() is None, worker.tail()
     log = worker.log.read_text(errors="replace")
     # Before: MessageSizeTooLargeError crashed the agent, the record was in no topic.
     assert "crashed" not in log and "MessageSizeTooLarge" not in log, worker.tail(80)
-    assert "never retrieved" not in log, worker.tail(80)
+    assert "never retrieved" not in log and "truncated" not in log, worker.tail(80)
 
-    assert [orjson.loads(r.value)["event_ts"] for r in flows] == [T0 + 60 * i for i in range(6)]
+    assert [orjson.loads(r.value)["event_ts"] for r in flows] == [
+        ALERT_T0 + 60 * i for i in range(6)
+    ]
+    dead_limit = await topic_message_limit(kafka, names["deadletter"])
+    assert dead_limit is not None and dead_limit > source_limit
+    assert [(r.key, r.value) for r in dead] == [(SEC.encode(), huge), (SEC.encode(), largest)]
+    for record, meta in zip(dead, metas, strict=True):
+        headers = dict(record.headers)
+        assert HEADER_TRUNCATED not in headers
+        assert headers[HEADER_STAGE] == b"decode"
+        assert headers[HEADER_OFFSET] == str(meta.offset).encode()
+
+
+async def test_a_smaller_dead_letter_topic_limit_keeps_a_cut_copy(
+    kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """An operator created the dead-letter topic with a limit far below the record: the
+    copy is cut to fit, with what is needed to find and check the original."""
+    topics = Topics(topic_prefix)
+    names = topics.names
+    await create_deadletter_topic(kafka_bootstrap, names["deadletter"], 200_000)
+    await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(names.values()), 3)
+    huge = b"\xff" * 1_000_000
+    meta, _ = await publish(kafka_bootstrap, names["distribution"], [huge, minute_snapshot(0)])
+
+    worker = processing_worker(kafka_bootstrap, topics, tmp_path)
+    with workers_stopped(worker):
+        await read_topic(kafka_bootstrap, names["flow"], until=lambda r: len(r) >= 1, timeout=120)
+        dead = await read_topic(
+            kafka_bootstrap, names["deadletter"], until=lambda r: len(r) >= 1, timeout=30
+        )
+        assert worker.proc.poll() is None, worker.tail()
     assert len(dead) == 1
     record = dead[0]
     headers = dict(record.headers)
     assert record.key == SEC.encode()
-    assert kept[0] < len(record.value) < kept[1] and huge.startswith(record.value)
+    assert 190_000 < len(record.value) < 200_000 and huge.startswith(record.value)
     assert headers[HEADER_STAGE] == b"decode"
     assert headers[HEADER_TRUNCATED] == b"value"
     assert headers[HEADER_ORIGINAL_SIZE] == b"1000000"
@@ -123,10 +173,7 @@ async def test_limit_lowered_while_running_still_keeps_the_record(
     await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(names.values()), 3)
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, max_request_size=2_000_000)
     await producer.start()
-    worker = start_worker(
-        kafka_bootstrap, topics, f"capflow-dl-{uuid.uuid4().hex[:8]}", tmp_path,
-        opend_port=1, watchlist=[SEC], extra=["--no-poller"],
-    )  # fmt: skip
+    worker = processing_worker(kafka_bootstrap, topics, tmp_path)
     try:
         with workers_stopped(worker):
             await producer.send_and_wait(names["distribution"], b"\xff" * 300_000, key=b"a")
@@ -144,7 +191,9 @@ async def test_limit_lowered_while_running_still_keeps_the_record(
                 await admin.close()
             huge = b"\xfe" * 300_000
             meta = await producer.send_and_wait(names["distribution"], huge, key=b"b")
-            await producer.send_and_wait(names["distribution"], snapshot(0), key=SEC.encode())
+            await producer.send_and_wait(
+                names["distribution"], minute_snapshot(0), key=SEC.encode()
+            )
             dead = await read_topic(
                 kafka_bootstrap, names["deadletter"], until=lambda r: len(r) >= 2, timeout=60
             )

@@ -1,7 +1,9 @@
-"""Functions of processing/, the per-security processor and market stay short (<= 50 lines).
+"""Functions of processing/, the per-security processor, market, the alert sinks and the
+commands stay short (<= 50 lines).
 
 Long functions are where mirrored fields and index arithmetic crept in before; the
-limit keeps each rule of the definitions in a function that can be read at once.
+limit keeps each rule of the definitions, and each delivery rule, in a function that
+can be read at once. A command only parses options and wires objects.
 """
 
 from __future__ import annotations
@@ -14,12 +16,20 @@ import pytest
 import streams
 
 ROOT = Path(streams.__file__).parent
+PACKAGES = ("processing", "sinks", "commands")
 MODULES = [
-    *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "processing").glob("*.py")),
+    *sorted(str(p.relative_to(ROOT)) for pkg in PACKAGES for p in (ROOT / pkg).glob("*.py")),
     "pipeline/processor.py",
     "domain/market.py",
 ]
 LIMIT = 50
+# Not split yet, each waiting for the change that rewrites it; the list may only shrink.
+KNOWN_LONG = {
+    "commands/demo.py": {"run"},
+    "commands/opend_sim.py": {"register"},
+    "commands/plot.py": {"read_topic"},
+    "commands/replay.py": {"replay"},
+}
 
 
 def long_functions(source: str) -> list[tuple[str, int]]:
@@ -35,7 +45,8 @@ def long_functions(source: str) -> list[tuple[str, int]]:
 
 @pytest.mark.parametrize("module", MODULES)
 def test_no_function_over_the_limit(module: str) -> None:
-    assert long_functions((ROOT / module).read_text()) == []
+    long = {name for name, _ in long_functions((ROOT / module).read_text())}
+    assert long == KNOWN_LONG.get(module, set())
 
 
 def test_the_check_sees_a_long_function() -> None:
@@ -46,3 +57,5 @@ def test_the_check_sees_a_long_function() -> None:
 
 def test_every_processing_module_is_covered() -> None:
     assert {"processing/flow.py", "processing/detector.py", "pipeline/processor.py"} <= set(MODULES)
+    assert {"sinks/follower.py", "sinks/delivery.py", "commands/alerts.py"} <= set(MODULES)
+    assert set(KNOWN_LONG) <= set(MODULES)

@@ -45,6 +45,7 @@ CHOICES = {
     "kafka_security_protocol": ("sasl_ssl", "SASL_SSL"),
     "schedule": ("Round-Robin", "round-robin"),
     "webhook_format": ("Slack", "slack"),
+    "stall_action": ("Log", "log"),
 }
 
 
