@@ -20,6 +20,7 @@ from streams.devtools import scrape
 from streams.pipeline.topics import ensure_topics
 from streams.recording import from_json_line
 from tests.integration.harness import (
+    FAST_LIMIT,
     Topics,
     metric,
     start_scenario_sim,
@@ -32,7 +33,6 @@ from tests.unit.test_backtest import swinging_day
 pytestmark = pytest.mark.integration
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "capflow-dashboard.json"
-FAST_LIMIT = ["--rate-limit-requests", "100", "--rate-limit-window", "10", "--no-leader-grace"]
 # Labels Prometheus adds when it scrapes; a worker's exposition never carries them.
 SCRAPE_LABELS = {"instance", "job"}
 
