@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import re
 import signal
 import time
 import urllib.request
@@ -42,6 +41,7 @@ from bench.common import (
     table,
     update_section,
 )
+from streams.devtools import RequestLog, stop_all
 from streams.opend.framing import PROTO_QOT_GET_CAPITAL_DISTRIBUTION, PROTO_QOT_GET_CAPITAL_FLOW
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
@@ -53,50 +53,10 @@ SICK_TEXT = "系统内部错误 (internal error: quote server unavailable)"
 PROBE_EVERY = 5.0  # the gateway health policy's probe interval
 
 
-class Requests:
-    """(monotonic time, worker pid) of every capital distribution request a gateway saw,
-    and (time, code) of those it answered with data."""
-
-    def __init__(self, sim: OpenDSimulator) -> None:
-        self.seen: list[tuple[float, int]] = []
-        self.answered: list[tuple[float, str]] = []
-        self.refused = 0  # over the limit, or any error but the scripted sickness
-        original = sim._capital_distribution
-
-        def recording(conn: Any, request: Any, s2c: Any) -> None:
-            match = re.match(r"capflow-(\d+)-", conn.client_id)
-            self.seen.append((time.monotonic(), int(match.group(1)) if match else -1))
-            try:
-                original(conn, request, s2c)
-            except Exception:
-                if PROTO_QOT_GET_CAPITAL_DISTRIBUTION not in sim.error_replies:
-                    self.refused += 1
-                raise
-            self.answered.append((time.monotonic(), f"HK.{request.c2s.security.code}"))
-
-        sim._capital_distribution = recording
-
-    def answered_since(self, since: float) -> set[str]:
-        return {code for t, code in self.answered if t > since}
-
-    def first_by(self, pid: int, after: float) -> float | None:
-        return next((t for t, p in self.seen if p == pid and t > after), None)
-
-    def by_since(self, pid: int, since: float) -> int:
-        return sum(1 for t, p in self.seen if p == pid and t > since)
-
-    def longest_gap(self, start: float, end: float) -> float:
-        times = [start] + [t for t, _ in self.seen if start < t < end] + [end]
-        return max(b - a for a, b in itertools.pairwise(times))
-
-    def max_in_window(self, window: float) -> int:
-        times = [t for t, _ in self.seen]
-        best = j = 0
-        for i, t in enumerate(times):
-            while t - times[j] >= window:
-                j += 1
-            best = max(best, i - j + 1)
-        return best
+def longest_gap(log: RequestLog, start: float, end: float) -> float:
+    """The longest stretch between ``start`` and ``end`` without a request."""
+    times = [start] + [t for t in log.times if start < t < end] + [end]
+    return max(b - a for a, b in itertools.pairwise(times))
 
 
 def owned(w: Worker) -> set[str]:
@@ -125,7 +85,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     ]
     for sim in sims:
         await sim.start()
-    reqs = {"g1": Requests(sims[0]), "g2": Requests(sims[1])}
+    reqs = {"g1": RequestLog(sims[0]), "g2": RequestLog(sims[1])}
     prefix = run_prefix("handover")
     topics = Topics(prefix)
     await create_topics(args.bootstrap, topics.all())
@@ -146,12 +106,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         a, b = workers
         await until(lambda: len(owned(a)) == 1 and len(owned(b)) == 1, 180, "one gateway each")
-        await until(lambda: all(r.seen for r in reqs.values()), 60, "both gateways polled")
+        await until(lambda: all(r.requests for r in reqs.values()), 60, "both gateways polled")
         await asyncio.sleep(2)
         victim, survivor = (a, b) if "g1" in owned(a) else (b, a)
         killed = time.monotonic()
-        victim.proc.send_signal(signal.SIGKILL)
-        victim.proc.wait(10)
+        victim.kill()
         took = await until(
             lambda: reqs["g1"].first_by(survivor.proc.pid, killed) is not None, 180, "takeover"
         )
@@ -164,45 +123,43 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await until(lambda: len(owned(joiner)) == 1, 180, "the third worker to own a gateway")
         await asyncio.sleep(args.window + 3)
         settled = time.monotonic()
-        out["join_pause_s"] = {g: r.longest_gap(joined_at, settled) for g, r in reqs.items()}
+        out["join_pause_s"] = {g: longest_gap(r, joined_at, settled) for g, r in reqs.items()}
 
         leaving = survivor if "g1" in owned(survivor) else joiner
         stays = joiner if leaving is survivor else survivor
         termed = time.monotonic()
-        leaving.proc.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(leaving.proc.wait, 60)
+        leaving.send(signal.SIGTERM)
+        out["sigterm_exit_code"] = await leaving.wait_exit(60)
         out["sigterm_exit_s"] = time.monotonic() - termed
-        out["sigterm_exit_code"] = leaving.proc.returncode
         out["requests_after_sigterm"] = sum(
-            r.by_since(leaving.proc.pid, termed) for r in reqs.values()
+            len(r.by(leaving.proc.pid, termed)) for r in reqs.values()
         )
         await until(lambda: reqs["g1"].first_by(stays.proc.pid, termed) is not None, 180, "g1")
         out["sigterm_takeover_s"] = (reqs["g1"].first_by(stays.proc.pid, termed) or 0) - termed
         await asyncio.sleep(2)
         out.update(await sick_and_back(sims[1], reqs))
     finally:
-        for w in workers:
-            w.stop()
+        stop_all(workers)
         for sim in sims:
             await sim.stop()
         await delete_topics(args.bootstrap, [*topics.all(), f"{prefix}.gateways"])
     out["max_in_window"] = {g: r.max_in_window(args.window) for g, r in reqs.items()}
     out["refused"] = {g: r.refused for g, r in reqs.items()}
-    out["requests"] = {g: len(r.seen) for g, r in reqs.items()}
+    out["requests"] = {g: len(r.requests) for g, r in reqs.items()}
     return out
 
 
-async def sick_and_back(sim: OpenDSimulator, reqs: dict[str, Requests]) -> dict[str, float]:
+async def sick_and_back(sim: OpenDSimulator, reqs: dict[str, RequestLog]) -> dict[str, float]:
     """g2 answers every quote request with an error, then heals (one worker owns both)."""
     home = set(spread.share(WATCHLIST, ["g1", "g2"], "g2"))
     sim.error_replies.update(
         {PROTO_QOT_GET_CAPITAL_DISTRIBUTION: SICK_TEXT, PROTO_QOT_GET_CAPITAL_FLOW: SICK_TEXT}
     )
     faulted = time.monotonic()
-    moved = await until(lambda: home <= reqs["g1"].answered_since(faulted), 180, "g2's on g1")
+    moved = await until(lambda: home <= reqs["g1"].answered_codes(faulted), 180, "g2's on g1")
     sim.error_replies.clear()
     healed = time.monotonic()
-    back = await until(lambda: home <= reqs["g2"].answered_since(healed), 180, "g2 healed")
+    back = await until(lambda: home <= reqs["g2"].answered_codes(healed), 180, "g2 healed")
     return {"sick_handover_s": moved - faulted, "sick_return_s": back - healed}
 
 

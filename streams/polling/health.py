@@ -111,15 +111,19 @@ class GatewayHealth:
         self.reason = ""
         self.last_error = ""
         self._unreachable: float | None = None
+        self._refused = False  # a connection failed since it was last reachable
         self._streak: _Streak | None = None
         self._last_probe: float | None = None
 
     # -- events -----------------------------------------------------------------------
 
     def unreachable(self, reason: str) -> bool:
-        """A connection attempt failed; True when it is the first of a streak."""
-        first = self._unreachable is None
-        if first:
+        """A connection attempt failed (or the connection went under a request); True at
+        the first since the gateway was last reachable, so that an outage is told once
+        however it began (a dropped connection starts the down clock before this)."""
+        first = not self._refused
+        self._refused = True
+        if self._unreachable is None:
             self._unreachable = self.clock()
         self.last_error = reason
         self.causes[REFUSED] += 1
@@ -134,6 +138,7 @@ class GatewayHealth:
     def reachable(self) -> None:
         """A connection is up: the gateway is no longer down (requests may still fail)."""
         self._unreachable = None
+        self._refused = False
 
     def failed(self, security: str, cause: str, reason: str) -> None:
         """A quote request for ``security`` failed for a reason that is not the security's."""

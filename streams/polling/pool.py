@@ -186,15 +186,19 @@ class GatewayPoller:
                 else:
                     await self.poller.step(self.may_send)
             except ConnectionLost as exc:  # dropped between the check and the request
-                self.health.unreachable(str(exc))
+                self._unreachable(exc)
         log.info("gateway %s: no longer owned here, polling stops", gw.label)
+
+    def _unreachable(self, exc: ConnectionLost) -> None:
+        """Count a failed connection; the first of an outage is logged."""
+        if self.health.unreachable(str(exc)):
+            log.warning("gateway %s does not answer: %s", self.gateway.label, exc)
 
     async def _connect(self) -> bool:
         try:
             await self.client.ensure_connected(1)
         except ConnectionLost as exc:
-            if self.health.unreachable(str(exc)):
-                log.warning("gateway %s does not answer: %s", self.gateway.label, exc)
+            self._unreachable(exc)
             return False
         self.health.reachable()
         # The first connection of an ownership tells the others who polls the gateway now.

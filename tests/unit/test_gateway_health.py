@@ -26,17 +26,18 @@ from streams.polling.health import (
     cause_of,
 )
 from streams.polling.rejections import NO_QUOTE_RIGHT
-from tests.unit.test_poller_refusals import HK_OPEN, Clock, ScriptedOpenD, make, run_until
+from tests.fakes import HK_OPEN, FakeClock, FakeOpenD, poller_on
+from tests.unit.test_poller_refusals import run_until
 
 POLICY = HealthPolicy(down_after=6.0, sick_after=30.0, probe_every=5.0)
 
 
-def health_at(t: float = 0.0) -> tuple[GatewayHealth, Clock]:
-    clock = Clock(t)
+def health_at(t: float = 0.0) -> tuple[GatewayHealth, FakeClock]:
+    clock = FakeClock(t)
     return GatewayHealth(POLICY, clock), clock
 
 
-def failing(health: GatewayHealth, clock: Clock, until: float, every: float = 1.0) -> None:
+def failing(health: GatewayHealth, clock: FakeClock, until: float, every: float = 1.0) -> None:
     """A request that fails every ``every`` s, round the securities, until ``until``."""
     n = 0
     while clock.now < until:
@@ -102,10 +103,12 @@ def test_refused_connections_make_it_down_after_down_after_and_a_connection_brin
     clock.now = 20.0
     health.reachable()
     assert health.check(others_up=True) == Change(UP, "")
-    # Counted from when the connection went, not from the reconnect attempt that failed.
+    # Counted from when the connection went, not from the reconnect attempt that failed
+    # (that one is still the first refusal of the outage: it is told).
     health.disconnected()
     clock.now = 25.0
-    health.unreachable("connection refused")
+    assert health.unreachable("connection refused") is True
+    assert health.unreachable("connection refused") is False
     clock.now = 26.0
     assert health.check(others_up=True) == Change(DOWN, health.reason)
 
@@ -161,10 +164,10 @@ def test_causes_and_policy() -> None:
 
 
 async def test_the_backoffs_a_gateway_wide_fault_set_are_cleared_when_it_answers_again() -> None:
-    clock = Clock(HK_OPEN)
+    clock = FakeClock(HK_OPEN)
     watchlist = ["HK.00001", "HK.00002", "HK.00003", "HK.00004", "HK.00005"]
-    opend = ScriptedOpenD(clock)  # answers every request with data
-    poller, _published = make(clock, opend, watchlist)
+    opend = FakeOpenD(clock)  # answers every request with data
+    poller, _published = poller_on(clock, opend, watchlist)
     poller.health = health = GatewayHealth(POLICY, clock)
     tracker = poller.rejections
     tracker.reject("HK.00005", NO_QUOTE_RIGHT, "no quote right", clock.now)  # its own
@@ -182,13 +185,13 @@ async def test_the_backoffs_a_gateway_wide_fault_set_are_cleared_when_it_answers
 
 
 async def test_one_securitys_errors_stay_backed_off_and_never_make_the_gateway_fail() -> None:
-    clock = Clock(HK_OPEN)
+    clock = FakeClock(HK_OPEN)
     failure = [classify(-1, 0, "内部错误 (internal error)", 3212) for _ in range(100)]
-    opend = ScriptedOpenD(clock, {"HK.09988": failure})
-    poller, _published = make(clock, opend, ["HK.09988", "HK.00700"])
+    opend = FakeOpenD(clock, script={"HK.09988": failure})
+    poller, _published = poller_on(clock, opend, ["HK.09988", "HK.00700"])
     poller.health = health = GatewayHealth(POLICY, clock)
     await run_until(poller, clock, HK_OPEN + 600)
-    asks = [t for t, s in opend.asked if s == "HK.09988"]
+    asks = [t for t, s in opend.requests if s == "HK.09988"]
     assert len(asks) <= 8  # still backed off: its errors are its own
     entry = poller.rejections.get("HK.09988")
     assert entry is not None and entry.retry_at > clock.now - 1
@@ -196,19 +199,19 @@ async def test_one_securitys_errors_stay_backed_off_and_never_make_the_gateway_f
 
 
 async def test_refusals_of_securities_are_never_the_gateways() -> None:
-    clock = Clock(HK_OPEN)
+    clock = FakeClock(HK_OPEN)
     watchlist = ["HK.00001", "HK.00002", "US.AAPL"]
     refusals = {
         "HK.00001": [classify(-1, 0, "未知股票 HK.00001 (unknown stock)", 3212)] * 50,
         "HK.00002": [classify(-1, 0, "该品种不支持此功能 (not supported)", 3212)] * 50,
         "US.AAPL": [classify(-1, 0, "无权限获取US市场行情 (no quote right)", 3212)] * 50,
     }
-    opend = ScriptedOpenD(clock, refusals)
-    poller, _published = make(clock, opend, watchlist)
+    opend = FakeOpenD(clock, script=refusals)
+    poller, _published = poller_on(clock, opend, watchlist)
     poller.ignore_market_hours = True
     poller.health = health = GatewayHealth(POLICY, clock)
     await run_until(poller, clock, HK_OPEN + 4000)
-    assert len(opend.asked) >= 6  # asked again after each backoff, refused each time
+    assert len(opend.requests) >= 6  # asked again after each backoff, refused each time
     assert health.failing_for() is None and health.causes == {}
 
 
@@ -242,10 +245,9 @@ def test_the_board_carries_sick_and_why_and_reads_older_records() -> None:
 
 async def test_capital_flow_failures_count_but_its_replies_do_not_heal() -> None:
     from streams.opend.errors import RateLimitError, UnknownSecurityError
-    from tests.unit.test_history_fetch import Clock as FlowClock
-    from tests.unit.test_history_fetch import FakeClient, fetcher
+    from tests.unit.test_history_fetch import ELEVEN, FakeClient, fetcher
 
-    flow_clock = FlowClock()
+    flow_clock = FakeClock(ELEVEN)
     client = FakeClient(
         [
             UnknownSecurityError(-1, 0, "unknown stock", 3211),  # the security's

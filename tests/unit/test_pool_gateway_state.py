@@ -7,38 +7,29 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import replace
 
-from streams.opend.errors import NoQuoteRightError
-from streams.opend.snapshot import CapitalDistribution
 from streams.polling import spread
 from streams.polling.gateways import Gateway, parse_gateways
 from streams.polling.market_state import STATE_MORNING, MarketState
 from streams.polling.pool import GatewayClient, GatewayPool
 from streams.polling.scheduler import RoundRobin
 from streams.ratelimit import SlidingWindowLimiter
-from tests.unit.test_pool import HK_OPEN, WATCHLIST, Board, Clock, Done, FakeGateway
+from tests.fakes import HK_OPEN, DeadlineClock, Done, FakeClock, FakeOpenD
+from tests.unit.test_pool import WATCHLIST, Board
 
 STATE_CLOSED = 6  # Qot_Common.QotMarketState Closed
 
 
-class NoRightGateway(FakeGateway):
-    """An account without the quote right for some securities."""
+class NoRightGateway(FakeOpenD):
+    """An account without the quote right for some securities, counting the market-state
+    asks its OpenD gets."""
 
-    def __init__(self, label: str, clock: Clock, refused: set[str]) -> None:
-        super().__init__(label, clock)
-        self.refused = refused
+    def __init__(self, label: str, clock: FakeClock, refused: set[str]) -> None:
+        super().__init__(clock, label=label, no_right=refused)
         self.state_asks = 0
-
-    async def get_capital_distribution(
-        self, security: str, timeout: float | None = None
-    ) -> CapitalDistribution:
-        if security in self.refused:
-            self.requests.append((self.clock.now, security))
-            raise NoQuoteRightError(-1, 0, f"no quote right for {security}", 3212)
-        return await super().get_capital_distribution(security, timeout)
 
 
 def make_pool(
-    clock: Clock, fakes: dict[str, NoRightGateway], states: dict[str, int]
+    clock: FakeClock, fakes: dict[str, NoRightGateway], states: dict[str, int]
 ) -> tuple[GatewayPool, list[tuple[str, GatewayClient]]]:
     gateways = parse_gateways(",".join(f"{label}:1={label}" for label in fakes))
     board = Board(gateways)
@@ -78,7 +69,7 @@ async def run(pool: GatewayPool) -> None:
 
 
 async def test_each_gateway_asks_its_own_opend_for_market_state() -> None:
-    clock = Clock(HK_OPEN, HK_OPEN + 60)
+    clock = DeadlineClock(HK_OPEN, HK_OPEN + 60)
     # b's OpenD says HK is closed (say, its account's view of a holiday): b spends nothing.
     fakes = {"a": NoRightGateway("a", clock, set()), "b": NoRightGateway("b", clock, set())}
     pool, built = make_pool(clock, fakes, {"a": STATE_MORNING, "b": STATE_CLOSED})
@@ -94,7 +85,7 @@ async def test_each_gateway_asks_its_own_opend_for_market_state() -> None:
 
 
 async def test_refusals_are_kept_per_gateway_and_merged_in_the_worker_view() -> None:
-    clock = Clock(HK_OPEN, HK_OPEN + 60)
+    clock = DeadlineClock(HK_OPEN, HK_OPEN + 60)
     a_share = spread.share(WATCHLIST, ["a", "b"], "a")
     refused = a_share[0]
     fakes = {
@@ -145,9 +136,9 @@ class Recorder(RoundRobin):
 
 
 def test_one_flow_feed_reaches_every_gateways_scheduler() -> None:
-    clock = Clock(HK_OPEN, HK_OPEN + 60)
+    clock = FakeClock(HK_OPEN, HK_OPEN + 60)
     gateways = parse_gateways("a:1=a,b:2=b,c:3=c")
-    fakes = {gw.label: FakeGateway(gw.label, clock) for gw in gateways}
+    fakes = {gw.label: FakeOpenD(clock, label=gw.label) for gw in gateways}
 
     async def publish(key: str, value: bytes) -> None:
         return None

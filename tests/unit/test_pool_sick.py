@@ -9,58 +9,46 @@ from itertools import pairwise
 from typing import cast
 
 from streams.domain.capital_flow import CapitalFlow
-from streams.opend.errors import NoQuoteRightError, OpenDError
-from streams.opend.snapshot import CapitalDistribution
+from streams.opend.errors import OpenDError
 from streams.polling import spread
 from streams.polling.pool import HEALTH_TICK_S, GatewayPool
+from tests.fakes import HK_OPEN, DeadlineClock, FakeOpenD
 from tests.unit.test_history_fetch import series
-from tests.unit.test_pool import HK_OPEN, WATCHLIST, Board, Clock, FakeGateway, run_until_done
+from tests.unit.test_pool import WATCHLIST, Board, run_until_done
 from tests.unit.test_pool import make_pool as pool_of
 
 SICK_AFTER = 30.0  # the pool's default, as --gateway-sick-after
 PROBE_EVERY = 5.0  # the health policy's default
+INTERNAL_ERROR = "内部错误 (internal error)"  # an error reply that names no security
 
 
-class ErringGateway(FakeGateway):
-    """Accepts connections; while ``erring`` answers every quote request with an error that
-    names no security (``refusing``: one that does, for every security)."""
+class FlowGateway(FakeOpenD):
+    """A fake OpenD with its capital-flow side (3211): every security's series, or while
+    ``failing`` the error its quote requests get too."""
 
-    def __init__(self, label: str, clock: Clock) -> None:
-        super().__init__(label, clock)
-        self.erring = False
-        self.refusing_all = False
-        self.asked: list[tuple[float, str]] = []  # every 3212 request, answered or not
+    def __init__(self, clock: DeadlineClock, *, label: str) -> None:
+        super().__init__(clock, label=label)
         self.flow_asked: list[tuple[float, str]] = []  # every 3211 request
-
-    async def get_capital_distribution(
-        self, security: str, timeout: float | None = None
-    ) -> CapitalDistribution:
-        self.asked.append((self.clock.now, security))
-        if self.erring:
-            raise OpenDError(-1, 0, "内部错误 (internal error)", 3212)
-        if self.refusing_all:
-            raise NoQuoteRightError(-1, 0, f"no quote right for {security}", 3212)
-        return await super().get_capital_distribution(security, timeout)
 
     async def get_capital_flow(self, security: str, timeout: float | None = None) -> CapitalFlow:
         self.flow_asked.append((self.clock.now, security))
-        if self.erring:
-            raise OpenDError(-1, 0, "内部错误 (internal error)", 3211)
+        if self.failing is not None:
+            raise OpenDError(-1, 0, self.failing, 3211)
         return series(security)
 
 
 def make_pool(
-    clock: Clock, labels: str = "a:1=a,b:2=b,c:3=c"
-) -> tuple[GatewayPool, dict[str, ErringGateway], Board]:
+    clock: DeadlineClock, labels: str = "a:1=a,b:2=b,c:3=c"
+) -> tuple[GatewayPool, dict[str, FlowGateway], Board]:
     """Every gateway owned here, no handover grace, each with its capital-flow side."""
     owned = set(range(labels.count(",") + 1))
     pool, fakes, board = pool_of(
-        clock, owned, grace=False, labels=labels, fake=ErringGateway, history=True
+        clock, owned, grace=False, labels=labels, fake=FlowGateway, history=True
     )
-    return pool, cast(dict[str, ErringGateway], fakes), board
+    return pool, cast(dict[str, FlowGateway], fakes), board
 
 
-def at(clock: Clock, t: float, then: object) -> asyncio.Task[None]:
+def at(clock: DeadlineClock, t: float, then: object) -> asyncio.Task[None]:
     """Run ``then()`` when the virtual time reaches HK_OPEN + t."""
 
     async def wait() -> None:
@@ -81,16 +69,19 @@ def without_history_of_the_day(pool: GatewayPool) -> None:
 
 
 async def test_a_sick_gateway_gives_its_securities_away_and_gets_them_back() -> None:
-    clock = Clock(HK_OPEN, HK_OPEN + 240)
+    clock = DeadlineClock(HK_OPEN, HK_OPEN + 240)
     pool, fakes, board = make_pool(clock)
     without_history_of_the_day(pool)
     b, fault_at, heal_at = fakes["b"], 20.0, 147.0
     b_share = set(spread.share(WATCHLIST, ["a", "b", "c"], "b"))
 
     def heal() -> None:
-        b.erring = False
+        b.failing = None
 
-    events = [at(clock, fault_at, lambda: setattr(b, "erring", True)), at(clock, heal_at, heal)]
+    events = [
+        at(clock, fault_at, lambda: setattr(b, "failing", INTERNAL_ERROR)),
+        at(clock, heal_at, heal),
+    ]
     await run_until_done(pool, {0, 1, 2})
     for task in events:
         task.cancel()
@@ -99,16 +90,16 @@ async def test_a_sick_gateway_gives_its_securities_away_and_gets_them_back() -> 
     back_at = next(t for t, state in b_reports if state == "up" and t > sick_at)
     assert [state for _, state in b_reports] == ["up", "sick", "up"]
     # Sick once its requests had failed for sick_after, judged on the health timer.
-    first_failure = min(t for t, _ in b.asked if t >= HK_OPEN + fault_at) - HK_OPEN
+    first_failure = min(t for t, _ in b.requests if t >= HK_OPEN + fault_at) - HK_OPEN
     assert first_failure + SICK_AFTER <= sick_at <= first_failure + SICK_AFTER + HEALTH_TICK_S
     # Its securities went to a and c at once, within their bounded loads.
-    others = sorted(fakes["a"].requests + fakes["c"].requests)
+    others = sorted(fakes["a"].answered + fakes["c"].answered)
     for security in b_share:
         taken = min(t for t, s in others if s == security and t > HK_OPEN + sick_at) - HK_OPEN
         assert taken - sick_at <= len(WATCHLIST) / 2 + 1.0, security
     # While sick: one probe every PROBE_EVERY s, within its budget, and nothing else.
-    probes = [t - HK_OPEN for t, _ in b.asked if sick_at < t - HK_OPEN < back_at]
-    assert probes and all(s in b_share for t, s in b.asked if sick_at < t - HK_OPEN < back_at)
+    probes = [t - HK_OPEN for t, _ in b.requests if sick_at < t - HK_OPEN < back_at]
+    assert probes and all(s in b_share for t, s in b.requests if sick_at < t - HK_OPEN < back_at)
     assert all(later - earlier >= PROBE_EVERY for earlier, later in pairwise(probes))
     assert probes[0] - sick_at <= PROBE_EVERY + 1.0
     # The capital-flow loop stopped spending on securities it no longer had.
@@ -120,14 +111,14 @@ async def test_a_sick_gateway_gives_its_securities_away_and_gets_them_back() -> 
     # (no backoff that the fault set is left over).
     assert heal_at < back_at <= heal_at + PROBE_EVERY + 1.0
     assert pool.pollers[1].poller.rejections.entries() == []
-    again = {s for t, s in b.requests if t - HK_OPEN > back_at}
-    first_again = {s: min(t for t, x in b.requests if x == s and t > HK_OPEN + back_at)
+    again = {s for t, s in b.answered if t - HK_OPEN > back_at}
+    first_again = {s: min(t for t, x in b.answered if x == s and t > HK_OPEN + back_at)
                    for s in b_share}  # fmt: skip
     assert again == b_share
     assert max(first_again.values()) - HK_OPEN - back_at <= len(b_share) + 1.0
     assert not {s for t, s in others if t - HK_OPEN > back_at + 1.0} & b_share
     # Every security of b had a snapshot within sick_after + a few seconds of the fault.
-    snapshots = sorted(fakes["a"].requests + fakes["b"].requests + fakes["c"].requests)
+    snapshots = sorted(fakes["a"].answered + fakes["b"].answered + fakes["c"].answered)
     for security in b_share:
         times = [t - HK_OPEN for t, s in snapshots if s == security]
         gaps = [later - earlier for earlier, later in pairwise(times)]
@@ -140,9 +131,9 @@ async def test_a_sick_gateway_gives_its_securities_away_and_gets_them_back() -> 
 async def test_status_and_metrics_say_sick_and_why() -> None:
     from streams.metrics import _gateway_families, _health_families
 
-    clock = Clock(HK_OPEN, HK_OPEN + 60)
+    clock = DeadlineClock(HK_OPEN, HK_OPEN + 60)
     pool, fakes, _board = make_pool(clock)
-    fakes["b"].erring = True
+    fakes["b"].failing = INTERNAL_ERROR
     seen: list[dict[str, object]] = []
     at(clock, 55.0, lambda: seen.extend(pool.status()))
     await run_until_done(pool, {0, 1, 2})
@@ -166,9 +157,9 @@ async def test_status_and_metrics_say_sick_and_why() -> None:
 
 
 async def test_one_securitys_refusals_never_make_a_gateway_sick() -> None:
-    clock = Clock(HK_OPEN, HK_OPEN + 200)
+    clock = DeadlineClock(HK_OPEN, HK_OPEN + 200)
     pool, fakes, board = make_pool(clock)
-    fakes["b"].refusing_all = True  # no quote right for any of its securities
+    fakes["b"].no_right = set(WATCHLIST)  # no quote right for any of its securities
     await run_until_done(pool, {0, 1, 2})
     assert [state for _, label, state in board.reports if label == "b"] == ["up"]
     b = pool.pollers[1]
@@ -177,10 +168,10 @@ async def test_one_securitys_refusals_never_make_a_gateway_sick() -> None:
 
 
 async def test_the_last_gateway_standing_keeps_the_watchlist() -> None:
-    clock = Clock(HK_OPEN, HK_OPEN + 120)
+    clock = DeadlineClock(HK_OPEN, HK_OPEN + 120)
     pool, fakes, board = make_pool(clock, labels="a:1=a,b:2=b")
     for fake in fakes.values():
-        fake.erring = True  # OpenD-wide trouble: moving securities helps nobody
+        fake.failing = INTERNAL_ERROR  # OpenD-wide trouble: moving securities helps nobody
     await run_until_done(pool, {0, 1})
     states = [(label, state) for _, label, state in board.reports]
     # One of the two may go sick first; the other then has nowhere to send its share.
