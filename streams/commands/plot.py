@@ -15,10 +15,10 @@ import orjson
 from streams.archive.layout import ArchiveError
 from streams.commands import CommandFailed, UsageError
 from streams.commands.history import add_archive_options, day_range
-from streams.kafka_access import check_access
+from streams.kafka.partitions import assign_whole_topic
+from streams.kafka.preflight import check_access
 from streams.settings import KafkaSettings, TopicSettings
 from streams.settings.flags import add_settings, from_args
-from streams.topic_partitions import assign_whole_topic
 
 
 def read_json_lines(path: str | Path) -> list[dict[str, Any]]:

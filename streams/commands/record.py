@@ -18,13 +18,13 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from streams.commands import CommandFailed
-from streams.kafka_access import check_access
+from streams.kafka.partitions import assign_whole_topic
+from streams.kafka.preflight import check_access
 from streams.pb.capflow.v1.capital_flow_pb2 import CapitalFlowSeries
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.recording import Record, to_json_line
 from streams.settings import KafkaSettings, TopicSettings
 from streams.settings.flags import add_settings, from_args
-from streams.topic_partitions import assign_whole_topic
 
 
 async def record(args: argparse.Namespace) -> int:

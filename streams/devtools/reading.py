@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
-from streams.topic_partitions import assign_whole_topic
+from streams.kafka.partitions import assign_whole_topic
 
 
 async def end_offsets(bootstrap: str, topic: str, timeout: float = 30.0) -> dict[int, int]:

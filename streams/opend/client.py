@@ -42,6 +42,7 @@ from streams.pb.opend import KeepAlive_pb2 as keepalive_pb
 from streams.pb.opend import Notify_pb2 as notify_pb
 from streams.pb.opend import Qot_GetCapitalDistribution_pb2 as capdist_pb
 from streams.pb.opend import Qot_GetCapitalFlow_pb2 as capflow_pb
+from streams.timing.backoff import Backoff
 
 if TYPE_CHECKING:
     from streams.settings import OpenDSettings
@@ -214,7 +215,7 @@ class OpenDClient:
 
     async def ensure_connected(self, max_attempts: int | None = None) -> None:
         """Connect if needed, retrying with exponential backoff (forever if max_attempts None)."""
-        delay = self.backoff_initial
+        retry = Backoff(self.backoff_initial, self.backoff_max).waits()
         for attempt in itertools.count(1):
             if self.connected:
                 return
@@ -226,10 +227,9 @@ class OpenDClient:
                     raise ConnectionLost(
                         f"cannot connect to {self.source} after {attempt} attempts: {exc}"
                     ) from exc
-                wait = delay * (0.8 + 0.4 * random.random())
+                wait = retry.next_wait()
                 log.warning("connect to %s failed (%s); retrying in %.1fs", self.source, exc, wait)
                 await self._sleep(wait)
-                delay = min(delay * 2, self.backoff_max)
 
     async def close(self) -> None:
         """Close the connection; pending requests fail with ConnectionLost."""

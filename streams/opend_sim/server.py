@@ -53,7 +53,7 @@ from streams.pb.opend import KeepAlive_pb2 as keepalive_pb
 from streams.pb.opend import Notify_pb2 as notify_pb
 from streams.pb.opend import Qot_GetCapitalDistribution_pb2 as capdist_pb
 from streams.pb.opend import Qot_GetCapitalFlow_pb2 as capflow_pb
-from streams.ratelimit import SlidingWindowLimiter
+from streams.timing.ratelimit import SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ from streams.opend.errors import (
     UnknownSecurityError,
     UnsupportedSecurityError,
 )
-from streams.ratelimit import SlidingWindowLimiter
+from streams.timing.ratelimit import SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
 

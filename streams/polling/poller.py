@@ -38,7 +38,7 @@ from streams.polling import rejections
 from streams.polling.history import HistoryFetcher
 from streams.polling.market_state import MarketState
 from streams.polling.scheduler import RoundRobin, Scheduler
-from streams.ratelimit import SlidingWindowLimiter
+from streams.timing.ratelimit import SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
 

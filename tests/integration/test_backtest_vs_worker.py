@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from streams.broker.local import free_port
-from streams.pipeline.topics import ensure_topics
+from streams.kafka.topics import ensure_topics
 from tests.integration.harness import Topics, read_to_end, run_cli, start_worker, workers_stopped
 from tests.unit.test_backtest import swinging_day
 

@@ -17,7 +17,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from streams.devtools import scrape
-from streams.pipeline.topics import ensure_topics
+from streams.kafka.topics import ensure_topics
 from streams.recording import from_json_line
 from tests.integration.harness import (
     Topics,

@@ -25,7 +25,7 @@ from streams.opend_sim.scenario import parse_scenario
 from streams.opend_sim.server import OpenDSimulator
 from streams.polling import market_state
 from streams.polling.poller import Poller
-from streams.ratelimit import SlidingWindowLimiter
+from streams.timing.ratelimit import SlidingWindowLimiter
 from tests.integration.harness import RequestLog, Topics, Worker, wait_for, workers_stopped
 
 pytestmark = pytest.mark.integration

@@ -19,8 +19,8 @@ import pytest
 
 from streams.broker.local import LocalKafka
 from streams.devtools import end_offsets
+from streams.kafka.topics import ensure_topics
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
-from streams.pipeline.topics import ensure_topics
 from streams.recording import to_json_line
 from tests.integration.harness import run_cli
 from tests.integration.secure_kafka import free_ports

@@ -13,7 +13,7 @@ from streams.opend.snapshot import CapitalDistribution
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.polling.poller import Poller
 from streams.polling.scheduler import RoundRobin
-from streams.ratelimit import SlidingWindowLimiter
+from streams.timing.ratelimit import SlidingWindowLimiter
 
 # Tuesday 2026-11-24 10:00 Hong Kong = 02:00 UTC (HK open, US closed).
 HK_OPEN = datetime(2026, 11, 24, 2, 0, tzinfo=UTC).timestamp()

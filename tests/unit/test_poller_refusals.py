@@ -14,7 +14,7 @@ from streams.opend.snapshot import CapitalDistribution
 from streams.polling.market_state import MarketState
 from streams.polling.poller import Poller
 from streams.polling.rejections import ERROR, NO_QUOTE_RIGHT, REJECTION_BACKOFF
-from streams.ratelimit import SlidingWindowLimiter
+from streams.timing.ratelimit import SlidingWindowLimiter
 
 HK_OPEN = datetime(2026, 11, 24, 2, 0, tzinfo=UTC).timestamp()  # Tuesday 10:00 HKT
 WEEKEND = datetime(2026, 11, 28, 2, 0, tzinfo=UTC).timestamp()  # Saturday

@@ -14,7 +14,7 @@ from streams.polling import spread
 from streams.polling.gateways import Gateway, parse_gateways
 from streams.polling.pool import GatewayPool
 from streams.polling.scheduler import RoundRobin
-from streams.ratelimit import SlidingWindowLimiter
+from streams.timing.ratelimit import SlidingWindowLimiter
 
 HK_OPEN = datetime(2026, 11, 24, 2, 0, tzinfo=UTC).timestamp()
 WATCHLIST = [f"HK.{i:05d}" for i in range(1, 13)]

@@ -14,7 +14,7 @@ from streams.polling.gateways import Gateway, parse_gateways
 from streams.polling.market_state import STATE_MORNING, MarketState
 from streams.polling.pool import GatewayClient, GatewayPool
 from streams.polling.scheduler import RoundRobin
-from streams.ratelimit import SlidingWindowLimiter
+from streams.timing.ratelimit import SlidingWindowLimiter
 from tests.unit.test_pool import HK_OPEN, WATCHLIST, Board, Clock, Done, FakeGateway
 
 STATE_CLOSED = 6  # Qot_Common.QotMarketState Closed
