@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -62,6 +62,28 @@ PARTITION_STALLS = Counter(
     ["partition"],
     registry=REGISTRY,
 )
+
+WATCHLIST_SECURITIES = Gauge(
+    "capflow_watchlist_securities",
+    "securities in the live watchlist (--watchlist, --watchlist-file, --watchlist-group)",
+    registry=REGISTRY,
+)
+WATCHLIST_CHANGES = Counter(
+    "capflow_watchlist_changes",
+    "securities added to or removed from the live watchlist by a re-read, by change",
+    ["change"],
+    registry=REGISTRY,
+)
+WATCHLIST_READ_FAILURES = Counter(
+    "capflow_watchlist_read_failures",
+    "re-reads of a watchlist source that failed (its last good list stays), by source",
+    ["source"],
+    registry=REGISTRY,
+)
+for _change in ("added", "removed"):  # exported at 0 before the first change
+    WATCHLIST_CHANGES.labels(_change)
+for _source in ("file", "group"):
+    WATCHLIST_READ_FAILURES.labels(_source)
 
 
 class StateCollector(Collector):

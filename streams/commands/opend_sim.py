@@ -12,7 +12,13 @@ from streams.opend.crypto import CryptoError, load_rsa_key
 from streams.opend.framing import PROTO_QOT_GET_CAPITAL_DISTRIBUTION, PROTO_QOT_GET_CAPITAL_FLOW
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
-from streams.opend_sim.scenario import DEMO_PATH, Scenario, ScenarioError, load_scenario
+from streams.opend_sim.scenario import (
+    DEMO_PATH,
+    Scenario,
+    ScenarioError,
+    load_scenario,
+    parse_group_codes,
+)
 from streams.opend_sim.server import OpenDSimulator
 from streams.settings import OpenDSettings, PollerSettings
 from streams.settings.flags import add_settings, from_args
@@ -27,8 +33,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="OpenD simulator: InitConnect, KeepAlive, GetGlobalState, "
         "Qot_GetCapitalDistribution (3212) and Qot_GetCapitalFlow (3211, today's minute "
         "series from the same market model) over the real wire protocol, each quote "
-        "protocol with its own rate limit; Notify pushes at market open and close, RSA + "
-        "AES encryption with --opend-rsa-key, holidays and half days from the scenario. "
+        "protocol with its own rate limit; Qot_GetUserSecurity (3213) from the watchlist "
+        "groups of the scenario's user_groups and --user-group; Notify pushes at market "
+        "open and close, RSA + AES encryption with --opend-rsa-key, holidays and half days "
+        "from the scenario. "
         f"Demo scenario: {DEMO_PATH}",
     )
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default %(default)s)")
@@ -84,6 +92,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=3,
         help="close a connection silent (no KeepAlive) for this many intervals (default 3)",
     )
+    parser.add_argument(
+        "--user-group",
+        action="append",
+        default=[],
+        metavar="NAME=CODES",
+        help="a watchlist group of the simulated account, e.g. Tech=HK.00700,US.AAPL, served "
+        "by Qot_GetUserSecurity (3213); repeat for several; overrides a scenario group of "
+        "that name",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     add_settings(
         parser,
@@ -119,6 +136,18 @@ def gateway_ports(args: argparse.Namespace) -> list[int]:
     return ports
 
 
+def user_groups(specs: list[str]) -> dict[str, tuple[str, ...]]:
+    """``--user-group NAME=CODES`` flags as name -> codes; ScenarioError for a bad one."""
+    groups: dict[str, tuple[str, ...]] = {}
+    for spec in specs:
+        name, eq, codes = spec.partition("=")
+        if not eq or not name.strip():
+            raise ScenarioError(f"--user-group {spec!r}: expected NAME=CODE,CODE,...")
+        listed = [c.strip() for c in codes.split(",") if c.strip()]
+        groups[name.strip()] = parse_group_codes(listed, f"--user-group {name.strip()}")
+    return groups
+
+
 def build_simulators(args: argparse.Namespace) -> list[OpenDSimulator]:
     """One simulator per gateway port: one market model, calendar and clock; separate
     budgets and counts; the same key and quote rights (one OpenD setup per account)."""
@@ -141,6 +170,7 @@ def build_simulators(args: argparse.Namespace) -> list[OpenDSimulator]:
             rsa_key=first.rsa_key,  # --opend-rsa-key applies to every gateway
             no_quote_right=first.no_quote_right,
         )
+        sim.user_groups = first.user_groups  # one account setup: the same groups, live
         sim.speed_on_first_request = first.speed_on_first_request
         sims.append(sim)
     return sims
@@ -173,6 +203,7 @@ def build_simulator(args: argparse.Namespace, port: int | None = None) -> OpenDS
         no_quote_right=frozenset(
             m.strip().upper() for m in getattr(args, "no_quote_right", "").split(",") if m.strip()
         ),
+        user_groups=user_groups(getattr(args, "user_group", [])),
     )
     if getattr(args, "hold", False):
         sim.speed_on_first_request = run_speed
@@ -193,7 +224,8 @@ async def _serve(sims: list[OpenDSimulator]) -> None:
             f"seed={sim.market.seed}, speed={sim.clock.speed:g}, simulated time={start}, "
             f"limit={sim.rate_limit_requests}/{sim.rate_limit_window:g}s, "
             f"flow limit={sim.flow_rate_limit_requests}/{sim.flow_rate_limit_window:g}s, "
-            f"encryption={'rsa+aes' if sim.rsa_key is not None else 'none'})",
+            f"encryption={'rsa+aes' if sim.rsa_key is not None else 'none'}, "
+            f"watchlist groups={','.join(sim.user_groups) or 'none'})",
             flush=True,
         )
     try:

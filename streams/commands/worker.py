@@ -8,7 +8,6 @@ import logging
 import sys
 
 from streams.commands import CommandFailed, UsageError
-from streams.domain.market import SecurityFormatError, parse_security
 from streams.kafka.preflight import check_access_sync
 from streams.opend.crypto import CryptoError, load_rsa_key
 from streams.polling.gateways import (
@@ -24,10 +23,6 @@ from streams.settings.flags import add_settings, from_args
 
 def _check_polling(config: PipelineSettings) -> list[Gateway]:
     """The gateways to poll; bad polling settings are a usage error."""
-    if not config.poller.watchlist:
-        raise UsageError(
-            "the watchlist is empty (CAPFLOW_WATCHLIST / --watchlist): nothing to poll"
-        )
     opend = config.opend
     try:
         gateways = gateways_from_args(opend.gateways, opend.host, opend.port)
@@ -37,16 +32,37 @@ def _check_polling(config: PipelineSettings) -> list[Gateway]:
     return gateways
 
 
+def _read_watchlist(config: PipelineSettings) -> str:
+    """Every watchlist source read once, described: a value that cannot work (a bad code,
+    an empty file, an unknown or empty group) is a usage error, one that cannot be read
+    (a missing file, OpenD not answering) a failure."""
+    from streams.polling.service import watchlist_source
+    from streams.polling.watchlist import WatchlistError
+
+    source, client = watchlist_source(config)
+
+    async def load() -> None:
+        try:
+            await source.load()
+        finally:
+            if client is not None:
+                await client.close()
+
+    try:
+        asyncio.run(load())
+    except WatchlistError as exc:
+        raise (UsageError if exc.usage else CommandFailed)(str(exc)) from exc
+    return source.describe()
+
+
 def _check_settings(config: PipelineSettings) -> None:
     """A malformed watchlist or RSA key is a usage error, found before anything starts."""
-    bad = []
-    for security in config.poller.watchlist:
-        try:
-            parse_security(security)
-        except SecurityFormatError as exc:
-            bad.append(str(exc))
-    if bad:
-        raise UsageError("bad watchlist (CAPFLOW_WATCHLIST / --watchlist):\n  " + "\n  ".join(bad))
+    from streams.polling.watchlist import WatchlistError, canonical_codes
+
+    try:
+        canonical_codes(config.poller.watchlist, "CAPFLOW_WATCHLIST / --watchlist")
+    except WatchlistError as exc:
+        raise UsageError(str(exc)) from exc
     if config.opend.rsa_key:
         try:
             load_rsa_key(config.opend.rsa_key)
@@ -119,8 +135,10 @@ def run(args: argparse.Namespace) -> int:
     config = from_args(args, PipelineSettings)  # the one place the options become settings
     _check_settings(config)
     gateways: list[Gateway] = []
+    watchlist = "none (--no-poller)"
     if config.worker.poller:
         gateways = _check_polling(config)
+        watchlist = _read_watchlist(config)
     _check_kafka(config, gateways)
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(message)s")
     dead_letter_limit = _create_topics(config, gateways)
@@ -129,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     opend = ", ".join(f"{g.label}={g.address}" for g in gateways) or "none (--no-poller)"
     print(
         f"capflow worker: app {config.worker.app_id}, Kafka {config.kafka.bootstrap}, "
-        f"OpenD {opend}, watchlist {','.join(config.poller.watchlist)}, "
+        f"OpenD {opend}, watchlist {watchlist}, "
         f"web http://127.0.0.1:{config.worker.web_port}/metrics/",
         flush=True,
     )
@@ -155,7 +173,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Start a Faust worker. Every worker of the same --app-id shares the "
         "snapshot partitions and the OpenD gateways (--opend): each gateway is polled by "
         "exactly one worker at a time, the one the gateway group assigns it, so starting "
-        "more workers never breaks a gateway's rate limit. Metrics at "
+        "more workers never breaks a gateway's rate limit. The securities are those of "
+        "--watchlist, --watchlist-file and --watchlist-group (a group of the Futu/moomoo "
+        "app), all of them; the file and the group are re-read every --watchlist-refresh "
+        "seconds, so securities added or removed take effect without a restart. Metrics at "
         "http://127.0.0.1:<web-port>/metrics/, gateways at /status/, current state of one "
         "security at /flow/<SECURITY>/.",
     )

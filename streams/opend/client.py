@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from google.protobuf.message import DecodeError, Message
 
 from streams.domain.capital_flow import PERIOD_INTRADAY, CapitalFlow
-from streams.domain.market import to_wire
+from streams.domain.market import SecurityFormatError, from_wire, to_wire
 from streams.metrics import OPEND_PUSHES
 from streams.opend import crypto, framing
 from streams.opend.capital_flow import capital_flow_from_s2c
@@ -42,6 +42,7 @@ from streams.pb.opend import KeepAlive_pb2 as keepalive_pb
 from streams.pb.opend import Notify_pb2 as notify_pb
 from streams.pb.opend import Qot_GetCapitalDistribution_pb2 as capdist_pb
 from streams.pb.opend import Qot_GetCapitalFlow_pb2 as capflow_pb
+from streams.pb.opend import Qot_GetUserSecurity_pb2 as user_security_pb
 from streams.timing.backoff import Backoff
 
 if TYPE_CHECKING:
@@ -442,6 +443,27 @@ class OpenDClient:
             framing.PROTO_QOT_GET_CAPITAL_FLOW, req, capflow_pb.Response, timeout
         )
         return capital_flow_from_s2c(market, code, reply.s2c)
+
+    async def get_user_security(self, group: str, timeout: float | None = None) -> list[str]:
+        """The securities of one watchlist group of the Futu/moomoo app (3213), as
+        "MARKET.CODE" in the group's order, each once.
+
+        An unknown group raises ``UnknownGroupError``. Entries of a market capflow has no
+        name for are left out, with a warning (the group may hold anything the app does).
+        """
+        req = user_security_pb.Request()
+        req.c2s.groupName = group
+        reply = await self.request(
+            framing.PROTO_QOT_GET_USER_SECURITY, req, user_security_pb.Response, timeout
+        )
+        codes: list[str] = []
+        for info in reply.s2c.staticInfoList:
+            security = info.basic.security
+            try:
+                codes.append(from_wire(security.market, security.code))
+            except SecurityFormatError as exc:
+                log.warning("watchlist group %r: leaving out %r: %s", group, security.code, exc)
+        return list(dict.fromkeys(codes))
 
 
 def client_from_settings(

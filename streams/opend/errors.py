@@ -9,6 +9,8 @@ the words below match those texts. ``errCode`` is kept on the error for logs.
 
 from __future__ import annotations
 
+from streams.opend.framing import PROTO_QOT_GET_USER_SECURITY
+
 # Common.RetType values other than success.
 RET_FAILED = -1
 RET_TIMEOUT = -100
@@ -22,6 +24,7 @@ ERR_UNKNOWN_SECURITY = 1002
 ERR_UNSUPPORTED_SECURITY = 1003
 ERR_BAD_REQUEST = 1004
 ERR_NO_QUOTE_RIGHT = 1005
+ERR_UNKNOWN_GROUP = 1006
 
 _RATE_LIMIT_WORDS = (
     "频率",  # "...频率太高" / "请求频率..." in Chinese OpenD messages
@@ -55,6 +58,7 @@ _UNKNOWN_WORDS = (
     "not found",
 )
 _UNSUPPORTED_WORDS = ("not support", "unsupported", "不支持")
+_GROUP_WORDS = ("分组", "group")  # in Qot_GetUserSecurity's replies: about the group
 
 
 class OpenDError(Exception):
@@ -81,6 +85,10 @@ class UnknownSecurityError(OpenDError):
 
 class UnsupportedSecurityError(OpenDError):
     """The security exists but the request does not apply (e.g. an index)."""
+
+
+class UnknownGroupError(OpenDError):
+    """Qot_GetUserSecurity named a watchlist group the account does not have."""
 
 
 class NoQuoteRightError(OpenDError):
@@ -115,6 +123,10 @@ def classify(ret_type: int, err_code: int, ret_msg: str, proto_id: int) -> OpenD
         cls = RateLimitError
     elif any(w in text for w in _NO_RIGHT_WORDS):
         cls = NoQuoteRightError
+    elif proto_id == PROTO_QOT_GET_USER_SECURITY and (
+        any(w in text for w in _GROUP_WORDS) or any(w in text for w in _UNKNOWN_WORDS)
+    ):
+        cls = UnknownGroupError
     elif any(w in text for w in _UNSUPPORTED_WORDS):
         cls = UnsupportedSecurityError
     elif any(w in text for w in _UNKNOWN_WORDS):

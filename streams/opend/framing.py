@@ -30,6 +30,7 @@ PROTO_NOTIFY = 1003
 PROTO_KEEP_ALIVE = 1004
 PROTO_QOT_GET_CAPITAL_FLOW = 3211
 PROTO_QOT_GET_CAPITAL_DISTRIBUTION = 3212
+PROTO_QOT_GET_USER_SECURITY = 3213
 
 # Protocol ids OpenD pushes unasked (the official SDK's ProtoId.All_PushId): their
 # serialNo means nothing to a client, so they are never matched to a pending request.

@@ -17,7 +17,8 @@ A scenario is a JSON file::
             {"at": 1680, "large_net_rate": 70000, "noise": 0.1}
           ]
         }
-      }
+      },
+      "user_groups": {"Tech": ["HK.00700", "US.AAPL"]}  // optional watchlist groups (3213)
     }
 
 Units: amounts are currency units per second of *trading* time (rates only accrue
@@ -29,6 +30,8 @@ baseline; it never changes the scripted large net rate, so the sign of the large
 net flow within a segment is exactly the sign of ``large_net_rate``.
 A segment starts ``at`` seconds of simulated time after ``start`` and lasts until
 the next one; ``base`` and ``noise`` on a segment override the security's values.
+``user_groups`` are the watchlist groups of the simulated account (Qot_GetUserSecurity):
+name -> codes in the group's order; the codes need not be scripted securities.
 """
 
 from __future__ import annotations
@@ -109,6 +112,7 @@ class Scenario:
     speed: float | None = None
     seed: int | None = None
     calendar: Calendar = field(default_factory=Calendar)
+    user_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _day(value: Any, where: str) -> str:
@@ -152,6 +156,24 @@ def _calendar(data: dict[str, Any]) -> Calendar:
             cut[_day(day, where)] = hhmm.hour * 3600 + hhmm.minute * 60
         half_days[_market(market, where)] = cut
     return Calendar(holidays, half_days)
+
+
+def parse_group_codes(codes: Any, where: str) -> tuple[str, ...]:
+    """A watchlist group's codes, canonical ("hk.00700" -> "HK.00700"), each once."""
+    if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
+        raise ScenarioError(f"{where}: expected a list of codes like 'HK.00700'")
+    try:
+        return tuple(dict.fromkeys(str(parse_security(c)) for c in codes))
+    except ValueError as exc:
+        raise ScenarioError(f"{where}: {exc}") from None
+
+
+def _user_groups(raw: Any) -> dict[str, tuple[str, ...]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not all(isinstance(k, str) and k for k in raw):
+        raise ScenarioError("user_groups: expected an object of group name -> list of codes")
+    return {name: parse_group_codes(codes, f"user_groups.{name}") for name, codes in raw.items()}
 
 
 def _number(value: Any, where: str) -> float:
@@ -226,6 +248,7 @@ def parse_scenario(data: dict[str, Any]) -> Scenario:
         speed=None if speed is None else _number(speed, "speed"),
         seed=None if seed is None else int(seed),
         calendar=_calendar(data),
+        user_groups=_user_groups(data.get("user_groups")),
     )
 
 

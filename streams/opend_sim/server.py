@@ -1,7 +1,8 @@
 """Asyncio TCP server speaking the OpenD protocol, serving capital distribution and flow.
 
 Wire-compatible with the official futu SDK (InitConnect, GetGlobalState, KeepAlive,
-Qot_GetCapitalDistribution, Qot_GetCapitalFlow; protobuf or JSON bodies; RSA + AES
+Qot_GetCapitalDistribution, Qot_GetCapitalFlow, Qot_GetUserSecurity from the account's
+watchlist groups (``user_groups``); protobuf or JSON bodies; RSA + AES
 encryption when started with an RSA key, like an OpenD configured with one) and with
 our client. Both quote protocols answer from one market model, so a capital-flow row
 equals the capital distribution of its minute. Each enforces its own OpenD quota
@@ -19,6 +20,8 @@ In-process use (tests)::
     await sim.start()            # port 0 -> a free port, see sim.port
     sim.clock.set(t)             # jump simulated time
     sim.counts[3212]             # requests per protoID, all connections (3211: flow)
+    sim.security_counts[(3212, "HK.00700")]  # quote requests per protoID and security
+    sim.user_groups["Tech"] = ["HK.00700"]   # the account's watchlist groups, live
     sim.connections[conn_id].counts
     sim.notifies                 # Notify pushes sent, all connections
     await sim.stop()
@@ -28,10 +31,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +45,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from streams.domain.capital_flow import PERIOD_INTRADAY
-from streams.domain.market import SESSIONS, SecurityFormatError, from_wire
+from streams.domain.market import SESSIONS, SecurityFormatError, from_wire, parse_security
 from streams.opend import crypto, errors, framing
 from streams.opend.capital_flow import capital_flow_to_s2c
 from streams.opend_sim import calendar
@@ -51,8 +56,10 @@ from streams.pb.opend import GetGlobalState_pb2 as global_state_pb
 from streams.pb.opend import InitConnect_pb2 as init_pb
 from streams.pb.opend import KeepAlive_pb2 as keepalive_pb
 from streams.pb.opend import Notify_pb2 as notify_pb
+from streams.pb.opend import Qot_Common_pb2 as qot_common_pb
 from streams.pb.opend import Qot_GetCapitalDistribution_pb2 as capdist_pb
 from streams.pb.opend import Qot_GetCapitalFlow_pb2 as capflow_pb
+from streams.pb.opend import Qot_GetUserSecurity_pb2 as user_security_pb
 from streams.timing.ratelimit import SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
@@ -78,6 +85,8 @@ PERIOD_MSG = (
 UNKNOWN_MSG = "未知股票 {security} (unknown stock {security})"
 UNSUPPORTED_MSG = "该品种不支持此功能: {security} (not supported for this security type)"
 NO_RIGHT_MSG = "无权限获取{market}市场行情 (no quote right for the {market} market)"
+UNKNOWN_GROUP_MSG = "自选股分组不存在: {group} (unknown watchlist group {group})"
+LOT_SIZES = {"US": 1}  # shares per lot a group entry gives; 100 elsewhere
 MARKET_PUSH_MSG = "{market} market {what}"
 
 _REQUEST_TYPES: dict[int, tuple[type[Message], type[Message]]] = {
@@ -86,6 +95,7 @@ _REQUEST_TYPES: dict[int, tuple[type[Message], type[Message]]] = {
     framing.PROTO_KEEP_ALIVE: (keepalive_pb.Request, keepalive_pb.Response),
     framing.PROTO_QOT_GET_CAPITAL_DISTRIBUTION: (capdist_pb.Request, capdist_pb.Response),
     framing.PROTO_QOT_GET_CAPITAL_FLOW: (capflow_pb.Request, capflow_pb.Response),
+    framing.PROTO_QOT_GET_USER_SECURITY: (user_security_pb.Request, user_security_pb.Response),
 }
 
 
@@ -140,7 +150,9 @@ class OpenDSimulator:
         rsa_key: rsa.RSAPrivateKey | None = None,
         no_quote_right: frozenset[str] = frozenset(),
         market_watch_interval: float = 0.5,
+        user_groups: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
+        """``user_groups`` (name -> codes) add to and override the scenario's groups."""
         if rate_limit_scope not in ("account", "connection"):
             raise ValueError("rate_limit_scope must be 'account' or 'connection'")
         self.market = market or MarketModel()
@@ -181,6 +193,12 @@ class OpenDSimulator:
         }
         self._conn_limiters: dict[tuple[int, int], SlidingWindowLimiter] = {}
         self.counts: Counter[int] = Counter()
+        self.security_counts: Counter[tuple[int, str]] = Counter()
+        scenario = self.market.scenario
+        self.user_groups: dict[str, list[str]] = {
+            name: list(codes) for name, codes in (scenario.user_groups if scenario else {}).items()
+        }
+        self.user_groups.update((name, list(codes)) for name, codes in (user_groups or {}).items())
         self.connections: dict[int, ConnectionStats] = {}
         self.frame_errors: list[str] = []
         self.silent_proto_ids: set[int] = set()  # never answered (client timeout tests)
@@ -396,6 +414,8 @@ class OpenDSimulator:
             self._capital_distribution(conn, request, response.s2c)
         elif proto_id == framing.PROTO_QOT_GET_CAPITAL_FLOW:
             self._capital_flow(conn, request, response.s2c)
+        elif proto_id == framing.PROTO_QOT_GET_USER_SECURITY:
+            self._user_security(request.c2s.groupName, response.s2c)
         return None
 
     def _init_connect(
@@ -442,15 +462,18 @@ class OpenDSimulator:
         if self.speed_on_first_request is not None:
             self.clock.set(self.clock.now(), speed=self.speed_on_first_request)
             self.speed_on_first_request = None
+        sec = request.c2s.security
+        try:
+            security: str | None = from_wire(sec.market, sec.code)
+        except SecurityFormatError:
+            security = None  # no market of that number, or not a code
+        name = security or f"{sec.market}.{sec.code}"
+        self.security_counts[(proto_id, name)] += 1
         if not self._limiter(conn, proto_id).try_acquire():
             limit, window, text = self._quotas[proto_id]
             raise _Reply(errors.ERR_RATE_LIMIT, text.format(limit=limit, window=window))
-        sec = request.c2s.security
-        try:
-            security = from_wire(sec.market, sec.code)
-        except SecurityFormatError as exc:
-            name = f"{sec.market}.{sec.code}"
-            raise _Reply(errors.ERR_UNKNOWN_SECURITY, UNKNOWN_MSG.format(security=name)) from exc
+        if security is None:
+            raise _Reply(errors.ERR_UNKNOWN_SECURITY, UNKNOWN_MSG.format(security=name))
         status = self.market.availability(security)
         if status.status == "unknown":
             raise _Reply(errors.ERR_UNKNOWN_SECURITY, UNKNOWN_MSG.format(security=security))
@@ -482,6 +505,27 @@ class OpenDSimulator:
         if period != PERIOD_INTRADAY:
             raise _Reply(errors.ERR_BAD_REQUEST, PERIOD_MSG.format(period=period))
         capital_flow_to_s2c(self.market.capital_flow(security, self.clock.now()), s2c)
+
+    def _user_security(self, group: str, s2c: Any) -> None:
+        """One watchlist group, each entry with the static fields OpenD always sends."""
+        codes = self.user_groups.get(group)
+        if codes is None:
+            raise _Reply(errors.ERR_UNKNOWN_GROUP, UNKNOWN_GROUP_MSG.format(group=group))
+        for code in codes:
+            sec = parse_security(code)
+            basic = s2c.staticInfoList.add().basic
+            basic.security.market = sec.qot_market
+            basic.security.code = sec.code
+            digest = hashlib.blake2b(str(sec).encode(), digest_size=6).digest()
+            basic.id = int.from_bytes(digest, "big")
+            basic.lotSize = LOT_SIZES.get(sec.market, 100)
+            unsupported = self.market.availability(str(sec)).status == "unsupported"
+            basic.secType = (
+                qot_common_pb.SecurityType_Index if unsupported else qot_common_pb.SecurityType_Eqty
+            )
+            basic.name = str(sec)
+            basic.listTime = ""
+            basic.delisting = False
 
     def _global_state(self, conn: ConnectionStats, s2c: Any) -> None:
         now = self.clock.now()

@@ -32,6 +32,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "Notify.proto",
             "Qot_GetCapitalDistribution.proto",
             "Qot_GetCapitalFlow.proto",
+            "Qot_GetUserSecurity.proto",
         ),
     ),
     ("", "", ("capflow/v1/snapshot.proto", "capflow/v1/capital_flow.proto")),

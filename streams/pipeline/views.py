@@ -37,6 +37,7 @@ def register_views(app: faust.App, polling: PollingService | None, table: Any) -
                     "stopping": polling.pool.stopped,
                     "schedule": polling.schedule,
                     "flows_read": polling.flows_read(),
+                    "watchlist": polling.watchlist.status(),
                     "gateways": polling.pool.status(),
                 }
             )

@@ -275,6 +275,10 @@ class Adaptive:
         track.base = (t - window, large - r_w, turnover - d_t)
         self._plan(track)
 
+    def forget(self, security: str) -> None:
+        """Left the watchlist: if it comes back, it starts as a new security."""
+        self._tracks.pop(security, None)
+
     # -- policy ---------------------------------------------------------------------------
 
     def _fold_regime(self, track: _Track, regime: str, t: float) -> None:

@@ -136,6 +136,10 @@ class HistoryPlanner:
         side = _SIDES.get(str(flow.get("regime")))
         track.against = side is not None and r_w is not None and side * r_w < 0
 
+    def forget(self, security: str) -> None:
+        """Left the watchlist: if it comes back, its history is fetched first again."""
+        self._tracks.pop(security, None)
+
     def polled(self, security: str, now: float) -> None:
         """A capital-distribution reply for ``security`` arrived at ``now``."""
         self._track(security).last_poll = now
@@ -242,6 +246,12 @@ class HistoryFetcher:
         self.refs: dict[str, int] = {}  # security -> received_at_ms of its latest series
         self._seq = itertools.count(1)
 
+    def forget(self, security: str) -> None:
+        """Left the watchlist: no plan and no series of it is kept (a snapshot after it
+        comes back names only a series fetched after that)."""
+        self.planner.forget(security)
+        self.refs.pop(security, None)
+
     def ref(self, security: str) -> int:
         """The receive time of the latest series of ``security`` published (0: none)."""
         return self.refs.get(security, 0)
@@ -267,7 +277,8 @@ class HistoryFetcher:
                 await self.sleep(self.idle)
                 continue
             await self.limiter.acquire(self.sleep)
-            if may_send() and self.client.connected:
+            # Still due after the wait: the watchlist may have dropped it meanwhile.
+            if may_send() and self.client.connected and choice in due(self.wall_clock()):
                 await self.fetch(choice)
 
     async def fetch(self, security: str) -> bool:

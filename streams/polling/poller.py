@@ -17,7 +17,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -100,7 +100,7 @@ class Poller:
         :meth:`step` instead of retrying forever, so a pool can mark the gateway down;
         ``history`` (the gateway's capital-flow side) may fetch a security's minute
         series right before it is polled, and each snapshot names the latest series."""
-        if not watchlist:
+        if not watchlist and share is None:  # a pool's poller may wait for its first list
             raise ValueError("the watchlist is empty: set CAPFLOW_WATCHLIST or --watchlist")
         self.client = client
         self.publish = publish
@@ -120,6 +120,22 @@ class Poller:
         self._error_streak = 0  # unexplained OpenD errors in a row, any security
         self._seq = itertools.count(1)
         self._logged: set[tuple[str, str]] = set()  # (security, reason) already logged
+
+    def set_watchlist(self, watchlist: Sequence[str]) -> list[str]:
+        """Poll ``watchlist`` from now on (it is live); returns the securities it no longer
+        holds, of which nothing is kept (refusals, last reply, the scheduler's and the
+        history planner's state): one added again starts as a new security."""
+        new = list(dict.fromkeys(watchlist))
+        kept = set(new)
+        removed = [s for s in self.watchlist if s not in kept]
+        self.watchlist = new
+        for security in removed:
+            self.rejections.forget(security)
+            self.stats.last_received.pop(security, None)
+            self.scheduler.forget(security)
+            if self.history is not None:
+                self.history.forget(security)
+        return removed
 
     def active(self, now: float | None = None) -> list[str]:
         """Securities of this poller's share not backed off after a refusal at ``now``."""
@@ -192,6 +208,8 @@ class Poller:
             await self.history.before_poll(security)
         await self.limiter.acquire(self.sleep)
         if still_leader is not None and not still_leader():
+            return None
+        if security not in self.watchlist:  # removed from the live watchlist meanwhile
             return None
         self.stats.requests += 1
         try:

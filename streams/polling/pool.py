@@ -247,6 +247,7 @@ class GatewayPool:
         ownership, ``sleep`` waits (all three are injected by tests)."""
         self.gateways = gateways
         self.watchlist = list(dict.fromkeys(watchlist))
+        self._watching = set(self.watchlist)
         self.board = board
         self.is_owner = is_owner
         self.is_assigned = is_assigned if is_assigned is not None else is_owner
@@ -321,8 +322,24 @@ class GatewayPool:
         for gp in self.pollers.values():
             await gp.client.close()
 
+    def set_watchlist(self, watchlist: list[str]) -> None:
+        """The live watchlist changed: every gateway's share is taken from it from now on.
+
+        A removed security is requested no more, by either budget, and what the pollers
+        knew of it goes; an added one is due at once (its minute history first, as for
+        any security no flow has been read of). Every worker applies the same list at
+        about the same instant (``streams.polling.watchlist``), so their spreads agree.
+        """
+        self.watchlist = list(dict.fromkeys(watchlist))
+        self._watching = set(self.watchlist)
+        for gp in self.pollers.values():
+            gp.poller.set_watchlist(self.watchlist)
+
     def observe_flow(self, security: str, flow: Mapping[str, Any]) -> None:
-        """A flow record read back from Kafka: every gateway's scheduler may use it."""
+        """A flow record read back from Kafka: every gateway's scheduler may use it (only
+        of a security in the watchlist: the topic may carry others, or one just removed)."""
+        if security not in self._watching:
+            return
         for gp in self.pollers.values():
             gp.poller.scheduler.observe_flow(security, flow)
             if gp.history is not None:

@@ -111,6 +111,10 @@ class RejectionTracker:
         """A reply with data: the security is in good standing again."""
         self._entries.pop(security, None)
 
+    def forget(self, security: str) -> None:
+        """The security left the watchlist: nothing of it is kept."""
+        self._entries.pop(security, None)
+
     def blocked(self, security: str, now: float) -> bool:
         """Whether the security must not be asked at ``now``."""
         entry = self._entries.get(security)

@@ -32,6 +32,10 @@ class Scheduler(Protocol):
         """A ``capflow.flow.v1`` record of ``security`` was read back from Kafka."""
         ...
 
+    def forget(self, security: str) -> None:
+        """``security`` left the watchlist: drop what is known of it."""
+        ...
+
 
 class RoundRobin:
     """Every due security in turn; the order of ``due`` is kept across calls."""
@@ -56,6 +60,9 @@ class RoundRobin:
 
     def observe_flow(self, security: str, flow: Mapping[str, Any]) -> None:
         return None
+
+    def forget(self, security: str) -> None:
+        return None  # a security no longer due is skipped by next() already
 
 
 SCHEDULES: tuple[str, ...] = ("round-robin", "adaptive")

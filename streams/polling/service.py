@@ -1,6 +1,9 @@
 """The polling side of a worker, built from its settings: gateway pool, status board,
-ownership, flow feedback and the snapshot publisher, started and stopped in the right
-order.
+ownership, flow feedback, the snapshot publisher and the live watchlist, started and
+stopped in the right order.
+
+The watchlist is read before any gateway is taken (so the first spread is the full
+one) and then every ``--watchlist-refresh`` seconds; each new list goes to the pool.
 
 Each gateway's poller has its own scheduler (``--schedule``); with the adaptive one,
 one flow feedback consumer per worker reads ``capflow.flow.v1`` back and hands every
@@ -31,6 +34,7 @@ from streams.polling.ownership import GatewayOwnership
 from streams.polling.pool import GatewayClient, GatewayPool
 from streams.polling.scheduler import Scheduler, make_scheduler
 from streams.polling.status import GatewayStatusBoard
+from streams.polling.watchlist import WatchlistError, WatchlistSource, group_reader
 from streams.settings import FlowSettings, PipelineSettings, PollerSettings
 from streams.timing.ratelimit import SlidingWindowLimiter, limit_margin
 
@@ -73,6 +77,27 @@ def scheduler_for(poller: PollerSettings, flow: FlowSettings) -> Scheduler:
     )
 
 
+def watchlist_source(config: PipelineSettings) -> tuple[WatchlistSource, OpenDClient | None]:
+    """The watchlist the settings describe, and the client its group is read with (None
+    without a group): its own connection to the first gateway of ``--opend``, the account
+    whose app holds the group, so every worker reads the same group."""
+    poller = config.poller
+    client = None
+    if poller.watchlist_group:
+        first = gateways_from_args(config.opend.gateways, config.opend.host, config.opend.port)[0]
+        client = client_from_settings(
+            config.opend, host=first.host, port=first.port, recv_notify=False
+        )
+    source = WatchlistSource(
+        poller.watchlist,
+        poller.watchlist_file,
+        poller.watchlist_group,
+        refresh=poller.watchlist_refresh,
+        read_group=group_reader(client) if client is not None else None,
+    )
+    return source, client
+
+
 def _market_state_of(gw: Gateway, client: GatewayClient) -> MarketState | None:
     """OpenD's market states asked of this gateway's own client (hours as fallback)."""
     if not isinstance(client, OpenDClient):
@@ -98,9 +123,10 @@ class PollingService:
         if poller.minute_history:
             self.series_publisher = AckedPublisher(config.topics.capitalflow, kwargs)
         self.board = GatewayStatusBoard(topic, self.gateways, kwargs, worker=self.worker_id)
+        self.watchlist, self.group_client = watchlist_source(config)
         self.pool = GatewayPool(
             self.gateways,
-            list(poller.watchlist),
+            self.watchlist.codes,  # --watchlist alone until run() reads the file and group
             self.publisher.publish,
             self.board,
             make_client=lambda gw: client_from_settings(config.opend, host=gw.host, port=gw.port),
@@ -148,6 +174,7 @@ class PollingService:
         """Poll the gateways the group gives this worker until cancelled."""
         started: list[Any] = []
         try:
+            await self._read_watchlist()
             parts: list[Any] = [self.publisher, self.board]
             if self.series_publisher is not None:
                 parts.append(self.series_publisher)
@@ -163,13 +190,27 @@ class PollingService:
                 ", ".join(f"{g.label}={g.address}" for g in self.gateways),
                 self.ownership.topic,
             )
+            await self.watchlist.run(self.pool.set_watchlist)  # returns at once if not live
             await asyncio.Event().wait()
         finally:
             await asyncio.shield(self._shutdown(started))
 
+    async def _read_watchlist(self) -> None:
+        """The first full read. ``capflow worker`` read every source before it started,
+        so a failure now is passing: a warning, and what the other sources give."""
+        try:
+            await self.watchlist.load()
+        except WatchlistError as exc:
+            log.warning("watchlist: %s; polling what the other sources give for now", exc)
+            await self.watchlist.refresh()
+        self.pool.set_watchlist(self.watchlist.codes)
+        log.info("watchlist: %s", self.watchlist.describe())
+
     async def _shutdown(self, started: list[Any]) -> None:
         self.stop_polling()
         await self.pool.close()
+        if self.group_client is not None:
+            await self.group_client.close()
         for part in reversed(started):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(part.stop(), CLOSE_TIMEOUT_S * 2)

@@ -137,7 +137,26 @@ class PollerSettings(Settings):
     title = "poller"
 
     watchlist: tuple[str, ...] = setting(
-        ("HK.00700",), "comma-separated securities, e.g. HK.00700,US.AAPL", csv
+        (),
+        "comma-separated securities, e.g. HK.00700,US.AAPL; with --watchlist-file and "
+        "--watchlist-group, polled are all of them (their union)",
+        csv,
+    )
+    watchlist_file: str = setting(
+        "",
+        "file of securities, one code per line (# comments, blank lines ignored), re-read "
+        "every --watchlist-refresh seconds; every worker must read the same file",
+    )
+    watchlist_group: str = setting(
+        "",
+        "a watchlist group of the Futu/moomoo app (OpenD Qot_GetUserSecurity, asked of the "
+        "first --opend gateway), re-read every --watchlist-refresh seconds",
+    )
+    watchlist_refresh: float = setting(
+        60.0,
+        "seconds between re-reads of --watchlist-file and --watchlist-group (at the same "
+        "wall-clock instants on every worker); securities added or removed take effect then",
+        positive_number,
     )
     rate_limit_requests: int = setting(30, "OpenD requests allowed per window", positive_int)
     rate_limit_window: float = setting(30.0, "rate limit window in seconds", positive_number)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from streams.opend.client import OpenDClient
-from streams.opend.errors import RateLimitError
+from streams.opend.errors import RateLimitError, UnknownGroupError
 from streams.opend.snapshot import AMOUNT_FIELDS
 from streams.opend_sim.scenario import DEMO_PATH
 from tests.integration.harness import sdk, sim_process
@@ -26,6 +26,7 @@ pytest.importorskip("grpc_tools")  # dev environment marker; futu is checked in 
 
 CODES = ["HK.00700", "HK.09988", "HK.00005", "US.AAPL"]
 START = "2024-06-03T10:05:17+08:00"
+GROUP = ["HK.00700", "US.AAPL", "HK.800000", "SH.600519"]  # a watchlist group, in app order
 
 SDK_SCRIPT = textwrap.dedent(
     """
@@ -52,7 +53,8 @@ SDK_SCRIPT = textwrap.dedent(
 @pytest.fixture(scope="module")
 def sim_port() -> Iterator[int]:
     flags = ["--scenario", str(DEMO_PATH), "--speed", "0", "--start", START]
-    with sim_process(*flags, "--rate-limit-requests", "1000") as (port, _line):
+    groups = ["--user-group", f"Tech={','.join(GROUP)}", "--user-group", "Empty="]
+    with sim_process(*flags, *groups, "--rate-limit-requests", "1000") as (port, _line):
         yield port
 
 
@@ -185,13 +187,52 @@ async def test_a_capital_flow_rate_limit_is_an_error_to_the_sdk_and_to_our_clien
     assert caught.value.proto_id == 3211 and "at most 2 requests per 600" in caught.value.ret_msg
 
 
+SDK_GROUP_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from futu import RET_OK, OpenQuoteContext
+    result, port, groups = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    ctx = OpenQuoteContext(host="127.0.0.1", port=port)
+    out = {}
+    try:
+        for group in groups:
+            ret, data = ctx.get_user_security(group)
+            out[group] = data.to_dict("records") if ret == RET_OK else {"error": str(data)}
+    finally:
+        ctx.close()
+    open(result, "w").write(json.dumps(out, default=str))
+    """
+)
+
+
+async def test_sdk_reads_the_same_watchlist_group_as_our_client(
+    sim_port: int, tmp_path: Path
+) -> None:
+    read = sdk(SDK_GROUP_SCRIPT, [str(sim_port), "Tech", "Empty", "Nope"], tmp_path)
+    async with OpenDClient("127.0.0.1", sim_port, timeout=5) as client:
+        ours = await client.get_user_security("Tech")
+        assert await client.get_user_security("Empty") == []
+        with pytest.raises(UnknownGroupError):
+            await client.get_user_security("Nope")
+    theirs = read["Tech"]
+    assert isinstance(theirs, list), theirs
+    assert [row["code"] for row in theirs] == ours == GROUP
+    by_code = {row["code"]: row for row in theirs}
+    assert by_code["HK.00700"]["stock_type"] == "STOCK" and by_code["HK.00700"]["lot_size"] == 100
+    assert by_code["HK.800000"]["stock_type"] == "IDX"
+    assert by_code["US.AAPL"]["lot_size"] == 1 and by_code["US.AAPL"]["delisting"] is False
+    assert read["Empty"] == []
+    assert "unknown watchlist group Nope" in read["Nope"]["error"]
+
+
 def describe(common: Any, *modules: Any) -> dict[str, Any]:
-    """Name, number, label, type and type name of every field of ``modules``' messages,
-    and the PeriodType enum of ``common`` (run here on ours, in the SDK's process on its)."""
+    """Name, number, label, type and type name of every field of ``modules``' messages
+    and of ``common``'s (Qot_Common), and the PeriodType enum of ``common`` (run here on
+    ours, in the SDK's process on its)."""
     from google.protobuf import descriptor_pb2
 
     out: dict[str, Any] = {}
-    for module in modules:
+    for module in (common, *modules):
         proto = descriptor_pb2.FileDescriptorProto()
         module.DESCRIPTOR.CopyToProto(proto)
         for message in proto.message_type:
@@ -211,7 +252,10 @@ SDK_DESCRIPTORS = (
         import json, sys
         from futu.common.pb import Qot_Common_pb2 as common
         from futu.common.pb import Qot_GetCapitalDistribution_pb2, Qot_GetCapitalFlow_pb2
-        out = describe(common, Qot_GetCapitalFlow_pb2, Qot_GetCapitalDistribution_pb2)
+        from futu.common.pb import Qot_GetUserSecurity_pb2
+        out = describe(
+            common, Qot_GetCapitalFlow_pb2, Qot_GetCapitalDistribution_pb2, Qot_GetUserSecurity_pb2
+        )
         open(sys.argv[1], "w").write(json.dumps(out))
         """
     )
@@ -219,15 +263,30 @@ SDK_DESCRIPTORS = (
 
 
 def test_our_protocol_files_match_the_sdks(tmp_path: Path) -> None:
-    """Field names, numbers, labels and types of 3211 and 3212 as the official SDK has them."""
+    """Field names, numbers, labels and types of 3211, 3212 and 3213 as the official SDK
+    has them; of Qot_Common, the messages and fields we declare (a subset of its)."""
     from streams.pb.opend import (
         Qot_Common_pb2,
         Qot_GetCapitalDistribution_pb2,
         Qot_GetCapitalFlow_pb2,
+        Qot_GetUserSecurity_pb2,
     )
 
     theirs = sdk(SDK_DESCRIPTORS, [], tmp_path)
-    ours = describe(Qot_Common_pb2, Qot_GetCapitalFlow_pb2, Qot_GetCapitalDistribution_pb2)
-    assert ours == theirs
+    ours = describe(
+        Qot_Common_pb2,
+        Qot_GetCapitalFlow_pb2,
+        Qot_GetCapitalDistribution_pb2,
+        Qot_GetUserSecurity_pb2,
+    )
+    common = {name: fields for name, fields in ours.items() if name.startswith("Qot_Common.")}
+    assert {k: v for k, v in ours.items() if k not in common} == {
+        k: v for k, v in theirs.items() if not k.startswith("Qot_Common.")
+    }
+    for name, fields in common.items():
+        assert name in theirs, name
+        assert fields == {f: theirs[name][f] for f in fields}, name
+    assert "Qot_Common.SecurityStaticBasic" in common and "Qot_Common.Security" in common
     assert ours["PeriodType"]["PeriodType_INTRADAY"] == 1
     assert ours["Qot_GetCapitalFlow.CapitalFlowItem"]["inFlow"][0] == 1
+    assert ours["Qot_GetUserSecurity.S2C"]["staticInfoList"][3] == ".Qot_Common.SecurityStaticInfo"

@@ -14,6 +14,7 @@ from streams.opend.errors import (
     NoQuoteRightError,
     RateLimitError,
     RequestTimeout,
+    UnknownGroupError,
     UnknownSecurityError,
     UnsupportedSecurityError,
 )
@@ -177,3 +178,24 @@ async def test_keep_alive_at_server_interval() -> None:
         assert conn.counts[framing.PROTO_KEEP_ALIVE] >= 1
         state = await client.get_global_state()
         assert state.qotLogined and state.marketHK == 3  # morning session at 09:50 HKT
+
+
+async def test_a_watchlist_group_as_the_simulator_serves_it() -> None:
+    server = make_sim(user_groups={"Tech": ["HK.00700", "US.AAPL", "HK.800000"], "Empty": []})
+    await server.start()
+    try:
+        async with OpenDClient("127.0.0.1", server.port, timeout=2.0) as c:
+            # In the group's order, indices included (OpenD refuses to poll those later).
+            assert await c.get_user_security("Tech") == ["HK.00700", "US.AAPL", "HK.800000"]
+            assert await c.get_user_security("Empty") == []
+            with pytest.raises(UnknownGroupError) as caught:
+                await c.get_user_security("tech")  # names are matched exactly
+            assert caught.value.proto_id == framing.PROTO_QOT_GET_USER_SECURITY
+            assert "unknown watchlist group tech" in caught.value.ret_msg
+            server.user_groups["Tech"].remove("US.AAPL")  # edited in the app: read anew
+            server.user_groups["New"] = ["SZ.000001"]
+            assert await c.get_user_security("Tech") == ["HK.00700", "HK.800000"]
+            assert await c.get_user_security("New") == ["SZ.000001"]
+        assert server.counts[framing.PROTO_QOT_GET_USER_SECURITY] == 5
+    finally:
+        await server.stop()

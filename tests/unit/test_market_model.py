@@ -145,6 +145,17 @@ def test_scenario_validation() -> None:
         )
 
 
+def test_scenario_watchlist_groups() -> None:
+    start = "2024-06-03T09:30:00+08:00"
+    groups = {"Tech": ["hk.00700", "US.AAPL", "HK.00700"], "空": []}
+    scenario = parse_scenario({"start": start, "user_groups": groups})
+    assert scenario.user_groups == {"Tech": ("HK.00700", "US.AAPL"), "空": ()}
+    assert parse_scenario({"start": start}).user_groups == {}
+    for bad in ({"Tech": "HK.00700"}, {"Tech": ["XX.1"]}, {"": ["HK.00700"]}, ["HK.00700"]):
+        with pytest.raises(ScenarioError, match="user_groups"):
+            parse_scenario({"start": start, "user_groups": bad})
+
+
 def test_snapshot_round_trip(demo: MarketModel) -> None:
     dist = demo.distribution("HK.00700", hk("2024-06-03", "10:00:00"))
     snap = snapshot_to_proto(dist, "opend://127.0.0.1:11111", 1_700_000_000_123, 9)

@@ -18,6 +18,7 @@ from streams.opend.errors import (
     OpenDError,
     RateLimitError,
     ServerTimeoutError,
+    UnknownGroupError,
     UnknownSecurityError,
     UnsupportedSecurityError,
     classify,
@@ -27,6 +28,7 @@ from streams.opend_sim.server import (
     NO_RIGHT_MSG,
     PERIOD_MSG,
     RATE_LIMIT_MSG,
+    UNKNOWN_GROUP_MSG,
     UNKNOWN_MSG,
     UNSUPPORTED_MSG,
 )
@@ -87,3 +89,21 @@ def test_simulator_texts_classify_without_codes(text: str, cls: type[OpenDError]
 def test_the_simulators_period_refusal_is_no_security_fault() -> None:
     """periodType other than INTRADAY: a plain error, not "unsupported security"."""
     assert type(classify(-1, 0, PERIOD_MSG.format(period=2), 3211)) is OpenDError
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        UNKNOWN_GROUP_MSG.format(group="Tech"),
+        "自选股分组不存在",
+        "未知分组",
+        "Group not found",
+        "unknown group name",
+        "not exist",
+    ],
+)
+def test_an_unknown_watchlist_group_is_told_by_the_protocol_that_asked(text: str) -> None:
+    """In a Qot_GetUserSecurity reply "unknown" is about the group, never a security."""
+    assert type(classify(-1, 0, text, 3213)) is UnknownGroupError
+    assert type(classify(-1, 0, "请求过于频繁", 3213)) is RateLimitError
+    assert type(classify(-1, 0, "网络异常", 3213)) is OpenDError

@@ -48,7 +48,9 @@ def test_builtin_defaults_without_environment() -> None:
     args = parse("worker")
     assert args.kafka_bootstrap == "127.0.0.1:19092"
     assert args.opend_port == 11111 and args.opend_host == "127.0.0.1"
-    assert args.watchlist == ("HK.00700",)
+    # No watchlist by default: one of --watchlist, --watchlist-file, --watchlist-group.
+    assert args.watchlist == () and args.watchlist_file == "" and args.watchlist_group == ""
+    assert args.watchlist_refresh == 60.0
     assert args.rate_limit_requests == 30 and args.rate_limit_window == 30.0
     assert args.window == 300.0 and args.theta_rel == 0.10 and args.theta_abs == 0.0
     assert args.confirm == 2 and args.cooldown == 600.0

@@ -24,23 +24,27 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10Qot_Common.proto\x12\nQot_Common\"(\n\x08Security\x12\x0e\n\x06market\x18\x01 \x02(\x05\x12\x0c\n\x04\x63ode\x18\x02 \x02(\t\"!\n\tQotHeader\x12\x14\n\x0csecurityFirm\x18\x01 \x01(\x05*\xcd\x02\n\tQotMarket\x12\x15\n\x11QotMarket_Unknown\x10\x00\x12\x19\n\x15QotMarket_HK_Security\x10\x01\x12\x17\n\x13QotMarket_HK_Future\x10\x02\x12\x19\n\x15QotMarket_US_Security\x10\x0b\x12\x1b\n\x17QotMarket_CNSH_Security\x10\x15\x12\x1b\n\x17QotMarket_CNSZ_Security\x10\x16\x12\x19\n\x15QotMarket_SG_Security\x10\x1f\x12\x19\n\x15QotMarket_JP_Security\x10)\x12\x19\n\x15QotMarket_AU_Security\x10\x33\x12\x19\n\x15QotMarket_MY_Security\x10=\x12\x19\n\x15QotMarket_CA_Security\x10G\x12\x19\n\x15QotMarket_FX_Security\x10Q*\x9a\x02\n\x0cSecurityType\x12\x18\n\x14SecurityType_Unknown\x10\x00\x12\x15\n\x11SecurityType_Bond\x10\x01\x12\x15\n\x11SecurityType_Bwrt\x10\x02\x12\x15\n\x11SecurityType_Eqty\x10\x03\x12\x16\n\x12SecurityType_Trust\x10\x04\x12\x18\n\x14SecurityType_Warrant\x10\x05\x12\x16\n\x12SecurityType_Index\x10\x06\x12\x16\n\x12SecurityType_Plate\x10\x07\x12\x15\n\x11SecurityType_Drvt\x10\x08\x12\x19\n\x15SecurityType_PlateSet\x10\t\x12\x17\n\x13SecurityType_Future\x10\n*\xd3\x01\n\x0eQotMarketState\x12\x17\n\x13QotMarketState_None\x10\x00\x12\x1a\n\x16QotMarketState_Auction\x10\x01\x12\x1e\n\x1aQotMarketState_WaitingOpen\x10\x02\x12\x1a\n\x16QotMarketState_Morning\x10\x03\x12\x17\n\x13QotMarketState_Rest\x10\x04\x12\x1c\n\x18QotMarketState_Afternoon\x10\x05\x12\x19\n\x15QotMarketState_Closed\x10\x06*|\n\nPeriodType\x12\x16\n\x12PeriodType_Unknown\x10\x00\x12\x17\n\x13PeriodType_INTRADAY\x10\x01\x12\x12\n\x0ePeriodType_DAY\x10\x02\x12\x13\n\x0fPeriodType_WEEK\x10\x03\x12\x14\n\x10PeriodType_MONTH\x10\x04')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10Qot_Common.proto\x12\nQot_Common\"(\n\x08Security\x12\x0e\n\x06market\x18\x01 \x02(\x05\x12\x0c\n\x04\x63ode\x18\x02 \x02(\t\"\xc7\x01\n\x13SecurityStaticBasic\x12&\n\x08security\x18\x01 \x02(\x0b\x32\x14.Qot_Common.Security\x12\n\n\x02id\x18\x02 \x02(\x03\x12\x0f\n\x07lotSize\x18\x03 \x02(\x05\x12\x0f\n\x07secType\x18\x04 \x02(\x05\x12\x0c\n\x04name\x18\x05 \x02(\t\x12\x10\n\x08listTime\x18\x06 \x02(\t\x12\x11\n\tdelisting\x18\x07 \x01(\x08\x12\x15\n\rlistTimestamp\x18\x08 \x01(\x01\x12\x10\n\x08\x65xchType\x18\t \x01(\x05\"D\n\x12SecurityStaticInfo\x12.\n\x05\x62\x61sic\x18\x01 \x02(\x0b\x32\x1f.Qot_Common.SecurityStaticBasic\"!\n\tQotHeader\x12\x14\n\x0csecurityFirm\x18\x01 \x01(\x05*\xcd\x02\n\tQotMarket\x12\x15\n\x11QotMarket_Unknown\x10\x00\x12\x19\n\x15QotMarket_HK_Security\x10\x01\x12\x17\n\x13QotMarket_HK_Future\x10\x02\x12\x19\n\x15QotMarket_US_Security\x10\x0b\x12\x1b\n\x17QotMarket_CNSH_Security\x10\x15\x12\x1b\n\x17QotMarket_CNSZ_Security\x10\x16\x12\x19\n\x15QotMarket_SG_Security\x10\x1f\x12\x19\n\x15QotMarket_JP_Security\x10)\x12\x19\n\x15QotMarket_AU_Security\x10\x33\x12\x19\n\x15QotMarket_MY_Security\x10=\x12\x19\n\x15QotMarket_CA_Security\x10G\x12\x19\n\x15QotMarket_FX_Security\x10Q*\x9a\x02\n\x0cSecurityType\x12\x18\n\x14SecurityType_Unknown\x10\x00\x12\x15\n\x11SecurityType_Bond\x10\x01\x12\x15\n\x11SecurityType_Bwrt\x10\x02\x12\x15\n\x11SecurityType_Eqty\x10\x03\x12\x16\n\x12SecurityType_Trust\x10\x04\x12\x18\n\x14SecurityType_Warrant\x10\x05\x12\x16\n\x12SecurityType_Index\x10\x06\x12\x16\n\x12SecurityType_Plate\x10\x07\x12\x15\n\x11SecurityType_Drvt\x10\x08\x12\x19\n\x15SecurityType_PlateSet\x10\t\x12\x17\n\x13SecurityType_Future\x10\n*\xd3\x01\n\x0eQotMarketState\x12\x17\n\x13QotMarketState_None\x10\x00\x12\x1a\n\x16QotMarketState_Auction\x10\x01\x12\x1e\n\x1aQotMarketState_WaitingOpen\x10\x02\x12\x1a\n\x16QotMarketState_Morning\x10\x03\x12\x17\n\x13QotMarketState_Rest\x10\x04\x12\x1c\n\x18QotMarketState_Afternoon\x10\x05\x12\x19\n\x15QotMarketState_Closed\x10\x06*|\n\nPeriodType\x12\x16\n\x12PeriodType_Unknown\x10\x00\x12\x17\n\x13PeriodType_INTRADAY\x10\x01\x12\x12\n\x0ePeriodType_DAY\x10\x02\x12\x13\n\x0fPeriodType_WEEK\x10\x03\x12\x14\n\x10PeriodType_MONTH\x10\x04')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'Qot_Common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_QOTMARKET']._serialized_start=110
-  _globals['_QOTMARKET']._serialized_end=443
-  _globals['_SECURITYTYPE']._serialized_start=446
-  _globals['_SECURITYTYPE']._serialized_end=728
-  _globals['_QOTMARKETSTATE']._serialized_start=731
-  _globals['_QOTMARKETSTATE']._serialized_end=942
-  _globals['_PERIODTYPE']._serialized_start=944
-  _globals['_PERIODTYPE']._serialized_end=1068
+  _globals['_QOTMARKET']._serialized_start=382
+  _globals['_QOTMARKET']._serialized_end=715
+  _globals['_SECURITYTYPE']._serialized_start=718
+  _globals['_SECURITYTYPE']._serialized_end=1000
+  _globals['_QOTMARKETSTATE']._serialized_start=1003
+  _globals['_QOTMARKETSTATE']._serialized_end=1214
+  _globals['_PERIODTYPE']._serialized_start=1216
+  _globals['_PERIODTYPE']._serialized_end=1340
   _globals['_SECURITY']._serialized_start=32
   _globals['_SECURITY']._serialized_end=72
-  _globals['_QOTHEADER']._serialized_start=74
-  _globals['_QOTHEADER']._serialized_end=107
+  _globals['_SECURITYSTATICBASIC']._serialized_start=75
+  _globals['_SECURITYSTATICBASIC']._serialized_end=274
+  _globals['_SECURITYSTATICINFO']._serialized_start=276
+  _globals['_SECURITYSTATICINFO']._serialized_end=344
+  _globals['_QOTHEADER']._serialized_start=346
+  _globals['_QOTHEADER']._serialized_end=379
 # @@protoc_insertion_point(module_scope)

@@ -1,7 +1,8 @@
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -94,6 +95,34 @@ class Security(_message.Message):
     market: int
     code: str
     def __init__(self, market: _Optional[int] = ..., code: _Optional[str] = ...) -> None: ...
+
+class SecurityStaticBasic(_message.Message):
+    __slots__ = ("security", "id", "lotSize", "secType", "name", "listTime", "delisting", "listTimestamp", "exchType")
+    SECURITY_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    LOTSIZE_FIELD_NUMBER: _ClassVar[int]
+    SECTYPE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LISTTIME_FIELD_NUMBER: _ClassVar[int]
+    DELISTING_FIELD_NUMBER: _ClassVar[int]
+    LISTTIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    EXCHTYPE_FIELD_NUMBER: _ClassVar[int]
+    security: Security
+    id: int
+    lotSize: int
+    secType: int
+    name: str
+    listTime: str
+    delisting: bool
+    listTimestamp: float
+    exchType: int
+    def __init__(self, security: _Optional[_Union[Security, _Mapping]] = ..., id: _Optional[int] = ..., lotSize: _Optional[int] = ..., secType: _Optional[int] = ..., name: _Optional[str] = ..., listTime: _Optional[str] = ..., delisting: _Optional[bool] = ..., listTimestamp: _Optional[float] = ..., exchType: _Optional[int] = ...) -> None: ...
+
+class SecurityStaticInfo(_message.Message):
+    __slots__ = ("basic",)
+    BASIC_FIELD_NUMBER: _ClassVar[int]
+    basic: SecurityStaticBasic
+    def __init__(self, basic: _Optional[_Union[SecurityStaticBasic, _Mapping]] = ...) -> None: ...
 
 class QotHeader(_message.Message):
     __slots__ = ("securityFirm",)
