@@ -30,8 +30,6 @@ from streams.devtools import (  # noqa: F401 (re-exported for the benchmark scri
     free_port,
     metric_value,
     start_worker,
-    tail,
-    wait_log,
 )
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -63,9 +63,7 @@ from bench.common import (
     run_prefix,
     start_worker,
     table,
-    tail,
     update_section,
-    wait_log,
 )
 from bench.poll_budget import max_in_window
 from streams.domain.market import from_wire
@@ -357,7 +355,7 @@ async def run_config(args: argparse.Namespace, n: int) -> dict[str, Any]:
             )  # fmt: skip
         for run in runs:
             assert run.worker is not None
-            await wait_log(run.worker, "Worker ready", 120)
+            await run.worker.wait_output("Worker ready", 120)
         wall0 = time.time()
         while True:
             ages = [g.sim.clock.now() - scenario.start for run in runs for g in run.gateways]
@@ -366,7 +364,7 @@ async def run_config(args: argparse.Namespace, n: int) -> dict[str, Any]:
             for run in runs:
                 assert run.worker is not None
                 if run.worker.proc.poll() is not None:
-                    raise RuntimeError(f"worker exited:\n{tail(run.worker)}")
+                    raise RuntimeError(f"worker exited:\n{run.worker.tail()}")
             await asyncio.sleep(1.0)
         wall = time.time() - wall0
         await asyncio.sleep(2.0)  # alerts of the last polls

@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import re
 import signal
 import time
 import urllib.request
@@ -38,6 +37,7 @@ from bench.common import (
     table,
     update_section,
 )
+from streams.devtools import RequestLog, stop_all
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
 from streams.opend_sim.server import OpenDSimulator
@@ -45,43 +45,10 @@ from streams.opend_sim.server import OpenDSimulator
 WATCHLIST = [f"HK.{i:05d}" for i in range(1, 9)]
 
 
-class Requests:
-    """(monotonic time, worker pid) of every capital distribution request a gateway saw."""
-
-    def __init__(self, sim: OpenDSimulator) -> None:
-        self.seen: list[tuple[float, int]] = []
-        self.refused = 0
-        original = sim._capital_distribution
-
-        def recording(conn: Any, request: Any, s2c: Any) -> None:
-            match = re.match(r"capflow-(\d+)-", conn.client_id)
-            self.seen.append((time.monotonic(), int(match.group(1)) if match else -1))
-            try:
-                original(conn, request, s2c)
-            except Exception:
-                self.refused += 1
-                raise
-
-        sim._capital_distribution = recording
-
-    def first_by(self, pid: int, after: float) -> float | None:
-        return next((t for t, p in self.seen if p == pid and t > after), None)
-
-    def by_since(self, pid: int, since: float) -> int:
-        return sum(1 for t, p in self.seen if p == pid and t > since)
-
-    def longest_gap(self, start: float, end: float) -> float:
-        times = [start] + [t for t, _ in self.seen if start < t < end] + [end]
-        return max(b - a for a, b in itertools.pairwise(times))
-
-    def max_in_window(self, window: float) -> int:
-        times = [t for t, _ in self.seen]
-        best = j = 0
-        for i, t in enumerate(times):
-            while t - times[j] >= window:
-                j += 1
-            best = max(best, i - j + 1)
-        return best
+def longest_gap(log: RequestLog, start: float, end: float) -> float:
+    """The longest stretch between ``start`` and ``end`` without a request."""
+    times = [start] + [t for t in log.times if start < t < end] + [end]
+    return max(b - a for a, b in itertools.pairwise(times))
 
 
 def owned(w: Worker) -> set[str]:
@@ -110,7 +77,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     ]
     for sim in sims:
         await sim.start()
-    reqs = {"g1": Requests(sims[0]), "g2": Requests(sims[1])}
+    reqs = {"g1": RequestLog(sims[0]), "g2": RequestLog(sims[1])}
     prefix = run_prefix("handover")
     topics = Topics(prefix)
     await create_topics(args.bootstrap, topics.all())
@@ -130,12 +97,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         a, b = workers
         await until(lambda: len(owned(a)) == 1 and len(owned(b)) == 1, 180, "one gateway each")
-        await until(lambda: all(r.seen for r in reqs.values()), 60, "both gateways polled")
+        await until(lambda: all(r.requests for r in reqs.values()), 60, "both gateways polled")
         await asyncio.sleep(2)
         victim, survivor = (a, b) if "g1" in owned(a) else (b, a)
         killed = time.monotonic()
-        victim.proc.send_signal(signal.SIGKILL)
-        victim.proc.wait(10)
+        victim.kill()
         took = await until(
             lambda: reqs["g1"].first_by(survivor.proc.pid, killed) is not None, 180, "takeover"
         )
@@ -148,30 +114,28 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await until(lambda: len(owned(joiner)) == 1, 180, "the third worker to own a gateway")
         await asyncio.sleep(args.window + 3)
         settled = time.monotonic()
-        out["join_pause_s"] = {g: r.longest_gap(joined_at, settled) for g, r in reqs.items()}
+        out["join_pause_s"] = {g: longest_gap(r, joined_at, settled) for g, r in reqs.items()}
 
         leaving = survivor if "g1" in owned(survivor) else joiner
         stays = joiner if leaving is survivor else survivor
         termed = time.monotonic()
-        leaving.proc.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(leaving.proc.wait, 60)
+        leaving.send(signal.SIGTERM)
+        out["sigterm_exit_code"] = await leaving.wait_exit(60)
         out["sigterm_exit_s"] = time.monotonic() - termed
-        out["sigterm_exit_code"] = leaving.proc.returncode
         out["requests_after_sigterm"] = sum(
-            r.by_since(leaving.proc.pid, termed) for r in reqs.values()
+            len(r.by(leaving.proc.pid, termed)) for r in reqs.values()
         )
         await until(lambda: reqs["g1"].first_by(stays.proc.pid, termed) is not None, 180, "g1")
         out["sigterm_takeover_s"] = (reqs["g1"].first_by(stays.proc.pid, termed) or 0) - termed
         await asyncio.sleep(2)
     finally:
-        for w in workers:
-            w.stop()
+        stop_all(workers)
         for sim in sims:
             await sim.stop()
         await delete_topics(args.bootstrap, [*topics.all(), f"{prefix}.gateways"])
     out["max_in_window"] = {g: r.max_in_window(args.window) for g, r in reqs.items()}
     out["refused"] = {g: r.refused for g, r in reqs.items()}
-    out["requests"] = {g: len(r.seen) for g, r in reqs.items()}
+    out["requests"] = {g: len(r.requests) for g, r in reqs.items()}
     return out
 
 

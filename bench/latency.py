@@ -36,9 +36,7 @@ from bench.common import (
     run_prefix,
     start_worker,
     table,
-    tail,
     update_section,
-    wait_log,
 )
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
@@ -115,12 +113,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     )  # fmt: skip
     metrics = ""
     try:
-        await wait_log(worker, "Worker ready", 120)
+        await worker.wait_output("Worker ready", 120)
         t0 = time.time()
         while time.time() - t0 < args.duration:
             await asyncio.sleep(2.0)
             if worker.proc.poll() is not None:
-                raise RuntimeError(f"worker exited:\n{tail(worker)}")
+                raise RuntimeError(f"worker exited:\n{worker.tail()}")
         metrics = worker.metrics()
         elapsed = time.time() - t0
         await asyncio.sleep(3.0)  # let records already in flight arrive

@@ -38,9 +38,7 @@ from bench.common import (
     run_prefix,
     start_worker,
     table,
-    tail,
     update_section,
-    wait_log,
 )
 from bench.replay_throughput import generate, produce
 from streams.devtools import read_to_end
@@ -73,7 +71,7 @@ async def read_flows(
             for recs in batch.values():
                 out.extend((rec, now) for rec in recs)
             if worker is not None and worker.proc.poll() is not None:
-                raise RuntimeError(f"worker exited:\n{tail(worker)}")
+                raise RuntimeError(f"worker exited:\n{worker.tail()}")
     finally:
         await consumer.stop()
     return out
@@ -103,7 +101,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             args.bootstrap, empty, f"{prefix}-empty-app", workdir, name="empty", extra=opts
         )
         try:
-            await wait_log(base, "Worker ready", 120)
+            await base.wait_output("Worker ready", 120)
             out["empty_ready_log_s"] = (log_time(base, "Worker ready") or math.nan) - base.started
             await asyncio.sleep(args.settle)
             out["rss_empty"] = base.rss_bytes()
@@ -132,7 +130,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await produce(args.bootstrap, topics.distribution, extra)
         b = start_worker(args.bootstrap, topics, app, workdir, name="b", extra=opts)
         try:
-            await wait_log(b, "Worker ready", args.timeout)
+            await b.wait_output("Worker ready", args.timeout)
             want = len(first) + len(extra)
             flows = await read_flows(args.bootstrap, topics.flow, want, args.timeout, b)
             new = [(rec, read) for rec, read in flows[len(first) :]]

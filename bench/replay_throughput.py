@@ -45,9 +45,7 @@ from bench.common import (
     run_prefix,
     start_worker,
     table,
-    tail,
     update_section,
-    wait_log,
 )
 from streams.opend.snapshot import AMOUNT_FIELDS
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
@@ -176,8 +174,13 @@ async def pipeline(
     first_ts = last_ts = 0
     first_read = last_read = 0.0
     ready = None
+
+    async def ready_at() -> float:
+        await worker.wait_output("Worker ready", timeout)
+        return time.time()
+
     try:
-        ready_task = asyncio.create_task(wait_log(worker, "Worker ready", timeout))
+        ready_task = asyncio.create_task(ready_at())
         deadline = time.monotonic() + timeout
         while count < n_flows and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500, max_records=10000)
@@ -191,7 +194,7 @@ async def pipeline(
                     count += 1
                     last_read = now
             if worker.proc.poll() is not None:
-                raise RuntimeError(f"worker exited:\n{tail(worker)}")
+                raise RuntimeError(f"worker exited:\n{worker.tail()}")
         ready = await ready_task if ready_task.done() else None
         if ready is None:
             ready_task.cancel()

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import resource
-import subprocess
-import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -29,6 +27,7 @@ from aiokafka import AIOKafkaProducer
 
 from bench.common import (
     DEFAULT_BOOTSTRAP,
+    ROOT,
     create_topics,
     delete_topics,
     fmt,
@@ -40,6 +39,7 @@ from bench.common import (
     table,
     update_section,
 )
+from streams.devtools import Child, capflow
 from streams.processing.detector import INFLOW_TO_OUTFLOW, Alert
 from streams.processing.events import alert_payload
 
@@ -86,17 +86,16 @@ class Receiver:
 
 def follower(
     bootstrap: str, topic: str, url: str, *extra: str, checkout: str | None = None
-) -> subprocess.Popen[bytes]:
+) -> Child:
     """``capflow alerts`` of this checkout, or of ``checkout`` (``python -m`` run there
-    imports that checkout's ``streams`` package first)."""
-    return subprocess.Popen(
-        [
-            sys.executable, "-m", "streams.cli", "alerts", "--webhook", url,
-            "--webhook-secret", SECRET, "--quiet", "--kafka-bootstrap", bootstrap,
-            "--topic-alerts", topic, "--topic-undelivered", f"{topic}.undelivered", *extra,
-        ],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=checkout,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    imports that checkout's ``streams`` package first); its output under .capflow/bench/."""
+    logs = ROOT / ".capflow" / "bench"
+    return capflow(
+        "alerts", "--webhook", url, "--webhook-secret", SECRET, "--quiet",
+        "--kafka-bootstrap", bootstrap, "--topic-alerts", topic,
+        "--topic-undelivered", f"{topic}.undelivered", *extra,
+        log=logs / f"{topic}.out", stderr=logs / f"{topic}.err",
+        cwd=Path(checkout) if checkout else None,
     )  # fmt: skip
 
 
@@ -128,16 +127,12 @@ async def produce(
     return stamps
 
 
-async def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None:
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("capflow alerts did not finish in time")
-        await asyncio.sleep(0.1)
-    if proc.returncode != 0:
-        assert proc.stderr is not None
-        raise RuntimeError(f"capflow alerts exited {proc.returncode}: {proc.stderr.read()!r}")
+async def finished(child: Child, timeout: float) -> None:
+    """Wait for ``capflow alerts --max N`` to exit 0 (it is stopped when it does not)."""
+    with child:
+        code = await child.wait_exit(timeout)
+    if code != 0:
+        raise RuntimeError(f"capflow alerts exited {code}: {child.stderr_text()!r}")
 
 
 async def backlog(
@@ -151,11 +146,11 @@ async def backlog(
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     try:
-        proc = follower(
+        child = follower(
             bootstrap, topic, receiver.url, "--from-beginning", "--max", str(count),
             checkout=checkout,
         )  # fmt: skip
-        await wait_exit(proc, 600)
+        await finished(child, 600)
     finally:
         await receiver.stop()
     wall = time.monotonic() - started
@@ -173,18 +168,13 @@ async def live(bootstrap: str, prefix: str, count: int, rate: float) -> dict[str
     await create_topics(bootstrap, [topic], 3)
     receiver = Receiver()
     await receiver.start()
-    proc = follower(bootstrap, topic, receiver.url, "--max", str(count))
+    child = follower(bootstrap, topic, receiver.url, "--max", str(count))
     try:
-        assert proc.stderr is not None
-        loop = asyncio.get_running_loop()
-        line = await loop.run_in_executor(None, proc.stderr.readline)  # the "delivering" line
-        if b"delivering" not in line:
-            raise RuntimeError(f"unexpected first line from capflow alerts: {line!r}")
+        await child.wait_output("delivering", 120, stderr=True)  # it has joined its group
         stamps = await produce(bootstrap, topic, [make_alert(i) for i in range(count)], rate)
-        await wait_exit(proc, 300)
+        await finished(child, 300)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        child.stop()
         await receiver.stop()
     latencies = [
         1000 * (receiver.arrivals[k] - stamps[k]) for k in stamps if k in receiver.arrivals

@@ -3,7 +3,7 @@
 It starts a local Kafka broker (unless one is already running there), the simulator
 with the demo scenario (reversals within a few minutes at the default speed), and a
 worker polling it; then it prints alerts as they arrive and a progress line now and
-then. Ctrl-C (or ``--duration``) stops everything it started, and nothing else.
+then. Ctrl-C, SIGTERM or ``--duration`` stops everything it started, and nothing else.
 """
 
 from __future__ import annotations
@@ -12,10 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -26,6 +23,7 @@ from streams.broker.resolve import BrokerSetupError
 from streams.commands import CommandFailed
 from streams.commands.alerts import FollowParams, follow_alerts
 from streams.commands.kafka import add_broker_settings, broker_from_args
+from streams.devtools.processes import Child, capflow
 from streams.kafka.topics import ensure_topics
 from streams.metrics import sample_sum
 from streams.opend_sim.scenario import DEMO_PATH, ScenarioError, load_scenario
@@ -56,27 +54,10 @@ def library_logs_to(path: Path) -> logging.Handler:
     return handler
 
 
-def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-
-def _stop(proc: subprocess.Popen[bytes], name: str) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    print(f"demo: stopped {name}", flush=True)
+def _stop(child: Child, name: str) -> None:
+    if child.running():
+        child.stop(20)
+        print(f"demo: stopped {name}", flush=True)
 
 
 def _progress(web_port: int, started: float, alerts: int) -> str:
@@ -104,7 +85,7 @@ async def _follow(
     bootstrap: str,
     topic: str,
     web_port: int,
-    procs: list[tuple[str, subprocess.Popen[bytes], Path]],
+    procs: list[tuple[str, Child]],
 ) -> int:
     count = 0
     started = time.monotonic()
@@ -124,18 +105,31 @@ async def _follow(
     last = time.monotonic()
     while not follower.done():
         await asyncio.wait({follower}, timeout=1.0)
-        for name, proc, log in procs:
-            if proc.poll() is not None:
+        for name, child in procs:
+            if not child.running():
                 follower.cancel()
-                tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-                raise DemoFailed(f"the {name} exited with code {proc.returncode}:\n{tail}")
+                raise DemoFailed(
+                    f"the {name} exited with code {child.returncode}:\n{child.tail(15)}"
+                )
         if not follower.done() and time.monotonic() - last >= args.progress:
             last = time.monotonic()
             print(_progress(web_port, started, count), flush=True)
     return follower.result()
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM stops the demo as Ctrl-C does, with everything it started (a supervisor or
+    ``timeout`` would otherwise leave the worker, the simulator and the broker running)."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError):  # not the main thread: no handler, as before
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def run(args: argparse.Namespace) -> int:
+    _stop_on_sigterm()
     try:
         scenario = load_scenario(args.scenario)
     except ScenarioError as exc:
@@ -157,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     # The worker creates the dead-letter topic itself, sized for the snapshot topic's records.
     topic_names = [name for flag, name in topics.items() if flag != "--topic-deadletter"]
     started_broker = broker.info() is None
-    procs: list[tuple[str, subprocess.Popen[bytes], Path]] = []
+    procs: list[tuple[str, Child]] = []
     try:
         print(f"demo: Kafka on {broker.bootstrap} ...", flush=True)
         try:
@@ -168,11 +162,10 @@ def run(args: argparse.Namespace) -> int:
         # before they exist would let the broker auto-create them with one partition.
         asyncio.run(ensure_topics({"bootstrap_servers": broker.bootstrap}, topic_names, 3))
         sim_port = free_port()
-        sim_log = logs / "opend-sim.log"
-        procs.append(("OpenD simulator", _spawn([
+        procs.append(("OpenD simulator", capflow(
             "opend-sim", "--port", str(sim_port), "--scenario", str(args.scenario),
-            "--speed", str(args.speed), "--hold",
-        ], sim_log), sim_log))  # fmt: skip
+            "--speed", str(args.speed), "--hold", log=logs / "opend-sim.log",
+        )))  # fmt: skip
         web_port = free_port()
         worker_args = [
             "worker", "--kafka-bootstrap", broker.bootstrap, "--opend-port", str(sim_port),
@@ -182,8 +175,7 @@ def run(args: argparse.Namespace) -> int:
         ]  # fmt: skip
         for flag, name in topics.items():
             worker_args += [flag, name]
-        worker_log = logs / "worker.log"
-        procs.append(("worker", _spawn(worker_args, worker_log), worker_log))
+        procs.append(("worker", capflow(*worker_args, log=logs / "worker.log")))
         print(
             f"demo: simulator on 127.0.0.1:{sim_port} (scenario {scenario.name or args.scenario}, "
             f"speed {args.speed:g}x), worker polling {watchlist}\n"
@@ -202,9 +194,9 @@ def run(args: argparse.Namespace) -> int:
         print("\ndemo: stopping ...", flush=True)
         return 0
     finally:
-        for name, proc, _log in reversed(procs):
+        for name, child in reversed(procs):
             with contextlib.suppress(Exception):
-                _stop(proc, name)
+                _stop(child, name)
         if started_broker and not args.keep_kafka:
             broker.stop()
             print("demo: stopped Kafka", flush=True)

@@ -15,9 +15,12 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
-_LISTENING = re.compile(r"listening on [\d.]+:(\d+)")
+from streams.devtools.processes import capflow
+
+_LISTENING = re.compile(r"^.*listening on [\d.]+:(\d+).*$", re.M)
 
 
 class SdkMissing(RuntimeError):
@@ -56,19 +59,12 @@ def run_sdk(
 
 @contextmanager
 def sim_process(*flags: str) -> Iterator[tuple[int, str]]:
-    """``capflow opend-sim --port 0 FLAGS`` in a subprocess: yields (port, its first line).
-
-    The simulator prints where it listens on its first line; it is stopped on exit.
-    """
-    cmd = [sys.executable, "-m", "streams.cli", "opend-sim", "--port", "0", *flags]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = _LISTENING.search(line)
-        if match is None:
-            raise RuntimeError(f"the simulator did not start: {line!r}")
-        yield int(match.group(1)), line
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    """``capflow opend-sim --port 0 FLAGS`` in a child process: yields (port, the line it
+    prints to say where it listens; its log lines go elsewhere). The simulator is stopped,
+    and its output dropped, on exit."""
+    with TemporaryDirectory(prefix="opend-sim-") as tmp:
+        out, err = Path(tmp) / "opend-sim.out", Path(tmp) / "opend-sim.log"
+        sim = capflow("opend-sim", "--port", "0", *flags, log=out, stderr=err)
+        with sim:
+            match = sim.wait_output_sync(_LISTENING, 60)
+            yield int(match.group(1)), match.group(0)

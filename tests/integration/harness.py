@@ -6,18 +6,23 @@ Workers, topics, readers and metrics come from ``streams.devtools`` (shared with
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from streams.devtools import (  # noqa: F401 (the shared dev harness, re-exported for tests)
+    Child,
+    RequestLog,
     SdkMissing,
     Topics,
     Worker,
     alerts_of,
+    capflow,
     free_port,
     metric,
     read_to_end,
@@ -40,6 +45,20 @@ ALERT_T0 = 1_717_378_200.0  # 2024-06-03 09:30 HKT
 QUIET = {"HK.01810"}  # its large net rate is far below theta: any alert there is a false one
 
 
+def rate_limit(requests: int, window: float = 10) -> list[str]:
+    """Worker flags: ``requests`` per ``window`` seconds, and polling at once (no leader
+    grace). The simulator needs the same budget (``start_scenario_sim(requests=...)``)."""
+    return [
+        "--rate-limit-requests", str(requests), "--rate-limit-window", f"{window:g}",
+        "--no-leader-grace",
+    ]  # fmt: skip
+
+
+# 100 requests per 10 s (start_scenario_sim's default): a worker polls at once and fast.
+# Tests about the budget itself set their own.
+FAST_LIMIT = rate_limit(100)
+
+
 def expected_reversals(scenario: Scenario) -> list[Reversal]:
     out = []
     for security, flips in reversal_times(scenario).items():
@@ -48,42 +67,25 @@ def expected_reversals(scenario: Scenario) -> list[Reversal]:
     return sorted(out, key=lambda r: (r.security, r.at))
 
 
-async def wait_for(predicate: Any, timeout: float, what: str, poll: float = 0.2) -> None:
+async def wait_for(
+    predicate: Callable[[], object],
+    timeout: float,
+    what: str | Callable[[], str],
+    poll: float = 0.2,
+) -> None:
+    """Await ``predicate()`` (a value, or an awaitable of one) becoming true, every ``poll``
+    seconds; AssertionError after ``timeout``. ``what`` may be a callable, for a message
+    that says how far things got."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
             return
         await asyncio.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-class RequestLog:
-    """Wall times of every capital distribution request the simulator answered or refused."""
-
-    def __init__(self, sim: Any) -> None:
-        self.times: list[float] = []
-        self.refused = 0
-        original = sim._capital_distribution
-
-        def recording(conn: Any, request: Any, s2c: Any) -> None:
-            self.times.append(time.monotonic())
-            try:
-                original(conn, request, s2c)
-            except Exception:
-                self.refused += 1
-                raise
-
-        sim._capital_distribution = recording
-
-    def max_in_window(self, window: float) -> int:
-        """The most requests any interval of ``window`` seconds holds."""
-        best = 0
-        j = 0
-        for i, t in enumerate(self.times):
-            while t - self.times[j] >= window:
-                j += 1
-            best = max(best, i - j + 1)
-        return best
+    message = what() if callable(what) else what
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message}")
 
 
 async def start_scenario_sim(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from streams.broker.local import free_port
 from streams.kafka.topics import ensure_topics
 from streams.processing.detector import INFLOW_TO_OUTFLOW, OUTFLOW_TO_INFLOW, Alert
 from streams.processing.events import alert_payload
-from tests.integration.harness import run_cli
+from tests.integration.harness import Child, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -56,21 +55,16 @@ def alertmanager(tmp_path: Path) -> Iterator[str]:
     binary = _binary()
     port = free_port()
     (tmp_path / "alertmanager.yml").write_text(CONFIG)
-    log = (tmp_path / "alertmanager.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={tmp_path / 'alertmanager.yml'}",
-            f"--storage.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-            "--log.level=warn",
-        ],
-        stdout=log,
-        stderr=log,
-    )
+    argv = [
+        binary,
+        f"--config.file={tmp_path / 'alertmanager.yml'}",
+        f"--storage.path={tmp_path / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+        "--log.level=warn",
+    ]
     base = f"http://127.0.0.1:{port}"
-    try:
+    with Child(argv, tmp_path / "alertmanager.log") as alertmanager:
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -79,20 +73,10 @@ def alertmanager(tmp_path: Path) -> Iterator[str]:
                         break
             except OSError:
                 pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(
-                    "Alertmanager did not start:\n" + (tmp_path / "alertmanager.log").read_text()
-                )
+            if not alertmanager.running() or time.monotonic() > deadline:
+                raise AssertionError(f"Alertmanager did not start:\n{alertmanager.tail()}")
             time.sleep(0.2)
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def make_alert(security: str, event_ts: float, direction: str) -> Alert:

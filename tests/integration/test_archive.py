@@ -7,11 +7,8 @@ topic partition and offset, exactly once), read with DuckDB and with pyarrow.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
@@ -25,7 +22,7 @@ from streams.archive.follower import ArchiveOptions, follow, open_archive
 from streams.archive.query import DayRange, read_rows
 from streams.archive.writer import ArchiveWriter
 from streams.kafka.topics import ensure_topics
-from tests.integration.harness import Topics, read_to_end, run_cli, wait_for
+from tests.integration.harness import Topics, capflow, read_to_end, run_cli, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -136,14 +133,6 @@ def assert_exactly_once(rows: list[tuple[int, int]], expected: set[tuple[int, in
     )
 
 
-def start_archive(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", *argv],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-
-
 async def test_kill_9_mid_archive_then_restart_leaves_each_row_once(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
@@ -161,7 +150,7 @@ async def test_kill_9_mid_archive_then_restart_leaves_each_row_once(
     rng = random.Random(17)
     try:
         for _ in range(3):  # each run is killed at a random moment after it wrote twice
-            proc = start_archive(argv, log)
+            archive = capflow(*argv, log=log, append=True)  # one log for the three runs
             before = log.read_text().count("\ncapflow archive: wrote ")
             try:
                 await wait_for(
@@ -171,8 +160,7 @@ async def test_kill_9_mid_archive_then_restart_leaves_each_row_once(
                 )
                 await asyncio.sleep(rng.uniform(0.0, 0.4))
             finally:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
+                archive.kill()
         killed.set()
         await writing
     finally:
@@ -293,16 +281,12 @@ async def test_sigterm_writes_what_is_open_and_commits(
         "archive", str(root), "--topic-distribution", topics.distribution, "--from-beginning",
         "--kafka-bootstrap", kafka_bootstrap, "--flush-seconds", "3600",
     ]  # fmt: skip
-    proc = start_archive(argv, log)
-    try:
+    with capflow(*argv, log=log) as archive:
         await wait_for(lambda: log.read_text().count("from offset 0") == 2, 60, "assignment")
         await asyncio.sleep(1.0)  # the records are read, but no flush is due for an hour
         assert parquet_files(root) == []
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0, log.read_text()
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        archive.send(signal.SIGTERM)
+        assert await archive.wait_exit(60) == 0, log.read_text()
     assert "archived 50 rows" in log.read_text()
     assert_exactly_once(
         archived(root, SNAPSHOTS),

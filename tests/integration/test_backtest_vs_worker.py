@@ -6,19 +6,23 @@ processes it, and its alerts topic is compared byte for byte with ``--alerts-out
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 
 from streams.broker.local import free_port
 from streams.kafka.topics import ensure_topics
-from tests.integration.harness import Topics, read_to_end, run_cli, start_worker, workers_stopped
+from tests.integration.harness import (
+    Topics,
+    read_to_end,
+    read_topic,
+    run_cli,
+    start_worker,
+    workers_stopped,
+)
 from tests.unit.test_backtest import swinging_day
 
 pytestmark = pytest.mark.integration
@@ -62,21 +66,20 @@ async def test_backtest_alerts_equal_the_workers(
         opend_port=free_port(), watchlist=["HK.00001"], extra=["--no-poller", *PARAMS],
     )  # fmt: skip
     with workers_stopped(worker):
-        flows: list[Any] = []
-        deadline = time.monotonic() + 120
-        while len(flows) < expected_flows:
-            assert worker.proc.poll() is None, "the worker died:\n" + worker.tail()
-            assert time.monotonic() < deadline, (len(flows), expected_flows, worker.tail())
-            await asyncio.sleep(1.0)
-            flows = await read_to_end(kafka_bootstrap, topics.names["flow"])
-        online: list[bytes] = []
-        deadline = time.monotonic() + 15
-        while len(online) < len(offline) and time.monotonic() < deadline:
-            online = [r.value for r in await read_to_end(kafka_bootstrap, topics.names["alerts"])]
-            await asyncio.sleep(0.5)
-        await asyncio.sleep(1.0)  # extras, if any, would be right behind
-        online = [r.value for r in await read_to_end(kafka_bootstrap, topics.names["alerts"])]
+        flows = await read_topic(
+            kafka_bootstrap, topics.names["flow"],
+            until=lambda r: len(r) >= expected_flows, timeout=120,
+        )  # fmt: skip
+        assert len(flows) == expected_flows, (len(flows), expected_flows, worker.tail())
+        # Alerts are awaited before the state moves on; extras, if any, would be right
+        # behind the expected ones: a second's settle catches them.
+        alerts = await read_topic(
+            kafka_bootstrap, topics.names["alerts"],
+            until=lambda r: len(r) >= len(offline), timeout=15, settle=1.0,
+        )  # fmt: skip
+        online = [r.value for r in alerts]
         assert len(await read_to_end(kafka_bootstrap, topics.names["flow"])) == expected_flows
+        assert worker.running(), worker.tail()
 
     assert sorted(online) == sorted(offline)
     assert by_security(online) == by_security(offline)  # and in the same order per security

@@ -20,6 +20,7 @@ from streams.devtools import scrape
 from streams.kafka.topics import ensure_topics
 from streams.recording import from_json_line
 from tests.integration.harness import (
+    FAST_LIMIT,
     Topics,
     metric,
     start_scenario_sim,
@@ -32,7 +33,6 @@ from tests.unit.test_backtest import swinging_day
 pytestmark = pytest.mark.integration
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "capflow-dashboard.json"
-FAST_LIMIT = ["--rate-limit-requests", "100", "--rate-limit-window", "10", "--no-leader-grace"]
 # Labels Prometheus adds when it scrapes; a worker's exposition never carries them.
 SCRAPE_LABELS = {"instance", "job"}
 
@@ -121,14 +121,17 @@ async def test_every_queried_metric_is_exported_by_a_worker(
             port = worker.web_port
 
             def driven() -> bool:
+                # A request counts when it is sent; staleness has a sample only once
+                # its reply (a snapshot) has been received, a moment later.
                 return (
                     metric(port, "capflow_alerts_total") > 0
                     and metric(port, "capflow_deadletters_total") > 0
                     and metric(port, "capflow_opend_requests_total") > 0
+                    and "capflow_snapshot_staleness_seconds" in samples(scrape(port))
                 )
 
             try:
-                await wait_for(driven, 120, "alerts, a dead letter and OpenD requests")
+                await wait_for(driven, 120, "alerts, a dead letter and a polled snapshot")
             except AssertionError:
                 raise AssertionError(worker.tail()) from None
             exported = samples(scrape(port))

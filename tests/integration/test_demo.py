@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
+import signal
 from pathlib import Path
 
 import pytest
 
 from streams.broker.local import free_port, port_open
+from tests.integration.harness import capflow
 
 pytestmark = pytest.mark.integration
 
 # "demo: ...", the broker wait ("capflow: waiting for Kafka ..."), alert lines (a date).
 OWN_LINE = re.compile(r"^(demo: |capflow: |\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} )")
+ALERT_LINE = re.compile(r"^.*(?:IN→OUT|OUT→IN).*$", re.M)
 LIBRARY_NOISE = (
     "NotLeaderForPartition",
     "Failed fetch offsets",
@@ -26,28 +27,34 @@ LIBRARY_NOISE = (
 )
 
 
-def test_demo_shows_alerts_and_cleans_up(tmp_path: Path) -> None:
+async def test_demo_shows_alerts_and_cleans_up(tmp_path: Path) -> None:
+    """Run until the first alert and a progress line show, then stop it as a supervisor
+    would (SIGTERM, the same path as Ctrl-C): everything it started is stopped."""
     port = free_port()
-    proc = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "demo", "--duration", "70", "--speed", "40",
-         "--progress", "10", "--port", str(port), "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
+    demo = capflow(
+        "demo", "--speed", "40", "--progress", "5", "--port", str(port),
+        "--data-dir", str(tmp_path), log=tmp_path / "stdout", stderr=tmp_path / "stderr",
     )  # fmt: skip
-    out = proc.stdout
-    assert proc.returncode == 0, out + proc.stderr
-    alert_lines = [line for line in out.splitlines() if "IN→OUT" in line or "OUT→IN" in line]
+    with demo:
+        await demo.wait_output(ALERT_LINE, 240)
+        await demo.wait_output("snapshots polled", 60)
+        demo.send(signal.SIGTERM)
+        code = await demo.wait_exit(90)
+    out, err = demo.log_text(), demo.stderr_text()
+    assert code == 0, out + err
+    alert_lines = ALERT_LINE.findall(out)
     assert alert_lines, out
     assert "HK.01810" not in "".join(alert_lines)  # the quiet control security
     assert "snapshots polled" in out  # progress lines
-    for what in ("stopped worker", "stopped OpenD simulator", "stopped Kafka"):
+    for what in ("stopping ...", "stopped worker", "stopped OpenD simulator", "stopped Kafka"):
         assert f"demo: {what}" in out, out
     assert not port_open("127.0.0.1", port)
     logs = list((tmp_path / "demo").glob("*/worker.log"))
     assert logs and "polling gateway 127.0.0.1:" in logs[0].read_text()
     assert ": 4 of 4 securities" in logs[0].read_text()
     # Only the demo's own lines reach the terminal: no client library log lines.
-    for line in (out + proc.stderr).splitlines():
-        assert OWN_LINE.match(line), f"not a demo line: {line!r}"
+    for line in (out + err).splitlines():
+        assert not line or OWN_LINE.match(line), f"not a demo line: {line!r}"
     for noise in LIBRARY_NOISE:
-        assert noise not in out + proc.stderr
-    assert proc.stderr == ""
+        assert noise not in out + err
+    assert err == ""

@@ -4,9 +4,7 @@ securities moving to the others and back."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import re
 import time
 import urllib.request
 import uuid
@@ -24,8 +22,10 @@ from streams.opend_sim.server import OpenDSimulator
 from streams.polling import spread
 from tests.integration.harness import (
     DATA,
+    RequestLog,
     Topics,
     Worker,
+    capflow,
     metric,
     start_worker,
     wait_for,
@@ -40,53 +40,6 @@ WATCHLIST = ["HK.00700", "HK.09988", "HK.03690", "HK.01810"]
 LIMIT, WINDOW = 10, 5.0
 LIMITS = ["--rate-limit-requests", str(LIMIT), "--rate-limit-window", str(WINDOW)]
 SESSION = ["--session-timeout", "6"]
-
-
-class GatewayLog:
-    """Every capital distribution request one simulated gateway saw: (time, worker pid, code)."""
-
-    def __init__(self, sim: OpenDSimulator) -> None:
-        self.requests: list[tuple[float, int, str]] = []
-        self.refused = 0
-        original = sim._capital_distribution
-
-        def recording(conn: Any, request: Any, s2c: Any) -> None:
-            match = re.match(r"capflow-(\d+)-", conn.client_id)
-            pid = int(match.group(1)) if match else -1
-            code = f"HK.{request.c2s.security.code}"
-            self.requests.append((time.monotonic(), pid, code))
-            try:
-                original(conn, request, s2c)
-            except Exception:
-                self.refused += 1
-                raise
-
-        sim._capital_distribution = recording
-
-    def pids(self, since: float = 0.0) -> set[int]:
-        return {pid for t, pid, _ in self.requests if t >= since}
-
-    def codes(self, since: float = 0.0) -> set[str]:
-        return {code for t, _, code in self.requests if t >= since}
-
-    def max_in_window(self, window: float) -> int:
-        times = [t for t, _, _ in self.requests]
-        best = j = 0
-        for i, t in enumerate(times):
-            while t - times[j] >= window:
-                j += 1
-            best = max(best, i - j + 1)
-        return best
-
-    def owner_runs(self, since: float = 0.0) -> list[int]:
-        """The pids in request order with repeats folded: one entry per period of ownership."""
-        runs: list[int] = []
-        for t, pid, _ in self.requests:
-            if t < since:
-                continue
-            if not runs or runs[-1] != pid:
-                runs.append(pid)
-        return runs
 
 
 async def _gateways(count: int, ports: list[int] | None = None) -> list[OpenDSimulator]:
@@ -126,7 +79,7 @@ async def test_two_workers_two_gateways_handover_after_kill9_within_budget(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
     sims = await _gateways(2)
-    logs = {f"g{i + 1}": GatewayLog(sim) for i, sim in enumerate(sims)}
+    logs = {f"g{i + 1}": RequestLog(sim) for i, sim in enumerate(sims)}
     topics = Topics(topic_prefix)
     await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(topics.names.values()), 3)
     app_id = f"capflow-{uuid.uuid4().hex[:8]}"
@@ -144,14 +97,16 @@ async def test_two_workers_two_gateways_handover_after_kill9_within_budget(
             )
             owner = {label: (w1 if label in owned(w1) else w2) for label in logs}
             steady = time.monotonic()
+            shares = {label: set(spread.share(WATCHLIST, ["g1", "g2"], label)) for label in logs}
             await wait_for(
-                lambda: all(log.pids(steady) for log in logs.values()), 60, "both gateways polled"
+                lambda: all(log.codes(steady) >= shares[label] for label, log in logs.items()),
+                60,
+                "each gateway's share polled",
             )
-            await asyncio.sleep(3)
             for label, log in logs.items():
                 # Exactly one worker polls each gateway, and it polls the gateway's share.
                 assert log.pids(steady) == {owner[label].proc.pid}, (label, log.pids(steady))
-                assert log.codes(steady) == set(spread.share(WATCHLIST, ["g1", "g2"], label))
+                assert log.codes(steady) == shares[label]
 
             victim, survivor = owner["g1"], owner["g2"]
             victim.kill()  # SIGKILL: no goodbye to the group
@@ -162,11 +117,14 @@ async def test_two_workers_two_gateways_handover_after_kill9_within_budget(
                 "the survivor to take gateway g1 over",
             )
             taken = time.monotonic()
-            await asyncio.sleep(3)
+            # The survivor now polls the whole watchlist (the spread did not change).
+            await wait_for(
+                lambda: logs["g1"].codes(taken) | logs["g2"].codes(taken) == set(WATCHLIST),
+                30,
+                "the whole watchlist polled by the survivor",
+            )
             assert owned(survivor) == {"g1", "g2"}
             assert survivor.proc.poll() is None, survivor.tail()
-            # The survivor now polls the whole watchlist (the spread did not change).
-            assert logs["g1"].codes(taken) | logs["g2"].codes(taken) == set(WATCHLIST)
     finally:
         for sim in sims:
             await sim.stop()
@@ -194,7 +152,7 @@ async def test_refused_gateway_moves_its_securities_and_gets_them_back(
 ) -> None:
     (up,) = await _gateways(1)
     down_port = free_port()  # nothing listens here yet
-    logs = {"g1": GatewayLog(up)}
+    logs = {"g1": RequestLog(up)}
     topics = Topics(topic_prefix)
     await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(topics.names.values()), 3)
     extra = [
@@ -224,11 +182,20 @@ async def test_refused_gateway_moves_its_securities_and_gets_them_back(
             assert metric(w.web_port, "capflow_gateway_requests_total", ok_g1) > 0
             # g2 comes back: its share returns to it, g1 drops it.
             returned.append((await _gateways(1, [down_port]))[0])
-            logs["g2"] = GatewayLog(returned[0])
+            logs["g2"] = RequestLog(returned[0])
             await wait_for(lambda: bool(logs["g2"].requests), 60, "g2 to be polled again")
             back = time.monotonic()
-            await asyncio.sleep(4)
             share2 = set(spread.share(WATCHLIST, ["g1", "g2"], "g2"))
+            # A full round of the watchlist from g1 a second on: time to have dropped share2.
+            await wait_for(
+                lambda: (
+                    logs["g2"].codes(back) >= share2
+                    and len([t for t, _, _ in logs["g1"].requests if t >= back + 1])
+                    >= len(WATCHLIST)
+                ),
+                30,
+                "g2 to poll its share and g1 a full round",
+            )
             assert logs["g2"].codes(back) == share2
             assert logs["g1"].codes(back + 1) == set(WATCHLIST) - share2
             assert w.proc.poll() is None, w.tail()
@@ -240,11 +207,8 @@ async def test_refused_gateway_moves_its_securities_and_gets_them_back(
         assert log.max_in_window(WINDOW) <= LIMIT, label
 
 
-async def test_opend_sim_serves_several_gateways_each_with_its_own_budget() -> None:
+async def test_opend_sim_serves_several_gateways_each_with_its_own_budget(tmp_path: Path) -> None:
     """``capflow opend-sim --gateways 3``: three ports, one market, three budgets."""
-    import subprocess
-    import sys
-
     from streams.broker.local import port_open
     from streams.opend.client import OpenDClient
     from streams.opend.errors import RateLimitError
@@ -253,17 +217,12 @@ async def test_opend_sim_serves_several_gateways_each_with_its_own_budget() -> N
         p for p in (free_port() for _ in range(50))
         if not port_open("127.0.0.1", p + 1) and not port_open("127.0.0.1", p + 2)
     )  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "opend-sim", "--port", str(first),
-         "--gateways", "3", "--speed", "0", "--rate-limit-requests", "2",
-         "--rate-limit-window", "60"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(3)]
-        for i, line in enumerate(lines):
-            assert f"gateway {i} listening on 127.0.0.1:{first + i} " in line, lines
+    with capflow(
+        "opend-sim", "--port", str(first), "--gateways", "3", "--speed", "0",
+        "--rate-limit-requests", "2", "--rate-limit-window", "60", log=tmp_path / "sim.log",
+    ) as sim:  # fmt: skip
+        for i in range(3):
+            await sim.wait_output(f"gateway {i} listening on 127.0.0.1:{first + i} ", 30)
         clients = [OpenDClient("127.0.0.1", first + i, timeout=5) for i in range(3)]
         try:
             for c in clients:
@@ -282,6 +241,3 @@ async def test_opend_sim_serves_several_gateways_each_with_its_own_budget() -> N
         finally:
             for c in clients:
                 await c.close()
-    finally:
-        proc.terminate()
-        proc.wait(10)

@@ -9,24 +9,30 @@ a real worker without --ignore-market-hours.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-from datetime import UTC, datetime
+import json
+import urllib.request
 from pathlib import Path
+from typing import Any
 
-import aiohttp
 import pytest
 
-from streams.broker.local import free_port
 from streams.opend.client import OpenDClient
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
 from streams.opend_sim.scenario import parse_scenario
 from streams.opend_sim.server import OpenDSimulator
 from streams.polling import market_state
-from streams.polling.poller import Poller
 from streams.timing.ratelimit import SlidingWindowLimiter
-from tests.integration.harness import RequestLog, Topics, Worker, wait_for, workers_stopped
+from tests.fakes import HK_OPEN, WEEKEND, FakeClock, poller_on
+from tests.integration.harness import (
+    FAST_LIMIT,
+    RequestLog,
+    Topics,
+    Worker,
+    start_worker,
+    wait_for,
+    workers_stopped,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -35,36 +41,17 @@ SCENARIO = parse_scenario(
 )
 IN_SESSION = SCENARIO.start + 1800  # Monday 2024-06-03 10:00 HKT
 HOLIDAY = IN_SESSION + 86400  # Tuesday 10:00 HKT, a holiday in the scenario
-SATURDAY_WALL = datetime(2026, 11, 28, 2, 0, tzinfo=UTC).timestamp()  # table: all closed
-TUESDAY_WALL = datetime(2026, 11, 24, 2, 0, tzinfo=UTC).timestamp()  # table: HK open
-
-
-class WallClock:
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 async def poll_for_a_while(sim_time: float, wall: float) -> tuple[list[str], OpenDSimulator]:
     sim = OpenDSimulator(MarketModel(SCENARIO), SimClock(sim_time, speed=0))
     await sim.start()
-    published: list[str] = []
-
-    async def publish(key: str, value: bytes) -> None:
-        published.append(key)
-
-    clock = WallClock(wall)
+    clock = FakeClock(wall)
     client = OpenDClient("127.0.0.1", sim.port, timeout=2)
     try:
-        poller = Poller(
-            client, publish, ["HK.00700"], SlidingWindowLimiter(1000, 1.0, clock),
-            wall_clock=clock, sleep=clock.sleep, market_state=market_state.for_client(client),
+        poller, published = poller_on(
+            clock, client, ["HK.00700"], limiter=SlidingWindowLimiter(1000, 1.0, clock),
+            market_state=market_state.for_client(client),
         )  # fmt: skip
         for _ in range(10):
             await poller.step()
@@ -73,19 +60,24 @@ async def poll_for_a_while(sim_time: float, wall: float) -> tuple[list[str], Ope
     finally:
         await client.close()
         await sim.stop()
-    return published, sim
+    return [key for key, _ in published], sim
 
 
 async def test_polls_in_the_simulated_session_though_the_table_says_closed() -> None:
-    published, sim = await poll_for_a_while(IN_SESSION, SATURDAY_WALL)
+    published, sim = await poll_for_a_while(IN_SESSION, WEEKEND)  # the hours table: all closed
     assert published == ["HK.00700"] * 10
     assert sim.counts[1002] >= 1  # it asked OpenD for the market state
 
 
 async def test_spends_nothing_on_a_holiday_though_the_table_says_open() -> None:
-    published, sim = await poll_for_a_while(HOLIDAY, TUESDAY_WALL)
+    published, sim = await poll_for_a_while(HOLIDAY, HK_OPEN)  # the hours table: HK open
     assert published == [] and sim.counts[3212] == 0
     assert sim.counts[1002] >= 1
+
+
+def polling_status(worker: Worker) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/polling/", timeout=5) as r:
+        return dict(json.loads(r.read()))
 
 
 async def test_worker_polls_a_simulated_session_without_ignore_market_hours(
@@ -94,36 +86,28 @@ async def test_worker_polls_a_simulated_session_without_ignore_market_hours(
     sim = OpenDSimulator(MarketModel(SCENARIO), SimClock(IN_SESSION, speed=0))
     await sim.start()
     requests = RequestLog(sim)
-    web_port = free_port()
-    cmd = [
-        sys.executable, "-m", "streams.cli", "worker",
-        "--kafka-bootstrap", kafka_bootstrap, "--opend-port", str(sim.port),
-        "--watchlist", "HK.00700", "--app-id", f"{topic_prefix}-ms",
-        "--web-port", str(web_port), "--data-dir", str(tmp_path / "w"),
-        "--rate-limit-requests", "100", "--rate-limit-window", "10", "--no-leader-grace",
-        "--loglevel", "info", *Topics(topic_prefix).args(),
-    ]  # fmt: skip
-    log = tmp_path / "worker.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    worker = Worker(proc, log, web_port)
+    worker = start_worker(
+        kafka_bootstrap, Topics(topic_prefix), f"{topic_prefix}-ms", tmp_path,
+        opend_port=sim.port, extra=FAST_LIMIT, ignore_market_hours=False,
+    )  # fmt: skip
     try:
         with workers_stopped(worker):
             await wait_for(lambda: len(requests.times) >= 3, 90, "capital distribution requests")
-            async with (
-                aiohttp.ClientSession() as http,
-                http.get(f"http://127.0.0.1:{web_port}/polling/") as resp,
-            ):
-                status = await resp.json()
+            status = polling_status(worker)
             assert status["poller"] is True
             assert status["markets"]["HK"] == {"open": True, "state": 3, "source": "opend"}
             # The simulated market closes (a holiday): OpenD pushes a Notify, the worker
             # asks again, and no more budget is spent.
             sim.clock.set(HOLIDAY)
             await wait_for(lambda: sim.counts[1002] >= 2, 60, "a market state refresh")
+            await wait_for(
+                lambda: polling_status(worker)["markets"]["HK"]["open"] is False,
+                30,
+                "the worker to see HK closed",
+            )
             settled = len(requests.times)
-            await asyncio.sleep(3)
+            await asyncio.sleep(1.0)  # ten requests' time at FAST_LIMIT's pace
             assert len(requests.times) <= settled + 1, worker.tail()
-            assert proc.poll() is None, worker.tail()
+            assert worker.running(), worker.tail()
     finally:
         await sim.stop()

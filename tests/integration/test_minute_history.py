@@ -21,6 +21,7 @@ from streams.kafka.topics import ensure_topics
 from streams.opend.framing import PROTO_QOT_GET_CAPITAL_DISTRIBUTION, PROTO_QOT_GET_CAPITAL_FLOW
 from streams.pb.capflow.v1.capital_flow_pb2 import CapitalFlowSeries
 from tests.integration.harness import (
+    FAST_LIMIT,
     Topics,
     alerts_of,
     expected_reversals,
@@ -36,7 +37,6 @@ pytestmark = pytest.mark.integration
 SPEED = 100.0  # simulated seconds per wall second
 WINDOW = 300.0
 WATCHLIST = ["HK.00700", "HK.09988", "HK.01810"]
-FAST = ["--rate-limit-requests", "100", "--rate-limit-window", "10", "--no-leader-grace"]
 
 
 async def _run(
@@ -56,7 +56,7 @@ async def _run(
     await ensure_topics({"bootstrap_servers": kafka_bootstrap}, topics.all(), 3)
     worker = start_worker(
         kafka_bootstrap, topics, f"capflow-{uuid.uuid4().hex[:8]}", tmp_path,
-        opend_port=sim.port, watchlist=WATCHLIST, extra=[*FAST, "--opend-timeout", "0.5"],
+        opend_port=sim.port, watchlist=WATCHLIST, extra=[*FAST_LIMIT, "--opend-timeout", "0.5"],
     )  # fmt: skip
     try:
         with workers_stopped(worker):

@@ -22,6 +22,7 @@ from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
 from streams.opend_sim.scenario import DEMO_PATH, load_scenario
 from streams.opend_sim.server import OpenDSimulator
+from tests.integration.harness import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -173,9 +174,8 @@ async def test_keep_alive_at_server_interval() -> None:
         OpenDClient("127.0.0.1", sim.port, timeout=2) as client,
     ):
         assert client.keep_alive_interval == 1
-        await asyncio.sleep(1.3)
         (conn,) = sim.connections.values()
-        assert conn.counts[framing.PROTO_KEEP_ALIVE] >= 1
+        await wait_for(lambda: conn.counts[framing.PROTO_KEEP_ALIVE] >= 1, 5, "a KeepAlive", 0.05)
         state = await client.get_global_state()
         assert state.qotLogined and state.marketHK == 3  # morning session at 09:50 HKT
 

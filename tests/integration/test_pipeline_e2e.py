@@ -17,6 +17,7 @@ from tests.integration.harness import (
     Topics,
     alerts_of,
     expected_reversals,
+    rate_limit,
     read_topic,
     start_scenario_sim,
     start_worker,
@@ -26,16 +27,18 @@ from tests.integration.harness import (
 
 pytestmark = pytest.mark.integration
 
-SPEED = 100.0  # simulated seconds per wall second
+# Simulated seconds per wall second, and the budget that keeps each security polled every
+# 30 simulated seconds at that speed (20 requests a second over 3 securities).
+SPEED = 200.0
+REQUESTS = 200
 WINDOW = 300.0
 WATCHLIST = ["HK.00700", "HK.09988", "HK.01810"]
-FAST_LIMIT = ["--rate-limit-requests", "100", "--rate-limit-window", "10", "--no-leader-grace"]
 
 
 async def test_scripted_reversals_are_alerted_exactly(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
-    sim, scenario = await start_scenario_sim()
+    sim, scenario = await start_scenario_sim(requests=REQUESTS)
     clock = sim.clock  # frozen until the worker polls
     topics = Topics(topic_prefix)
     names = topics.names
@@ -49,7 +52,7 @@ async def test_scripted_reversals_are_alerted_exactly(
 
     worker = start_worker(
         kafka_bootstrap, topics, f"capflow-{uuid.uuid4().hex[:8]}", tmp_path,
-        opend_port=sim.port, watchlist=WATCHLIST, extra=FAST_LIMIT,
+        opend_port=sim.port, watchlist=WATCHLIST, extra=rate_limit(REQUESTS),
     )  # fmt: skip
     with workers_stopped(worker):
         try:

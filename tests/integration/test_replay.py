@@ -10,9 +10,7 @@ outputs must be identical.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -31,7 +29,9 @@ from streams.processing.thresholds import ThresholdConfig
 from streams.recording import read_recording, to_json_line
 from tests.integration.harness import (
     Topics,
+    rate_limit,
     read_to_end,
+    read_topic,
     run_cli,
     start_scenario_sim,
     start_worker,
@@ -41,10 +41,12 @@ from tests.integration.harness import (
 
 pytestmark = pytest.mark.integration
 
-SPEED = 100.0  # simulated seconds per wall second
+# Simulated seconds per wall second, and the budget that keeps each security polled every
+# 30 simulated seconds at that speed (20 requests a second over 3 securities).
+SPEED = 200.0
+REQUESTS = 200
 RUN_S = 2400.0  # simulated seconds of the scenario to run live: flips at 900, 1200, 2100
 WATCHLIST = ["HK.00700", "HK.09988", "HK.01810"]
-FAST_LIMIT = ["--rate-limit-requests", "100", "--rate-limit-window", "10", "--no-leader-grace"]
 
 
 def flows_by_security(records: list[Any]) -> dict[str, list[dict[str, Any]]]:
@@ -94,10 +96,14 @@ def snapshots_of(records: list[Any]) -> list[DistributionSnapshot]:
 async def test_replay_of_a_recorded_day_matches_the_live_run(
     kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:
-    sim, scenario = await start_scenario_sim()
+    sim, scenario = await start_scenario_sim(requests=REQUESTS)
     clock = sim.clock  # frozen until the worker polls
     live, again = Topics(f"{topic_prefix}live"), Topics(f"{topic_prefix}replay")
-    await ensure_topics({"bootstrap_servers": kafka_bootstrap}, list(live.names.values()), 3)
+    # Both topic sets up front, with the worker's partitions: a reader subscribing to a
+    # topic no one has created yet would have the broker create it with one partition.
+    await ensure_topics(
+        {"bootstrap_servers": kafka_bootstrap}, [*live.names.values(), *again.names.values()], 3
+    )
 
     async def series_of(topic: str) -> list[CapitalFlowSeries]:
         return [
@@ -107,7 +113,7 @@ async def test_replay_of_a_recorded_day_matches_the_live_run(
     # -- the live run ---------------------------------------------------------------
     worker = start_worker(
         kafka_bootstrap, live, f"capflow-{uuid.uuid4().hex[:8]}", tmp_path,
-        opend_port=sim.port, watchlist=WATCHLIST, name="live", extra=FAST_LIMIT,
+        opend_port=sim.port, watchlist=WATCHLIST, name="live", extra=rate_limit(REQUESTS),
     )  # fmt: skip
     try:
         with workers_stopped(worker):
@@ -127,19 +133,20 @@ async def test_replay_of_a_recorded_day_matches_the_live_run(
             live_snaps: list[DistributionSnapshot] = []
             expected: dict[str, int] = {}
             live_flow_records: list[Any] = []
-            deadline = time.monotonic() + 60
-            while True:
-                live_snaps = snapshots_of(
-                    await read_to_end(kafka_bootstrap, live.names["distribution"])
-                )
+            progress: dict[str, Any] = {}
+
+            async def caught_up() -> bool:
+                nonlocal live_snaps, expected, live_flow_records
+                records = await read_to_end(kafka_bootstrap, live.names["distribution"])
+                live_snaps = snapshots_of(records)
                 last = {s.security: s.update_timestamp for s in live_snaps}
                 expected, _ = offline(live_snaps, await series_of(live.names["capitalflow"]))
                 live_flow_records = await read_to_end(kafka_bootstrap, live.names["flow"])
                 got = {s: len(f) for s, f in flows_by_security(live_flow_records).items()}
-                if all(last.get(s) == frozen_at for s in WATCHLIST) and got == expected:
-                    break
-                assert time.monotonic() < deadline, (got, expected, last, worker.tail())
-                await asyncio.sleep(1.0)
+                progress.update(got=got, expected=expected, last=last)
+                return all(last.get(s) == frozen_at for s in WATCHLIST) and got == expected
+
+            await wait_for(caught_up, 60, lambda: f"every flow: {progress}\n{worker.tail()}", 0.5)
             assert worker.proc.poll() is None, "the live worker died:\n" + worker.tail()
     finally:
         await sim.stop()
@@ -216,21 +223,16 @@ async def test_replay_of_a_recorded_day_matches_the_live_run(
     )  # fmt: skip
     with workers_stopped(replayer):
         total = sum(len(f) for f in live_flows.values())
-        flow_records: list[Any] = []
-        deadline = time.monotonic() + 90
-        while len(flow_records) < total:
-            assert replayer.proc.poll() is None, "the replay worker died:\n" + replayer.tail()
-            assert time.monotonic() < deadline, (len(flow_records), total, replayer.tail())
-            await asyncio.sleep(1.0)
-            flow_records = await read_to_end(kafka_bootstrap, again.names["flow"])
-        # Alerts are awaited before the state moves on; give stragglers a moment anyway.
-        alert_records: list[Any] = []
-        deadline = time.monotonic() + 15
-        while len(alert_records) < len(live_alerts) and time.monotonic() < deadline:
-            alert_records = await read_to_end(kafka_bootstrap, again.names["alerts"])
-            await asyncio.sleep(0.5)
-        await asyncio.sleep(1.0)  # extras, if any, would be right behind
-        alert_records = await read_to_end(kafka_bootstrap, again.names["alerts"])
+        flow_records = await read_topic(
+            kafka_bootstrap, again.names["flow"], until=lambda r: len(r) >= total, timeout=90
+        )
+        assert len(flow_records) >= total, (len(flow_records), total, replayer.tail())
+        # Alerts are awaited before the state moves on; extras, if any, would be right
+        # behind the expected ones: a second's settle catches them.
+        alert_records = await read_topic(
+            kafka_bootstrap, again.names["alerts"],
+            until=lambda r: len(r) >= len(live_alerts), timeout=15, settle=1.0,
+        )  # fmt: skip
         flow_records = await read_to_end(kafka_bootstrap, again.names["flow"])
         assert replayer.proc.poll() is None, "the replay worker died:\n" + replayer.tail()
 

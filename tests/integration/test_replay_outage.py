@@ -8,10 +8,7 @@ the topic once the broker is back.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +19,7 @@ from streams.devtools import end_offsets
 from streams.kafka.topics import ensure_topics
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.recording import to_json_line
-from tests.integration.harness import run_cli
+from tests.integration.harness import capflow, run_cli, wait_for
 from tests.integration.secure_kafka import free_ports
 
 pytestmark = pytest.mark.integration
@@ -67,27 +64,27 @@ async def test_broker_death_mid_replay_reports_the_confirmed_count(
     path = recording(tmp_path / "day.jsonl", total)
     topic = "outage.distribution"
     await ensure_topics({"bootstrap_servers": own_broker.bootstrap}, [topic], 3)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "streams.cli", "replay", str(path),
-        "--kafka-bootstrap", own_broker.bootstrap, "--topic-distribution", topic,
-        "--realtime", "--speed", "100", "--send-timeout", "5",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    replay = capflow(
+        "replay", str(path), "--kafka-bootstrap", own_broker.bootstrap,
+        "--topic-distribution", topic,
+        # Two seconds without an acknowledgement is a failure (30 s by default): a local
+        # broker acknowledges in milliseconds, and the replay gives up sooner after the kill.
+        "--realtime", "--speed", "100", "--send-timeout", "2",
+        log=tmp_path / "replay.out", stderr=tmp_path / "replay.err",
     )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while await topic_size(own_broker.bootstrap, topic) < 200:
-            assert time.monotonic() < deadline and proc.returncode is None, "replay did not start"
-            await asyncio.sleep(0.2)
+    with replay:
+
+        async def started() -> bool:
+            assert replay.running(), f"replay exited:\n{replay.tail()}"
+            return await topic_size(own_broker.bootstrap, topic) >= 200
+
+        await wait_for(started, 60, "200 snapshots on the topic")
         own_broker.kill()
-        out_b, err_b = await asyncio.wait_for(proc.communicate(), 120)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    out, err = out_b.decode(), err_b.decode()
+        code = await replay.wait_exit(120)
+    out, err = replay.log_text(), replay.stderr_text()
 
     # Before: exit 0, "replayed 3000 snapshots", and one unretrieved-future log per record.
-    assert proc.returncode == 1, (out, err[-2000:])
+    assert code == 1, (out, err[-2000:])
     assert out == ""
     assert "Future exception was never retrieved" not in err
     assert "Traceback" not in err

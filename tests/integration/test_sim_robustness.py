@@ -16,7 +16,7 @@ from streams.opend_sim.market import MarketModel
 from streams.opend_sim.scenario import parse_scenario
 from streams.opend_sim.server import OpenDSimulator
 from streams.pb.opend import InitConnect_pb2, Notify_pb2
-from tests.integration.harness import exchange
+from tests.integration.harness import exchange, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -127,7 +127,7 @@ async def test_client_reports_bad_frames_from_server() -> None:
         frame[-1] ^= 0xFF
         writer.write(bytes(frame))
         await writer.drain()
-        await asyncio.sleep(1)
+        await asyncio.wait_for(reader.read(), 10)  # open until the client drops it
         writer.close()
 
     server = await asyncio.start_server(bad_server, "127.0.0.1", 0)
@@ -181,7 +181,9 @@ async def test_connection_without_keep_alive_is_closed() -> None:
         writer.close()
         # Our client sends KeepAlive (at 4/5 of the interval) and stays connected.
         async with OpenDClient("127.0.0.1", server.port, timeout=2) as client:
-            await asyncio.sleep(2.5)
+            # Three KeepAlives take longer than the two seconds the server allows without.
+            conn = server.connections[2]
+            await wait_for(lambda: conn.counts[framing.PROTO_KEEP_ALIVE] >= 3, 10, "KeepAlives")
             assert client.connected
             assert not server.connections[2].closed
     finally:

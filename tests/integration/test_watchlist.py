@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiokafka.structs import ConsumerRecord
 
-from streams.devtools import metric_value, wait_log
+from streams.devtools import metric_value
 from streams.kafka.topics import ensure_topics
 from streams.opend.framing import PROTO_QOT_GET_CAPITAL_DISTRIBUTION as DIST
 from streams.opend.framing import PROTO_QOT_GET_CAPITAL_FLOW as FLOW
@@ -65,8 +65,8 @@ async def test_a_security_added_to_the_file_is_polled_and_a_removed_one_no_more(
                 "both securities of the file polled",
             )
             write_atomically(watchlist, "HK.00700\n# HK.09988 sold\nHK.01810\n")
-            await wait_log(
-                worker, "watchlist changed: 1 added (HK.01810), 1 removed (HK.09988)", 30
+            await worker.wait_output(
+                "watchlist changed: 1 added (HK.01810), 1 removed (HK.09988)", 30
             )
             # Both budgets' loops have passed any request chosen before the change once
             # each has asked for the new security.
@@ -137,7 +137,7 @@ async def test_a_worker_follows_a_watchlist_group_of_the_simulator(
             sim.user_groups["Tech"] = ["HK.00700", "HK.09988"]  # added in the app
             await wait_for(lambda: counts[(DIST, "HK.09988")] > 0, 30, "the added one polled")
             del sim.user_groups["Tech"]  # the group deleted in the app: a warning
-            await wait_log(worker, "watchlist group not re-read", 30)
+            await worker.wait_output("watchlist group not re-read", 30)
             listed = status(worker)["watchlist"]  # /status/ says which source fails and why
             assert listed["securities"] == 2
             assert "no such watchlist group" in listed["failing"]["group"]

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streams.kafka.topics import ensure_topics
 from tests.integration.harness import (
+    FAST_LIMIT,
     Topics,
     read_topic,
     start_scenario_sim,
@@ -29,7 +30,6 @@ pytestmark = pytest.mark.integration
 SPEED = 30.0  # slow: HK.00700 must still be in its opening inflow when checked
 KNOWN = ["HK.00700", "HK.09988"]
 UNKNOWN = "HK.99999"  # the simulator answers "unknown stock"
-FAST_LIMIT = ["--rate-limit-requests", "100", "--rate-limit-window", "10", "--no-leader-grace"]
 
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -53,7 +53,7 @@ def flow(
 # -- the floor ------------------------------------------------------------------------
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     n=st.integers(min_value=1, max_value=25),
     slack=st.integers(min_value=0, max_value=10),

@@ -117,7 +117,7 @@ def failing_fold(batch: Batch, s: Snapshot) -> None:
         processor.take = original  # type: ignore[method-assign]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(days(), st.lists(st.integers(0, 60), max_size=6))
 def test_batches_equal_record_by_record(snaps: list[Snapshot], cuts: list[int]) -> None:
     assert in_batches(snaps, cuts) == one_by_one(snaps)

@@ -25,24 +25,9 @@ from streams.sinks.delivery import (
     deliver,
 )
 from streams.sinks.http import DeliveryError
+from tests.fakes import FakeClock
 
 EVENT = {"id": "0123456789abcdef0123456789abcdef", "data": {"security": "HK.00700"}}
-
-
-class FakeClock:
-    """Wall clock that only moves when the code under test sleeps."""
-
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, delay: float) -> None:
-        assert delay >= 0
-        self.sleeps.append(delay)
-        self.now += delay
 
 
 @dataclass

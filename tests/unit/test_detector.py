@@ -343,7 +343,7 @@ def process(
     return out
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(snapshot_streams(), PARAMS, st.integers(0, 60))
 def test_replay_with_restart_gives_identical_points_and_alert_ids(
     snaps: list[Snapshot], params: DetectorParams, cut: int

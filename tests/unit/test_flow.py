@@ -346,7 +346,7 @@ def brute_force(snaps: list[Snapshot], window: float) -> list[float | str | None
     return results
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(sequences(), st.sampled_from([1.0, 60.0, 300.0]))
 def test_monotone_inputs_match_brute_force(snaps: list[Snapshot], window: float) -> None:
     state = FlowState(window=window)
@@ -355,7 +355,7 @@ def test_monotone_inputs_match_brute_force(snaps: list[Snapshot], window: float)
     assert got == brute_force(snaps, window)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(sequences(resets=True), st.integers(min_value=0, max_value=40))
 def test_replay_from_restored_state_is_identical(snaps: list[Snapshot], cut: int) -> None:
     full = run(FlowState(), snaps)
@@ -367,7 +367,7 @@ def test_replay_from_restored_state_is_identical(snaps: list[Snapshot], cut: int
     assert head + run(restored, snaps[cut:]) == full
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(sequences(resets=True), st.sampled_from([30.0, 300.0]))
 def test_corrections_never_make_a_negative_spike(snaps: list[Snapshot], window: float) -> None:
     """R_W(L) >= -(genuine growth of out_super + out_big over the window's steps).
@@ -433,7 +433,7 @@ def plain_change(snaps: list[Snapshot], k: int, window: float, series: Any) -> f
     return float(series(s) - (series(base[-1]) if base else 0.0))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(corrected_days(), st.sampled_from([30.0, 300.0]))
 def test_per_amount_corrections(snaps: list[Snapshot], window: float) -> None:
     """T never decreases; a corrected amount's step is zero, every other amount's step
@@ -474,7 +474,7 @@ def test_per_amount_corrections(snaps: list[Snapshot], window: float) -> None:
         prev_raw, prev_adj, prev_t = raw, adj, state.history[-1].turnover
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(sequences(), st.sampled_from([1.0, 60.0, 300.0]))
 def test_without_corrections_every_change_is_the_plain_definition(
     snaps: list[Snapshot], window: float

@@ -14,9 +14,11 @@ from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.polling.history import HistoryFetcher, HistoryPlanner
 from streams.polling.poller import Poller
 from streams.timing.ratelimit import SlidingWindowLimiter
+from tests.fakes import FakeClock
 
 DAY = "2024-06-03"
 OPEN = 1_717_378_200.0  # 09:30 HKT
+ELEVEN = OPEN + 5400  # 11:00 HKT, where the tests' fake clock starts
 
 
 def flow(security: str, t: float, baseline: str = "snapshot", **over: Any) -> dict[str, Any]:
@@ -35,62 +37,54 @@ def flow(security: str, t: float, baseline: str = "snapshot", **over: Any) -> di
     return record
 
 
-class Clock:
-    def __init__(self, t: float = OPEN + 5400) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
 # -- the planner ----------------------------------------------------------------------------
 
 
 def test_without_baseline_first_hottest_first_then_unseen_then_nothing() -> None:
-    clock = Clock()
+    clock = FakeClock(ELEVEN)
     plan = HistoryPlanner(clock=clock)
     due = ["HK.00001", "HK.00002", "HK.00003", "HK.00004"]
-    plan.observe_flow("HK.00001", flow("HK.00001", clock.t))
-    plan.observe_flow("HK.00002", flow("HK.00002", clock.t, "none", turnover=1e7))
-    plan.observe_flow("HK.00003", flow("HK.00003", clock.t, "none", turnover=9e8))
-    assert plan.next(due, clock.t) == "HK.00003"
+    plan.observe_flow("HK.00001", flow("HK.00001", clock.now))
+    plan.observe_flow("HK.00002", flow("HK.00002", clock.now, "none", turnover=1e7))
+    plan.observe_flow("HK.00003", flow("HK.00003", clock.now, "none", turnover=9e8))
+    assert plan.next(due, clock.now) == "HK.00003"
     assert plan.waiting() == ["HK.00002", "HK.00003"]
-    plan.fetched("HK.00003", clock.t)
-    assert plan.next(due, clock.t) == "HK.00002"
-    plan.fetched("HK.00002", clock.t)
-    assert plan.next(due, clock.t) == "HK.00004"  # never seen: its warm start
-    plan.fetched("HK.00004", clock.t)
-    assert plan.next(due, clock.t) is None  # the budget is not spent for nothing
+    plan.fetched("HK.00003", clock.now)
+    assert plan.next(due, clock.now) == "HK.00002"
+    plan.fetched("HK.00002", clock.now)
+    assert plan.next(due, clock.now) == "HK.00004"  # never seen: its warm start
+    plan.fetched("HK.00004", clock.now)
+    assert plan.next(due, clock.now) is None  # the budget is not spent for nothing
     # Still no baseline a minute later: the series did not help, ask again.
-    clock.t += 60
-    assert plan.next(due, clock.t) == "HK.00003"
+    clock.now += 60
+    assert plan.next(due, clock.now) == "HK.00003"
     # A baseline at last: no longer waiting.
-    plan.observe_flow("HK.00003", flow("HK.00003", clock.t, "minute"))
-    plan.observe_flow("HK.00002", flow("HK.00002", clock.t, "minute"))
-    assert plan.waiting() == [] and plan.next(due, clock.t) is None
+    plan.observe_flow("HK.00003", flow("HK.00003", clock.now, "minute"))
+    plan.observe_flow("HK.00002", flow("HK.00002", clock.now, "minute"))
+    assert plan.waiting() == [] and plan.next(due, clock.now) is None
 
 
 def test_before_a_poll_a_series_only_where_it_sharpens_r_w() -> None:
-    clock = Clock()
+    clock = FakeClock(ELEVEN)
     plan = HistoryPlanner(clock=clock, sharpen_gap=60.0)
     fresh, far, turning = "HK.00001", "HK.00002", "HK.00003"
-    plan.observe_flow(fresh, flow(fresh, clock.t, baseline_ts=clock.t - 310.0))
-    plan.observe_flow(far, flow(far, clock.t, baseline_ts=clock.t - 600.0))
-    plan.observe_flow(turning, flow(turning, clock.t, change={"large": -1e6}))
+    plan.observe_flow(fresh, flow(fresh, clock.now, baseline_ts=clock.now - 310.0))
+    plan.observe_flow(far, flow(far, clock.now, baseline_ts=clock.now - 600.0))
+    plan.observe_flow(turning, flow(turning, clock.now, change={"large": -1e6}))
     for s in (fresh, far, turning):
-        plan.polled(s, clock.t)
-    assert not plan.wants_before_poll(fresh, clock.t)
-    assert plan.wants_before_poll(far, clock.t)  # its R_W reached 300 s before t - W
-    assert plan.wants_before_poll(turning, clock.t)  # INFLOW, but large orders now sell
-    plan.fetched(far, clock.t + 1)
-    assert not plan.wants_before_poll(far, clock.t + 2)  # one series per poll is enough
-    plan.polled(far, clock.t + 30)
-    assert plan.wants_before_poll(far, clock.t + 60)
-    assert plan.wants_before_poll("HK.09999", clock.t)  # never seen: its warm start
+        plan.polled(s, clock.now)
+    assert not plan.wants_before_poll(fresh, clock.now)
+    assert plan.wants_before_poll(far, clock.now)  # its R_W reached 300 s before t - W
+    assert plan.wants_before_poll(turning, clock.now)  # INFLOW, but large orders now sell
+    plan.fetched(far, clock.now + 1)
+    assert not plan.wants_before_poll(far, clock.now + 2)  # one series per poll is enough
+    plan.polled(far, clock.now + 30)
+    assert plan.wants_before_poll(far, clock.now + 60)
+    assert plan.wants_before_poll("HK.09999", clock.now)  # never seen: its warm start
 
 
 def test_a_late_record_of_an_earlier_day_changes_nothing() -> None:
-    plan = HistoryPlanner(clock=Clock())
+    plan = HistoryPlanner(clock=FakeClock(ELEVEN))
     plan.observe_flow("HK.00001", flow("HK.00001", OPEN, "minute"))
     plan.observe_flow(
         "HK.00001", {**flow("HK.00001", OPEN - 86400, "none"), "trading_day": "2024-05-31"}
@@ -154,7 +148,7 @@ async def _no_sleep(_: float) -> None:
 
 
 def fetcher(
-    client: FakeClient, clock: Clock, published: list[tuple[str, bytes]], window: float = 30.0
+    client: FakeClient, clock: FakeClock, published: list[tuple[str, bytes]], window: float = 30.0
 ) -> HistoryFetcher:
     async def publish(key: str, value: bytes) -> None:
         published.append((key, value))
@@ -164,13 +158,13 @@ def fetcher(
 
 
 async def test_a_fetched_series_is_published_and_named_by_the_next_snapshot() -> None:
-    clock, published = Clock(), []
+    clock, published = FakeClock(ELEVEN), []
     client = FakeClient()
     history = fetcher(client, clock, published)
     assert await history.fetch("HK.00700")
     ((key, value),) = published
     record = CapitalFlowSeries.FromString(value)
-    assert key == "HK.00700" and record.received_at_ms == int(clock.t * 1000)
+    assert key == "HK.00700" and record.received_at_ms == int(clock.now * 1000)
     assert len(record.rows) == 4 and record.source == "opend://fake:1"
     assert history.ref("HK.00700") == record.received_at_ms and history.ref("HK.00005") == 0
 
@@ -179,7 +173,7 @@ async def test_a_fetched_series_is_published_and_named_by_the_next_snapshot() ->
     async def publish_snapshot(key: str, value: bytes) -> None:
         snapshots.append(value)
 
-    clock.t += 5
+    clock.now += 5
     poller = Poller(
         client, publish_snapshot, ["HK.00700"], SlidingWindowLimiter(10, 30.0, clock),
         ignore_market_hours=True, wall_clock=clock, sleep=_no_sleep, history=history,
@@ -190,7 +184,7 @@ async def test_a_fetched_series_is_published_and_named_by_the_next_snapshot() ->
 
 
 async def test_failures_are_counted_and_a_rate_limit_waits_a_window() -> None:
-    clock, published = Clock(), []
+    clock, published = FakeClock(ELEVEN), []
     client = FakeClient(
         [RateLimitError(-1, 0, "too frequent", 3211), UnknownSecurityError(-1, 0, "unknown", 3211)]
     )
@@ -204,25 +198,25 @@ async def test_failures_are_counted_and_a_rate_limit_waits_a_window() -> None:
 
 
 async def test_before_a_poll_only_with_room_in_the_budget_and_never_waiting() -> None:
-    clock, published = Clock(), []
+    clock, published = FakeClock(ELEVEN), []
     client = FakeClient()
     history = fetcher(client, clock, published, window=300.0)
     for _ in range(3):
         # Never seen, then still without baseline a minute later: wanted each time.
         await history.before_poll("HK.00700")
-        history.planner.polled("HK.00700", clock.t)
-        history.planner.observe_flow("HK.00700", flow("HK.00700", clock.t, "none"))
-        clock.t += 61
+        history.planner.polled("HK.00700", clock.now)
+        history.planner.observe_flow("HK.00700", flow("HK.00700", clock.now, "none"))
+        clock.now += 61
     assert client.flow_requests == ["HK.00700", "HK.00700"]  # the budget holds 2 per 300 s
     assert history.stats.before_poll == 2
 
 
 async def test_the_background_loop_spends_the_budget_on_the_planners_choices() -> None:
-    clock, published = Clock(), []
+    clock, published = FakeClock(ELEVEN), []
     client = FakeClient()
     history = fetcher(client, clock, published)
-    history.planner.observe_flow("HK.00001", flow("HK.00001", clock.t, "none"))
-    history.planner.observe_flow("HK.00002", flow("HK.00002", clock.t))
+    history.planner.observe_flow("HK.00001", flow("HK.00001", clock.now, "none"))
+    history.planner.observe_flow("HK.00002", flow("HK.00002", clock.now))
     task = asyncio.create_task(history.run(lambda now: ["HK.00001", "HK.00002"], lambda: True))
     for _ in range(50):
         await asyncio.sleep(0)

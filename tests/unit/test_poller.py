@@ -3,80 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
-from streams.opend.errors import RateLimitError, UnknownSecurityError
-from streams.opend.snapshot import CapitalDistribution
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
-from streams.polling.poller import Poller
 from streams.polling.scheduler import RoundRobin
-from streams.timing.ratelimit import SlidingWindowLimiter
-
-# Tuesday 2026-11-24 10:00 Hong Kong = 02:00 UTC (HK open, US closed).
-HK_OPEN = datetime(2026, 11, 24, 2, 0, tzinfo=UTC).timestamp()
-# Saturday: everything closed.
-WEEKEND = datetime(2026, 11, 28, 2, 0, tzinfo=UTC).timestamp()
+from tests.fakes import HK_OPEN, WEEKEND, FakeClock, FakeOpenD, poller_on
 
 
-class Clock:
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class FakeOpenD:
-    source = "opend://fake:1"
-
-    def __init__(self, clock: Clock, unknown: set[str] = frozenset(), limited: int = 0) -> None:
-        self.clock = clock
-        self.unknown = unknown
-        self.limited = limited  # answer the first N requests with a rate-limit error
-        self.request_times: list[float] = []
-
-    async def ensure_connected(self, max_attempts: int | None = None) -> None:
-        return None
-
-    async def get_capital_distribution(
-        self, security: str, timeout: float | None = None
-    ) -> CapitalDistribution:
-        self.request_times.append(self.clock.now)
-        if self.limited:
-            self.limited -= 1
-            raise RateLimitError(-1, 0, "frequency limit", 3212)
-        if security in self.unknown:
-            raise UnknownSecurityError(-1, 0, "unknown stock", 3212)
-        market, code = security.split(".")
-        return CapitalDistribution(
-            security=security, market=market, qot_market=1, code=code,
-            capital_in_super=1.0, capital_in_big=2.0, capital_in_mid=3.0, capital_in_small=4.0,
-            capital_out_super=0.5, capital_out_big=1.5, capital_out_mid=2.5, capital_out_small=3.5,
-            update_time="2026-11-24 10:00:00", update_timestamp=self.clock.now,
-        )  # fmt: skip
-
-
-def make(clock: Clock, opend: FakeOpenD, watchlist: list[str], **kw: Any) -> tuple[Poller, list]:
-    published: list[tuple[str, bytes]] = []
-
-    async def publish(key: str, value: bytes) -> None:
-        published.append((key, value))
-
-    limiter = SlidingWindowLimiter(30, 30.0, clock)
-    poller = Poller(opend, publish, watchlist, limiter, wall_clock=clock, sleep=clock.sleep, **kw)
-    return poller, published
-
-
-async def test_uses_the_full_budget_and_never_more() -> None:
-    clock = Clock(HK_OPEN)
-    opend = FakeOpenD(clock)
-    poller, published = make(clock, opend, ["HK.00700", "HK.09988", "HK.03690"])
+async def test_uses_the_full_budget_and_never_more(clock: FakeClock, opend: FakeOpenD) -> None:
+    poller, published = poller_on(clock, opend, ["HK.00700", "HK.09988", "HK.03690"])
     while clock.now < HK_OPEN + 300:
         await poller.step()
     times = opend.request_times
@@ -92,28 +28,25 @@ async def test_uses_the_full_budget_and_never_more() -> None:
 
 
 async def test_closed_markets_spend_nothing() -> None:
-    clock = Clock(WEEKEND)
+    clock = FakeClock(WEEKEND)
     opend = FakeOpenD(clock)
-    poller, published = make(clock, opend, ["HK.00700", "US.AAPL"])
+    poller, published = poller_on(clock, opend, ["HK.00700", "US.AAPL"])
     for _ in range(20):
         await poller.step()
     assert opend.request_times == [] and published == []
     assert clock.now > WEEKEND + 600  # it slept instead
 
 
-async def test_only_open_market_is_polled() -> None:
-    clock = Clock(HK_OPEN)
-    opend = FakeOpenD(clock)
-    poller, published = make(clock, opend, ["US.AAPL", "HK.00700"])
+async def test_only_open_market_is_polled(clock: FakeClock, opend: FakeOpenD) -> None:
+    poller, published = poller_on(clock, opend, ["US.AAPL", "HK.00700"])
     for _ in range(5):
         await poller.step()
     assert {k for k, _ in published} == {"HK.00700"}
 
 
-async def test_unknown_security_is_skipped_and_reported() -> None:
-    clock = Clock(HK_OPEN)
+async def test_unknown_security_is_skipped_and_reported(clock: FakeClock) -> None:
     opend = FakeOpenD(clock, unknown={"HK.99999"})
-    poller, published = make(clock, opend, ["HK.99999", "HK.00700"])
+    poller, published = poller_on(clock, opend, ["HK.99999", "HK.00700"])
     for _ in range(6):
         await poller.step()
     entry = poller.rejections.get("HK.99999")
@@ -122,10 +55,9 @@ async def test_unknown_security_is_skipped_and_reported() -> None:
     assert {k for k, _ in published} == {"HK.00700"}
 
 
-async def test_rate_limit_reply_backs_off_a_full_window() -> None:
-    clock = Clock(HK_OPEN)
+async def test_rate_limit_reply_backs_off_a_full_window(clock: FakeClock) -> None:
     opend = FakeOpenD(clock, limited=1)
-    poller, published = make(clock, opend, ["HK.00700"])
+    poller, published = poller_on(clock, opend, ["HK.00700"])
     await poller.step()
     assert poller.stats.rate_limited == 1 and published == []
     await poller.step()
@@ -133,16 +65,15 @@ async def test_rate_limit_reply_backs_off_a_full_window() -> None:
     assert len(published) == 1
 
 
-async def test_empty_watchlist_is_a_clear_error() -> None:
-    clock = Clock(HK_OPEN)
+async def test_empty_watchlist_is_a_clear_error(clock: FakeClock, opend: FakeOpenD) -> None:
     with pytest.raises(ValueError, match="watchlist is empty"):
-        make(clock, FakeOpenD(clock), [])
+        poller_on(clock, opend, [])
 
 
-async def test_leadership_lost_while_waiting_for_budget_sends_nothing() -> None:
-    clock = Clock(HK_OPEN)
-    opend = FakeOpenD(clock)
-    poller, published = make(clock, opend, ["HK.00700"])
+async def test_leadership_lost_while_waiting_for_budget_sends_nothing(
+    clock: FakeClock, opend: FakeOpenD
+) -> None:
+    poller, published = poller_on(clock, opend, ["HK.00700"])
     poller.limiter.penalize()  # the next request has to wait a full window
     assert await poller.step(still_leader=lambda: False) is None
     assert opend.request_times == [] and published == []
@@ -163,22 +94,22 @@ class Reverse(RoundRobin):
         self.replies.append(security)
 
 
-async def test_the_scheduler_picks_and_learns_of_each_reply() -> None:
-    clock = Clock(HK_OPEN)
-    opend = FakeOpenD(clock)
+async def test_the_scheduler_picks_and_learns_of_each_reply(
+    clock: FakeClock, opend: FakeOpenD
+) -> None:
     scheduler = Reverse()
-    poller, published = make(clock, opend, ["HK.00700", "HK.09988"], scheduler=scheduler)
+    poller, published = poller_on(clock, opend, ["HK.00700", "HK.09988"], scheduler=scheduler)
     for _ in range(3):
         await poller.step()
     assert [k for k, _ in published] == ["HK.09988"] * 3
     assert scheduler.replies == ["HK.09988"] * 3
 
 
-async def test_share_limits_polling_to_the_gateways_securities() -> None:
-    clock = Clock(HK_OPEN)
-    opend = FakeOpenD(clock)
+async def test_share_limits_polling_to_the_gateways_securities(
+    clock: FakeClock, opend: FakeOpenD
+) -> None:
     mine = {"HK.09988"}
-    poller, published = make(clock, opend, ["HK.00700", "HK.09988"], share=lambda: mine)
+    poller, published = poller_on(clock, opend, ["HK.00700", "HK.09988"], share=lambda: mine)
     for _ in range(4):
         await poller.step()
     assert {k for k, _ in published} == {"HK.09988"}

@@ -3,52 +3,15 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
 import pytest
 
 from streams.metrics import OPEND_REQUESTS
-from streams.opend.snapshot import CapitalDistribution
 from streams.pb.opend import Qot_GetCapitalDistribution_pb2 as capdist_pb
-from streams.polling.poller import Poller
-from streams.timing.ratelimit import SlidingWindowLimiter
-
-HK_OPEN = datetime(2026, 11, 24, 2, 0, tzinfo=UTC).timestamp()  # 10:00 in Hong Kong
+from tests.fakes import FakeClock, FakeOpenD, poller_on
 
 
-class Clock:
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class ScriptedOpenD:
-    """Answers from a script: a wire S2C (read like the real client does) or an exception."""
-
-    source = "opend://scripted:1"
-
-    def __init__(self, clock: Clock, script: list[capdist_pb.S2C | Exception]) -> None:
-        self.clock = clock
-        self.script = script
-
-    async def ensure_connected(self, max_attempts: int | None = None) -> None:
-        return None
-
-    async def get_capital_distribution(
-        self, security: str, timeout: float | None = None
-    ) -> CapitalDistribution:
-        answer = self.script.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return CapitalDistribution.from_s2c(1, security.split(".")[1], answer, now=self.clock.now)
-
-
-def s2c(clock: Clock, **fields: object) -> capdist_pb.S2C:
+def s2c(clock: FakeClock, **fields: object) -> capdist_pb.S2C:
     values: dict[str, object] = {
         "capitalInBig": 2.0,
         "capitalInMid": 3.0,
@@ -63,34 +26,25 @@ def s2c(clock: Clock, **fields: object) -> capdist_pb.S2C:
     return capdist_pb.S2C(**values)  # type: ignore[arg-type]
 
 
-def poller_for(clock: Clock, opend: ScriptedOpenD) -> tuple[Poller, list[tuple[str, bytes]]]:
-    published: list[tuple[str, bytes]] = []
-
-    async def publish(key: str, value: bytes) -> None:
-        published.append((key, value))
-
-    limiter = SlidingWindowLimiter(30, 30.0, clock)
-    poller = Poller(opend, publish, ["HK.00700"], limiter, wall_clock=clock, sleep=clock.sleep)
-    return poller, published
-
-
 async def test_invalid_replies_are_counted_logged_once_and_polling_goes_on(
+    clock: FakeClock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    clock = Clock(HK_OPEN)
     bad_ms = s2c(clock, updateTimestamp=clock.now * 1000, updateTime="")
-    opend = ScriptedOpenD(
+    opend = FakeOpenD(
         clock,
-        [
-            bad_ms,
-            bad_ms,
-            s2c(clock, updateTimestamp=1e20),
-            s2c(clock, capitalInBig=float("nan")),
-            capdist_pb.S2C(),
-            s2c(clock),
-        ],
+        script={
+            "HK.00700": [
+                bad_ms,
+                bad_ms,
+                s2c(clock, updateTimestamp=1e20),
+                s2c(clock, capitalInBig=float("nan")),
+                capdist_pb.S2C(),
+                s2c(clock),
+            ]
+        },
     )
-    poller, published = poller_for(clock, opend)
+    poller, published = poller_on(clock, opend, ["HK.00700"])
     before = OPEND_REQUESTS.labels("3212", "invalid")._value.get()
     with caplog.at_level(logging.ERROR, logger="streams.polling.poller"):
         for _ in range(6):
@@ -109,13 +63,12 @@ async def test_invalid_replies_are_counted_logged_once_and_polling_goes_on(
 
 
 async def test_any_unexpected_client_error_is_counted_and_survived(
+    clock: FakeClock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    clock = Clock(HK_OPEN)
-    opend = ScriptedOpenD(
-        clock, [RuntimeError("boom"), RuntimeError("boom again"), KeyError("x"), s2c(clock)]
-    )
-    poller, published = poller_for(clock, opend)
+    script = [RuntimeError("boom"), RuntimeError("boom again"), KeyError("x"), s2c(clock)]
+    opend = FakeOpenD(clock, script={"HK.00700": script})
+    poller, published = poller_on(clock, opend, ["HK.00700"])
     with caplog.at_level(logging.ERROR, logger="streams.polling.poller"):
         for _ in range(4):
             await poller.step()

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from streams.polling.adaptive import Adaptive
-from tests.unit.test_poller import HK_OPEN, Clock, FakeOpenD, make
+from tests.fakes import HK_OPEN, FakeClock, FakeOpenD, poller_on
 
 
 class Scripted:
@@ -28,11 +28,10 @@ class Scripted:
         return None
 
 
-async def test_poller_polls_what_the_scheduler_picks() -> None:
-    clock = Clock(HK_OPEN)
+async def test_poller_polls_what_the_scheduler_picks(clock: FakeClock) -> None:
     opend = FakeOpenD(clock, unknown={"HK.99999"})
     sched = Scripted(["HK.03690", "HK.03690", None, "HK.99999", "HK.00700"])
-    poller, published = make(clock, opend, ["HK.00700", "HK.99999", "HK.03690"])
+    poller, published = poller_on(clock, opend, ["HK.00700", "HK.99999", "HK.03690"])
     poller.scheduler = sched
     for _ in range(5):
         await poller.step()
@@ -45,11 +44,11 @@ async def test_poller_polls_what_the_scheduler_picks() -> None:
     assert len(opend.request_times) == 4  # the skipped turn spent nothing
 
 
-async def test_poller_with_adaptive_scheduler_covers_the_watchlist() -> None:
-    clock = Clock(HK_OPEN)
-    opend = FakeOpenD(clock)
+async def test_poller_with_adaptive_scheduler_covers_the_watchlist(
+    clock: FakeClock, opend: FakeOpenD
+) -> None:
     watchlist = [f"HK.{i:05d}" for i in range(1, 11)]
-    poller, published = make(clock, opend, watchlist)
+    poller, published = poller_on(clock, opend, watchlist)
     poller.scheduler = Adaptive(60.0, interval=1.0)
     for _ in range(30):
         await poller.step()

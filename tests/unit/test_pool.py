@@ -4,74 +4,17 @@ waiting for budget, a refused gateway's securities moving to the others and back
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 import pytest
 
-from streams.opend.errors import ConnectionLost
-from streams.opend.snapshot import CapitalDistribution
 from streams.polling import spread
 from streams.polling.gateways import Gateway, parse_gateways
 from streams.polling.pool import GatewayPool
 from streams.polling.scheduler import RoundRobin
 from streams.timing.ratelimit import SlidingWindowLimiter
+from tests.fakes import HK_OPEN, Done, FakeClock, FakeOpenD
 
-HK_OPEN = datetime(2026, 11, 24, 2, 0, tzinfo=UTC).timestamp()
 WATCHLIST = [f"HK.{i:05d}" for i in range(1, 13)]
-
-
-class Done(Exception):
-    """Raised by the fake clock's sleep when the test has seen enough."""
-
-
-class Clock:
-    def __init__(self, start: float, end: float) -> None:
-        self.now = start
-        self.end = end
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        if self.now > self.end:
-            raise Done
-        await asyncio.sleep(0)  # let the other gateways' tasks run
-
-
-class FakeGateway:
-    """An OpenD that answers at once, or refuses connections while ``refusing``."""
-
-    def __init__(self, label: str, clock: Clock) -> None:
-        self.source = f"opend://{label}"
-        self.clock = clock
-        self.refusing = False
-        self.connected = False
-        self.requests: list[tuple[float, str]] = []
-
-    async def ensure_connected(self, max_attempts: int | None = None) -> None:
-        if self.refusing:
-            self.connected = False
-            raise ConnectionLost(f"{self.source}: connection refused")
-        self.connected = True
-
-    async def close(self) -> None:
-        self.connected = False
-
-    async def get_capital_distribution(
-        self, security: str, timeout: float | None = None
-    ) -> CapitalDistribution:
-        if self.refusing:
-            self.connected = False
-            raise ConnectionLost(f"{self.source}: connection reset")
-        self.requests.append((self.clock.now, security))
-        market, code = security.split(".")
-        return CapitalDistribution(
-            security=security, market=market, qot_market=1, code=code,
-            capital_in_super=1.0, capital_in_big=2.0, capital_in_mid=3.0, capital_in_small=4.0,
-            capital_out_super=0.5, capital_out_big=1.5, capital_out_mid=2.5, capital_out_small=3.5,
-            update_time="2026-11-24 10:00:00", update_timestamp=self.clock.now,
-        )  # fmt: skip
 
 
 class Board:
@@ -80,7 +23,7 @@ class Board:
     def __init__(self, gateways: list[Gateway]) -> None:
         self.up = {gw.label: True for gw in gateways}
         self.reports: list[tuple[float, str, bool]] = []
-        self.clock: Clock | None = None
+        self.clock: FakeClock | None = None
 
     def up_labels(self) -> list[str]:
         return [label for label, up in self.up.items() if up]
@@ -94,10 +37,10 @@ class Board:
 
 
 def make_pool(
-    clock: Clock, owned: set[int], *, grace: bool = True, labels: str = "a:1=a,b:2=b"
-) -> tuple[GatewayPool, dict[str, FakeGateway], Board]:
+    clock: FakeClock, owned: set[int], *, grace: bool = True, labels: str = "a:1=a,b:2=b"
+) -> tuple[GatewayPool, dict[str, FakeOpenD], Board]:
     gateways = parse_gateways(labels)
-    fakes = {gw.label: FakeGateway(gw.label, clock) for gw in gateways}
+    fakes = {gw.label: FakeOpenD(clock, label=gw.label) for gw in gateways}
     board = Board(gateways)
     board.clock = clock
 
@@ -124,7 +67,7 @@ async def run_until_done(pool: GatewayPool, owned: set[int]) -> None:
 
 
 async def test_new_owner_waits_a_window_then_polls_only_its_share_within_budget() -> None:
-    clock = Clock(HK_OPEN, HK_OPEN + 120)
+    clock = FakeClock(HK_OPEN, HK_OPEN + 120)
     owned = {0, 1}
     pool, fakes, _ = make_pool(clock, owned)
     await run_until_done(pool, owned)
@@ -138,7 +81,7 @@ async def test_new_owner_waits_a_window_then_polls_only_its_share_within_budget(
 
 
 async def test_a_revoked_owner_sends_nothing_after_its_budget_wait() -> None:
-    clock = Clock(HK_OPEN, HK_OPEN + 200)
+    clock = FakeClock(HK_OPEN, HK_OPEN + 200)
     owned = {0}
     pool, fakes, _ = make_pool(clock, owned, labels="a:1=a")
     await pool.acquire(owned)
@@ -150,7 +93,7 @@ async def test_a_revoked_owner_sends_nothing_after_its_budget_wait() -> None:
 
 
 async def test_a_refused_gateway_goes_down_its_securities_move_and_come_back() -> None:
-    clock = Clock(HK_OPEN, HK_OPEN + 400)
+    clock = FakeClock(HK_OPEN, HK_OPEN + 400)
     owned = {0, 1}
     pool, fakes, board = make_pool(clock, owned, grace=False)
     fakes["b"].refusing = True
@@ -185,7 +128,7 @@ async def test_a_refused_gateway_goes_down_its_securities_move_and_come_back() -
 
 
 async def test_stop_polling_is_immediate_and_final() -> None:
-    clock = Clock(HK_OPEN, HK_OPEN + 100)
+    clock = FakeClock(HK_OPEN, HK_OPEN + 100)
     owned = {0, 1}
     pool, fakes, _ = make_pool(clock, owned, grace=False)
     await pool.acquire(owned)
@@ -246,7 +189,7 @@ async def test_ownership_is_a_lease_that_lapses_before_the_group_can_reassign() 
 
 
 async def test_a_lapsed_lease_pauses_polling_and_a_renewed_one_resumes_it() -> None:
-    clock = Clock(HK_OPEN, HK_OPEN + 90)
+    clock = FakeClock(HK_OPEN, HK_OPEN + 90)
     confirmed = {"now": True}
     pool, fakes, _ = make_pool(clock, {0}, grace=False, labels="a:1=a")
     pool.is_owner = lambda k: confirmed["now"]  # assigned all along, lease comes and goes
@@ -300,7 +243,7 @@ async def test_a_gateway_given_straight_back_keeps_polling_without_grace() -> No
     assert calls == [({0, 1}, set()), ({0}, {0}), ({0}, set())]
 
     # In the pool, a continuing gateway polls at once; a new one waits out the window.
-    clock = Clock(HK_OPEN, HK_OPEN + 40)
+    clock = FakeClock(HK_OPEN, HK_OPEN + 40)
     pool, fakes, _ = make_pool(clock, {0, 1})
     await pool.acquire({0, 1}, continuing={0})
     results = await asyncio.gather(

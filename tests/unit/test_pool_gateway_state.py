@@ -15,16 +15,17 @@ from streams.polling.market_state import STATE_MORNING, MarketState
 from streams.polling.pool import GatewayClient, GatewayPool
 from streams.polling.scheduler import RoundRobin
 from streams.timing.ratelimit import SlidingWindowLimiter
-from tests.unit.test_pool import HK_OPEN, WATCHLIST, Board, Clock, Done, FakeGateway
+from tests.fakes import HK_OPEN, Done, FakeClock, FakeOpenD
+from tests.unit.test_pool import WATCHLIST, Board
 
 STATE_CLOSED = 6  # Qot_Common.QotMarketState Closed
 
 
-class NoRightGateway(FakeGateway):
+class NoRightGateway(FakeOpenD):
     """An account without the quote right for some securities."""
 
-    def __init__(self, label: str, clock: Clock, refused: set[str]) -> None:
-        super().__init__(label, clock)
+    def __init__(self, label: str, clock: FakeClock, refused: set[str]) -> None:
+        super().__init__(clock, label=label)
         self.refused = refused
         self.state_asks = 0
 
@@ -38,7 +39,7 @@ class NoRightGateway(FakeGateway):
 
 
 def make_pool(
-    clock: Clock, fakes: dict[str, NoRightGateway], states: dict[str, int]
+    clock: FakeClock, fakes: dict[str, NoRightGateway], states: dict[str, int]
 ) -> tuple[GatewayPool, list[tuple[str, GatewayClient]]]:
     gateways = parse_gateways(",".join(f"{label}:1={label}" for label in fakes))
     board = Board(gateways)
@@ -78,7 +79,7 @@ async def run(pool: GatewayPool) -> None:
 
 
 async def test_each_gateway_asks_its_own_opend_for_market_state() -> None:
-    clock = Clock(HK_OPEN, HK_OPEN + 60)
+    clock = FakeClock(HK_OPEN, HK_OPEN + 60)
     # b's OpenD says HK is closed (say, its account's view of a holiday): b spends nothing.
     fakes = {"a": NoRightGateway("a", clock, set()), "b": NoRightGateway("b", clock, set())}
     pool, built = make_pool(clock, fakes, {"a": STATE_MORNING, "b": STATE_CLOSED})
@@ -94,7 +95,7 @@ async def test_each_gateway_asks_its_own_opend_for_market_state() -> None:
 
 
 async def test_refusals_are_kept_per_gateway_and_merged_in_the_worker_view() -> None:
-    clock = Clock(HK_OPEN, HK_OPEN + 60)
+    clock = FakeClock(HK_OPEN, HK_OPEN + 60)
     a_share = spread.share(WATCHLIST, ["a", "b"], "a")
     refused = a_share[0]
     fakes = {
@@ -145,9 +146,9 @@ class Recorder(RoundRobin):
 
 
 def test_one_flow_feed_reaches_every_gateways_scheduler() -> None:
-    clock = Clock(HK_OPEN, HK_OPEN + 60)
+    clock = FakeClock(HK_OPEN, HK_OPEN + 60)
     gateways = parse_gateways("a:1=a,b:2=b,c:3=c")
-    fakes = {gw.label: FakeGateway(gw.label, clock) for gw in gateways}
+    fakes = {gw.label: FakeOpenD(clock, label=gw.label) for gw in gateways}
 
     async def publish(key: str, value: bytes) -> None:
         return None

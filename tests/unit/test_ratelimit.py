@@ -8,18 +8,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streams.timing.ratelimit import SlidingWindowLimiter
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes import FakeClock
 
 
 def test_admits_limit_then_refuses_until_oldest_leaves() -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     lim = SlidingWindowLimiter(30, 30.0, clock)
     for _ in range(30):
         assert lim.try_acquire()
@@ -34,7 +27,7 @@ def test_admits_limit_then_refuses_until_oldest_leaves() -> None:
 
 def test_boundary_burst_is_refused() -> None:
     """A fixed bucket would allow 30 at t=29 and 30 more at t=30; a sliding window must not."""
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     lim = SlidingWindowLimiter(30, 30.0, clock)
     clock.now = 29.0
     assert sum(lim.try_acquire() for _ in range(30)) == 30
@@ -45,7 +38,7 @@ def test_boundary_burst_is_refused() -> None:
 
 
 def test_penalize_fills_the_window() -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     lim = SlidingWindowLimiter(5, 10.0, clock)
     lim.penalize()
     assert not lim.try_acquire()
@@ -59,7 +52,7 @@ def test_penalize_fills_the_window() -> None:
     gaps=st.lists(st.floats(0.0, 5.0), min_size=1, max_size=200),
 )
 def test_no_window_ever_holds_more_than_limit(limit: int, window: float, gaps: list[float]) -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     lim = SlidingWindowLimiter(limit, window, clock)
     admitted: list[float] = []
     for gap in gaps:
@@ -72,22 +65,16 @@ def test_no_window_ever_holds_more_than_limit(limit: int, window: float, gaps: l
 
 
 async def test_acquire_waits_on_fake_sleep() -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     lim = SlidingWindowLimiter(2, 10.0, clock)
-    slept: list[float] = []
-
-    async def fake_sleep(seconds: float) -> None:
-        slept.append(seconds)
-        clock.now += seconds
-
     for _ in range(3):
-        await lim.acquire(sleep=fake_sleep)
-    assert slept == [10.0]
+        await lim.acquire(sleep=clock.sleep)
+    assert clock.sleeps == [10.0]
     assert clock.now == 10.0
 
 
 def test_spacing_spreads_the_budget_evenly() -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     lim = SlidingWindowLimiter(30, 30.0, clock, spacing=1.0)
     assert lim.try_acquire()
     assert not lim.try_acquire()
@@ -98,7 +85,7 @@ def test_spacing_spreads_the_budget_evenly() -> None:
 
 @given(gaps=st.lists(st.floats(0.0, 3.0), min_size=1, max_size=100))
 def test_spacing_never_breaks_the_window(gaps: list[float]) -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     lim = SlidingWindowLimiter(5, 10.0, clock, spacing=1.5)
     admitted: list[float] = []
     for gap in gaps:
@@ -114,7 +101,7 @@ def _sustained_share(window: float, limit: int = 30, windows: int = 40) -> float
     """Share of the server's budget a limiter built like the worker's spends when saturated."""
     from streams.timing.ratelimit import limit_margin
 
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     ours = window + limit_margin(window)
     limiter = SlidingWindowLimiter(limit, ours, clock, spacing=ours / limit)
     admitted = 0

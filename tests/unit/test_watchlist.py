@@ -23,9 +23,9 @@ from streams.polling.watchlist import (
     read_watchlist_file,
 )
 from streams.timing.ratelimit import SlidingWindowLimiter
-from tests.unit.test_history_fetch import Clock as WallClock
-from tests.unit.test_history_fetch import FakeClient, fetcher, flow
-from tests.unit.test_pool import HK_OPEN, WATCHLIST, Clock, Done, make_pool
+from tests.fakes import HK_OPEN, Done, FakeClock
+from tests.unit.test_history_fetch import ELEVEN, FakeClient, fetcher, flow
+from tests.unit.test_pool import WATCHLIST, make_pool
 
 # -- the file -------------------------------------------------------------------------------
 
@@ -199,7 +199,7 @@ async def test_workers_re_read_at_the_same_wall_clock_instants(tmp_path: Path) -
     """Every worker reads at the multiples of the refresh, whenever it started, and
     applies a list only when it changed."""
     start = 1_717_378_200.0 + 17.25  # 17.25 s after a whole minute
-    clock = Clock(start, start + 200)
+    clock = FakeClock(start, start + 200)
     groups = Groups(clock, Tech=["HK.00700"])
     source = WatchlistSource(
         group="Tech", refresh=60.0, read_group=groups.read, clock=clock, sleep=clock.sleep
@@ -231,7 +231,7 @@ async def test_nothing_to_re_read_without_a_file_or_a_group() -> None:
 
 
 async def test_the_pool_polls_the_new_list_from_the_moment_it_changes() -> None:
-    clock = Clock(HK_OPEN, HK_OPEN + 300)
+    clock = FakeClock(HK_OPEN, HK_OPEN + 300)
     owned = {0, 1}
     pool, fakes, _ = make_pool(clock, owned, grace=False)
     removed = WATCHLIST[:2]
@@ -263,7 +263,7 @@ async def test_the_pool_polls_the_new_list_from_the_moment_it_changes() -> None:
 
 
 async def test_a_removed_security_is_forgotten_and_an_added_one_gets_its_history_first() -> None:
-    clock, published = WallClock(), []
+    clock, published = FakeClock(ELEVEN), []
     client = FakeClient()
     history = fetcher(client, clock, published, window=300.0)
     scheduler = Adaptive(600.0, interval=1.0)
@@ -281,16 +281,16 @@ async def test_a_removed_security_is_forgotten_and_an_added_one_gets_its_history
         history=history,
     )  # fmt: skip
     for security in ("HK.00001", "HK.00002"):
-        history.planner.observe_flow(security, flow(security, clock.t, "none"))
-        scheduler.observe_flow(security, flow(security, clock.t))
+        history.planner.observe_flow(security, flow(security, clock.now, "none"))
+        scheduler.observe_flow(security, flow(security, clock.now))
         await history.fetch(security)
-        clock.t += 1
+        clock.now += 1
         await poller.step()
-    poller.rejections.reject("HK.00001", "unknown", "unknown stock", clock.t)
+    poller.rejections.reject("HK.00001", "unknown", "unknown stock", clock.now)
     assert history.planner.waiting() == ["HK.00001", "HK.00002"]
 
     assert poller.set_watchlist(["HK.00002", "HK.00003"]) == ["HK.00001"]
-    now = clock.t + 1
+    now = clock.now + 1
     assert poller.due(now) == ["HK.00002", "HK.00003"]
     assert "HK.00001" not in poller.stats.last_received and "HK.00001" not in poller.rejections
     assert history.planner.waiting() == ["HK.00002"] and history.ref("HK.00001") == 0
