@@ -105,7 +105,7 @@ def _from_archive(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[
 
 
 def run(args: argparse.Namespace) -> int:
-    from streams.plotting import PlotDataError, render_day, select_day
+    from streams.offline.plotting import PlotDataError, render_day, select_day
 
     try:
         if args.archive:

@@ -20,9 +20,9 @@ from aiokafka.errors import KafkaError
 from streams.commands import CommandFailed
 from streams.kafka.preflight import check_access
 from streams.kafka.reading import TopicMissing, read_batches
+from streams.offline.recording import Record, to_json_line
 from streams.pb.capflow.v1.capital_flow_pb2 import CapitalFlowSeries
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
-from streams.recording import Record, to_json_line
 from streams.settings import KafkaSettings, TopicSettings
 from streams.settings.flags import add_settings, from_args
 

@@ -31,7 +31,7 @@ from google.protobuf.message import DecodeError, Message
 
 from streams.domain.capital_flow import PERIOD_INTRADAY, CapitalFlow
 from streams.domain.market import SecurityFormatError, from_wire, to_wire
-from streams.metrics import OPEND_PUSHES
+from streams.observability.metrics import OPEND_PUSHES
 from streams.opend import crypto, framing
 from streams.opend.capital_flow import capital_flow_from_s2c
 from streams.opend.errors import ConnectionLost, OpenDError, RequestTimeout, classify

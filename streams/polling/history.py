@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from streams.domain.capital_flow import CapitalFlow, capital_flow_to_proto
 from streams.domain.validation import InvalidSnapshot
-from streams.metrics import OPEND_REQUESTS
+from streams.observability.metrics import OPEND_REQUESTS
 from streams.opend.errors import (
     ConnectionLost,
     NoQuoteRightError,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from streams.domain.market import SESSIONS, SecurityFormatError, market_of, may_be_open, next_open
-from streams.metrics import OPEND_REQUESTS
+from streams.observability.metrics import OPEND_REQUESTS
 from streams.opend.errors import (
     ConnectionLost,
     NoQuoteRightError,

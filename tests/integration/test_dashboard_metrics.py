@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 
 from streams.devtools import scrape
 from streams.kafka.topics import ensure_topics
-from streams.recording import from_json_line
+from streams.offline.recording import from_json_line
 from tests.integration.harness import (
     FAST_LIMIT,
     Topics,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from streams.metrics import exposition, sample_sum
+from streams.observability.metrics import exposition, sample_sum
 from streams.opend.errors import ConnectionLost, UnknownGroupError
 from streams.polling import spread
 from streams.polling.adaptive import Adaptive
