@@ -1,4 +1,4 @@
-"""Backtest throughput: ``streams.backtest`` over a generated recording, on one core.
+"""Backtest throughput: ``streams.offline.backtest`` over a generated recording, on one core.
 
 Writes N generated snapshots (the replay benchmark's generator: default 100,000 over
 1,000 securities, one every 30 s of event time each) as a ``capflow record`` file, then
@@ -24,11 +24,11 @@ from typing import Any, TypeVar
 
 from bench.common import fmt, header_lines, table, update_section
 from bench.replay_throughput import generate
-from streams.backtest import Recording, load_recording, parameter_grid, run
+from streams.offline.backtest import Recording, load_recording, parameter_grid, run
+from streams.offline.recording import to_json_line
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.pipeline.processor import SecurityProcessor
 from streams.processing.thresholds import ThresholdConfig
-from streams.recording import to_json_line
 
 T = TypeVar("T")
 SWEEP: dict[str, list[Any]] = {

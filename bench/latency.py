@@ -43,7 +43,7 @@ from streams.opend_sim.market import MarketModel
 from streams.opend_sim.scenario import Scenario, parse_scenario
 from streams.opend_sim.server import OpenDSimulator
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
-from streams.ratelimit import limit_margin
+from streams.timing.ratelimit import limit_margin
 
 START = datetime(2024, 6, 3, 9, 30, tzinfo=ZoneInfo("Asia/Hong_Kong"))
 

@@ -1,7 +1,7 @@
 """Budget use and per-security staleness of the poller at the real OpenD limit (30 / 30 s).
 
 Drives the worker's own poller code in one process, without Faust: ``Poller`` with
-``OpenDClient``, ``SnapshotPublisher`` (real Kafka topic) and a ``SlidingWindowLimiter``
+``OpenDClient``, ``AckedPublisher`` (real Kafka topic) and a ``SlidingWindowLimiter``
 built exactly as ``Pipeline.run_poller`` builds it (window + window / 60 margin, spacing
 window / limit), against the in-process simulator enforcing the same 30 / 30 s.
 
@@ -27,13 +27,13 @@ from bench.common import (
     table,
     update_section,
 )
+from streams.kafka.sending import AckedPublisher
 from streams.opend.client import OpenDClient
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
 from streams.opend_sim.server import OpenDSimulator
 from streams.polling.poller import Poller
-from streams.polling.publisher import SnapshotPublisher
-from streams.ratelimit import SlidingWindowLimiter, limit_margin
+from streams.timing.ratelimit import SlidingWindowLimiter, limit_margin
 
 
 def max_in_window(stamps: list[float], window: float) -> int:
@@ -69,7 +69,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     sim.market.distribution = recorded  # type: ignore[method-assign]
     await sim.start()
     client = OpenDClient("127.0.0.1", sim.port)
-    publisher = SnapshotPublisher(topic, {"bootstrap_servers": args.bootstrap})
+    publisher = AckedPublisher(topic, {"bootstrap_servers": args.bootstrap})
     await publisher.start()
     eff_window = window + limit_margin(window)  # exactly what the worker does
     limiter = SlidingWindowLimiter(limit, eff_window, spacing=eff_window / limit)
@@ -136,7 +136,7 @@ def report(r: dict[str, Any]) -> list[str]:
         f"### Poll budget and staleness, {n} securities",
         "",
         *header_lines(),
-        "Setup: `Poller` + `SnapshotPublisher` + `OpenDClient` driven directly in one "
+        "Setup: `Poller` + `AckedPublisher` + `OpenDClient` driven directly in one "
         "process (the worker's poller code, no Faust worker), limiter built as "
         f"`Pipeline.run_poller` does ({r['limit']} per {r['window']:g} s + "
         f"{r['margin']:g} s margin, spacing window/limit), in-process simulator enforcing "

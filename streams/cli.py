@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 from streams import __version__
 from streams.commands import CommandFailed, UsageError
-from streams.kafka_access import KafkaAccessError
-from streams.redact import add_secrets
+from streams.kafka.errors import KafkaAccessError
+from streams.observability.redact import add_secrets
 from streams.settings.declare import SettingError
 from streams.settings.flags import describe_environment, secret_values
 

@@ -21,7 +21,7 @@ from streams.opend.errors import (
 from streams.opend.snapshot import CapitalDistribution
 from streams.pb.opend import Qot_GetCapitalDistribution_pb2 as capdist_pb
 from streams.polling.poller import Poller
-from streams.ratelimit import SlidingWindowLimiter
+from streams.timing.ratelimit import SlidingWindowLimiter
 
 HK_OPEN = datetime(2026, 11, 24, 2, 0, tzinfo=UTC).timestamp()  # Tuesday 10:00 HKT: US closed
 WEEKEND = datetime(2026, 11, 28, 2, 0, tzinfo=UTC).timestamp()  # Saturday: every market closed

@@ -129,9 +129,18 @@ class Archiver:
     # -- partitions coming and going -----------------------------------------------------
 
     async def assigned(self, tps: set[TopicPartition]) -> None:
+        """Start each partition where :meth:`_start` says.
+
+        The consumer fetches and returns a partition's records as soon as it has a
+        position, while this listener still runs (the follow loop takes them meanwhile).
+        So the partition moves to its start and becomes ours with no await in between:
+        a record read from there can never find it missing and be passed over.
+        """
         try:
             for tp in sorted(tps):
-                self.parts[tp] = await self._start(tp)
+                part = await self._start(tp)
+                self.consumer.seek(tp, part.next)
+                self.parts[tp] = part
         except Exception as exc:  # raised again by the loop: the command fails, not quietly
             self.failure = exc
         self.assigned_once = True
@@ -143,7 +152,8 @@ class Archiver:
                 self.parts.pop(tp, None)
 
     async def _start(self, tp: TopicPartition) -> _Partition:
-        """Where a newly assigned partition starts, and whether a range is to be rewritten."""
+        """Where a newly assigned partition starts, and whether a range is to be rewritten
+        (everything asked of the broker before the consumer is moved there)."""
         dataset = self.options.datasets[tp.topic]
         committed = await self.consumer.committed(tp)
         key = (tp.topic, tp.partition)
@@ -167,7 +177,6 @@ class Archiver:
                 start = (await self.consumer.end_offsets([tp]))[tp]
                 why = "the end (new group; --from-beginning archives what the topic holds)"
             await self.consumer.commit({tp: start})  # a restart continues from here
-        self.consumer.seek(tp, start)
         part = _Partition(Batch(dataset, tp.topic, tp.partition), start, redo=redo)
         if self.options.stop_at_end:
             part.end = (await self.consumer.end_offsets([tp]))[tp]
@@ -226,7 +235,7 @@ class Archiver:
     async def _take(self, tp: TopicPartition, record: Any) -> None:
         part = self.parts.get(tp)
         if part is None or record.offset < part.next:
-            return  # revoked meanwhile, or fetched before a seek
+            return  # revoked meanwhile, or fetched before the seek to where it starts
         if part.redo is not None:
             first, last = part.redo
             if part.batch.first is None and record.offset > first:

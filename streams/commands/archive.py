@@ -37,7 +37,7 @@ from streams.archive.datasets import ALERTS, FLOWS, SNAPSHOTS, Dataset
 from streams.archive.follower import ArchiveOptions, follow, open_archive
 from streams.archive.layout import ArchiveError
 from streams.commands import CommandFailed, UsageError
-from streams.kafka_access import check_access
+from streams.kafka.preflight import check_access
 from streams.settings import KafkaSettings, TopicSettings
 from streams.settings.flags import add_settings, from_args
 

@@ -28,7 +28,9 @@ from typing import Any
 import orjson
 
 from streams.archive.layout import ArchiveError
-from streams.backtest import (
+from streams.commands import CommandFailed, UsageError
+from streams.commands.history import add_archive_options, day_range
+from streams.offline.backtest import (
     BacktestError,
     ParameterError,
     Progress,
@@ -40,13 +42,11 @@ from streams.backtest import (
     render_sweep,
     write_alerts,
 )
-from streams.backtest import (
+from streams.offline.backtest import (
     run as run_sets,
 )
-from streams.commands import CommandFailed, UsageError
-from streams.commands.history import add_archive_options, day_range
+from streams.offline.recording import RecordingError
 from streams.processing.thresholds import PARAM_KEYS
-from streams.recording import RecordingError
 from streams.settings import FlowSettings
 from streams.settings.declare import Declared, declarations
 from streams.settings.flags import add_settings

@@ -24,9 +24,9 @@ from streams.commands import CommandFailed
 from streams.commands.alerts import FollowParams, follow_alerts
 from streams.commands.kafka import add_broker_settings, broker_from_args
 from streams.devtools.processes import Child, capflow
-from streams.metrics import sample_sum
+from streams.kafka.topics import ensure_topics
+from streams.observability.metrics import sample_sum
 from streams.opend_sim.scenario import DEMO_PATH, ScenarioError, load_scenario
-from streams.pipeline.topics import ensure_topics
 from streams.settings import WorkerSettings
 from streams.settings.flags import from_args
 from streams.sinks.console import format_alert

@@ -32,7 +32,7 @@ from streams.archive.query import DayRange, read_rows
 from streams.commands import CommandFailed, UsageError
 from streams.domain.market import SecurityFormatError, market_currency, parse_security
 from streams.domain.snapshot_record import record_from_fields
-from streams.recording import to_json_line
+from streams.offline.recording import to_json_line
 from streams.sinks.console import human_amount
 
 Cell = Callable[[dict[str, Any]], str]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +14,10 @@ import orjson
 from streams.archive.layout import ArchiveError
 from streams.commands import CommandFailed, UsageError
 from streams.commands.history import add_archive_options, day_range
-from streams.kafka_access import check_access
+from streams.kafka.preflight import check_access
+from streams.kafka.reading import TopicMissing, read_batches
 from streams.settings import KafkaSettings, TopicSettings
 from streams.settings.flags import add_settings, from_args
-from streams.topic_partitions import assign_whole_topic
 
 
 def read_json_lines(path: str | Path) -> list[dict[str, Any]]:
@@ -41,58 +40,26 @@ def read_json_lines(path: str | Path) -> list[dict[str, Any]]:
 async def read_topic(
     kafka: dict[str, Any], topic: str, timeout: float = 60.0
 ) -> list[dict[str, Any]]:
-    """Every decodable JSON object in ``topic``, from the beginning to the end offsets now.
-
-    Reads without a consumer group (nothing committed) and stops once each partition
-    has reached the end offset it had when reading started.
-    """
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(
-        group_id=None, enable_auto_commit=False, auto_offset_reset="earliest", **kafka
-    )
-    await consumer.start()
+    """Every decodable JSON object in ``topic``, from the beginning to the end offsets now
+    (no consumer group, nothing committed)."""
     out: list[dict[str, Any]] = []
+    bad = 0
     try:
-        deadline = time.monotonic() + timeout
-        try:
-            tps = await assign_whole_topic(consumer, topic, timeout)
-        except TimeoutError:
-            print(f"capflow plot: no partitions of {topic} assigned", file=sys.stderr)
-            return out
-        if not tps:
-            print(f"capflow plot: topic {topic} does not exist", file=sys.stderr)
-            return out
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        pending = {tp for tp in tps if ends[tp] > 0}
-        for tp in list(pending):
-            if await consumer.position(tp) >= ends[tp]:
-                pending.discard(tp)
-        bad = 0
-        while pending:
-            if time.monotonic() > deadline:
-                print(f"capflow plot: gave up reading {topic} after {timeout:g}s", file=sys.stderr)
-                break
-            batches = await consumer.getmany(*pending, timeout_ms=1000)
-            for tp, records in batches.items():
-                for record in records:
-                    if record.offset >= ends[tp]:
-                        continue
-                    try:
-                        obj = orjson.loads(record.value or b"")
-                    except orjson.JSONDecodeError:
-                        bad += 1
-                        continue
-                    if isinstance(obj, dict):
-                        out.append(obj)
-            for tp in list(pending):
-                if await consumer.position(tp) >= ends[tp]:
-                    pending.discard(tp)
-        if bad:
-            print(f"capflow plot: skipped {bad} undecodable record(s) in {topic}", file=sys.stderr)
-    finally:
-        await consumer.stop()
+        async for batch in read_batches(kafka, topic, timeout=timeout):
+            for record in batch:
+                try:
+                    obj = orjson.loads(record.value or b"")
+                except orjson.JSONDecodeError:
+                    bad += 1
+                    continue
+                if isinstance(obj, dict):
+                    out.append(obj)
+    except TopicMissing:
+        print(f"capflow plot: topic {topic} does not exist", file=sys.stderr)
+    except TimeoutError as exc:
+        print(f"capflow plot: {exc}", file=sys.stderr)
+    if bad:
+        print(f"capflow plot: skipped {bad} undecodable record(s) in {topic}", file=sys.stderr)
     return out
 
 
@@ -138,7 +105,7 @@ def _from_archive(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[
 
 
 def run(args: argparse.Namespace) -> int:
-    from streams.plotting import PlotDataError, render_day, select_day
+    from streams.offline.plotting import PlotDataError, render_day, select_day
 
     try:
         if args.archive:

@@ -18,13 +18,13 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from streams.commands import CommandFailed
-from streams.kafka_access import check_access
+from streams.kafka.preflight import check_access
+from streams.kafka.reading import TopicMissing, read_batches
+from streams.offline.recording import Record, to_json_line
 from streams.pb.capflow.v1.capital_flow_pb2 import CapitalFlowSeries
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
-from streams.recording import Record, to_json_line
 from streams.settings import KafkaSettings, TopicSettings
 from streams.settings.flags import add_settings, from_args
-from streams.topic_partitions import assign_whole_topic
 
 
 async def record(args: argparse.Namespace) -> int:
@@ -81,32 +81,19 @@ async def _copy(
     required: bool,
 ) -> None:
     """Every record of ``topic`` from the beginning to its end (or on, with ``follow``)."""
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest", **kafka)
-    await consumer.start()
     try:
-        tps = await assign_whole_topic(consumer, topic)
-        if not tps:
-            if required:
-                raise CommandFailed(f"topic {topic} does not exist")
-            return  # no minute history was ever published
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        while True:
-            batch = await consumer.getmany(timeout_ms=1000)
-            for records in batch.values():
-                for rec in records:
-                    try:
-                        msg = kind.FromString(rec.value or b"")
-                    except Exception:
-                        counts["skipped"] += 1
-                        continue
-                    write(msg, name)
-            if not follow:
-                positions = [await consumer.position(tp) for tp in tps]
-                if all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=True)):
-                    return
-    finally:
-        await consumer.stop()
+        async for batch in read_batches(kafka, topic, follow=follow, timeout=float("inf")):
+            for rec in batch:
+                try:
+                    msg = kind.FromString(rec.value or b"")
+                except Exception:
+                    counts["skipped"] += 1
+                    continue
+                write(msg, name)
+    except TopicMissing:
+        if required:
+            raise CommandFailed(f"topic {topic} does not exist") from None
+        # no minute history was ever published
 
 
 def run(args: argparse.Namespace) -> int:

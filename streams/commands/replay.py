@@ -25,10 +25,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from streams.commands import CommandFailed, UsageError
-from streams.kafka_access import check_access
+from streams.kafka.preflight import check_access
+from streams.kafka.topics import TopicMismatchError, ensure_topics
+from streams.offline.recording import Record, RecordingError, read_recording
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
-from streams.pipeline.topics import TopicMismatchError, ensure_topics
-from streams.recording import Record, RecordingError, read_recording
 from streams.settings import KafkaSettings, TopicSettings
 from streams.settings.flags import add_settings, from_args
 

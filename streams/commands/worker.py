@@ -8,7 +8,7 @@ import logging
 import sys
 
 from streams.commands import CommandFailed, UsageError
-from streams.kafka_access import check_access_sync
+from streams.kafka.preflight import check_access_sync
 from streams.opend.crypto import CryptoError, load_rsa_key
 from streams.polling.gateways import (
     Gateway,
@@ -87,7 +87,7 @@ def _create_topics(config: PipelineSettings, gateways: list[Gateway]) -> int | N
     """Create what is missing; the dead-letter topic's record limit (see Pipeline)."""
     from aiokafka.errors import KafkaError
 
-    from streams.pipeline.topics import TopicMismatchError
+    from streams.kafka.topics import TopicMismatchError
     from streams.polling.ownership import ControlTopicError
 
     try:
@@ -97,8 +97,8 @@ def _create_topics(config: PipelineSettings, gateways: list[Gateway]) -> int | N
 
 
 async def _topics(config: PipelineSettings, gateways: int) -> int | None:
+    from streams.kafka.topics import ensure_topics
     from streams.pipeline.deadletter import ensure_deadletter_topic
-    from streams.pipeline.topics import ensure_topics
     from streams.polling.ownership import ensure_control_topic
 
     kafka, topics = config.kafka.client_kwargs, config.topics

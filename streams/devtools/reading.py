@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
-from streams.topic_partitions import assign_whole_topic
+from streams.kafka.partitions import assign_whole_topic
+from streams.kafka.reading import read_to_end as kafka_read_to_end
 
 
 async def end_offsets(bootstrap: str, topic: str, timeout: float = 30.0) -> dict[int, int]:
@@ -27,27 +28,7 @@ async def read_to_end(bootstrap: str, topic: str, timeout: float = 30.0) -> list
 
     Raises TimeoutError if the end is not reached within ``timeout`` seconds.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    records: list[ConsumerRecord] = []
-    try:
-        tps = await assign_whole_topic(consumer, topic, timeout)
-        if not tps:
-            return records
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        deadline = time.monotonic() + timeout
-        while any([await consumer.position(tp) < ends[tp] for tp in tps]):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read {topic} to its end in {timeout:g}s")
-            batch = await consumer.getmany(timeout_ms=500)
-            for tp, recs in batch.items():
-                records.extend(r for r in recs if r.offset < ends[tp])
-    finally:
-        await consumer.stop()
-    return records
+    return await kafka_read_to_end({"bootstrap_servers": bootstrap}, topic, timeout)
 
 
 async def read_topic(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import urllib.request
 
-from streams.metrics import sample_sum
+from streams.observability.metrics import sample_sum
 
 metric_value = sample_sum  # sum of the samples of a name whose labels contain a string
 

@@ -31,7 +31,7 @@ from google.protobuf.message import DecodeError, Message
 
 from streams.domain.capital_flow import PERIOD_INTRADAY, CapitalFlow
 from streams.domain.market import SecurityFormatError, from_wire, to_wire
-from streams.metrics import OPEND_PUSHES
+from streams.observability.metrics import OPEND_PUSHES
 from streams.opend import crypto, framing
 from streams.opend.capital_flow import capital_flow_from_s2c
 from streams.opend.errors import ConnectionLost, OpenDError, RequestTimeout, classify
@@ -43,6 +43,7 @@ from streams.pb.opend import Notify_pb2 as notify_pb
 from streams.pb.opend import Qot_GetCapitalDistribution_pb2 as capdist_pb
 from streams.pb.opend import Qot_GetCapitalFlow_pb2 as capflow_pb
 from streams.pb.opend import Qot_GetUserSecurity_pb2 as user_security_pb
+from streams.timing.backoff import Backoff
 
 if TYPE_CHECKING:
     from streams.settings import OpenDSettings
@@ -215,7 +216,7 @@ class OpenDClient:
 
     async def ensure_connected(self, max_attempts: int | None = None) -> None:
         """Connect if needed, retrying with exponential backoff (forever if max_attempts None)."""
-        delay = self.backoff_initial
+        retry = Backoff(self.backoff_initial, self.backoff_max).waits()
         for attempt in itertools.count(1):
             if self.connected:
                 return
@@ -227,10 +228,9 @@ class OpenDClient:
                     raise ConnectionLost(
                         f"cannot connect to {self.source} after {attempt} attempts: {exc}"
                     ) from exc
-                wait = delay * (0.8 + 0.4 * random.random())
+                wait = retry.next_wait()
                 log.warning("connect to %s failed (%s); retrying in %.1fs", self.source, exc, wait)
                 await self._sleep(wait)
-                delay = min(delay * 2, self.backoff_max)
 
     async def close(self) -> None:
         """Close the connection; pending requests fail with ConnectionLost."""

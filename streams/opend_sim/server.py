@@ -61,7 +61,7 @@ from streams.pb.opend import Qot_Common_pb2 as qot_common_pb
 from streams.pb.opend import Qot_GetCapitalDistribution_pb2 as capdist_pb
 from streams.pb.opend import Qot_GetCapitalFlow_pb2 as capflow_pb
 from streams.pb.opend import Qot_GetUserSecurity_pb2 as user_security_pb
-from streams.ratelimit import SlidingWindowLimiter
+from streams.timing.ratelimit import SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,13 @@ import faust.streams as faust_streams
 from aiokafka.errors import MessageSizeTooLargeError
 from faust.exceptions import ProducerSendError
 
-from streams.metrics import ALERTS, CAPITAL_FLOW_RECORDS, DEAD_LETTERS, SNAPSHOTS_PROCESSED, STATE
+from streams.observability.metrics import (
+    ALERTS,
+    CAPITAL_FLOW_RECORDS,
+    DEAD_LETTERS,
+    SNAPSHOTS_PROCESSED,
+    STATE,
+)
 from streams.pipeline.batch import Batch
 from streams.pipeline.deadletter import DeadLetter, topic_message_limit
 from streams.pipeline.processor import (

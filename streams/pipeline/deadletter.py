@@ -21,7 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-from streams.pipeline.topics import ensure_topics
+from streams.kafka.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 

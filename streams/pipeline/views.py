@@ -12,7 +12,7 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
-from streams.metrics import exposition
+from streams.observability.metrics import exposition
 from streams.pipeline.processor import SecurityProcessor
 from streams.polling.service import PollingService
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from typing import Any, cast
 
-from streams.metrics import PARTITION_STALLS
+from streams.observability.metrics import PARTITION_STALLS
 from streams.pipeline.stall import StallReport, StallWatch, check_interval
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer
 
+from streams.kafka.reading import follow
 from streams.processing.events import parse_flow
 
 log = logging.getLogger(__name__)
@@ -87,16 +88,8 @@ class FlowFeedback:
     async def _run(self) -> None:
         consumer = self._consumer
         assert consumer is not None
-        while True:
-            try:
-                batch = await consumer.getmany(timeout_ms=500)
-            except Exception as exc:  # the broker is away: polling goes on, feedback resumes
-                log.warning("flow feedback: cannot read %s (%s); retrying", self.topic, exc)
-                await asyncio.sleep(1.0)
-                continue
-            for records in batch.values():
-                for record in records:
-                    self._feed(record.key, record.value)
+        # The broker away: polling goes on, and the feedback resumes when it is back.
+        await follow(consumer, lambda r: self._feed(r.key, r.value), f"the flow topic {self.topic}")
 
     def _feed(self, key: bytes | None, value: bytes | None) -> None:
         try:

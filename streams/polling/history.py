@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from streams.domain.capital_flow import CapitalFlow, capital_flow_to_proto
 from streams.domain.validation import InvalidSnapshot
-from streams.metrics import OPEND_REQUESTS
+from streams.observability.metrics import OPEND_REQUESTS
 from streams.opend.errors import (
     ConnectionLost,
     NoQuoteRightError,
@@ -47,7 +47,7 @@ from streams.opend.errors import (
     UnsupportedSecurityError,
 )
 from streams.polling.health import GatewayHealth, cause_of
-from streams.ratelimit import SlidingWindowLimiter
+from streams.timing.ratelimit import SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
 

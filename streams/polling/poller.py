@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from streams.domain.market import SESSIONS, SecurityFormatError, market_of, may_be_open, next_open
-from streams.metrics import OPEND_REQUESTS
+from streams.observability.metrics import OPEND_REQUESTS
 from streams.opend.errors import (
     ConnectionLost,
     NoQuoteRightError,
@@ -39,7 +39,7 @@ from streams.polling.health import SICK, GatewayHealth, cause_of
 from streams.polling.history import HistoryFetcher
 from streams.polling.market_state import MarketState
 from streams.polling.scheduler import RoundRobin, Scheduler
-from streams.ratelimit import SlidingWindowLimiter
+from streams.timing.ratelimit import SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from streams.polling.market_state import MarketState
 from streams.polling.poller import DistributionSource, Poller, Publish
 from streams.polling.rejections import Rejection
 from streams.polling.scheduler import Scheduler
-from streams.ratelimit import SlidingWindowLimiter
+from streams.timing.ratelimit import SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
 

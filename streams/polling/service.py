@@ -24,6 +24,7 @@ import os
 import uuid
 from typing import Any
 
+from streams.kafka.sending import AckedPublisher
 from streams.opend.client import OpenDClient, client_from_settings
 from streams.polling import market_state
 from streams.polling.flow_feedback import FlowFeedback
@@ -31,12 +32,11 @@ from streams.polling.gateways import Gateway, gateways_from_args
 from streams.polling.market_state import MarketState
 from streams.polling.ownership import GatewayOwnership
 from streams.polling.pool import GatewayClient, GatewayPool
-from streams.polling.publisher import SnapshotPublisher
 from streams.polling.scheduler import Scheduler, make_scheduler
 from streams.polling.status import GatewayStatusBoard
 from streams.polling.watchlist import WatchlistError, WatchlistSource, group_reader
-from streams.ratelimit import SlidingWindowLimiter, limit_margin
 from streams.settings import FlowSettings, PipelineSettings, PollerSettings
+from streams.timing.ratelimit import SlidingWindowLimiter, limit_margin
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +117,11 @@ class PollingService:
         )
         kwargs = config.kafka.client_kwargs
         topic = config.control_topic
-        self.publisher = SnapshotPublisher(config.topics.distribution, kwargs)
+        self.publisher = AckedPublisher(config.topics.distribution, kwargs)
         # The capital-flow series (minute history) go to their own topic, same partitioning.
-        self.series_publisher: SnapshotPublisher | None = None
+        self.series_publisher: AckedPublisher | None = None
         if poller.minute_history:
-            self.series_publisher = SnapshotPublisher(config.topics.capitalflow, kwargs)
+            self.series_publisher = AckedPublisher(config.topics.capitalflow, kwargs)
         self.board = GatewayStatusBoard(topic, self.gateways, kwargs, worker=self.worker_id)
         self.watchlist, self.group_client = watchlist_source(config)
         self.pool = GatewayPool(

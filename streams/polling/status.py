@@ -30,6 +30,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from streams.kafka.reading import follow
 from streams.polling.gateways import Gateway
 from streams.polling.health import DOWN, STATES, UP
 
@@ -185,18 +186,12 @@ class GatewayStatusBoard:
     async def _read(self) -> None:
         consumer = self._consumer
         assert consumer is not None
-        while True:
-            try:
-                batch = await consumer.getmany(timeout_ms=500)
-            except KafkaError as exc:
-                log.warning("reading gateway statuses failed: %r", exc)
-                await asyncio.sleep(1.0)
-                continue
-            for records in batch.values():
-                for record in records:
-                    if record.value is not None and _worker_of(record.value) == self.worker:
-                        continue  # our own report was applied when it was made
-                    self.apply(record.key, record.value)
+        await follow(consumer, self._take, f"the gateway statuses ({self.topic})")
+
+    def _take(self, record: Any) -> None:
+        if record.value is not None and _worker_of(record.value) == self.worker:
+            return  # our own report was applied when it was made
+        self.apply(record.key, record.value)
 
 
 def _worker_of(value: bytes) -> str | None:

@@ -31,7 +31,11 @@ from pathlib import Path
 from typing import Protocol
 
 from streams.domain.market import SecurityFormatError, parse_security
-from streams.metrics import WATCHLIST_CHANGES, WATCHLIST_READ_FAILURES, WATCHLIST_SECURITIES
+from streams.observability.metrics import (
+    WATCHLIST_CHANGES,
+    WATCHLIST_READ_FAILURES,
+    WATCHLIST_SECURITIES,
+)
 from streams.opend.errors import ConnectionLost, OpenDError, RequestTimeout, UnknownGroupError
 
 log = logging.getLogger(__name__)

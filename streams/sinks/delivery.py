@@ -19,8 +19,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from streams.kafka.sending import KAFKA_BACKOFF, send_acknowledged
 from streams.processing.events import rfc3339
 from streams.sinks.http import DeliveryError, Sink
+from streams.timing.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +50,10 @@ class RetryPolicy:
             raise ValueError(f"retry_floor must be >= 0, got {self.retry_floor}")
 
     def backoff(self, attempt: int, jitter: float) -> float:
-        """Delay after failed ``attempt`` (1-based): doubling, capped, plus 0-50 % jitter."""
-        delay = min(self.base_backoff * 2.0 ** min(attempt - 1, 60), self.max_backoff)
-        return min(delay * (1.0 + 0.5 * min(max(jitter, 0.0), 1.0)), self.max_backoff)
+        """Delay after failed ``attempt`` (1-based): capflow's retry schedule (doubling from
+        ``base_backoff``, capped at ``max_backoff``) plus up to 50 % by ``jitter`` in [0, 1]."""
+        cap = self.max_backoff
+        return Backoff(min(self.base_backoff, cap), cap, jitter=0.5).delay(attempt, jitter)
 
     def deadline(
         self, published_at: float | None, first_attempt: float, failing_since: float | None = None
@@ -219,12 +222,12 @@ class UndeliveredTopic:
         topic: str,
         *,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-        max_backoff: float = 30.0,
+        backoff: Backoff = KAFKA_BACKOFF,
     ) -> None:
         self.producer = producer
         self.topic = topic
         self._sleep = sleep
-        self._max_backoff = max_backoff
+        self._backoff = backoff
         self.written = 0
 
     async def publish(
@@ -235,26 +238,13 @@ class UndeliveredTopic:
         ``sleep`` (default: the writer's) waits between attempts; a stoppable one ends
         the retries by raising.
         """
-        from aiokafka.errors import KafkaError
-
-        pause = self._sleep if sleep is None else sleep
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await self.producer.send_and_wait(
-                    self.topic, record.value, key=record.key, headers=record.headers()
-                )
-            except KafkaError as exc:
-                delay = min(0.5 * 2 ** min(attempt - 1, 10), self._max_backoff)
-                log.warning(
-                    "cannot write to %s yet (%s: %s); retrying in %.1fs",
-                    self.topic,
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
-                await pause(delay)
-                continue
-            self.written += 1
-            return
+        await send_acknowledged(
+            self.producer,
+            self.topic,
+            record.value,
+            key=record.key,
+            headers=record.headers(),
+            backoff=self._backoff,
+            sleep=self._sleep if sleep is None else sleep,
+        )
+        self.written += 1

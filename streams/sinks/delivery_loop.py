@@ -14,7 +14,7 @@ import signal
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from streams.kafka_access import check_access
+from streams.kafka.preflight import check_access
 from streams.sinks.delivery import RetryPolicy, UndeliveredTopic
 from streams.sinks.dispatch import AlertDispatch
 from streams.sinks.follower import FollowParams, follow_alerts, warn_stderr
@@ -76,7 +76,7 @@ class DeliveryLoop:
         partitions (and records its start) now rather than at the next metadata refresh,
         when alerts published meanwhile would already be behind "latest". Existing
         topics are used whatever their partition count."""
-        from streams.pipeline.topics import TopicMismatchError, ensure_topics
+        from streams.kafka.topics import TopicMismatchError, ensure_topics
 
         for topic in (self.undelivered_topic, self.params.topic):
             with contextlib.suppress(TopicMismatchError):

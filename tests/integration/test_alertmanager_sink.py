@@ -22,7 +22,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from streams.broker.local import free_port
-from streams.pipeline.topics import ensure_topics
+from streams.kafka.topics import ensure_topics
 from streams.processing.detector import INFLOW_TO_OUTFLOW, OUTFLOW_TO_INFLOW, Alert
 from streams.processing.events import alert_payload
 from tests.integration.harness import Child, run_cli

@@ -23,7 +23,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from streams.broker.local import free_port
-from streams.pipeline.topics import ensure_topics
+from streams.kafka.topics import ensure_topics
 from streams.processing.detector import OUTFLOW_TO_INFLOW
 from streams.processing.events import alert_payload
 from streams.sinks.webhook import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify_signature

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 
 from streams.broker.local import free_port
 from streams.commands.alerts import FollowParams, follow_alerts
-from streams.pipeline.topics import ensure_topics
+from streams.kafka.topics import ensure_topics
 from streams.processing.detector import OUTFLOW_TO_INFLOW
 from streams.processing.events import alert_event, alert_payload
 from streams.sinks.webhook import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify_signature

@@ -21,7 +21,7 @@ from streams.archive.datasets import DATASETS, FLOWS, SNAPSHOTS, BadRecord, Data
 from streams.archive.follower import ArchiveOptions, follow, open_archive
 from streams.archive.query import DayRange, read_rows
 from streams.archive.writer import ArchiveWriter
-from streams.pipeline.topics import ensure_topics
+from streams.kafka.topics import ensure_topics
 from tests.integration.harness import Topics, capflow, read_to_end, run_cli, wait_for
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from streams.broker.local import free_port
-from streams.pipeline.topics import ensure_topics
+from streams.kafka.topics import ensure_topics
 from tests.integration.harness import (
     Topics,
     read_to_end,

@@ -17,8 +17,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from streams.devtools import scrape
-from streams.pipeline.topics import ensure_topics
-from streams.recording import from_json_line
+from streams.kafka.topics import ensure_topics
+from streams.offline.recording import from_json_line
 from tests.integration.harness import (
     FAST_LIMIT,
     Topics,

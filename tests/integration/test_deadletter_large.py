@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from streams.kafka.topics import ensure_topics
 from streams.pipeline.deadletter import (
     HEADER_OFFSET,
     HEADER_ORIGINAL_SHA256,
@@ -30,7 +31,6 @@ from streams.pipeline.deadletter import (
     record_size,
     topic_message_limit,
 )
-from streams.pipeline.topics import ensure_topics
 from tests.integration.harness import (
     ALERT_T0,
     Topics,

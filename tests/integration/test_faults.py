@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from streams.broker.local import LocalKafka, free_port
+from streams.kafka.topics import ensure_topics
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
 from streams.opend_sim.scenario import Scenario, load_scenario
 from streams.opend_sim.server import OpenDSimulator
-from streams.pipeline.topics import ensure_topics
 from tests.integration.harness import (
     DATA,
     FAST_LIMIT,

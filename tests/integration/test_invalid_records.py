@@ -11,9 +11,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from streams.broker.local import free_port
+from streams.kafka.topics import ensure_topics
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.pipeline.deadletter import HEADER_ERROR, HEADER_STAGE
-from streams.pipeline.topics import ensure_topics
 from tests.integration.harness import (
     Topics,
     metric,

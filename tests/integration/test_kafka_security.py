@@ -17,9 +17,9 @@ import pytest
 
 from streams.broker.local import LocalKafka, free_port, port_open
 from streams.broker.resolve import BrokerSetupError
+from streams.kafka.topics import ensure_topics
+from streams.offline.recording import to_json_line
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
-from streams.pipeline.topics import ensure_topics
-from streams.recording import to_json_line
 from tests.integration.harness import Topics, run_cli, start_worker, workers_stopped
 from tests.integration.secure_kafka import ALICE, BOB, Certificates, allow_prefix, secure_broker
 

@@ -22,7 +22,7 @@ from streams.opend_sim.market import MarketModel
 from streams.opend_sim.scenario import parse_scenario
 from streams.opend_sim.server import OpenDSimulator
 from streams.polling import market_state
-from streams.ratelimit import SlidingWindowLimiter
+from streams.timing.ratelimit import SlidingWindowLimiter
 from tests.fakes import HK_OPEN, WEEKEND, FakeClock, poller_on
 from tests.integration.harness import (
     FAST_LIMIT,

@@ -17,9 +17,9 @@ from typing import Any
 import orjson
 import pytest
 
+from streams.kafka.topics import ensure_topics
 from streams.opend.framing import PROTO_QOT_GET_CAPITAL_DISTRIBUTION, PROTO_QOT_GET_CAPITAL_FLOW
 from streams.pb.capflow.v1.capital_flow_pb2 import CapitalFlowSeries
-from streams.pipeline.topics import ensure_topics
 from tests.integration.harness import (
     FAST_LIMIT,
     Topics,

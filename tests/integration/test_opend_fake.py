@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from streams.metrics import REGISTRY
+from streams.observability.metrics import REGISTRY
 from streams.opend import framing
 from streams.opend.client import CLIENT_VER, KEEP_ALIVE_FACTOR, OpenDClient
 from streams.opend.errors import ConnectionLost, RequestTimeout

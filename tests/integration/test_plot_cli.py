@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from streams.kafka.topics import ensure_topics
 from streams.pipeline.processor import SecurityProcessor
-from streams.pipeline.topics import ensure_topics
 from streams.processing.flow import Snapshot
 from streams.processing.thresholds import ThresholdConfig
 from tests.integration.harness import run_cli

@@ -21,12 +21,12 @@ import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from streams.kafka.topics import ensure_topics
+from streams.offline.recording import read_recording, to_json_line
 from streams.pb.capflow.v1.capital_flow_pb2 import CapitalFlowSeries
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.pipeline.processor import Incoming, SecurityProcessor, SecurityState
-from streams.pipeline.topics import ensure_topics
 from streams.processing.thresholds import ThresholdConfig
-from streams.recording import read_recording, to_json_line
 from tests.integration.harness import (
     Topics,
     rate_limit,

@@ -16,9 +16,9 @@ import pytest
 
 from streams.broker.local import LocalKafka
 from streams.devtools import end_offsets
+from streams.kafka.topics import ensure_topics
+from streams.offline.recording import to_json_line
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
-from streams.pipeline.topics import ensure_topics
-from streams.recording import to_json_line
 from tests.integration.harness import capflow, run_cli, wait_for
 from tests.integration.secure_kafka import free_ports
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from streams.broker.local import LocalKafka, free_port, port_open
-from streams.pipeline.topics import ensure_topics
+from streams.kafka.topics import ensure_topics
 from tests.integration.harness import (
     RequestLog,
     Topics,

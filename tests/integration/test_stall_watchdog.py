@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streams.pipeline.topics import ensure_topics
+from streams.kafka.topics import ensure_topics
 from tests.integration.harness import (
     Topics,
     Worker,

@@ -15,10 +15,10 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 
 from streams.devtools import metric_value
+from streams.kafka.topics import ensure_topics
 from streams.opend.framing import PROTO_QOT_GET_CAPITAL_DISTRIBUTION as DIST
 from streams.opend.framing import PROTO_QOT_GET_CAPITAL_FLOW as FLOW
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
-from streams.pipeline.topics import ensure_topics
 from tests.integration.harness import (
     Topics,
     read_topic,

@@ -21,8 +21,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.backtest import load_recording, parameter_grid, run
 from streams.domain.market import format_local_time
+from streams.offline.backtest import load_recording, parameter_grid, run
+from streams.offline.recording import read_recording, to_json_line
 from streams.pb.capflow.v1.capital_flow_pb2 import CapitalFlowRow, CapitalFlowSeries
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.pipeline.processor import (
@@ -38,7 +39,6 @@ from streams.processing.backfill import MAX_WAITING, Inbox, MinuteSeries
 from streams.processing.events import parse_alert, parse_flow
 from streams.processing.flow import Baseline, FlowState, MinuteLevel, Snapshot
 from streams.processing.thresholds import DetectorParams, ThresholdConfig
-from streams.recording import read_recording, to_json_line
 
 SEC = "HK.00700"
 DAY = "2026-11-25"

@@ -13,7 +13,8 @@ from google.protobuf import json_format
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.backtest import (
+from streams.cli import main
+from streams.offline.backtest import (
     BacktestError,
     ParameterError,
     load_recording,
@@ -21,11 +22,10 @@ from streams.backtest import (
     parse_line,
     run,
 )
-from streams.cli import main
+from streams.offline.recording import RecordingError, from_json_line, to_json_line
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.pipeline.processor import SecurityProcessor
 from streams.processing.thresholds import DetectorParams
-from streams.recording import RecordingError, from_json_line, to_json_line
 
 T0 = 1_717_378_200.0  # 2024-06-03 09:30 HKT
 DAY = "2024-06-03"

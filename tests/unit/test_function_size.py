@@ -27,7 +27,6 @@ LIMIT = 50
 KNOWN_LONG = {
     "commands/demo.py": {"run"},
     "commands/opend_sim.py": {"register"},
-    "commands/plot.py": {"read_topic"},
     "commands/replay.py": {"replay"},
     "polling/pool.py": {"__init__"},
 }

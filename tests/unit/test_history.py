@@ -10,12 +10,12 @@ import orjson
 import pytest
 
 from streams.archive.datasets import ALERTS, FLOWS, SNAPSHOTS
-from streams.backtest import load_archive, load_recording, parameter_grid, run
 from streams.cli import main
 from streams.devtools.archive import archive_records, snapshot_at
+from streams.offline.backtest import load_archive, load_recording, parameter_grid, run
+from streams.offline.recording import read_recording, to_json_line
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.processing.events import alert_payload
-from streams.recording import read_recording, to_json_line
 from tests.integration.harness import make_alert
 from tests.unit.test_archive import flows_of_a_day, records_of
 

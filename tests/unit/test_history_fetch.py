@@ -13,7 +13,7 @@ from streams.pb.capflow.v1.capital_flow_pb2 import CapitalFlowSeries
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.polling.history import HistoryFetcher, HistoryPlanner
 from streams.polling.poller import Poller
-from streams.ratelimit import SlidingWindowLimiter
+from streams.timing.ratelimit import SlidingWindowLimiter
 from tests.fakes import FakeClock
 
 DAY = "2024-06-03"

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.kafka_access import KafkaAccessError, check_access
+from streams.kafka.preflight import KafkaAccessError, check_access
 
 
 @pytest.fixture

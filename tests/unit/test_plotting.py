@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from streams.plotting import PlotDataError, render_day, select_day
+from streams.offline.plotting import PlotDataError, render_day, select_day
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 START = 1795570800.0 - 3600  # 2026-11-25 08:40 HKT, before the open is fine for a plot

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from streams.metrics import OPEND_REQUESTS
+from streams.observability.metrics import OPEND_REQUESTS
 from streams.pb.opend import Qot_GetCapitalDistribution_pb2 as capdist_pb
 from tests.fakes import FakeClock, FakeOpenD, poller_on
 

@@ -11,7 +11,7 @@ from streams.polling import spread
 from streams.polling.gateways import Gateway, parse_gateways
 from streams.polling.pool import HEALTH_TICK_S, GatewayPool
 from streams.polling.scheduler import RoundRobin
-from streams.ratelimit import SlidingWindowLimiter
+from streams.timing.ratelimit import SlidingWindowLimiter
 from tests.fakes import HK_OPEN, DeadlineClock, Done, FakeClock, FakeOpenD
 
 WATCHLIST = [f"HK.{i:05d}" for i in range(1, 13)]

@@ -12,7 +12,7 @@ from streams.polling.gateways import Gateway, parse_gateways
 from streams.polling.market_state import STATE_MORNING, MarketState
 from streams.polling.pool import GatewayClient, GatewayPool
 from streams.polling.scheduler import RoundRobin
-from streams.ratelimit import SlidingWindowLimiter
+from streams.timing.ratelimit import SlidingWindowLimiter
 from tests.fakes import HK_OPEN, DeadlineClock, Done, FakeClock, FakeOpenD
 from tests.unit.test_pool import WATCHLIST, Board
 

@@ -129,7 +129,7 @@ async def test_a_sick_gateway_gives_its_securities_away_and_gets_them_back() -> 
 
 
 async def test_status_and_metrics_say_sick_and_why() -> None:
-    from streams.metrics import _gateway_families, _health_families
+    from streams.observability.metrics import _gateway_families, _health_families
 
     clock = DeadlineClock(HK_OPEN, HK_OPEN + 60)
     pool, fakes, _board = make_pool(clock)

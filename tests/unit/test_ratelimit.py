@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.ratelimit import SlidingWindowLimiter
+from streams.timing.ratelimit import SlidingWindowLimiter
 from tests.fakes import FakeClock
 
 
@@ -99,7 +99,7 @@ def test_spacing_never_breaks_the_window(gaps: list[float]) -> None:
 
 def _sustained_share(window: float, limit: int = 30, windows: int = 40) -> float:
     """Share of the server's budget a limiter built like the worker's spends when saturated."""
-    from streams.ratelimit import limit_margin
+    from streams.timing.ratelimit import limit_margin
 
     clock = FakeClock(0.0)
     ours = window + limit_margin(window)
@@ -114,7 +114,7 @@ def _sustained_share(window: float, limit: int = 30, windows: int = 40) -> float
 
 
 def test_margin_is_half_a_second_on_opend_window() -> None:
-    from streams.ratelimit import limit_margin
+    from streams.timing.ratelimit import limit_margin
 
     assert limit_margin(30.0) == 0.5
 

@@ -1,4 +1,4 @@
-"""streams.recording: DistributionSnapshot <-> JSON lines, and clear errors on bad lines."""
+"""streams.offline.recording: DistributionSnapshot <-> JSON lines, and clear errors on bad lines."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.opend.snapshot import CapitalDistribution, snapshot_to_proto
-from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
-from streams.recording import (
+from streams.offline.recording import (
     RecordingError,
     from_json_line,
     read_recording,
     to_json_line,
     write_recording,
 )
+from streams.opend.snapshot import CapitalDistribution, snapshot_to_proto
+from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 
 T0 = 1_717_378_200.0  # 2024-06-03 09:30:00 HKT
 

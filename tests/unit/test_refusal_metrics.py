@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from streams.metrics import StateCollector, sample_sum
+from streams.observability.metrics import StateCollector, sample_sum
 from streams.polling.rejections import NO_QUOTE_RIGHT, UNKNOWN, RejectionTracker
 
 T0 = 1_700_000_000.0

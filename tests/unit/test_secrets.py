@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import pytest
 from aiokafka.protocol.admin import SaslAuthenticateRequest_v1
 
-from streams import cli, redact
+from streams import cli
+from streams.observability import redact
 from streams.settings.declare import SettingError, Settings, declarations, positive_int, setting
 from streams.settings.flags import add_settings, secret_values
 

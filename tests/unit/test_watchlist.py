@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from streams.metrics import exposition, sample_sum
+from streams.observability.metrics import exposition, sample_sum
 from streams.opend.errors import ConnectionLost, UnknownGroupError
 from streams.polling import spread
 from streams.polling.adaptive import Adaptive
@@ -22,7 +22,7 @@ from streams.polling.watchlist import (
     parse_watchlist_text,
     read_watchlist_file,
 )
-from streams.ratelimit import SlidingWindowLimiter
+from streams.timing.ratelimit import SlidingWindowLimiter
 from tests.fakes import HK_OPEN, DeadlineClock, Done, FakeClock
 from tests.unit.test_history_fetch import ELEVEN, FakeClient, fetcher, flow
 from tests.unit.test_pool import WATCHLIST, make_pool

@@ -16,7 +16,11 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
+from streams.timing.backoff import Backoff
+
 log = logging.getLogger(__name__)
+# A broker that is still starting: 1, 2, 4 s, then every 5 s until ``attempts`` run out.
+ADMIN_BACKOFF = Backoff(initial=1.0, cap=5.0, jitter=0.0)
 
 
 class TopicMismatchError(RuntimeError):
@@ -34,6 +38,7 @@ async def ensure_topics(
     """Create missing topics with ``partitions`` (and ``configs[topic]``, if any); verify
     existing ones match."""
     admin = AIOKafkaAdminClient(**client_kwargs)
+    retry = ADMIN_BACKOFF.waits()
     for attempt in range(1, attempts + 1):
         try:
             await admin.start()
@@ -44,7 +49,7 @@ async def ensure_topics(
                     f"Kafka at {client_kwargs.get('bootstrap_servers')} does not answer: {exc}. "
                     "Start one with `capflow kafka start` or set CAPFLOW_KAFKA_BOOTSTRAP."
                 ) from exc
-            await asyncio.sleep(min(attempt, 5))
+            await asyncio.sleep(retry.next_wait())
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in topics if t not in existing]

@@ -27,6 +27,8 @@ from aiokafka.errors import (
 from aiokafka.protocol.coordination import FindCoordinatorRequest
 from aiokafka.protocol.metadata import MetadataRequest
 
+from streams.kafka.errors import KafkaAccessError
+
 DEFAULT_CONNECT_TIMEOUT = 30.0
 TOPIC_AUTHORIZATION_FAILED = 29
 GROUP_AUTHORIZATION_FAILED = 30
@@ -37,10 +39,6 @@ _AUTH_ERRORS = (
     AuthenticationMethodNotSupported,
     UnsupportedSaslMechanismError,
 )
-
-
-class KafkaAccessError(RuntimeError):
-    """Kafka cannot be used with these settings; the message says why and what to check."""
 
 
 def _who(kwargs: dict[str, Any]) -> str:

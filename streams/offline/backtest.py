@@ -27,6 +27,7 @@ import orjson
 from google.protobuf.descriptor import FieldDescriptor
 
 from streams.domain.snapshot_record import record_from_fields
+from streams.offline.recording import Record, from_json_line
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from streams.pipeline.processor import DecodeError, SecurityProcessor
 from streams.processing.backfill import Inbox, MinuteSeries, Waiting, advance
@@ -39,7 +40,6 @@ from streams.processing.thresholds import (
     ThresholdConfig,
     ThresholdConfigError,
 )
-from streams.recording import Record, from_json_line
 
 if TYPE_CHECKING:
     from streams.archive.query import DayRange
@@ -117,7 +117,7 @@ _FIELDS = _converters()
 
 
 def parse_line(line: bytes, where: str) -> Record:
-    """One recording line as the message ``streams.recording.from_json_line`` returns.
+    """One recording line as the message ``streams.offline.recording.from_json_line`` returns.
 
     The common case (plain numbers and strings) is read with orjson and built directly,
     about 20x faster than json_format; anything else goes through ``from_json_line``,
