@@ -1,7 +1,8 @@
 """Shared fixtures: one real Kafka broker per test session.
 
 The broker is started through the same code as ``capflow kafka start`` unless
-CAPFLOW_KAFKA_BOOTSTRAP names an existing one (e.g. docker compose).
+CAPFLOW_KAFKA_BOOTSTRAP names an existing one (docker compose, or the one broker
+``scripts/test.sh`` starts for all its pytest-xdist processes).
 """
 
 from __future__ import annotations
@@ -13,17 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker.local import LocalKafka, free_port, port_open
+from streams.broker.local import LocalKafka, free_port_pair
 from streams.settings import LocalKafkaSettings
 from streams.settings.declare import from_environment
-
-
-def _free_port_pair() -> int:
-    for _ in range(50):
-        port = free_port()
-        if not port_open("127.0.0.1", port + 1):
-            return port
-    raise RuntimeError("no free pair of ports for the test broker")
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +27,7 @@ def local_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka
         return
     jars = from_environment(LocalKafkaSettings).cache_dir  # CAPFLOW_CACHE_DIR, if set
     broker = LocalKafka(
-        Path(tmp_path_factory.mktemp("kafka")), port=_free_port_pair(), cache_dir=jars
+        Path(tmp_path_factory.mktemp("kafka")), port=free_port_pair(), cache_dir=jars
     )
     broker.start(progress=False)
     try:

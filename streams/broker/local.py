@@ -132,6 +132,25 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_pairs(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` free ports whose successors are free too (a broker's port and its
+    controller's), none overlapping another's pair."""
+    ports: list[int] = []
+    for _ in range(50 * count):
+        port = free_port(host)
+        taken = {p + d for p in ports for d in (-1, 0, 1)}
+        if port < 65535 and port not in taken and not port_open(host, port + 1):
+            ports.append(port)
+            if len(ports) == count:
+                return ports
+    raise RuntimeError(f"no {count} free pairs of ports for a broker")
+
+
+def free_port_pair(host: str = "127.0.0.1") -> int:
+    """A free port whose successor is free too: the broker's and its controller's."""
+    return free_port_pairs(1, host)[0]
+
+
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):

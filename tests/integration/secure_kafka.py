@@ -16,22 +16,11 @@ from pathlib import Path
 from aiokafka.conn import create_conn
 from aiokafka.protocol.admin import CreateAclsRequest
 
-from streams.broker.local import Listener, LocalKafka, free_port, port_open
+from streams.broker.local import Listener, LocalKafka, free_port_pairs
 
 STORE_PASSWORD = "capflow-test-store"
 ALICE = ("alice", "alice-pw-5d1f")  # super user
 BOB = ("bob", "bob-pw-8e2a")  # authenticated, authorized for nothing
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` free ports whose successor is free too (the broker's controller port)."""
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port()
-        taken = {p + d for p in ports for d in (-1, 0, 1)}  # each port and its controller
-        if port not in taken and not port_open("127.0.0.1", port + 1):
-            ports.append(port)
-    return ports
 
 
 def _keytool(*args: str) -> None:
@@ -87,7 +76,7 @@ def make_certificates(directory: Path) -> Certificates:
 def secure_broker(root: Path) -> tuple[LocalKafka, Certificates]:
     """A broker (not started) with PLAINTEXT, SASL_PLAINTEXT and SSL listeners."""
     certs = make_certificates(root / "tls")
-    plain, sasl, tls = free_ports(3)
+    plain, sasl, tls = free_port_pairs(3)
     broker = LocalKafka(
         root / "kafka",
         port=plain,

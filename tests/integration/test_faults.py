@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from streams.broker.local import LocalKafka, free_port
+from streams.broker.local import LocalKafka, free_port_pair
 from streams.kafka.topics import ensure_topics
 from streams.opend_sim.clock import SimClock
 from streams.opend_sim.market import MarketModel
@@ -162,7 +162,7 @@ async def test_worker_kill9_and_restart_resume_state(
 
 async def test_broker_restart_mid_stream(topic_prefix: str, tmp_path: Path) -> None:
     """A broker of its own, stopped and started again under a running worker."""
-    broker = LocalKafka(tmp_path / "kafka", port=free_port())
+    broker = LocalKafka(tmp_path / "kafka", port=free_port_pair())
     broker.start(progress=False)
     try:
         sim, scenario, requests = await _sim(

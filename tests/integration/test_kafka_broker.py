@@ -8,7 +8,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.broker.local import LocalKafka, free_port, new_cluster_id
+from streams.broker.local import LocalKafka, free_port_pair, new_cluster_id
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +63,7 @@ def test_new_cluster_id_is_never_read_as_a_flag() -> None:
 def test_storage_formats_with_ids_starting_with_dash_or_underscore(
     tmp_path: Path, cluster_id: str
 ) -> None:
-    broker = LocalKafka(tmp_path / "kafka", port=free_port())
+    broker = LocalKafka(tmp_path / "kafka", port=free_port_pair())
     broker._write_config()
     broker._format_storage(cluster_id)
     meta = (tmp_path / "kafka" / "data" / "meta.properties").read_text()

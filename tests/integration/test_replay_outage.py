@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker.local import LocalKafka
+from streams.broker.local import LocalKafka, free_port_pair
 from streams.devtools import end_offsets
 from streams.kafka.topics import ensure_topics
 from streams.offline.recording import to_json_line
 from streams.pb.capflow.v1.snapshot_pb2 import DistributionSnapshot
 from tests.integration.harness import capflow, run_cli, wait_for
-from tests.integration.secure_kafka import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +48,7 @@ async def topic_size(bootstrap: str, topic: str) -> int:
 
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[LocalKafka]:
-    broker = LocalKafka(tmp_path / "kafka", port=free_ports(1)[0])
+    broker = LocalKafka(tmp_path / "kafka", port=free_port_pair())
     broker.start(progress=False)
     try:
         yield broker

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker.local import LocalKafka, free_port, port_open
+from streams.broker.local import LocalKafka, free_port_pair
 from streams.kafka.topics import ensure_topics
 from tests.integration.harness import (
     RequestLog,
@@ -37,18 +37,10 @@ EXIT_BOUND_S = SHUTDOWN_TIMEOUT_S + 10.0
 IN_FLIGHT_S = 0.05
 
 
-def _free_pair() -> int:
-    for _ in range(50):
-        port = free_port()
-        if not port_open("127.0.0.1", port + 1):
-            return port
-    raise RuntimeError("no free pair of ports for the broker")
-
-
 async def test_sigterm_during_broker_outage_stops_polling_and_exits(
     topic_prefix: str, tmp_path: Path
 ) -> None:
-    broker = LocalKafka(tmp_path / "kafka", port=_free_pair())
+    broker = LocalKafka(tmp_path / "kafka", port=free_port_pair())
     broker.start(progress=False)
     try:
         sim, _ = await start_scenario_sim(requests=20, window=10)
