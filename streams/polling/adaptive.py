@@ -20,7 +20,9 @@ them the scheduler keeps, per security:
   source, a minute row (its T interpolated between the points) as much as a snapshot.
   A series newer than the last point is also a look between polls: the rate of L over
   its last minute or so replaces the rate between the last two points (T keeps its
-  rate), so a reversal shows as soon as a series shows it, not at the next poll.
+  rate), so a reversal shows as soon as a series shows it, not at the next poll; and
+  a series fetched shortly before a poll gives L's rate over the last minute or so
+  before it, even after a single poll (a worker started after the open).
 
 What it predicts. For a security on a side whose large-order flow now runs against
 that side, it extrapolates L and T at those rates and solves for the first time t* at
@@ -33,12 +35,13 @@ rate (a series' minutes measure it already: no probe after one).
 Order of requests, each time the poller asks:
 
 1. urgent: a pending flip, ``min_gap`` after its last poll (the confirming poll);
-2. approach: a predicted crossing whose time has come (t* + ``pad``);
-3. probe: a suspected reversal whose current rate is unknown;
-4. spare budget: never-polled securities first (those whose minute history came in
-   first, so a worker started after the open measures their first R_W against it),
-   then the security with the largest age x weight, where NEUTRAL securities weigh
-   ``neutral_weight`` (< 1): they are two regime changes away from any reversal
+2. never polled: nothing can alert there before its first snapshot (a worker started
+   after the open); those whose minute history came in first, so their first R_W is
+   measured against it;
+3. approach: a predicted crossing whose time has come (t* + ``pad``);
+4. probe: a suspected reversal whose current rate is unknown;
+5. spare budget: the security with the largest age x weight, where NEUTRAL securities
+   weigh ``neutral_weight`` (< 1): they are two regime changes away from any reversal
    alert, securities on a side are one.
 
 Floor. Every due security is polled at least every ``max_staleness`` seconds of the
@@ -77,6 +80,7 @@ _INTERVAL_SAMPLES = 15
 _CLOCK_PAIRS = 64
 _GUARD = 2  # request intervals between a deadline and max_staleness
 _MINUTE_SPAN = 30.0  # event seconds at least between the two levels of a series' rate
+_MEASURED_SPAN = 90.0  # a rate of L over at most this long (a minute row or two) is measured
 
 
 @dataclass
@@ -121,7 +125,8 @@ def _start_day(track: _Track, day: str) -> None:
     track.regime, track.ref, track.run, track.pending = NEUTRAL, None, 0, False
     track.points.clear()
     track.recent.clear()
-    track.minutes.clear()
+    # Its minutes stay: a series may come before the day's first flow (a worker started
+    # after the open); an earlier day's are pruned with the points (more than 2 W old).
 
 
 def _add_point(
@@ -313,16 +318,15 @@ class Adaptive:
         self, security: str, trading_day: str, levels: Sequence[tuple[float, float]]
     ) -> None:
         """Minute levels of a series fetched for ``security`` (see the module docstring);
-        ignored before its first flow of that day (no regime to act on yet)."""
+        before its first flow of the day they wait for it (no regime to act on yet)."""
         track = self._tracks.get(security)
-        if track is None:
+        if track is None or (track.day is not None and trading_day < track.day):
             return
         track.history = True
-        if track.day != trading_day or track.last_t is None:
-            return
-        horizon = track.last_t - 2 * track.window
+        horizon = -math.inf if track.last_t is None else track.last_t - 2 * track.window
         track.minutes.update((t, large) for t, large in levels if t > horizon)
-        self._plan(track)
+        if track.day == trading_day and track.last_t is not None:
+            self._plan(track)
 
     def forget(self, security: str) -> None:
         """Left the watchlist: if it comes back, it starts as a new security."""
@@ -356,25 +360,51 @@ class Adaptive:
             track.want_event, track.want_class = track.last_t + self.min_gap, URGENT
             return
         sigma = _SIGN.get(track.regime)
-        if sigma is None or len(track.recent) < 2:
+        rates = self._rates(track) if sigma is not None else None
+        if sigma is None or rates is None:
             return
-        (t0, l0, v0), (t1, l1, v1) = track.recent[-2], track.recent[-1]
-        span = t1 - t0
-        if span <= 0:
-            return
-        net_rate, turn_rate = (l1 - l0) / span, (v1 - v0) / span
-        current, looked = (t1, l1, v1), self._minute_look(track, turn_rate)
-        if looked is not None:
-            current, net_rate, span = looked  # a measured rate: no probe needed
+        current, net_rate, turn_rate, span = rates
         now = current[0]
         against = sigma * net_rate < 0
-        if not (against or (looked is None and self._slowed(track, sigma))):
+        if not (against or (span > 0 and self._slowed(track, sigma))):
             return
         crossing = self._crossing(track, sigma, net_rate, turn_rate, current) if against else None
         if crossing is not None and not self._in_cooldown(track, crossing):
             track.want_event, track.want_class = crossing + self.pad, APPROACH
         if span > self.long_gap and (crossing is None or crossing > now + self.probe_gap):
             track.want_event, track.want_class = now + self.probe_gap, PROBE
+
+    def _rates(
+        self, track: _Track
+    ) -> tuple[tuple[float, float, float], float, float, float] | None:
+        """(t, L, T) now, the rates of L and T, and the span the rate of L was averaged
+        over (0: measured by minutes of a series, no probe needed); None: unknown.
+
+        T's rate is the last two points' (the record's window after a single point). L's
+        is a series' last minute or so when it is newer than the last point, else from a
+        minute level 30-90 s before the last point (if after the point before it), else
+        between the last two points."""
+        t1, l1, v1 = track.recent[-1]
+        before = track.recent[-2] if len(track.recent) >= 2 else track.base
+        if before is None or t1 <= before[0]:
+            return None
+        turn_rate = (v1 - before[2]) / (t1 - before[0])
+        looked = self._minute_look(track, turn_rate)
+        if looked is not None:
+            current, net_rate = looked
+            return current, net_rate, turn_rate, 0.0
+        recent = [
+            t
+            for t in track.minutes
+            if t1 - _MEASURED_SPAN <= t <= t1 - _MINUTE_SPAN
+            and (len(track.recent) < 2 or t > before[0])
+        ]
+        if recent:
+            t_m = max(recent)
+            return (t1, l1, v1), (l1 - track.minutes[t_m]) / (t1 - t_m), turn_rate, 0.0
+        if len(track.recent) < 2:
+            return None
+        return (t1, l1, v1), (l1 - before[1]) / (t1 - before[0]), turn_rate, t1 - before[0]
 
     def _slowed(self, track: _Track, sigma: float) -> bool:
         """Whether L's share of the turnover fell on the regime's side between the last
@@ -389,10 +419,10 @@ class Adaptive:
 
     def _minute_look(
         self, track: _Track, turn_rate: float
-    ) -> tuple[tuple[float, float, float], float, float] | None:
+    ) -> tuple[tuple[float, float, float], float] | None:
         """The latest minute level when it is newer than the last point: (t, L, T) with T
-        at the points' turnover rate, the rate of L over the last ``_MINUTE_SPAN`` or
-        more of minutes, and a span of 0; None without one."""
+        at ``turn_rate`` from the last point, and the rate of L over the last
+        ``_MINUTE_SPAN`` or more of minutes; None without one."""
         assert track.last_t is not None
         newer = sorted(t for t in track.minutes if t > track.last_t)
         if not newer:
@@ -405,7 +435,7 @@ class Adaptive:
         l_m = track.minutes[t_m]
         net_rate = (l_m - track.minutes[t_p]) / (t_m - t_p)
         _, _, v_last = track.points[-1]
-        return (t_m, l_m, v_last + turn_rate * (t_m - track.last_t)), net_rate, 0.0
+        return (t_m, l_m, v_last + turn_rate * (t_m - track.last_t)), net_rate
 
     def _in_cooldown(self, track: _Track, crossing: float) -> bool:
         """True when the flip at ``crossing`` would be confirmed inside the alert cooldown."""
@@ -475,7 +505,8 @@ class Adaptive:
         return sorted(out)
 
     def _candidates(self, due: Sequence[str], now: float) -> list[tuple[str, str]]:
-        """Securities worth a request now, best first (hot ones, then spare by weighted age)."""
+        """Securities worth a request now, best first: confirming polls, never-polled
+        securities, the other hot ones, then spare by weighted age."""
         scale = self._scale()
         hot: list[tuple[int, float, int, str]] = []
         spare: list[tuple[int, float, int, int, str]] = []
@@ -497,7 +528,11 @@ class Adaptive:
         hot.sort()
         spare.sort()
         kinds = {URGENT: "urgent", APPROACH: "approach", PROBE: "probe"}
-        return [(sec, kinds[c]) for c, _, _, sec in hot] + [(sec, "spare") for *_, sec in spare]
+        ranked = [(c, sec, kinds[c]) for c, _, _, sec in hot]
+        # A security never polled comes right after the confirming polls: nothing can
+        # alert there before its first snapshot (a worker started after the open).
+        ranked += [(URGENT if never == 0 else PROBE + 1, sec, "spare") for never, *_, sec in spare]
+        return [(sec, kind) for _, sec, kind in sorted(ranked, key=lambda r: r[0])]
 
     # -- floor --------------------------------------------------------------------------
 

@@ -179,6 +179,23 @@ def test_confirmed_flip_stops_being_urgent() -> None:
     assert sched.next(due, 20.0) == due[0]
 
 
+def test_a_never_polled_security_comes_after_a_confirming_poll_before_the_rest() -> None:
+    """Nothing can alert on a security before its first snapshot: it goes before an
+    approach (and a probe), after a pending flip's confirming poll."""
+    sched, due, _now = primed()
+    turning, flipping, new = due[2], due[5], "HK.09999"
+    sched.observe_flow(turning, flow(turning, 20.0, "INFLOW", large=-1e6, r_w=5, d_t=10, theta=1))
+    sched.observe_flow(turning, flow(turning, 60.0, "INFLOW", large=-2e6, r_w=5, d_t=10, theta=1))
+    track = sched._tracks[turning]  # L falls fast: R_W crosses at once, an approach
+    assert track.want_class == 1 and track.want_event is not None and track.want_event < 80.0
+    sched.observe_flow(flipping, flow(flipping, 61.0, "OUTFLOW", r_w=-5.0, d_t=10.0, theta=1.0))
+    assert sched.next([*due, new], 80.0) == flipping  # the confirming poll first
+    sched.polled(flipping, 80.0)
+    assert sched.next([*due, new], 81.0) == new
+    sched.polled(new, 81.0)
+    assert sched.next([*due, new], 82.0) == turning
+
+
 def test_spare_budget_goes_to_the_oldest_with_neutral_weighing_less() -> None:
     sched = Adaptive(600.0, interval=1.0)
     due = ["HK.00001", "HK.00002"]
@@ -385,6 +402,34 @@ def test_a_series_between_polls_shows_the_reversal_before_the_next_poll() -> Non
     sched.observe_minutes(sec, "2024-06-04", [(T0 + 86400.0, 0.0)])
     sched.observe_minutes("HK.09988", DAY, levels)
     assert track.want_event is not None and "HK.09988" not in sched._tracks
+
+
+def test_after_a_late_start_one_poll_and_its_series_plan_the_approach() -> None:
+    """A worker started 100 s after a flip: its first poll, with the series fetched just
+    before it, is still on the old side; the series' last minutes give L's rate, so the
+    approach poll is planned at the crossing the processor will see (not after a second
+    routine poll)."""
+    flip = T0 + 6000.0
+    start = flip + 100.0
+    sec = "HK.00700"
+    sched = Adaptive(600.0, interval=1.0, pad=0.0)
+    sched.next([sec], 0.0)
+    state = _fresh()
+    series, levels = _minutes(start - 1.0, flip, 100000.0)
+    _PROCESSOR.take(state, series)
+    sched.observe_minutes(sec, DAY, levels)
+    (outcome,) = _PROCESSOR.take(
+        state, Polled(_snapshot(start, flip, 100000.0), series.received_ms)
+    )
+    assert outcome.flow is not None
+    record = parse_flow(outcome.flow)
+    assert record["baseline"] == "minute" and record["regime"] == "INFLOW"
+    sched.polled(sec, 1.0)
+    sched.observe_flow(sec, record)
+    track = sched._tracks[sec]
+    actual = _crossing_of(state, start, flip)
+    assert track.want_class == 1 and track.want_event is not None
+    assert actual - 2.0 <= track.want_event <= actual
 
 
 def test_never_polled_ones_whose_history_is_in_go_first() -> None:
