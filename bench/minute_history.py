@@ -166,6 +166,24 @@ def compare_alerts(
     return Comparison(same, extra, missing, offsets)
 
 
+def unequal(
+    alerts: Sequence[dict[str, Any]], others: Sequence[dict[str, Any]], t0: float
+) -> list[str]:
+    """Each of ``alerts`` (extra or missing) with its time after ``t0`` and how far the
+    other worker's nearest alert of the same security and direction lies (or none)."""
+    out = []
+    for a in alerts:
+        same = [
+            b["event_ts"] - a["event_ts"]
+            for b in others
+            if b["security"] == a["security"] and b["direction"] == a["direction"]
+        ]
+        near = min(same, key=abs, default=None)
+        other = "none by the other" if near is None else f"the other's {near:+.0f} s from it"
+        out.append(f"{a['security']} {a['direction']} at t0 + {a['event_ts'] - t0:.0f} s ({other})")
+    return out
+
+
 def first_baselines(flows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per security, its first flow record whose baseline is not ``none`` (event order)."""
     first: dict[str, dict[str, Any]] = {}
@@ -521,7 +539,43 @@ def late_start_report(args: argparse.Namespace, config: dict[str, Any]) -> list[
             ],
         ],
     )
-    return lines
+    return [*lines, "", *late_start_reading(args, r, n, pair)]
+
+
+def late_start_reading(
+    args: argparse.Namespace, r: dict[str, Any], n: int, pair: Pair
+) -> list[str]:
+    """What the numbers say, from the numbers."""
+    early, late = pair.sides
+    t0 = pair.scenario.start + r["t0"]
+    c: Comparison = r["comparison"]
+    text = (
+        f"Reading: the late worker had every security's minute history before its first "
+        f"poll but for {r['first_none']} of {n} (their first flow had no baseline; the "
+        "next poll folded their series in), so its regimes, last confirmed sides and "
+        "cooldown clocks came from the day's minutes, and it sent nothing for the past. "
+    )
+    if r["warm_all"] is not None:
+        text += (
+            f"Every security had a baseline {r['warm_all']:.0f} s after its start, "
+            f"{r['warm_all'] / n:.2f} s per security: about one pass of the "
+            "capital-distribution budget (one request a second) over the watchlist. "
+        )
+    if c.extra or c.missing:
+        text += (
+            "Not equal: "
+            + "; ".join(
+                [f"extra {x}" for x in unequal(c.extra, early.alerts, t0)]
+                + [f"missing {x}" for x in unequal(c.missing, late.alerts, t0)]
+            )
+            + ". Each worker polls on its own schedule, so two alerts of one flip can lie "
+            "further apart than 90 s, most of all for flips during the late worker's "
+            "first pass over the watchlist (its first snapshot of a security may come after "
+            "the crossing)."
+        )
+    else:
+        text += "From W + 2 min on, its alerts are the other worker's."
+    return [text]
 
 
 def _limits(most: dict[str, list[int]]) -> str:
@@ -703,7 +757,36 @@ def outage_report(args: argparse.Namespace, config: dict[str, Any]) -> list[str]
             ],
         ),
     ]
-    return lines
+    return [*lines, "", *outage_reading(args, r, n)]
+
+
+def outage_reading(args: argparse.Namespace, r: dict[str, Any], n: int) -> list[str]:
+    """What the numbers say, from the numbers."""
+    after = r["after_up"]
+    first = r["first_back"]
+    text = (
+        f"Reading: {r['once']} of the {r['inside']} flips inside the outage were alerted "
+        f"once after it, {r['found_in_history']} of them found in minute history (event "
+        "time the minute the replay over the hole confirmed it), the others live after it. "
+    )
+    if first is not None:
+        text += (
+            f"The worker's first capital-distribution request came {first:.0f} s after "
+            "OpenD listened again (its reconnect backoff, at most 5 s of wall time, is not "
+            f"scaled with the speed: up to {5 * args.speed:.0f} simulated seconds here). "
+        )
+    text += (
+        "Each security's first snapshot after the outage has no baseline (its last level "
+        "lies more than W before t - W), its flow asks for history, and the series is "
+        "folded in at its next poll, where the replay over the hole finds the reversal: "
+        f"so an alert comes about two polls of the security after OpenD returns (N = {n} "
+        "at one request a second)"
+    )
+    if after:
+        text += f": {percentile(after, 50):.0f} s median, {max(after):.0f} s at most here."
+    else:
+        text += "."
+    return [text]
 
 
 # -- command line -----------------------------------------------------------------------

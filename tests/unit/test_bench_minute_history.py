@@ -15,6 +15,7 @@ from bench.minute_history import (
     flips_around,
     flips_every,
     next_flip_times,
+    unequal,
 )
 from streams.opend_sim.scenario import reversal_times
 
@@ -149,3 +150,12 @@ def test_flow_spent_sums_the_gateways() -> None:
     }
     assert flow_spent(status) == {"total": 7, "ok": 6, "before_poll": 1}
     assert flow_spent({}) == {}
+
+
+def test_unequal_alerts_say_how_far_the_others_lie() -> None:
+    extra = [alert("HK.1", OUT, 1300), alert("HK.2", IN, 1400)]
+    others = [alert("HK.1", OUT, 1150), alert("HK.1", OUT, 2000), alert("HK.2", OUT, 1400)]
+    assert unequal(extra, others, t0=1000) == [
+        "HK.1 inflow_to_outflow at t0 + 300 s (the other's -150 s from it)",
+        "HK.2 outflow_to_inflow at t0 + 400 s (none by the other)",
+    ]
