@@ -64,6 +64,7 @@ _SIDES = {"INFLOW": 1.0, "OUTFLOW": -1.0}
 # A security on a side is watched when it was not looked at for this many of the
 # capital-flow budget's request intervals (30 s at OpenD's 30 per 30 s).
 WATCH_REQUESTS = 30
+IDLE_S = 0.5  # the background loop's longest sleep when nothing is to be fetched
 
 
 class CapitalFlowSource(Protocol):
@@ -263,12 +264,13 @@ class HistoryFetcher:
         *,
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        idle: float = 0.5,
+        idle: float | None = None,
         health: GatewayHealth | None = None,
     ) -> None:
         """``health`` (the gateway's) counts the failures that are not one security's.
         Without ``planner`` it makes one that watches securities on a side when the
-        limiter paces its requests (``WATCH_REQUESTS`` of its intervals)."""
+        limiter paces its requests (``WATCH_REQUESTS`` of its intervals); ``idle``
+        defaults to that interval (``IDLE_S`` at most)."""
         self.client = client
         self.publish = publish
         self.limiter = limiter
@@ -280,7 +282,9 @@ class HistoryFetcher:
         self.on_series: Callable[[CapitalFlow], None] | None = None
         self.wall_clock = wall_clock
         self.sleep = sleep
-        self.idle = idle
+        # Between looks when nothing is to be fetched (not connected yet, say): at most
+        # one request interval of the budget, so a start-up wastes no slot of it.
+        self.idle = idle if idle is not None else min(IDLE_S, limiter.spacing or IDLE_S)
         self.health = health
         self.stats = HistoryStats()
         self.refs: dict[str, int] = {}  # security -> received_at_ms of its latest series

@@ -272,7 +272,9 @@ async def test_a_paced_budget_watches_and_each_series_reaches_the_scheduler() ->
     history = HistoryFetcher(client, publish, paced, wall_clock=clock, sleep=_no_sleep)
     assert history.planner.watch_gap == 30.0  # 30 of its request intervals
     unpaced = fetcher(client, clock, published)
-    assert unpaced.planner.watch_gap is None
+    assert unpaced.planner.watch_gap is None and unpaced.idle == 0.5
+    fast = SlidingWindowLimiter(30, 1.5, clock, spacing=0.05)  # a simulator at speed 20
+    assert HistoryFetcher(client, publish, fast, wall_clock=clock).idle == 0.05
 
     seen: list[tuple[str, str, list[tuple[float, float]]]] = []
 
