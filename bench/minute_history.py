@@ -780,7 +780,8 @@ def outage_reading(args: argparse.Namespace, r: dict[str, Any], n: int) -> list[
     text = (
         f"Reading: {r['once']} of the {r['inside']} flips inside the outage were alerted "
         f"once after it, {r['found_in_history']} of them found in minute history (event "
-        "time the minute the replay over the hole confirmed it), the others live after it. "
+        "time the minute the replay over the hole confirmed it), "
+        f"{r['once'] - r['found_in_history']} live after it. "
     )
     if first is not None:
         text += (
