@@ -558,9 +558,11 @@ def late_start_reading(
     )
     if r["warm_all"] is not None:
         text += (
-            f"Every security had a baseline {r['warm_all']:.0f} s after its start, "
-            f"{r['warm_all'] / n:.2f} s per security: about one pass of the "
-            "capital-distribution budget (one request a second) over the watchlist. "
+            f"Every security had a baseline {r['warm_all']:.0f} s after its start, the "
+            f"median one after {percentile(r['warm'], 50):.0f} s: its first poll, in the "
+            "first pass of the capital-distribution budget over the watchlist (one request "
+            "a second, beside the confirming polls); the last were those polled before "
+            "their series came in (at their next poll). "
         )
     if c.extra or c.missing:
         text += (
