@@ -29,6 +29,7 @@ from streams.devtools import (  # noqa: F401 (re-exported for the benchmark scri
     Worker,
     free_port,
     metric_value,
+    read_to_end,
     start_worker,
 )
 
@@ -179,6 +180,12 @@ ORDER = (
     "detection_delay-300-k1",
     "detection_delay-30-k3",
     "detection_delay-300-k3",
+    "detection_delay-300-k1-history",
+    "Warm start",
+    "late_start-30",
+    "late_start-300",
+    "outage-30",
+    "outage-300",
 )
 
 

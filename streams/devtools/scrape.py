@@ -1,8 +1,10 @@
-"""Reading a worker's Prometheus endpoint (``/metrics/``)."""
+"""Reading a worker's web views: its Prometheus endpoint (``/metrics/``) and ``/status/``."""
 
 from __future__ import annotations
 
+import json
 import urllib.request
+from typing import Any
 
 from streams.observability.metrics import sample_sum
 
@@ -21,3 +23,12 @@ def metric(web_port: int, name: str, label: str = "") -> float:
         return sample_sum(scrape(web_port, timeout=2.0), name, label)
     except OSError:
         return 0.0
+
+
+def status_view(web_port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> dict[str, Any]:
+    """The ``/status/`` view of the worker listening on ``web_port``; {} while unreachable."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{web_port}/status/", timeout=timeout) as resp:
+            return dict(json.loads(resp.read()))
+    except OSError:
+        return {}

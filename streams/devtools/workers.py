@@ -8,11 +8,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from streams.broker.local import free_port
 from streams.devtools.processes import Child, python_module
 from streams.devtools.processes import stopped as workers_stopped
-from streams.devtools.scrape import scrape
+from streams.devtools.scrape import scrape, status_view
 from streams.devtools.topics import Topics
 
 __all__ = ["Worker", "start_worker", "workers_stopped"]
@@ -39,6 +40,10 @@ class Worker(Child):
     def metrics(self) -> str:
         """The worker's Prometheus exposition text."""
         return scrape(self.web_port)
+
+    def status(self) -> dict[str, Any]:
+        """The worker's ``/status/`` view; {} while it does not answer."""
+        return status_view(self.web_port)
 
 
 def start_worker(

@@ -83,6 +83,16 @@ class CapitalFlow:
         """The rows of minutes that are over (all rows when OpenD sent no lastValidTime)."""
         return self.rows[:-1] if self.partial_row is not None else self.rows
 
+    def large_net_levels(self) -> list[tuple[float, float]]:
+        """(instant, L) of every row: a minute that is over at its mark, the minute in
+        progress at lastValidTime, the instant its values belong to."""
+        partial = self.partial_row
+        last = self.last_valid_timestamp
+        return [
+            (last if row is partial and last is not None else row.timestamp, row.large_net)
+            for row in self.rows
+        ]
+
     def validate(self, now: float | None = None) -> None:
         """Raise :class:`InvalidSnapshot` unless this series is valid data."""
         validate_capital_flow(self, now)

@@ -10,23 +10,37 @@ them the scheduler keeps, per security:
   opposite the one it held and has not yet held there for ``confirm`` records (the
   detector alerts on the next record that keeps it there);
 - the points (t, L, T) of the last window, plus the baseline the record's own R_W was
-  measured against (L - R_W, T - dT at t - W): with them it knows R_W's baseline for
-  any future poll time exactly, as the flow processor will compute it;
-- the recent rates of L and T (between its last two points).
+  measured against (L - R_W, T - dT at the record's baseline_ts, else at t - W): with
+  them it knows R_W's baseline for any future poll time exactly, as the flow processor
+  will compute it;
+- the recent rates of L and T (between its last two points);
+- the minute levels (t, L) of the capital-flow series its gateway fetched (minute
+  history, OpenD 3211): the flow processor folds the same rows in before the next
+  snapshot, so a baseline at t - W is then the latest level at or before it from either
+  source, a minute row (its T interpolated between the points) as much as a snapshot.
+  A series newer than the last point is also a look between polls: the rate of L over
+  its last minute or so replaces the rate between the last two points (T keeps its
+  rate), so a reversal shows as soon as a series shows it, not at the next poll; and
+  a series fetched shortly before a poll gives L's rate over the last minute or so
+  before it, even after a single poll (a worker started after the open).
 
 What it predicts. For a security on a side whose large-order flow now runs against
 that side, it extrapolates L and T at those rates and solves for the first time t* at
 which R_W would cross the opposite threshold (theta as the same share of dT as now):
 the first poll at or after t* is the flip, and the next one confirms it. When the last
-interval is long (a flip inside it would be averaged away) or the flow only slowed
-down, it first *probes*: one poll soon after, which measures the current rate.
+interval between polls is long (a flip inside it would be averaged away) or the flow
+only slowed down, it first *probes*: one poll soon after, which measures the current
+rate (a series' minutes measure it already: no probe after one).
 
 Order of requests, each time the poller asks:
 
 1. urgent: a pending flip, ``min_gap`` after its last poll (the confirming poll);
-2. approach: a predicted crossing whose time has come (t* + ``pad``);
-3. probe: a suspected reversal whose current rate is unknown;
-4. spare budget: the security with the largest age x weight, where NEUTRAL securities
+2. never polled: nothing can alert there before its first snapshot (a worker started
+   after the open); those whose minute history came in first, so their first R_W is
+   measured against it;
+3. approach: a predicted crossing whose time has come (t* + ``pad``);
+4. probe: a suspected reversal whose current rate is unknown;
+5. spare budget: the security with the largest age x weight, where NEUTRAL securities
    weigh ``neutral_weight`` (< 1): they are two regime changes away from any reversal
    alert, securities on a side are one.
 
@@ -47,6 +61,7 @@ offset + scale x poller time, so predictions in event time become poller times.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 from collections import deque
@@ -64,6 +79,8 @@ URGENT, APPROACH, PROBE = 0, 1, 2
 _INTERVAL_SAMPLES = 15
 _CLOCK_PAIRS = 64
 _GUARD = 2  # request intervals between a deadline and max_staleness
+_MINUTE_SPAN = 30.0  # event seconds at least between the two levels of a series' rate
+_MEASURED_SPAN = 90.0  # a rate of L over at most this long (a minute row or two) is measured
 
 
 @dataclass
@@ -84,7 +101,9 @@ class _Track:
     last_alert_t: float | None = None
     points: deque[tuple[float, float, float]] = field(default_factory=deque)  # last W
     recent: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=3))
-    base: tuple[float, float, float] | None = None  # (t - W, L_b, T_b) of the last record
+    base: tuple[float, float, float] | None = None  # (t_b, L_b, T_b) of the last record
+    minutes: dict[float, float] = field(default_factory=dict)  # minute levels: t -> L
+    history: bool = False  # a series of it was fetched here (its first poll can use it)
     window: float = 300.0
     theta_share: float = 0.0
     # The poll this security wants (event time) and why.
@@ -106,6 +125,22 @@ def _start_day(track: _Track, day: str) -> None:
     track.regime, track.ref, track.run, track.pending = NEUTRAL, None, 0, False
     track.points.clear()
     track.recent.clear()
+    # Its minutes stay: a series may come before the day's first flow (a worker started
+    # after the open); an earlier day's are pruned with the points (more than 2 W old).
+
+
+def _add_point(
+    track: _Track, point: tuple[float, float, float], base: tuple[float, float, float]
+) -> None:
+    """A flow record's point and baseline; what lies too far back to be a baseline goes."""
+    t = point[0]
+    track.points.append(point)
+    track.recent.append(point)
+    while track.points and track.points[0][0] <= t - track.window:
+        track.points.popleft()
+    track.base = base
+    horizon = t - 2 * track.window  # older minutes can no longer be a baseline
+    track.minutes = {m: lv for m, lv in track.minutes.items() if m > horizon}
 
 
 class Adaptive:
@@ -273,12 +308,25 @@ class Adaptive:
         self._fold_regime(track, str(regime), t)
         track.window = window
         track.theta_share = theta / d_t if d_t > 0 else 0.0
-        track.points.append((t, large, turnover))
-        track.recent.append((t, large, turnover))
-        while track.points and track.points[0][0] <= t - window:
-            track.points.popleft()
-        track.base = (t - window, large - r_w, turnover - d_t)
+        # The level R_W was measured against, at its own time when the record names it.
+        base_t = _num(flow.get("baseline_ts"))
+        base = (base_t if base_t is not None else t - window, large - r_w, turnover - d_t)
+        _add_point(track, (t, large, turnover), base)
         self._plan(track)
+
+    def observe_minutes(
+        self, security: str, trading_day: str, levels: Sequence[tuple[float, float]]
+    ) -> None:
+        """Minute levels of a series fetched for ``security`` (see the module docstring);
+        before its first flow of the day they wait for it (no regime to act on yet)."""
+        track = self._tracks.get(security)
+        if track is None or (track.day is not None and trading_day < track.day):
+            return
+        track.history = True
+        horizon = -math.inf if track.last_t is None else track.last_t - 2 * track.window
+        track.minutes.update((t, large) for t, large in levels if t > horizon)
+        if track.day == trading_day and track.last_t is not None:
+            self._plan(track)
 
     def forget(self, security: str) -> None:
         """Left the watchlist: if it comes back, it starts as a new security."""
@@ -308,32 +356,86 @@ class Adaptive:
         """Set the poll this security wants next (event time), or none."""
         track.want_event = None
         assert track.last_t is not None
-        now = track.last_t
         if track.pending:
-            track.want_event, track.want_class = now + self.min_gap, URGENT
+            track.want_event, track.want_class = track.last_t + self.min_gap, URGENT
             return
         sigma = _SIGN.get(track.regime)
-        if sigma is None or len(track.recent) < 2:
+        rates = self._rates(track) if sigma is not None else None
+        if sigma is None or rates is None:
             return
-        (t0, l0, v0), (t1, l1, v1) = track.recent[-2], track.recent[-1]
-        span = t1 - t0
-        if span <= 0:
-            return
-        net_rate, turn_rate = (l1 - l0) / span, (v1 - v0) / span
+        current, net_rate, turn_rate, span = rates
+        now = current[0]
         against = sigma * net_rate < 0
-        slowed = False
-        if len(track.recent) >= 3 and turn_rate > 0:
-            tp, lp, vp = track.recent[-3]
-            if t0 > tp and v0 > vp:
-                before = sigma * (l0 - lp) / (v0 - vp)
-                slowed = sigma * (l1 - l0) / (v1 - v0) < before - self.slowdown
-        if not (against or slowed):
+        if not (against or (span > 0 and self._slowed(track, sigma))):
             return
-        crossing = self._crossing(track, sigma, net_rate, turn_rate) if against else None
+        crossing = self._crossing(track, sigma, net_rate, turn_rate, current) if against else None
         if crossing is not None and not self._in_cooldown(track, crossing):
             track.want_event, track.want_class = crossing + self.pad, APPROACH
         if span > self.long_gap and (crossing is None or crossing > now + self.probe_gap):
             track.want_event, track.want_class = now + self.probe_gap, PROBE
+
+    def _rates(
+        self, track: _Track
+    ) -> tuple[tuple[float, float, float], float, float, float] | None:
+        """(t, L, T) now, the rates of L and T, and the span the rate of L was averaged
+        over (0: measured by minutes of a series, no probe needed); None: unknown.
+
+        T's rate is the last two points' (the record's window after a single point). L's
+        is a series' last minute or so when it is newer than the last point, else from a
+        minute level 30-90 s before the last point (if after the point before it), else
+        between the last two points."""
+        t1, l1, v1 = track.recent[-1]
+        before = track.recent[-2] if len(track.recent) >= 2 else track.base
+        if before is None or t1 <= before[0]:
+            return None
+        turn_rate = (v1 - before[2]) / (t1 - before[0])
+        looked = self._minute_look(track, turn_rate)
+        if looked is not None:
+            current, net_rate = looked
+            return current, net_rate, turn_rate, 0.0
+        recent = [
+            t
+            for t in track.minutes
+            if t1 - _MEASURED_SPAN <= t <= t1 - _MINUTE_SPAN
+            and (len(track.recent) < 2 or t > before[0])
+        ]
+        if recent:
+            t_m = max(recent)
+            return (t1, l1, v1), (l1 - track.minutes[t_m]) / (t1 - t_m), turn_rate, 0.0
+        if len(track.recent) < 2:
+            return None
+        return (t1, l1, v1), (l1 - before[1]) / (t1 - before[0]), turn_rate, t1 - before[0]
+
+    def _slowed(self, track: _Track, sigma: float) -> bool:
+        """Whether L's share of the turnover fell on the regime's side between the last
+        three points by more than ``slowdown`` (a reversal may be starting)."""
+        if len(track.recent) < 3:
+            return False
+        (tp, lp, vp), (t0, l0, v0), (_, l1, v1) = list(track.recent)[-3:]
+        if not (v1 > v0 > vp and t0 > tp):
+            return False
+        before = sigma * (l0 - lp) / (v0 - vp)
+        return sigma * (l1 - l0) / (v1 - v0) < before - self.slowdown
+
+    def _minute_look(
+        self, track: _Track, turn_rate: float
+    ) -> tuple[tuple[float, float, float], float] | None:
+        """The latest minute level when it is newer than the last point: (t, L, T) with T
+        at ``turn_rate`` from the last point, and the rate of L over the last
+        ``_MINUTE_SPAN`` or more of minutes; None without one."""
+        assert track.last_t is not None
+        newer = sorted(t for t in track.minutes if t > track.last_t)
+        if not newer:
+            return None
+        t_m = newer[-1]
+        earlier = [t for t in track.minutes if t <= t_m - _MINUTE_SPAN]
+        if not earlier:
+            return None
+        t_p = max(earlier)
+        l_m = track.minutes[t_m]
+        net_rate = (l_m - track.minutes[t_p]) / (t_m - t_p)
+        _, _, v_last = track.points[-1]
+        return (t_m, l_m, v_last + turn_rate * (t_m - track.last_t)), net_rate
 
     def _in_cooldown(self, track: _Track, crossing: float) -> bool:
         """True when the flip at ``crossing`` would be confirmed inside the alert cooldown."""
@@ -343,20 +445,26 @@ class Adaptive:
         return confirmed - track.last_alert_t < self.cooldown
 
     def _crossing(
-        self, track: _Track, sigma: float, net_rate: float, turn_rate: float
+        self,
+        track: _Track,
+        sigma: float,
+        net_rate: float,
+        turn_rate: float,
+        current: tuple[float, float, float],
     ) -> float | None:
-        """First event time at which R_W would be on the opposite side, at the current rates.
+        """First event time at which R_W would be on the opposite side, at the current rates,
+        from ``current`` (t, L, T) on.
 
-        The baseline of a poll at t is the last point at or before t - W: the record's own
-        baseline until t - W passes the next known point, then that point, and so on.
+        The baseline of a poll at t is the last level at or before t - W: the record's own
+        baseline until t - W passes the next known level (a point, or a minute level of a
+        fetched series), then that level, and so on.
         """
-        assert track.base is not None and track.last_t is not None
-        t_now = track.last_t
-        _, l_now, v_now = track.points[-1]
+        assert track.base is not None
+        t_now, l_now, v_now = current
         k = track.theta_share
         slope = sigma * net_rate + k * turn_rate
-        bases = [track.base, *track.points]
-        starts = [t_now] + [p[0] + track.window for p in track.points]
+        bases = [track.base, *self._levels(track, turn_rate)]
+        starts = [t_now] + [b[0] + track.window for b in bases[1:]]
         for i, (_, l_b, v_b) in enumerate(bases):
             begin = starts[i]
             end = starts[i + 1] if i + 1 < len(starts) else math.inf
@@ -373,8 +481,32 @@ class Adaptive:
                     return hit
         return None
 
+    @staticmethod
+    def _levels(track: _Track, turn_rate: float) -> list[tuple[float, float, float]]:
+        """The points and the minute levels after the record's baseline, in time order;
+        a minute level's T interpolated between the points around it (from the record's
+        baseline; after the last point, at the turnover rate), as the flow processor
+        does."""
+        assert track.base is not None
+        known = [track.base, *track.points]
+        times = [p[0] for p in known]
+        out = list(track.points)
+        for t, large in track.minutes.items():
+            if t <= track.base[0] or t in times:
+                continue
+            i = bisect.bisect_right(times, t)
+            if i >= len(known):
+                t_l, _, v_l = known[-1]
+                turnover = v_l + turn_rate * (t - t_l)
+            else:
+                (t_a, _, v_a), (t_b, _, v_b) = known[i - 1], known[i]
+                turnover = v_a + (v_b - v_a) * (t - t_a) / (t_b - t_a)
+            out.append((t, large, turnover))
+        return sorted(out)
+
     def _candidates(self, due: Sequence[str], now: float) -> list[tuple[str, str]]:
-        """Securities worth a request now, best first (hot ones, then spare by weighted age)."""
+        """Securities worth a request now, best first: confirming polls, never-polled
+        securities, the other hot ones, then spare by weighted age."""
         scale = self._scale()
         hot: list[tuple[int, float, int, str]] = []
         spare: list[tuple[int, float, int, int, str]] = []
@@ -386,14 +518,21 @@ class Adaptive:
                 if want <= now and gap_ok:
                     hot.append((track.want_class, want, i, sec))
             if track.last_poll is None:
-                spare.append((0, 0.0, 0, i, sec))  # never polled: nothing known yet, first
+                # Never polled: nothing known yet, first; those whose minute history is
+                # in before the others (the history budget fetches from the end of the
+                # list, these go from its front: the two do not race for one security).
+                spare.append((0, 0.0 if track.history else 1.0, 0, i, sec))
                 continue
             weight = self.neutral_weight if track.regime == NEUTRAL and track.day else 1.0
             spare.append((1, -(now - track.last_poll) * weight, track.seq, i, sec))
         hot.sort()
         spare.sort()
         kinds = {URGENT: "urgent", APPROACH: "approach", PROBE: "probe"}
-        return [(sec, kinds[c]) for c, _, _, sec in hot] + [(sec, "spare") for *_, sec in spare]
+        ranked = [(c, sec, kinds[c]) for c, _, _, sec in hot]
+        # A security never polled comes right after the confirming polls: nothing can
+        # alert there before its first snapshot (a worker started after the open).
+        ranked += [(URGENT if never == 0 else PROBE + 1, sec, "spare") for never, *_, sec in spare]
+        return [(sec, kind) for _, sec, kind in sorted(ranked, key=lambda r: r[0])]
 
     # -- floor --------------------------------------------------------------------------
 

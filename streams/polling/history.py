@@ -7,19 +7,27 @@ after the open, a hole in polling) and uses it to sharpen R_W where the polls ar
 apart. :class:`HistoryPlanner` (pure, on injected clock values) decides, reading the
 flow records back like the adaptive scheduler does:
 
-1. securities whose latest flow had no baseline, hottest (largest turnover) first,
+1. securities of which no flow has been read yet, from the end of the watchlist (a
+   worker that starts after the open fetches their history before their first
+   snapshots need it: the adaptive scheduler polls never-polled securities from the
+   front of the list, those whose series is in first, so the two do not race);
+2. securities whose latest flow had no baseline, hottest (largest turnover) first,
    asked again after ``refetch_after`` seconds if that did not help;
-2. securities of which no flow has been read yet (a worker that starts after the
-   open fetches their history before their first snapshots need it);
 3. right before a poll (:meth:`HistoryFetcher.before_poll`), when the budget has room:
    a security whose last R_W reached back more than ``sharpen_gap`` seconds before
    t - W (its polls are far apart), or whose flow runs against its regime (a flip may
-   come), and that has had no series since its last poll.
+   come), and that has had no series since its last poll;
+4. with ``watch_gap`` set (the gateway's fetcher sets it to ``WATCH_REQUESTS`` of its
+   budget's intervals): a security on a side (INFLOW or OUTFLOW, a reversal alert away)
+   not looked at, polled or fetched, for ``watch_gap`` seconds, the longest unseen
+   first. Its series tells the adaptive scheduler the rate of L between two polls, so
+   a reversal's approach poll comes when R_W crosses, not at the next routine poll.
 
 Otherwise the budget is not spent. :class:`HistoryFetcher` makes the request within the
-budget, publishes the series on ``capflow.capitalflow.v1`` (acknowledged by Kafka) and
-remembers its receive time: every snapshot polled after it names it
-(``capital_flow_ref_ms``), so the processor folds it in right before the first of them.
+budget, publishes the series on ``capflow.capitalflow.v1`` (acknowledged by Kafka),
+hands its minute levels to the gateway's scheduler (``on_series``) and remembers its
+receive time: every snapshot polled after it names it (``capital_flow_ref_ms``), so the
+processor folds it in right before the first of them.
 """
 
 from __future__ import annotations
@@ -53,6 +61,10 @@ log = logging.getLogger(__name__)
 
 PROTOCOL = "3211"
 _SIDES = {"INFLOW": 1.0, "OUTFLOW": -1.0}
+# A security on a side is watched when it was not looked at for this many of the
+# capital-flow budget's request intervals (30 s at OpenD's 30 per 30 s).
+WATCH_REQUESTS = 30
+IDLE_S = 0.5  # the background loop's longest sleep when nothing is to be fetched
 
 
 class CapitalFlowSource(Protocol):
@@ -88,6 +100,7 @@ class _Track:
     turnover: float = 0.0  # of the latest flow: how hot the security is
     gap: float = 0.0  # event seconds the latest baseline lay before t - W
     against: bool = False  # the latest flow runs against its regime
+    side: bool = False  # the latest flow's regime is INFLOW or OUTFLOW
     last_fetch: float | None = None
     last_poll: float | None = None
 
@@ -96,12 +109,13 @@ class _Track:
 class HistoryPlanner:
     """Which security the gateway's capital-flow budget goes to (see the module docstring).
 
-    ``refetch_after`` and ``sharpen_gap`` are seconds of the poller's clock and of event
-    time; ``clock`` is the poller's (injected by tests).
+    ``refetch_after`` and ``watch_gap`` (None: no watching) are seconds of the poller's
+    clock, ``sharpen_gap`` of event time; ``clock`` is the poller's (injected by tests).
     """
 
     refetch_after: float = 60.0
     sharpen_gap: float = 60.0
+    watch_gap: float | None = None
     clock: Callable[[], float] = time.time
     _tracks: dict[str, _Track] = field(default_factory=dict)
 
@@ -120,6 +134,7 @@ class HistoryPlanner:
         track.day = day if isinstance(day, str) else track.day
         track.seen = True
         track.turnover = _num(flow.get("turnover")) or 0.0
+        track.side = flow.get("regime") in _SIDES
         if flow.get("baseline") == "none":
             if track.needs_since is None:
                 track.needs_since = self.clock()
@@ -151,14 +166,29 @@ class HistoryPlanner:
 
     def next(self, due: Sequence[str], now: float) -> str | None:
         """The security the background request goes to among ``due``; None: none now."""
-        needs = [s for s in due if self._needs(s, now)]
-        if needs:
-            return max(needs, key=lambda s: self._tracks[s].turnover)
-        for security in due:
+        for security in reversed(due):
             track = self._tracks.get(security)
             if track is None or (not track.seen and track.last_fetch is None):
                 return security
-        return None
+        needs = [s for s in due if self._needs(s, now)]
+        if needs:
+            return max(needs, key=lambda s: self._tracks[s].turnover)
+        return self._watch(due, now)
+
+    def _watch(self, due: Sequence[str], now: float) -> str | None:
+        """Rule 4: the security on a side looked at longest ago, if over ``watch_gap``."""
+        if self.watch_gap is None:
+            return None
+        best: tuple[float, str] | None = None
+        for security in due:
+            track = self._tracks.get(security)
+            if track is None or not track.side or track.needs_since is not None:
+                continue
+            looks = [t for t in (track.last_poll, track.last_fetch) if t is not None]
+            seen = max(looks, default=-math.inf)
+            if now - seen >= self.watch_gap and (best is None or seen < best[0]):
+                best = (seen, security)
+        return None if best is None else best[1]
 
     def _needs(self, security: str, now: float) -> bool:
         track = self._tracks.get(security)
@@ -234,17 +264,27 @@ class HistoryFetcher:
         *,
         wall_clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        idle: float = 0.5,
+        idle: float | None = None,
         health: GatewayHealth | None = None,
     ) -> None:
-        """``health`` (the gateway's) counts the failures that are not one security's."""
+        """``health`` (the gateway's) counts the failures that are not one security's.
+        Without ``planner`` it makes one that watches securities on a side when the
+        limiter paces its requests (``WATCH_REQUESTS`` of its intervals); ``idle``
+        defaults to that interval (``IDLE_S`` at most)."""
         self.client = client
         self.publish = publish
         self.limiter = limiter
-        self.planner = planner if planner is not None else HistoryPlanner(clock=wall_clock)
+        if planner is None:
+            watch = WATCH_REQUESTS * limiter.spacing if limiter.spacing > 0 else None
+            planner = HistoryPlanner(clock=wall_clock, watch_gap=watch)
+        self.planner = planner
+        # Told of each series published (the poller hands it to its scheduler).
+        self.on_series: Callable[[CapitalFlow], None] | None = None
         self.wall_clock = wall_clock
         self.sleep = sleep
-        self.idle = idle
+        # Between looks when nothing is to be fetched (not connected yet, say): at most
+        # one request interval of the budget, so a start-up wastes no slot of it.
+        self.idle = idle if idle is not None else min(IDLE_S, limiter.spacing or IDLE_S)
         self.health = health
         self.stats = HistoryStats()
         self.refs: dict[str, int] = {}  # security -> received_at_ms of its latest series
@@ -324,6 +364,8 @@ class HistoryFetcher:
         self._count("ok")
         self.refs[security] = received_ms
         self.planner.fetched(security, received)
+        if self.on_series is not None:
+            self.on_series(series)
         return True
 
     def _count(self, outcome: str) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from streams.domain.capital_flow import CapitalFlow
 from streams.domain.market import SESSIONS, SecurityFormatError, market_of, may_be_open, next_open
 from streams.observability.metrics import OPEND_REQUESTS
 from streams.opend.errors import (
@@ -117,6 +118,8 @@ class Poller:
         self.share = share
         self.connect_attempts = connect_attempts
         self.history = history
+        if history is not None:
+            history.on_series = self._series_fetched
         self.health = health
         self.idle = 0.5
         self.stats = PollStats()
@@ -141,6 +144,11 @@ class Poller:
             if self.history is not None:
                 self.history.forget(security)
         return removed
+
+    def _series_fetched(self, series: CapitalFlow) -> None:
+        """A capital-flow series of this gateway: its minutes tell the scheduler too."""
+        levels = series.large_net_levels()
+        self.scheduler.observe_minutes(series.security, series.trading_day, levels)
 
     def active(self, now: float | None = None) -> list[str]:
         """Securities of this poller's share not backed off after a refusal at ``now``."""

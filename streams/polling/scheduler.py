@@ -7,7 +7,8 @@ fake clock. Two policies:
 
 - :class:`RoundRobin`: the baseline, every due security in turn.
 - adaptive (``streams.polling.adaptive``): spends requests where a poll most
-  advances an alert, reading the flow state back from ``capflow.flow.v1``, with a
+  advances an alert, reading the flow state back from ``capflow.flow.v1`` and the
+  minute levels of the capital-flow series its gateway fetches, with a
   ``max_staleness`` floor for every security.
 """
 
@@ -30,6 +31,14 @@ class Scheduler(Protocol):
 
     def observe_flow(self, security: str, flow: Mapping[str, Any]) -> None:
         """A ``capflow.flow.v1`` record of ``security`` was read back from Kafka."""
+        ...
+
+    def observe_minutes(
+        self, security: str, trading_day: str, levels: Sequence[tuple[float, float]]
+    ) -> None:
+        """A capital-flow series of ``security`` was fetched on this gateway: (event time,
+        L) of its minutes, the minute in progress last (the flow processor folds the same
+        rows in before the next snapshot)."""
         ...
 
     def forget(self, security: str) -> None:
@@ -59,6 +68,11 @@ class RoundRobin:
         return None
 
     def observe_flow(self, security: str, flow: Mapping[str, Any]) -> None:
+        return None
+
+    def observe_minutes(
+        self, security: str, trading_day: str, levels: Sequence[tuple[float, float]]
+    ) -> None:
         return None
 
     def forget(self, security: str) -> None:

@@ -9,8 +9,9 @@ first (:class:`Inbox`), so a replay of the topics folds it at the same place.
 
 Folded minute rows are levels beside the snapshot levels (streams.processing.flow). When
 a series comes to a state with points the detector could not step (they had no baseline:
-a worker that started after the open, a hole in polling), :func:`replay` runs the regime
-logic again over what the series tells: each complete minute before the first such
+a worker that started after the open, a hole in polling), or with the snapshot that ends
+a hole (its series fetched before it), :func:`replay` runs the regime logic again over
+what the series tells: each complete minute before the first such
 snapshot is a point (from the open for a state that has stepped nothing today, inside
 the hole otherwise), then each such snapshot with its R_W measured against the filled
 history. That sets the regime, the last confirmed side and the cooldown clock as of now.
@@ -41,6 +42,7 @@ from streams.processing.flow import (
     make_point,
     minute_as_level,
     place_minutes,
+    too_old,
 )
 from streams.processing.thresholds import DetectorParams
 
@@ -247,8 +249,13 @@ def replay(
     since = detector.stepped_today(day)
     earlier = list(flow.history)[:-1]
     unstepped = [lv for lv in earlier if since is None or lv.ts > since]
-    if since is not None and not unstepped:
-        return []  # every snapshot of the day has been stepped: nothing to fill
+    now = flow.history[-1].ts
+    if (
+        since is not None
+        and not unstepped
+        and not too_old(since, now - flow.window, flow.sessions, flow.window)
+    ):
+        return []  # every snapshot of the day has been stepped, none after a hole
     levels = _Levels(flow, series)
     end = unstepped[0].ts if unstepped else flow.history[-1].ts
     minutes = [

@@ -329,9 +329,17 @@ def _fresh(
 ) -> Resolved:
     """``base`` unless its level (at ``since``) is more than W of trading time before
     t - W: R_W would then span a hole in polling (or the day so far), not the window."""
-    if since >= cutoff - window or trading_seconds(sessions, since, cutoff) <= window:
+    if not too_old(since, cutoff, sessions, window):
         return base
     return Resolved(Baseline.NONE, None)
+
+
+def too_old(
+    since: float, cutoff: float, sessions: tuple[tuple[float, float], ...], window: float
+) -> bool:
+    """Whether a level at ``since`` lies more than W of trading time before ``cutoff``
+    (t - W): between the two lies a hole in polling (or the day so far)."""
+    return since < cutoff - window and trading_seconds(sessions, since, cutoff) > window
 
 
 def place_minutes(

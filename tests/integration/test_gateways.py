@@ -9,7 +9,6 @@ import contextlib
 import itertools
 import json
 import time
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -65,11 +64,7 @@ async def _gateways(count: int, ports: list[int] | None = None) -> list[OpenDSim
 
 
 def status(w: Worker) -> dict[str, Any]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{w.web_port}/status/", timeout=2) as r:
-            return dict(json.loads(r.read()))
-    except OSError:
-        return {}
+    return w.status()
 
 
 def owned(w: Worker) -> set[str]:

@@ -16,8 +16,9 @@ from streams.pipeline.processor import Polled, SecurityProcessor, SecurityState
 from streams.polling.adaptive import Adaptive
 from streams.polling.poller import Poller
 from streams.polling.scheduler import RoundRobin, make_scheduler
+from streams.processing.backfill import MinuteSeries
 from streams.processing.events import parse_flow
-from streams.processing.flow import Snapshot
+from streams.processing.flow import MinuteLevel, Snapshot
 from streams.processing.thresholds import DetectorParams, ThresholdConfig
 
 DAY = "2024-06-03"
@@ -178,6 +179,23 @@ def test_confirmed_flip_stops_being_urgent() -> None:
     assert sched.next(due, 20.0) == due[0]
 
 
+def test_a_never_polled_security_comes_after_a_confirming_poll_before_the_rest() -> None:
+    """Nothing can alert on a security before its first snapshot: it goes before an
+    approach (and a probe), after a pending flip's confirming poll."""
+    sched, due, _now = primed()
+    turning, flipping, new = due[2], due[5], "HK.09999"
+    sched.observe_flow(turning, flow(turning, 20.0, "INFLOW", large=-1e6, r_w=5, d_t=10, theta=1))
+    sched.observe_flow(turning, flow(turning, 60.0, "INFLOW", large=-2e6, r_w=5, d_t=10, theta=1))
+    track = sched._tracks[turning]  # L falls fast: R_W crosses at once, an approach
+    assert track.want_class == 1 and track.want_event is not None and track.want_event < 80.0
+    sched.observe_flow(flipping, flow(flipping, 61.0, "OUTFLOW", r_w=-5.0, d_t=10.0, theta=1.0))
+    assert sched.next([*due, new], 80.0) == flipping  # the confirming poll first
+    sched.polled(flipping, 80.0)
+    assert sched.next([*due, new], 81.0) == new
+    sched.polled(new, 81.0)
+    assert sched.next([*due, new], 82.0) == turning
+
+
 def test_spare_budget_goes_to_the_oldest_with_neutral_weighing_less() -> None:
     sched = Adaptive(600.0, interval=1.0)
     due = ["HK.00001", "HK.00002"]
@@ -294,6 +312,146 @@ def test_no_approach_inside_the_cooldown() -> None:
         sched.polled(sec, t)
         sched.observe_flow(sec, _process(state, _snapshot(t, flip, 100000.0)))
     assert sched._tracks[sec].want_event is None
+
+
+# -- minute history (capital-flow series of the gateway) ----------------------------------
+
+
+def _minutes(at: float, flip: float, rate: float) -> tuple[MinuteSeries, list[tuple[float, float]]]:
+    """The capital-flow series fetched at ``at`` for ``_snapshot``'s day, as the flow
+    processor folds it and as the scheduler gets it: each minute mark since the open,
+    the minute in progress as of ``at``."""
+    marks = [T0 + 60.0 * k for k in range(int((at - T0) // 60) + 1)]
+    rows = []
+    levels = []
+    for mark in marks:
+        snap = _snapshot(mark, flip, rate)
+        rows.append(MinuteLevel(mark, 0.0, snap.in_big - snap.out_big, 0.0, 0.0))
+        levels.append((mark, snap.in_big - snap.out_big))
+    snap = _snapshot(at, flip, rate)
+    rows.append(MinuteLevel(marks[-1] + 60.0, 0.0, snap.in_big - snap.out_big, 0.0, 0.0))
+    levels.append((at, snap.in_big - snap.out_big))
+    series = MinuteSeries("HK.00700", "HK", DAY, int(at * 1000), at, tuple(rows))
+    return series, levels
+
+
+def _crossing_of(state: SecurityState, after: float, flip: float) -> float:
+    """The first whole second after ``after`` at which the processor puts a snapshot on
+    the opposite side (OUTFLOW)."""
+    for t in range(int(after) + 1, int(after) + 1200):
+        record = _process(copy.deepcopy(state), _snapshot(float(t), flip, 100000.0))
+        if record["regime"] == "OUTFLOW":
+            return float(t)
+    raise AssertionError("no crossing")
+
+
+def test_predicted_crossing_with_minute_baselines_is_when_the_processor_flips() -> None:
+    """Polls every 300 s and a flip between them; a series fetched right before the poll
+    after the flip gives the processor minute baselines, so R_W crosses earlier than
+    the snapshots alone allow. The scheduler, told the same minutes, predicts that
+    earlier crossing, within a second."""
+    flip = T0 + 1350.0
+    sec = "HK.00700"
+    polls = [T0 + 300.0 * k for k in range(1, 5)] + [flip + 120.0, flip + 130.0]
+    with_minutes, without = Adaptive(600.0, interval=1.0, pad=0.0), Adaptive(600.0, pad=0.0)
+    state = _fresh()
+    for sched in (with_minutes, without):
+        sched.next([sec], T0)
+    for t in polls:
+        ref = 0
+        if t == flip + 120.0:
+            series, levels = _minutes(t - 1.0, flip, 100000.0)
+            _PROCESSOR.take(state, series)
+            with_minutes.observe_minutes(sec, DAY, levels)
+            ref = series.received_ms
+        (outcome,) = _PROCESSOR.take(state, Polled(_snapshot(t, flip, 100000.0), ref))
+        assert outcome.flow is not None
+        for sched in (with_minutes, without):
+            sched.polled(sec, t)
+            sched.observe_flow(sec, parse_flow(outcome.flow))
+    actual = _crossing_of(state, polls[-1], flip)
+    predicted = with_minutes._tracks[sec].want_event
+    assert predicted is not None and actual - 1.0 <= predicted <= actual
+    late = without._tracks[sec].want_event
+    assert late is not None and late > actual + 30.0  # snapshot baselines only: too late
+
+
+def test_a_series_between_polls_shows_the_reversal_before_the_next_poll() -> None:
+    """The last poll was before the flip (nothing against the regime to act on); a series
+    fetched 90 s after the flip shows L falling: the scheduler wants the approach poll
+    at the crossing the processor will see, without a probe."""
+    flip = T0 + 1250.0
+    sec = "HK.00700"
+    sched = Adaptive(600.0, interval=1.0, pad=0.0)
+    sched.next([sec], T0)
+    state = _fresh()
+    for t in [T0 + 300.0 * k for k in range(1, 5)] + [T0 + 1230.0]:
+        sched.polled(sec, t)
+        sched.observe_flow(sec, _process(state, _snapshot(t, flip, 100000.0)))
+    assert sched._tracks[sec].want_event is None  # the flow is steady so far
+    series, levels = _minutes(flip + 90.0, flip, 100000.0)
+    sched.observe_minutes(sec, DAY, levels)
+    track = sched._tracks[sec]
+    assert track.want_class == 1  # APPROACH, not a probe
+    _PROCESSOR.take(state, series)  # the processor folds it before the next snapshot
+    primed = copy.deepcopy(state)
+    _PROCESSOR.take(primed, Polled(_snapshot(flip + 91.0, flip, 100000.0), series.received_ms))
+    actual = _crossing_of(primed, flip + 91.0, flip)
+    assert track.want_event is not None and actual - 2.0 <= track.want_event <= actual
+    # Of another day, or before any flow of the security: nothing changes.
+    sched.observe_minutes(sec, "2024-06-04", [(T0 + 86400.0, 0.0)])
+    sched.observe_minutes("HK.09988", DAY, levels)
+    assert track.want_event is not None and "HK.09988" not in sched._tracks
+
+
+def test_after_a_late_start_one_poll_and_its_series_plan_the_approach() -> None:
+    """A worker started 100 s after a flip: its first poll, with the series fetched just
+    before it, is still on the old side; the series' last minutes give L's rate, so the
+    approach poll is planned at the crossing the processor will see (not after a second
+    routine poll)."""
+    flip = T0 + 6000.0
+    start = flip + 100.0
+    sec = "HK.00700"
+    sched = Adaptive(600.0, interval=1.0, pad=0.0)
+    sched.next([sec], 0.0)
+    state = _fresh()
+    series, levels = _minutes(start - 1.0, flip, 100000.0)
+    _PROCESSOR.take(state, series)
+    sched.observe_minutes(sec, DAY, levels)
+    (outcome,) = _PROCESSOR.take(
+        state, Polled(_snapshot(start, flip, 100000.0), series.received_ms)
+    )
+    assert outcome.flow is not None
+    record = parse_flow(outcome.flow)
+    assert record["baseline"] == "minute" and record["regime"] == "INFLOW"
+    sched.polled(sec, 1.0)
+    sched.observe_flow(sec, record)
+    track = sched._tracks[sec]
+    actual = _crossing_of(state, start, flip)
+    assert track.want_class == 1 and track.want_event is not None
+    assert actual - 2.0 <= track.want_event <= actual
+
+
+def test_never_polled_ones_whose_history_is_in_go_first() -> None:
+    """A worker started after the open: the history budget fetches from the end of the
+    list, the first polls take what has its minutes, else go from the front (no race)."""
+    sched = Adaptive(600.0, interval=1.0)
+    due = [f"HK.{i:05d}" for i in range(1, 6)]
+    assert sched.next(due, 0.0) == "HK.00001"  # no series yet: from the front
+    sched.polled("HK.00001", 0.1)
+    sched.observe_minutes("HK.00005", DAY, [(T0, 0.0)])
+    assert sched.next(due, 1.0) == "HK.00005"
+    sched.polled("HK.00005", 1.1)
+    sched.observe_minutes("HK.00004", DAY, [(T0, 0.0)])
+    sched.observe_minutes("HK.00003", DAY, [(T0, 0.0)])
+    assert sched.next(due, 2.0) == "HK.00003"  # in list order among those
+    sched.polled("HK.00003", 2.1)
+    assert sched.next(due, 3.0) == "HK.00004"
+    sched.polled("HK.00004", 3.1)
+    assert sched.next(due, 4.0) == "HK.00002"
+    assert "HK.00009" not in sched._tracks  # a series of one never due here: not kept
+    sched.observe_minutes("HK.00009", DAY, [(T0, 0.0)])
+    assert "HK.00009" not in sched._tracks
 
 
 # -- clocks, determinism, factory -------------------------------------------------------

@@ -305,6 +305,41 @@ def test_a_reversal_inside_a_hole_is_published_once_found_in_history() -> None:
     assert proc.take(state, history) == []
 
 
+def test_a_series_fetched_before_the_snapshot_that_ends_a_hole_finds_it_too() -> None:
+    """The same hole, but the series comes before the first snapshot after it (fetched
+    right before that poll): that snapshot has a minute baseline, and the reversal in
+    the hole is still found at the minute it was confirmed, once."""
+    cont = alerts_of(continuous())
+    hole = (OPEN + 3300, OPEN + 5100)  # (10:25, 10:55)
+    in_hole = [a for a in cont if hole[0] < a["event_ts"] < hole[1]]
+    proc = processor()
+    state = proc.load(None, SEC)
+    before = [Polled(snap(t)) for t in minutes(OPEN, hole[0] + 1)]
+    history = series(hole[1] - 5)
+    after = [Polled(snap(t), history.received_ms) for t in minutes(hole[1], CLOSE)]
+    outs = feed(proc, state, [*before, history, *after])
+    assert flows_of(outs)[len(before)]["baseline"] == "minute"
+    got = alerts_of(outs)
+    assert got == [a for a in cont if a["event_ts"] <= hole[0]] + [
+        {**in_hole[0], "found_in_history": True}
+    ] + [a for a in cont if a["event_ts"] >= hole[1]]
+
+
+def test_a_series_between_close_polls_replays_nothing() -> None:
+    """Polls two minutes apart, a series before each: no hole, so nothing is replayed
+    and every alert is the live one of a continuous run."""
+    cont = alerts_of(continuous())
+    proc = processor()
+    state = proc.load(None, SEC)
+    records: list[Incoming] = []
+    for t in minutes(OPEN, CLOSE)[::2]:
+        history = series(t - 5)
+        records += [history, Polled(snap(t), history.received_ms)]
+    got = alerts_of(feed(proc, state, records))
+    assert got and not any(a["found_in_history"] for a in got)
+    assert [(a["direction"]) for a in got] == [a["direction"] for a in cont]
+
+
 # -- the order of the two topics ------------------------------------------------------------
 
 

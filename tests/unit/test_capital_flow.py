@@ -73,6 +73,14 @@ def test_a_valid_series_passes_and_knows_its_partial_minute() -> None:
     on_the_mark = series(last_valid_time="2024-06-03 09:33:00", last_valid_timestamp=T0 + 180)
     assert on_the_mark.partial_row is None and on_the_mark.complete_rows == on_the_mark.rows
     assert cf.rows[1].large_net == 20.0
+    # L at each instant: the minute in progress at lastValidTime, the others at their mark.
+    assert cf.large_net_levels() == [
+        (T0, 0.0),
+        (T0 + 60, 20.0),
+        (T0 + 120, -11.0),
+        (T0 + 160, 14.5),
+    ]
+    assert on_the_mark.large_net_levels()[-1] == (T0 + 180, 14.5)
 
 
 def test_no_rows_is_valid_before_the_open() -> None:

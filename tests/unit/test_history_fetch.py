@@ -40,20 +40,25 @@ def flow(security: str, t: float, baseline: str = "snapshot", **over: Any) -> di
 # -- the planner ----------------------------------------------------------------------------
 
 
-def test_without_baseline_first_hottest_first_then_unseen_then_nothing() -> None:
+def test_unseen_first_then_without_baseline_hottest_first_then_nothing() -> None:
     clock = FakeClock(ELEVEN)
     plan = HistoryPlanner(clock=clock)
     due = ["HK.00001", "HK.00002", "HK.00003", "HK.00004"]
     plan.observe_flow("HK.00001", flow("HK.00001", clock.now))
     plan.observe_flow("HK.00002", flow("HK.00002", clock.now, "none", turnover=1e7))
     plan.observe_flow("HK.00003", flow("HK.00003", clock.now, "none", turnover=9e8))
-    assert plan.next(due, clock.now) == "HK.00003"
+    plan.polled("HK.00004", clock.now)  # polled, its flow not read yet
+    plan.polled("HK.00005", clock.now)
+    due.append("HK.00005")
+    assert plan.next(due, clock.now) == "HK.00005"  # never seen: warm start, from the end
+    plan.fetched("HK.00005", clock.now)
+    assert plan.next(due, clock.now) == "HK.00004"
     assert plan.waiting() == ["HK.00002", "HK.00003"]
+    plan.fetched("HK.00004", clock.now)
+    assert plan.next(due, clock.now) == "HK.00003"  # then without a baseline, hottest first
     plan.fetched("HK.00003", clock.now)
     assert plan.next(due, clock.now) == "HK.00002"
     plan.fetched("HK.00002", clock.now)
-    assert plan.next(due, clock.now) == "HK.00004"  # never seen: its warm start
-    plan.fetched("HK.00004", clock.now)
     assert plan.next(due, clock.now) is None  # the budget is not spent for nothing
     # Still no baseline a minute later: the series did not help, ask again.
     clock.now += 60
@@ -90,6 +95,34 @@ def test_a_late_record_of_an_earlier_day_changes_nothing() -> None:
         "HK.00001", {**flow("HK.00001", OPEN - 86400, "none"), "trading_day": "2024-05-31"}
     )
     assert plan.waiting() == []
+
+
+def test_watching_securities_on_a_side_longest_unseen_first() -> None:
+    clock = FakeClock(ELEVEN)
+    plan = HistoryPlanner(clock=clock, watch_gap=30.0)
+    due = ["HK.00001", "HK.00002", "HK.00003", "HK.00004"]
+    plan.observe_flow("HK.00001", flow("HK.00001", clock.now))  # INFLOW
+    plan.observe_flow("HK.00002", flow("HK.00002", clock.now, regime="OUTFLOW"))
+    plan.observe_flow("HK.00003", flow("HK.00003", clock.now, regime="NEUTRAL"))
+    plan.observe_flow("HK.00004", flow("HK.00004", clock.now, "none"))
+    for s, ago in zip(due, (10, 5, 60, 60), strict=True):
+        plan.polled(s, clock.now - ago)
+    # Without a baseline first (rule 1), then nothing: every look is under 30 s old.
+    assert plan.next(due, clock.now) == "HK.00004"
+    plan.fetched("HK.00004", clock.now)
+    assert plan.next(due, clock.now + 19) is None
+    # 30 s on: the one on a side looked at longest ago; a neutral one is never watched,
+    # nor one that waits for its baseline (it is asked again after refetch_after).
+    assert plan.next(due, clock.now + 20) == "HK.00001"
+    plan.polled("HK.00001", clock.now + 20)
+    assert plan.next(due, clock.now + 25) == "HK.00002"
+    plan.fetched("HK.00002", clock.now + 25)  # a fetch is a look too
+    assert plan.next(due, clock.now + 25) is None
+    # Not watching: the default.
+    idle = HistoryPlanner(clock=clock)
+    idle.observe_flow("HK.00001", flow("HK.00001", clock.now))
+    idle.polled("HK.00001", clock.now - 600)
+    assert idle.next(["HK.00001"], clock.now) is None
 
 
 # -- the fetch ------------------------------------------------------------------------------
@@ -226,3 +259,50 @@ async def test_the_background_loop_spends_the_budget_on_the_planners_choices() -
     with pytest.raises(asyncio.CancelledError):
         await task
     assert client.flow_requests == ["HK.00001"]  # the one without a baseline, only
+
+
+async def test_a_paced_budget_watches_and_each_series_reaches_the_scheduler() -> None:
+    clock, published = FakeClock(ELEVEN), []
+    client = FakeClient()
+
+    async def publish(key: str, value: bytes) -> None:
+        published.append((key, value))
+
+    paced = SlidingWindowLimiter(30, 30.0, clock, spacing=1.0)
+    history = HistoryFetcher(client, publish, paced, wall_clock=clock, sleep=_no_sleep)
+    assert history.planner.watch_gap == 30.0  # 30 of its request intervals
+    unpaced = fetcher(client, clock, published)
+    assert unpaced.planner.watch_gap is None and unpaced.idle == 0.5
+    fast = SlidingWindowLimiter(30, 1.5, clock, spacing=0.05)  # a simulator at speed 20
+    assert HistoryFetcher(client, publish, fast, wall_clock=clock).idle == 0.05
+
+    seen: list[tuple[str, str, list[tuple[float, float]]]] = []
+
+    class Watching:
+        def next(self, due: list[str], now: float) -> str | None:
+            return due[0]
+
+        def polled(self, security: str, now: float) -> None:
+            return None
+
+        def observe_flow(self, security: str, flow: Any) -> None:
+            return None
+
+        def observe_minutes(self, security: str, day: str, levels: Any) -> None:
+            seen.append((security, day, list(levels)))
+
+        def forget(self, security: str) -> None:
+            return None
+
+    async def ignore(key: str, value: bytes) -> None:
+        return None
+
+    Poller(
+        client, ignore, ["HK.00700"], SlidingWindowLimiter(10, 30.0, clock),
+        ignore_market_hours=True, wall_clock=clock, sleep=_no_sleep, history=history,
+        scheduler=Watching(),
+    )  # fmt: skip
+    assert await history.fetch("HK.00700")
+    # The minutes that are over at their marks, the one in progress at lastValidTime.
+    levels = [(OPEN + 60 * i, 3.0 * i) for i in range(4)]
+    assert seen == [("HK.00700", DAY, levels)]
