@@ -10,12 +10,19 @@ the alert follower, which commits only afterwards) waits meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    UnknownProducerId,
+)
 
 from streams.timing.backoff import Backoff
 
@@ -58,8 +65,24 @@ async def send_acknowledged(
             await sleep(wait)
 
 
+# After these aiokafka's sender task has stopped for good (the idempotent numbering no
+# longer matches the broker's, e.g. a batch that failed in a long outage spent its
+# sequence number): every later send on that producer fails the same way.
+PRODUCER_STOPPED: tuple[type[KafkaError], ...] = (
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    InvalidProducerEpoch,
+    UnknownProducerId,
+)
+
+
 class AckedPublisher:
-    """One idempotent producer for one topic; :meth:`publish` returns once Kafka has it."""
+    """One idempotent producer for one topic; :meth:`publish` returns once Kafka has it.
+
+    A producer that stopped for good (:data:`PRODUCER_STOPPED`) is replaced by a new one
+    (a new producer id, numbering from zero) and the record is sent again on it: at
+    least once, as every retry here.
+    """
 
     def __init__(
         self,
@@ -68,39 +91,79 @@ class AckedPublisher:
         *,
         backoff: Backoff = KAFKA_BACKOFF,
         sleep: Sleep = asyncio.sleep,
+        request_timeout_ms: int = 15000,
+        make_producer: Callable[[], Any] | None = None,
     ) -> None:
         self.topic = topic
-        self._kwargs = client_kwargs
         self._backoff = backoff
         self._sleep = sleep
-        self._producer: AIOKafkaProducer | None = None
+        self._make = make_producer or (
+            lambda: AIOKafkaProducer(
+                acks="all",
+                enable_idempotence=True,
+                request_timeout_ms=request_timeout_ms,
+                **client_kwargs,
+            )
+        )
+        self._producer: Any = None
+        self._started = False
         self.published = 0
         self.retries = 0
+        self.replaced = 0  # producers that stopped for good and were replaced
 
     async def start(self) -> None:
-        self._producer = AIOKafkaProducer(
-            acks="all",
-            enable_idempotence=True,
-            request_timeout_ms=15000,
-            **self._kwargs,
-        )
-        await self._producer.start()
+        self._started = True
+        await self._current()
 
     async def stop(self) -> None:
+        self._started = False
         if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+            producer, self._producer = self._producer, None
+            await producer.stop()
 
     async def publish(self, key: str, value: bytes) -> None:
         """Write one record keyed ``key``; retries until the broker acknowledges it."""
-        if self._producer is None:
+        if not self._started:
             raise RuntimeError("AckedPublisher.start() was not awaited")
         self.retries += await send_acknowledged(
-            self._producer,
-            self.topic,
-            value,
-            key=key.encode(),
-            backoff=self._backoff,
-            sleep=self._sleep,
+            self, self.topic, value, key=key.encode(), backoff=self._backoff, sleep=self._sleep
         )
         self.published += 1
+
+    async def send_and_wait(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> Any:
+        """The current producer's send (what :func:`send_acknowledged` retries); a
+        producer that stopped for good is dropped, the next attempt starts a new one."""
+        producer = await self._current()
+        try:
+            return await producer.send_and_wait(topic, value, key=key, headers=headers)
+        except PRODUCER_STOPPED as exc:
+            log.warning(
+                "the producer of %s stopped for good (%s); a new one takes over",
+                topic,
+                type(exc).__name__,
+            )
+            self._producer = None
+            self.replaced += 1
+            with contextlib.suppress(Exception):  # its sender is gone: stop returns soon
+                await producer.stop()
+            raise
+
+    async def _current(self) -> Any:
+        """The producer to send on, started now if the last one was dropped."""
+        if self._producer is None:
+            producer = self._make()
+            try:
+                await producer.start()  # a KafkaError here is one more failed attempt
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer

@@ -29,12 +29,16 @@ from streams.polling.market_state import MarketState
 from streams.polling.poller import DistributionSource, Poller, Publish
 from streams.polling.rejections import Rejection
 from streams.polling.scheduler import Scheduler
+from streams.timing.backoff import Backoff
 from streams.timing.ratelimit import SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 2.0
 HEALTH_TICK_S = 0.25  # how often an owner judges its gateway's health
+# Reconnects to a gateway that does not answer: 0.5, 1, 2, 4, then every 5 s. No jitter:
+# one owner polls a gateway, so no crowd of clients retries in step.
+RECONNECT_BACKOFF = Backoff(initial=0.5, cap=5.0, jitter=0.0)
 
 
 class GatewayClient(DistributionSource, CapitalFlowSource, Protocol):
@@ -169,17 +173,16 @@ class GatewayPoller:
             len(self.poller.active()),
             len(self.poller.watchlist),
         )
-        backoff = 0.5
+        retry = RECONNECT_BACKOFF.waits()
         while self.keep_running():
             if not self.may_send():
                 await self.sleep(0.5)
                 continue
             if not self.client.connected:
                 if not await self._connect():
-                    await self.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    await self.sleep(retry.next_wait())
                     continue
-                backoff = 0.5
+                retry.reset()
             try:
                 if self.health.state == SICK:
                     await self._probe()

@@ -47,7 +47,7 @@ class DeliveryLoop:
 
     async def run(self) -> int:
         """Follow until done or SIGTERM; 1 if some alert went to the undelivered topic."""
-        from aiokafka import AIOKafkaProducer
+        from streams.kafka.sending import AckedPublisher
 
         params = self.params
         # A wrong password, certificate or missing ACL ends here with one clear line.
@@ -57,7 +57,8 @@ class DeliveryLoop:
             undelivered = None
             if self.sinks:
                 await self._ensure_topics()
-                producer = AIOKafkaProducer(acks="all", enable_idempotence=True, **params.kafka)
+                # Replaces its producer if a long outage stops it for good.
+                producer = AckedPublisher(self.undelivered_topic, params.kafka)
                 await producer.start()
                 undelivered = UndeliveredTopic(producer, self.undelivered_topic)
             dispatch = AlertDispatch(

@@ -177,10 +177,7 @@ async def test_broker_restart_mid_stream(topic_prefix: str, tmp_path: Path) -> N
             await asyncio.to_thread(broker.stop)
             # The outage reaches the poller: it waits on a snapshot the broker has not
             # acknowledged, spending no budget (a second is ten requests at FAST_LIMIT).
-            # Known: an outage longer than the publisher's 15 s request timeout wedges it
-            # (OutOfOrderSequenceNumber, retried on the same idempotent producer), and no
-            # snapshot is published again; the outage here stays shorter unless the broker
-            # is slow to start again.
+            # (An outage longer than the publisher's request timeout: test_publisher_outage.)
             await wait_for(
                 lambda: time.monotonic() - requests.times[-1] >= 1.0,
                 60,
