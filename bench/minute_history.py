@@ -442,6 +442,11 @@ def late_start_results(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _counted(counts: dict[str, int]) -> str:
+    """E.g. ``minute 296, none 4``."""
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+
+
 def _count(values: Any) -> dict[str, int]:
     out: dict[str, int] = {}
     for value in values:
@@ -524,7 +529,7 @@ def late_start_report(args: argparse.Namespace, config: dict[str, Any]) -> list[
             ["first flow without a baseline (`none`), securities", r["first_none"]],
             [
                 "baseline of each security's first flow with one",
-                ", ".join(f"{k} {v}" for k, v in sorted(r["first_baselines"].items())),
+                _counted(r["first_baselines"]),
             ],
             ["late worker's 3211 requests until warm", r["flow_requests_to_warm"]],
             *[
@@ -735,7 +740,7 @@ def outage_report(args: argparse.Namespace, config: dict[str, Any]) -> list[str]
                 ["of those alerted: found in minute history", r["found_in_history"]],
                 [
                     "baseline of each security's first flow after the outage",
-                    ", ".join(f"{k} {v}" for k, v in sorted(r["first_after"].items())),
+                    _counted(r["first_after"]),
                 ],
                 ["alerted live inside the outage (impossible)", r["inside_live"]],
                 [
